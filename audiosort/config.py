@@ -1,0 +1,335 @@
+"""Typed run configuration: frozen dataclasses, strict YAML loading, ``--set``.
+
+A config is a tree of frozen dataclasses, one per YAML section. Defaults live
+here; files in ``configs/`` state only what they change. Loading is strict,
+because the seed lost days to a silent typo (``pad_lengths`` for
+``pad_length``): an unknown key is an error naming the closest valid key, a
+value of the wrong type or out of range is an error naming the value.
+
+Example
+-------
+>>> cfg = load_config("configs/demo.yaml", overrides=["puzzle.n_chunks=4"])
+>>> cfg.puzzle.n_chunks
+4
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from audiosort.errors import ConfigError
+
+PAD_MODES = ("per_gap", "shared", "fixed")
+ENCODER_TYPES = ("mlp", "conv1d", "logmel")
+SORTER_TYPES = ("mlp", "attention")
+NORMALIZATIONS = ("softmax", "sinkhorn")
+LR_SCHEDULES = ("constant", "cosine")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the training data lives."""
+
+    corpus: str = "data/demo"  # a corpus folder made by `audiosort prepare`
+
+
+@dataclass(frozen=True)
+class PuzzleConfig:
+    """How a chunk set is cut from a track (all lengths in seconds)."""
+
+    n_chunks: int = 3
+    chunk_seconds: float = 0.2
+    pad_min_seconds: float = 0.0
+    pad_max_seconds: float = 0.01
+    # per_gap: every gap drawn independently (the only leak-free mode);
+    # shared: one random gap for all gaps of a set (the seed's first attempt, leaks for n >= 3);
+    # fixed: every gap is pad_max_seconds (leaks the tone's phase step).
+    pad_mode: str = "per_gap"
+    # Reject chunk sets with any chunk quieter than this RMS (full scale = 1.0); 0 disables.
+    min_rms: float = 0.0
+
+    def __post_init__(self):
+        _check(self.n_chunks >= 2, "puzzle.n_chunks", self.n_chunks, "must be >= 2")
+        _check(self.chunk_seconds > 0, "puzzle.chunk_seconds", self.chunk_seconds, "must be > 0")
+        _check(self.pad_min_seconds >= 0, "puzzle.pad_min_seconds", self.pad_min_seconds, "must be >= 0")
+        _check(
+            self.pad_max_seconds >= self.pad_min_seconds,
+            "puzzle.pad_max_seconds",
+            self.pad_max_seconds,
+            f"must be >= pad_min_seconds ({self.pad_min_seconds})",
+        )
+        _check(self.pad_mode in PAD_MODES, "puzzle.pad_mode", self.pad_mode, f"must be one of {PAD_MODES}")
+        _check(self.min_rms >= 0, "puzzle.min_rms", self.min_rms, "must be >= 0")
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """The chunk encoder: int16 chunk of L samples -> embedding_dim floats."""
+
+    type: str = "mlp"  # mlp | conv1d | logmel
+    embedding_dim: int = 64
+    hidden_units: int = 1000  # mlp: width of its two hidden layers (the seed's 1000)
+    filters: int = 32  # conv1d, logmel: channels of the first conv block, doubled every other block
+    blocks: int = 4  # conv1d, logmel: number of residual / conv blocks
+    n_mels: int = 64  # logmel: mel bands
+    frame_seconds: float = 0.025  # logmel: STFT window length
+    hop_seconds: float = 0.010  # logmel: STFT hop
+
+    def __post_init__(self):
+        _check(self.type in ENCODER_TYPES, "model.encoder.type", self.type, f"must be one of {ENCODER_TYPES}")
+        for name in ("embedding_dim", "hidden_units", "filters", "blocks", "n_mels"):
+            _check(getattr(self, name) > 0, f"model.encoder.{name}", getattr(self, name), "must be > 0")
+        _check(self.frame_seconds > 0, "model.encoder.frame_seconds", self.frame_seconds, "must be > 0")
+        _check(self.hop_seconds > 0, "model.encoder.hop_seconds", self.hop_seconds, "must be > 0")
+
+
+@dataclass(frozen=True)
+class SorterConfig:
+    """The sorter head: n embeddings -> n x n matrix, row i = position of slot i."""
+
+    type: str = "mlp"  # mlp | attention
+    normalization: str = "softmax"  # softmax (each row) | sinkhorn (doubly stochastic)
+    hidden_units: int = 1000  # mlp: width of its two wide layers (the seed's 1000)
+    attention_layers: int = 2
+    attention_heads: int = 4
+    sinkhorn_iterations: int = 20
+
+    def __post_init__(self):
+        _check(self.type in SORTER_TYPES, "model.sorter.type", self.type, f"must be one of {SORTER_TYPES}")
+        _check(
+            self.normalization in NORMALIZATIONS,
+            "model.sorter.normalization",
+            self.normalization,
+            f"must be one of {NORMALIZATIONS}",
+        )
+        for name in ("hidden_units", "attention_layers", "attention_heads", "sinkhorn_iterations"):
+            _check(getattr(self, name) > 0, f"model.sorter.{name}", getattr(self, name), "must be > 0")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    sorter: SorterConfig = field(default_factory=SorterConfig)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation. One epoch = steps_per_epoch batches of fresh puzzles."""
+
+    batch_size: int = 256
+    epochs: int = 20
+    steps_per_epoch: int = 500
+    learning_rate: float = 0.001
+    lr_schedule: str = "constant"  # constant | cosine (decay to 0 over all steps)
+    early_stopping_patience: int = 0  # epochs without val improvement before stopping; 0 = never
+    mixed_precision: str = "auto"  # auto (bf16 on GPU, float32 on CPU) | float32 | mixed_bfloat16 | mixed_float16
+    jit_compile: bool | str = "auto"  # true | false | auto (Keras decides)
+
+    def __post_init__(self):
+        for name in ("batch_size", "epochs", "steps_per_epoch"):
+            _check(getattr(self, name) > 0, f"train.{name}", getattr(self, name), "must be > 0")
+        _check(self.learning_rate > 0, "train.learning_rate", self.learning_rate, "must be > 0")
+        _check(self.lr_schedule in LR_SCHEDULES, "train.lr_schedule", self.lr_schedule, f"must be one of {LR_SCHEDULES}")
+        _check(self.early_stopping_patience >= 0, "train.early_stopping_patience", self.early_stopping_patience, "must be >= 0")
+        _check(
+            self.mixed_precision in PRECISIONS, "train.mixed_precision", self.mixed_precision, f"must be one of {PRECISIONS}"
+        )
+        _check(self.jit_compile in (True, False, "auto"), "train.jit_compile", self.jit_compile, "must be true, false or auto")
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole run: its name, seed and one dataclass per YAML section."""
+
+    name: str = "default"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    puzzle: PuzzleConfig = field(default_factory=PuzzleConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _check(ok: bool, key: str, value, why: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key} = {value!r} {why}")
+
+
+def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
+    """Read a YAML config, apply ``section.key=value`` overrides, validate.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        YAML file; its keys must exist in :class:`Config`. None starts from the defaults.
+    overrides : sequence of str
+        Each ``dotted.key=value``; the value is parsed as a YAML scalar and must
+        have the key's type.
+
+    Returns
+    -------
+    Config
+        The validated, frozen config.
+
+    Raises
+    ------
+    ConfigError
+        Unknown key (naming the closest valid one), wrong type or bad value.
+    """
+    raw: dict = {}
+    where = "--set overrides"
+    if path is not None:
+        path = Path(path)
+        where = str(path)
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise ConfigError(f"cannot read config {path}: {e.strerror or e}") from None
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path} must hold a mapping of sections, got {type(raw).__name__}")
+    for override in overrides:
+        apply_override(raw, override)
+    return from_dict(raw, where=where)
+
+
+def apply_override(raw: dict, override: str) -> None:
+    """Set ``dotted.key=value`` in a raw config dict, in place; the key must exist."""
+    key, sep, text = override.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {override!r}: expected section.key=value")
+    parts = key.split(".")
+    cls = Config
+    node = raw
+    for i, part in enumerate(parts):
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        if part not in names:
+            raise ConfigError(_unknown_key_message(".".join(parts[: i + 1]), cls, where="--set"))
+        hint = _field_types(cls)[part]
+        last = i == len(parts) - 1
+        if dataclasses.is_dataclass(hint):
+            if last:
+                raise ConfigError(f"--set {key}: '{key}' is a section; set one of its keys")
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: '{'.'.join(parts[: i + 1])}' is a section, not a value")
+            cls = hint
+        else:
+            if not last:
+                raise ConfigError(f"--set {key}: '{'.'.join(parts[: i + 1])}' is a value, not a section")
+            try:
+                node[part] = yaml.safe_load(text) if text.strip() else ""
+            except yaml.YAMLError:
+                node[part] = text
+
+
+def from_dict(raw: dict, *, where: str = "config", cls: type = Config, prefix: str = ""):
+    """Build a dataclass tree from nested dicts, strictly.
+
+    Parameters
+    ----------
+    raw : dict
+        Nested mapping, as read from YAML.
+    where : str
+        Where the mapping came from (a file name), for error messages.
+    cls : dataclass type
+        The dataclass to build; nested dataclass fields recurse.
+    prefix : str
+        Dotted path of ``cls`` inside the root, for error messages.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} in {where} must be a mapping, got {raw!r}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in names:
+            raise ConfigError(_unknown_key_message(prefix + str(key), cls, where=where))
+    hints = _field_types(cls)
+    values = {}
+    for key, value in raw.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            values[key] = from_dict(value if value is not None else {}, where=where, cls=hint, prefix=f"{prefix}{key}.")
+        else:
+            values[key] = _coerce(value, hint, f"{prefix}{key}", where)
+    try:
+        return cls(**values)
+    except ConfigError as e:
+        raise ConfigError(f"{e} (in {where})") from None
+
+
+def to_dict(cfg) -> dict:
+    """The config as plain nested dicts (what ``config.yaml`` of a run holds)."""
+    return dataclasses.asdict(cfg)
+
+
+def dump_config(cfg: Config) -> str:
+    """The fully resolved config as YAML text, sections in definition order."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def _field_types(cls) -> dict:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(value, hint, key: str, where: str):
+    """Check ``value`` against a type hint; ints widen to float, numeric strings like 1e-3 parse."""
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    for kind in allowed:
+        if kind is bool and isinstance(value, bool):
+            return value
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                break
+            return float(value)
+        if kind is str and isinstance(value, str):
+            return value
+    if float in allowed and isinstance(value, str):
+        # YAML 1.1 reads 1e-3 (no dot) as a string.
+        try:
+            number = float(value)
+        except ValueError:
+            pass
+        else:
+            if math.isfinite(number):
+                return number
+    expected = " or ".join(k.__name__ for k in allowed)
+    raise ConfigError(f"{key} = {value!r} in {where} must be {expected}")
+
+
+def _all_keys(cls, prefix: str = "") -> list[str]:
+    keys = []
+    for f, hint in zip(dataclasses.fields(cls), _field_types(cls).values()):
+        if dataclasses.is_dataclass(hint):
+            keys += _all_keys(hint, f"{prefix}{f.name}.")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def _unknown_key_message(dotted: str, cls, *, where: str) -> str:
+    """'unknown key 'puzzle.pad_lengths' in X; did you mean 'pad_max_seconds'?'"""
+    leaf = dotted.rsplit(".", 1)[-1]
+    local = [f.name for f in dataclasses.fields(cls)]
+    message = f"unknown key '{dotted}' in {where}"
+    elsewhere = [k for k in _all_keys(Config) if k.rsplit(".", 1)[-1] == leaf]
+    if elsewhere:
+        return f"{message}; did you mean '{elsewhere[0]}'?"
+    close = difflib.get_close_matches(leaf, local, n=1, cutoff=0.0)
+    if close:
+        message += f"; did you mean '{close[0]}'?"
+    section = dotted.rsplit(".", 1)[0] if "." in dotted else "top-level"
+    return f"{message} ({section} keys: {', '.join(local)})"

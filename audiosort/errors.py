@@ -1,0 +1,23 @@
+"""The one exception family for user mistakes.
+
+Anything raised as an :class:`AudiosortError` is the user's to fix (a bad path,
+a config typo, a file that is not audio); ``audiosort.cli`` prints its message
+as one line on stderr and exits with code 2. Every other exception is a bug and
+keeps its traceback.
+"""
+
+
+class AudiosortError(Exception):
+    """A user error; the message names the bad value and where it came from."""
+
+
+class ConfigError(AudiosortError):
+    """A config file or ``--set`` override is invalid."""
+
+
+class InputError(AudiosortError):
+    """A path, corpus or data file given by the user cannot be used."""
+
+
+class DecodeError(AudiosortError):
+    """One audio file cannot be decoded; ``prepare`` skips it and records why."""
