@@ -1,0 +1,338 @@
+"""The puzzle sampler: chunk sets with independent random gaps, shuffled.
+
+A puzzle is n chunks of L samples cut from one track, separated by gaps, then
+put into n slots in a uniformly random order. The label ``order[b, i]`` is the
+temporal position (0 = earliest) of the chunk in slot i.
+
+The sampler is the seed's lesson made code: every gap is drawn independently
+(``pad_mode="per_gap"``), because a shared gap lets a model infer the step and
+extrapolate a sine, and a fixed gap leaks the tone's phase step. The other two
+modes exist only so that ``audiosort audit`` can show that they leak.
+
+Everything here is vectorized over the batch: the chunks of B puzzles come from
+one fancy-index gather into a strided window view of each shard, never a
+Python loop per puzzle.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from audiosort.config import PAD_MODES, PuzzleConfig
+from audiosort.errors import InputError
+
+INT16_FULL_SCALE = 32768.0
+# A rejection round redraws only the rejected puzzles; after this many rounds the
+# threshold is considered unreachable for this audio.
+_MAX_REJECTION_ROUNDS = 50
+
+
+@dataclass(frozen=True)
+class PuzzleSpec:
+    """A puzzle's geometry in samples (what :class:`PuzzleConfig` says in seconds).
+
+    Attributes
+    ----------
+    n_chunks : int >= 2
+        Chunks per puzzle.
+    chunk_samples : int > 0
+        Length L of each chunk, in samples.
+    pad_min_samples, pad_max_samples : int >= 0
+        Bounds (inclusive) of each gap between consecutive chunks, in samples.
+    pad_mode : {"per_gap", "shared", "fixed"}
+        How gaps are drawn (see module docstring).
+    min_rms : float >= 0
+        Chunk sets having any chunk with RMS below this (full scale = 1.0) are
+        redrawn; 0 disables the check.
+    """
+
+    n_chunks: int
+    chunk_samples: int
+    pad_min_samples: int
+    pad_max_samples: int
+    pad_mode: str = "per_gap"
+    min_rms: float = 0.0
+
+    def __post_init__(self):
+        if self.n_chunks < 2:
+            raise InputError(f"n_chunks = {self.n_chunks} must be >= 2")
+        if self.chunk_samples < 1:
+            raise InputError(f"chunk_samples = {self.chunk_samples} must be >= 1")
+        if not 0 <= self.pad_min_samples <= self.pad_max_samples:
+            raise InputError(f"gap bounds [{self.pad_min_samples}, {self.pad_max_samples}] samples are not 0 <= min <= max")
+        if self.pad_mode not in PAD_MODES:
+            raise InputError(f"pad_mode = {self.pad_mode!r} must be one of {PAD_MODES}")
+
+    @classmethod
+    def from_config(cls, puzzle: PuzzleConfig, *, sample_rate: int) -> PuzzleSpec:
+        """Convert a seconds-based :class:`PuzzleConfig` to samples at ``sample_rate`` (Hz).
+
+        Lengths are rounded to the nearest sample; a chunk shorter than one
+        sample at this rate is an error.
+        """
+        chunk_samples = round(puzzle.chunk_seconds * sample_rate)
+        if chunk_samples < 1:
+            raise InputError(
+                f"puzzle.chunk_seconds = {puzzle.chunk_seconds} is less than one sample at {sample_rate} Hz"
+            )
+        return cls(
+            n_chunks=puzzle.n_chunks,
+            chunk_samples=chunk_samples,
+            pad_min_samples=round(puzzle.pad_min_seconds * sample_rate),
+            pad_max_samples=round(puzzle.pad_max_seconds * sample_rate),
+            pad_mode=puzzle.pad_mode,
+            min_rms=puzzle.min_rms,
+        )
+
+    @property
+    def max_span_samples(self) -> int:
+        """Longest possible chunk set, first chunk's start to last chunk's end, in samples."""
+        return self.n_chunks * self.chunk_samples + (self.n_chunks - 1) * self.pad_max_samples
+
+
+@dataclass
+class Puzzles:
+    """A batch of puzzles (the arrays of a fixed puzzle set, see DESIGN.md).
+
+    Attributes
+    ----------
+    chunks : np.ndarray [shape=(B, n, L), dtype=int16]
+        Slot i holds one chunk of L samples.
+    order : np.ndarray [shape=(B, n), dtype=int32]
+        ``order[b, i]``: temporal position (0 = earliest) of the chunk in slot i.
+    track : np.ndarray [shape=(B,), dtype=int64]
+        Index into the manifest's ``tracks`` of the track each puzzle was cut from.
+    starts : np.ndarray [shape=(B, n), dtype=int64]
+        Sample offset, within its track, of the chunk in slot i.
+    """
+
+    chunks: np.ndarray
+    order: np.ndarray
+    track: np.ndarray
+    starts: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
+@dataclass(frozen=True)
+class TrackTable:
+    """Tracks laid end to end in 1-D int16 shards: what the sampler reads from.
+
+    Attributes
+    ----------
+    shards : tuple of np.ndarray [shape=(frames,), dtype=int16]
+        Memory-mapped corpus shards, or in-memory arrays.
+    shard : np.ndarray [shape=(T,), dtype=int64]
+        Which shard holds each track.
+    offset : np.ndarray [shape=(T,), dtype=int64]
+        First sample of each track within its shard.
+    frames : np.ndarray [shape=(T,), dtype=int64]
+        Length of each track, in samples.
+    track_id : np.ndarray [shape=(T,), dtype=int64]
+        Index of each track in the manifest (what :attr:`Puzzles.track` reports).
+    """
+
+    shards: tuple
+    shard: np.ndarray
+    offset: np.ndarray
+    frames: np.ndarray
+    track_id: np.ndarray
+
+    @classmethod
+    def from_arrays(cls, tracks: list[np.ndarray]) -> TrackTable:
+        """One in-memory shard per track, track ids 0..T-1 (for synthetic sanity sets)."""
+        tracks = [np.ascontiguousarray(t, dtype=np.int16) for t in tracks]
+        count = len(tracks)
+        return cls(
+            shards=tuple(tracks),
+            shard=np.arange(count, dtype=np.int64),
+            offset=np.zeros(count, dtype=np.int64),
+            frames=np.array([len(t) for t in tracks], dtype=np.int64),
+            track_id=np.arange(count, dtype=np.int64),
+        )
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+def sample_puzzles(tracks: TrackTable, spec: PuzzleSpec, batch_size: int, *, rng: np.random.Generator) -> Puzzles:
+    """Cut ``batch_size`` random puzzles from ``tracks``.
+
+    A track is chosen with probability proportional to the number of chunk
+    sets that fit in it, then a start uniformly among those, so every possible
+    chunk set of the corpus is equally likely. A chunk set never mixes tracks.
+
+    Parameters
+    ----------
+    tracks : TrackTable
+        Where to cut from.
+    spec : PuzzleSpec
+        Geometry of a puzzle, in samples.
+    batch_size : int > 0
+        Number of puzzles B.
+    rng : np.random.Generator
+        The only source of randomness; the same state gives the same puzzles.
+
+    Returns
+    -------
+    Puzzles
+        ``chunks`` (B, n, L) int16, ``order`` (B, n), ``track`` (B,), ``starts`` (B, n).
+
+    Raises
+    ------
+    InputError
+        No track is long enough for one chunk set, or ``min_rms`` rejects
+        (nearly) every chunk set.
+    """
+    puzzles = _draw(tracks, spec, batch_size, rng)
+    if spec.min_rms <= 0:
+        return puzzles
+    for redraws in itertools.count():
+        quiet = np.flatnonzero(_chunk_rms(puzzles.chunks).min(axis=1) < spec.min_rms)
+        if quiet.size == 0:
+            return puzzles
+        if redraws == _MAX_REJECTION_ROUNDS:
+            raise InputError(
+                f"min_rms = {spec.min_rms} rejects nearly every chunk set of this audio "
+                f"({quiet.size} of {batch_size} still too quiet after {redraws} redraws); lower puzzle.min_rms"
+            )
+        redrawn = _draw(tracks, spec, quiet.size, rng)
+        for name in ("chunks", "order", "track", "starts"):
+            getattr(puzzles, name)[quiet] = getattr(redrawn, name)
+
+
+def _draw(tracks: TrackTable, spec: PuzzleSpec, batch_size: int, rng: np.random.Generator) -> Puzzles:
+    n, length = spec.n_chunks, spec.chunk_samples
+    gaps = draw_gaps(spec, batch_size, rng=rng)
+    # Offset of each chunk from the chunk set's start, in temporal order.
+    chunk_offsets = np.arange(n, dtype=np.int64) * length
+    chunk_offsets = chunk_offsets + np.concatenate([np.zeros((batch_size, 1), np.int64), np.cumsum(gaps, axis=1)], axis=1)
+    span = chunk_offsets[:, -1] + length
+
+    room = tracks.frames - spec.max_span_samples + 1
+    if not np.any(room > 0):
+        raise InputError(
+            f"every track is shorter than one chunk set ({spec.max_span_samples} samples); "
+            "use shorter chunks, fewer chunks or smaller gaps"
+        )
+    weights = np.maximum(room, 0).astype(np.float64)
+    track = rng.choice(len(tracks), size=batch_size, p=weights / weights.sum())
+    start = (rng.random(batch_size) * (tracks.frames[track] - span + 1)).astype(np.int64)
+
+    # Slot i holds the chunk of temporal position perm[b, i]: that is the label.
+    order = np.argsort(rng.random((batch_size, n)), axis=1).astype(np.int32)
+    starts = start[:, None] + np.take_along_axis(chunk_offsets, order, axis=1)
+
+    chunks = np.empty((batch_size, n, length), dtype=np.int16)
+    shard_of = tracks.shard[track]
+    absolute = tracks.offset[track][:, None] + starts
+    for shard_index in np.unique(shard_of):
+        windows = sliding_window_view(tracks.shards[shard_index], length)
+        if len(tracks.shards) == 1 or np.all(shard_of == shard_index):
+            chunks[...] = windows[absolute]
+        else:
+            rows = shard_of == shard_index
+            chunks[rows] = windows[absolute[rows]]
+    return Puzzles(chunks=chunks, order=order, track=tracks.track_id[track], starts=starts)
+
+
+def draw_gaps(spec: PuzzleSpec, batch_size: int, *, rng: np.random.Generator) -> np.ndarray:
+    """Gaps between consecutive chunks, in samples.
+
+    Returns
+    -------
+    np.ndarray [shape=(batch_size, n_chunks - 1), dtype=int64]
+        ``per_gap``: each drawn independently and uniformly in
+        [pad_min_samples, pad_max_samples]; ``shared``: one such draw per
+        puzzle, repeated; ``fixed``: always pad_max_samples.
+    """
+    shape = (batch_size, spec.n_chunks - 1)
+    low, high = spec.pad_min_samples, spec.pad_max_samples + 1
+    if spec.pad_mode == "per_gap":
+        return rng.integers(low, high, size=shape, dtype=np.int64)
+    if spec.pad_mode == "shared":
+        return np.repeat(rng.integers(low, high, size=(batch_size, 1), dtype=np.int64), shape[1], axis=1)
+    return np.full(shape, spec.pad_max_samples, dtype=np.int64)
+
+
+def _chunk_rms(chunks: np.ndarray) -> np.ndarray:
+    """RMS of each chunk, full scale = 1.0: (B, n, L) int16 -> (B, n) float32."""
+    power = np.square(chunks, dtype=np.float32).mean(axis=-1)
+    return np.sqrt(power) / INT16_FULL_SCALE
+
+
+def puzzle_batches(
+    tracks: TrackTable, spec: PuzzleSpec, batch_size: int, *, rng: np.random.Generator
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Endless stream of fresh training batches ``(chunks (B, n, L) int16, order (B, n) int32)``."""
+    while True:
+        puzzles = sample_puzzles(tracks, spec, batch_size, rng=rng)
+        yield puzzles.chunks, puzzles.order
+
+
+def make_puzzle_set(
+    tracks: TrackTable, spec: PuzzleSpec, n_puzzles: int, *, rng: np.random.Generator, batch_size: int = 4096
+) -> Puzzles:
+    """A fixed set of ``n_puzzles`` puzzles, drawn ``batch_size`` at a time to bound memory."""
+    parts = [
+        sample_puzzles(tracks, spec, min(batch_size, n_puzzles - done), rng=rng)
+        for done in range(0, n_puzzles, batch_size)
+    ]
+    return Puzzles(*(np.concatenate([getattr(p, name) for p in parts]) for name in ("chunks", "order", "track", "starts")))
+
+
+def save_puzzle_set(path: str | Path, puzzles: Puzzles) -> None:
+    """Write a fixed puzzle set as ``.npz`` (chunks, order, track, starts), atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, chunks=puzzles.chunks, order=puzzles.order, track=puzzles.track, starts=puzzles.starts)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_puzzle_set(path: str | Path) -> Puzzles:
+    """Read a fixed puzzle set written by :func:`save_puzzle_set`, checking its shapes.
+
+    Raises
+    ------
+    InputError
+        Missing file, not an npz, a missing array or inconsistent shapes.
+    """
+    path = Path(path)
+    try:
+        with np.load(path) as data:
+            arrays = {name: data[name] for name in ("chunks", "order", "track", "starts")}
+    except FileNotFoundError:
+        raise InputError(f"no puzzle set at {path}") from None
+    except KeyError as e:
+        raise InputError(f"{path} is not a puzzle set: missing array {e}") from None
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path} is not a puzzle set: {e}") from None
+    puzzles = Puzzles(**arrays)
+    chunks, order = puzzles.chunks, puzzles.order
+    if (
+        chunks.ndim != 3
+        or chunks.dtype != np.int16
+        or order.shape != chunks.shape[:2]
+        or puzzles.starts.shape != order.shape
+        or puzzles.track.shape != order.shape[:1]
+    ):
+        raise InputError(
+            f"{path} has inconsistent arrays: chunks {chunks.shape} {chunks.dtype}, order {order.shape}, "
+            f"track {puzzles.track.shape}, starts {puzzles.starts.shape}"
+        )
+    return puzzles
