@@ -1,0 +1,330 @@
+"""Decode any audio file to mono float32 at a chosen rate; write 16-bit wav.
+
+This is the only module that touches audio codecs. Everything downstream sees
+1-D float32 arrays in [-1, 1] at one sample rate, or their int16 form
+(:func:`to_int16` / :func:`from_int16`, full scale 32768 both ways).
+
+Decoding tries libsndfile (through ``soundfile``: wav, flac, ogg/vorbis,
+opus, mp3, aiff, ...) and falls back to ``librosa.load`` (audioread, which
+needs ffmpeg or similar for m4a and friends). Every decoding failure is a
+:class:`~audiosort.errors.DecodeError` with a one-line reason, so that
+``prepare`` can skip the file and record why.
+
+Example
+-------
+>>> y = load("song.opus", sample_rate=16000)
+>>> y.dtype, y.ndim
+(dtype('float32'), 1)
+>>> write_wav("song-16k.wav", y, sample_rate=16000)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import librosa
+import numpy as np
+import soundfile
+import soxr
+
+from audiosort.errors import DecodeError, InputError
+
+AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".m4a"})
+
+# One int16 step is 1 / INT16_SCALE in float. A power of two keeps the
+# float <-> int16 scaling exact, and makes from_int16 -> to_int16 the identity.
+INT16_SCALE = 32768
+
+_MAX_REASON_CHARS = 200
+_SHA256_BLOCK_BYTES = 1 << 20
+
+# libsndfile error codes whose own wording misleads once we know the path is a
+# non-empty regular file: its mp3 reader reports data it cannot parse as code 7,
+# "File does not exist or is not a regular file".
+_LIBSNDFILE_REASONS = {
+    1: "format not recognised",
+    3: "malformed file",
+    4: "unsupported encoding",
+    7: "not a readable audio stream",
+}
+
+
+def find_audio_files(paths: Sequence[str | Path]) -> list[tuple[Path, Path]]:
+    """List the audio files under the given files and folders.
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+        Files and folders. A folder is walked recursively and yields the files
+        whose extension is in :data:`AUDIO_EXTENSIONS` (case-insensitive),
+        skipping hidden files and folders (names starting with ``.``). A file
+        given directly is always listed, whatever its name; the decoder
+        judges it.
+
+    Returns
+    -------
+    pairs : list of (root, file) tuples of Path
+        ``root`` is the folder given (or the parent of a file given directly)
+        and ``file`` lies under it, so ``file.relative_to(root)`` names the
+        file within what the user gave. Paths come in the order given, and
+        each folder's files sorted by their path relative to the folder, so
+        the list is the same on every machine. A file reached twice (same
+        resolved path) is listed once, at its first occurrence.
+
+    Raises
+    ------
+    InputError
+        If a path does not exist.
+    """
+    pairs = []
+    seen = set()
+    for given in paths:
+        path = Path(given)
+        if not path.exists():
+            raise InputError(f"no such file or folder: {given}")
+        if path.is_dir():
+            candidates = [(path, file) for file in _walk_audio_files(path)]
+        else:
+            candidates = [(path.parent, path)]
+        for root, file in candidates:
+            # The same track listed twice could land in two splits and leak.
+            key = file.resolve()
+            if key not in seen:
+                seen.add(key)
+                pairs.append((root, file))
+    return pairs
+
+
+def _walk_audio_files(folder: Path) -> list[Path]:
+    relative_paths = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [name for name in dirnames if not name.startswith(".")]
+        relative_dir = Path(dirpath).relative_to(folder)
+        relative_paths.extend(
+            relative_dir / name
+            for name in filenames
+            if not name.startswith(".") and Path(name).suffix.lower() in AUDIO_EXTENSIONS
+        )
+    return [folder / relative_path for relative_path in sorted(relative_paths)]
+
+
+def load(path: str | Path, *, sample_rate: int) -> np.ndarray:
+    """Decode an audio file to mono float32 at ``sample_rate``.
+
+    Parameters
+    ----------
+    path : str or Path
+        Any file libsndfile can read (wav, flac, ogg/vorbis, opus, mp3, aiff,
+        ...); other formats (m4a, ...) go through ``librosa.load``, which needs
+        an audioread backend such as ffmpeg.
+    sample_rate : int > 0
+        Output rate in Hz. The file is resampled with soxr (quality "HQ")
+        when its own rate differs.
+
+    Returns
+    -------
+    y : np.ndarray [shape=(frames,), dtype=float32]
+        The channels averaged, in [-1, 1] (full scale = 1.0); samples beyond
+        full scale, from float files or resampling overshoot, are clipped.
+        ``frames`` is about the file's duration in seconds times
+        ``sample_rate``.
+
+    Raises
+    ------
+    DecodeError
+        If the file is missing, empty, cannot be decoded, has no audio frames
+        or holds NaN/inf samples. The message is one short line with the
+        reason and without the path (the caller knows which file it asked for).
+    InputError
+        If ``sample_rate`` is not a positive int.
+    """
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
+        raise InputError(f"sample_rate must be a positive int (Hz), got {sample_rate!r}")
+    path = Path(path)
+    if not path.is_file():
+        raise DecodeError("no such file" if not path.exists() else "not a regular file")
+    if path.stat().st_size == 0:
+        raise DecodeError("empty file")
+
+    samples, file_rate = _decode(path)
+    if samples.shape[0] == 0:
+        raise DecodeError("no audio frames")
+    if not np.isfinite(samples).all():
+        raise DecodeError("non-finite samples (NaN or inf)")
+
+    mono = samples.mean(axis=1, dtype=np.float32) if samples.shape[1] > 1 else samples[:, 0]
+    if file_rate != sample_rate:
+        mono = soxr.resample(mono, file_rate, sample_rate, quality="HQ")
+        if mono.shape[0] == 0:
+            raise DecodeError(f"no audio frames left after resampling {file_rate} Hz -> {sample_rate} Hz")
+    mono = np.ascontiguousarray(mono, dtype=np.float32)
+    np.clip(mono, -1.0, 1.0, out=mono)
+    return mono
+
+
+def _decode(path: Path) -> tuple[np.ndarray, int]:
+    """Return ``(samples [shape=(frames, channels), float32], rate in Hz)`` or raise DecodeError."""
+    try:
+        samples, file_rate = soundfile.read(path, dtype="float32", always_2d=True)
+        return samples, int(file_rate)
+    except Exception as error:  # any library failure is a decode failure
+        soundfile_reason = _short_reason(error)
+
+    try:
+        with warnings.catch_warnings():
+            # librosa warns that soundfile failed (we know) and that audioread is deprecated.
+            warnings.simplefilter("ignore")
+            channels_first, file_rate = librosa.load(path, sr=None, mono=False)
+    except Exception as error:  # any library failure is a decode failure
+        raise DecodeError(_truncate(f"cannot decode: {soundfile_reason}; {_short_reason(error)}")) from None
+    samples = np.atleast_2d(np.asarray(channels_first, dtype=np.float32)).T
+    return samples, int(file_rate)
+
+
+def _short_reason(error: Exception) -> str:
+    if isinstance(error, soundfile.LibsndfileError):
+        return _LIBSNDFILE_REASONS.get(error.code, error.error_string.strip().rstrip("."))
+    if type(error).__name__ == "NoBackendError":
+        return "no audioread backend could read it (is ffmpeg installed?)"
+    message = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {message[0]}" if message else type(error).__name__
+
+
+def _truncate(message: str) -> str:
+    return message if len(message) <= _MAX_REASON_CHARS else message[: _MAX_REASON_CHARS - 3] + "..."
+
+
+def to_int16(y: np.ndarray) -> np.ndarray:
+    """Convert float audio to int16: ``round(y * 32768)``, clipped to [-32768, 32767].
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(...), dtype=floating]
+        Finite samples, full scale = 1.0. Values from ``32767 / 32768`` up to
+        1.0 and beyond clip to 32767; values below -1.0 clip to -32768.
+
+    Returns
+    -------
+    x : np.ndarray [shape=y.shape, dtype=int16]
+        Rounded to the nearest step (ties to even), so
+        ``from_int16(to_int16(y))`` is within half a step (1 / 65536) of ``y``
+        for y in [-1, 32767/32768] and within one step (1 / 32768) up to 1.0.
+
+    Raises
+    ------
+    TypeError
+        If ``y`` is not a floating-point array.
+    ValueError
+        If ``y`` holds NaN or inf.
+    """
+    y = np.asarray(y)
+    if not np.issubdtype(y.dtype, np.floating):
+        raise TypeError(f"to_int16 expects floating-point samples, got dtype {y.dtype}")
+    if not np.isfinite(y).all():
+        raise ValueError("to_int16 got NaN or inf samples")
+    # float32 is exact here: scaling by a power of two only changes the exponent.
+    scaled = y.astype(np.float32) * np.float32(INT16_SCALE)
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, -INT16_SCALE, INT16_SCALE - 1, out=scaled)
+    return scaled.astype(np.int16)
+
+
+def from_int16(x: np.ndarray) -> np.ndarray:
+    """Convert int16 audio to float32: ``x / 32768``.
+
+    Parameters
+    ----------
+    x : np.ndarray [shape=(...), dtype=int16]
+
+    Returns
+    -------
+    y : np.ndarray [shape=x.shape, dtype=float32]
+        In [-1, 32767/32768]; ``to_int16(from_int16(x))`` equals ``x`` exactly.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not int16.
+    """
+    x = np.asarray(x)
+    if x.dtype != np.int16:
+        raise TypeError(f"from_int16 expects int16 samples, got dtype {x.dtype}")
+    return x.astype(np.float32) / np.float32(INT16_SCALE)
+
+
+def write_wav(path: str | Path, y: np.ndarray, *, sample_rate: int) -> None:
+    """Write mono audio as a 16-bit PCM wav, atomically.
+
+    The file is written to a temporary name in the same folder and then
+    renamed over ``path``, so a reader never sees a half-written file and an
+    interrupted write leaves the old file (if any) untouched. Missing parent
+    folders are created.
+
+    Parameters
+    ----------
+    path : str or Path
+        Destination file.
+    y : np.ndarray [shape=(frames,), dtype=floating or int16]
+        Float samples (full scale = 1.0) are converted with :func:`to_int16`;
+        int16 samples are written as they are.
+    sample_rate : int > 0
+        In Hz, stored in the wav header.
+
+    Raises
+    ------
+    TypeError
+        If ``y`` is neither floating-point nor int16.
+    ValueError
+        If ``y`` is not 1-D, or holds NaN or inf.
+    InputError
+        If ``sample_rate`` is not a positive int.
+    """
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
+        raise InputError(f"sample_rate must be a positive int (Hz), got {sample_rate!r}")
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"write_wav expects mono samples of shape (frames,), got shape {y.shape}")
+    samples = y if y.dtype == np.int16 else to_int16(y)
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as temp_file:
+            soundfile.write(temp_file, samples, sample_rate, format="WAV", subtype="PCM_16")
+        os.replace(temp_name, path)
+    except BaseException:
+        os.unlink(temp_name)
+        raise
+
+
+def sha256_file(path: str | Path) -> str:
+    """Return the SHA-256 hex digest of a file's bytes, read in 1 MiB blocks.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    digest : str
+        64 lowercase hex characters.
+
+    Raises
+    ------
+    InputError
+        If the file cannot be read.
+    """
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as file:
+            while block := file.read(_SHA256_BLOCK_BYTES):
+                digest.update(block)
+    except OSError as error:
+        raise InputError(f"cannot read {path}: {error.strerror}") from None
+    return digest.hexdigest()
