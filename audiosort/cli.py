@@ -1,0 +1,106 @@
+"""The ``audiosort`` command line: parse, call one library function, print.
+
+Exit codes: 0 success; 1 a check ran and found a problem; 2 bad usage, config
+or input (one line on stderr, no traceback). Only this module turns
+:class:`audiosort.errors.AudiosortError` into exit code 2.
+"""
+
+from __future__ import annotations
+
+import click
+
+from audiosort.errors import AudiosortError
+
+
+class UserError(click.ClickException):
+    """An AudiosortError shown as ``Error: <message>`` with exit code 2."""
+
+    exit_code = 2
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except AudiosortError as e:
+            raise UserError(str(e)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="audiosort")
+def main():
+    """Learn audio representations without labels by sorting shuffled audio chunks."""
+
+
+_SYNTHETIC_DEFAULT_DURATION = {"music": "20m", "noise": "2h", "brown": "2h", "tone": "2h"}
+
+
+@main.command()
+@click.argument("sources", nargs=-1, type=click.Path(path_type=str))
+@click.option("--out", required=True, type=click.Path(path_type=str), help="Corpus folder to create.")
+@click.option(
+    "--synthetic",
+    type=click.Choice(["music", "noise", "brown", "tone"]),
+    help="Render a synthetic corpus instead of reading SOURCES.",
+)
+@click.option("--duration", help="Synthetic audio in total: seconds, or with s/m/h (default 20m for music, 2h otherwise).")
+@click.option("--track-seconds", type=float, default=60.0, show_default=True, help="Synthetic track length.")
+@click.option("--tone-method", type=click.Choice(["tiled", "exact"]), default="tiled", show_default=True)
+@click.option("--sample-rate", type=int, default=16000, show_default=True, help="Corpus sample rate, Hz.")
+@click.option("--val-fraction", type=float, default=0.1, show_default=True)
+@click.option("--test-fraction", type=float, default=0.1, show_default=True)
+@click.option("--puzzles", "n_puzzles", type=int, default=2000, show_default=True, help="Puzzles per fixed val/test set.")
+@click.option("--config", "config_path", type=click.Path(path_type=str), help="Take puzzle settings and seed from this config.")
+@click.option("--n-chunks", type=int)
+@click.option("--chunk-seconds", type=float)
+@click.option("--pad-min-seconds", type=float)
+@click.option("--pad-max-seconds", type=float)
+@click.option("--pad-mode", type=click.Choice(["per_gap", "shared", "fixed"]))
+@click.option("--min-rms", type=float)
+@click.option("--seed", type=int, help="Seeds synthetic audio and the fixed puzzle sets (default: the config's).")
+@click.option("--jobs", type=int, help="Files decoded at once (default: all cores).")
+@click.option("--shard-mb", type=float, default=1024, show_default=True, help="Largest shard, MiB.")
+@click.option(
+    "--group-pattern",
+    help="Regex removed from paths before the split hash, so versions of a piece share a split (e.g. '_enhanced').",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def prepare(sources, out, synthetic, duration, track_seconds, tone_method, config_path, seed, quiet, shard_mb, **opts):
+    """Turn audio files (or synthetic audio) into a corpus with fixed puzzle sets.
+
+    SOURCES are audio files and folders (wav, flac, ogg, opus, mp3, ...).
+    Tracks are split into train/val/test by a hash of their path.
+    """
+    from audiosort.config import load_config
+    from audiosort.data import corpus
+
+    flags = ("n_chunks", "chunk_seconds", "pad_min_seconds", "pad_max_seconds", "pad_mode", "min_rms")
+    values = {name: opts.pop(name) for name in flags}
+    overrides = [f"puzzle.{name}={value}" for name, value in values.items() if value is not None]
+    config = load_config(config_path, overrides)
+    common = dict(
+        puzzle=config.puzzle,
+        seed=config.seed if seed is None else seed,
+        shard_bytes=int(shard_mb * 2**20),
+        progress=not quiet,
+        **opts,
+    )
+    if synthetic:
+        if sources:
+            raise UserError("give either SOURCES or --synthetic, not both")
+        summary = corpus.prepare_synthetic(
+            synthetic,
+            out,
+            duration_seconds=corpus.parse_duration(duration or _SYNTHETIC_DEFAULT_DURATION[synthetic]),
+            track_seconds=track_seconds,
+            tone_method=tone_method,
+            **common,
+        )
+    else:
+        if not sources:
+            raise UserError("give audio files or folders, or --synthetic KIND")
+        if duration:
+            raise UserError("--duration applies only to --synthetic")
+        summary = corpus.prepare(sources, out, **common)
+    click.echo("\n".join(summary.lines()))

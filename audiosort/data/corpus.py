@@ -1,0 +1,595 @@
+"""``prepare``: audio files (or synthetic audio) -> a sharded int16 corpus.
+
+The corpus folder (DESIGN.md, "Corpus folder")::
+
+    manifest.json            format, sample_rate, tracks, skipped, puzzles
+    audio/<split>-<k>.npy    1-D int16 shards, tracks laid end to end
+    puzzles/val.npz          fixed puzzle sets cut from held-out tracks
+    puzzles/test.npz
+
+Splits are by track and decided by a hash of each source's path, so adding
+files never moves an existing track to another split, and a chunk set never
+mixes tracks. Decoding runs in a thread pool with a bounded number of files in
+flight; each decoded track goes straight to disk, so memory never holds the
+corpus. Everything is written into a temporary folder beside the output and
+renamed into place at the end.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import struct
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+from tqdm import tqdm
+
+from audiosort import audio
+from audiosort.config import PuzzleConfig, to_dict
+from audiosort.data import synthetic
+from audiosort.data.puzzles import PuzzleSpec, Puzzles, TrackTable, load_puzzle_set, make_puzzle_set, save_puzzle_set
+from audiosort.errors import DecodeError, InputError
+
+FORMAT = "audiosort-corpus/1"
+SPLITS = ("train", "val", "test")
+PUZZLE_SPLITS = ("val", "test")
+DEFAULT_SHARD_BYTES = 1 << 30
+# Fixed .npy header size so a shard can be written as a stream and its length
+# filled in at the end (NPY 1.0: magic, version, uint16 header length, header).
+_NPY_HEADER_BYTES = 128
+
+
+@dataclass
+class PrepareSummary:
+    """What ``prepare`` wrote: per-split track counts and hours, skipped files."""
+
+    out: Path
+    sample_rate: int
+    tracks: dict = field(default_factory=dict)  # split -> number of tracks
+    hours: dict = field(default_factory=dict)  # split -> hours of audio
+    skipped: list = field(default_factory=list)  # [{"source", "reason"}]
+    puzzles: dict = field(default_factory=dict)  # split -> number of fixed puzzles
+
+    def lines(self) -> list[str]:
+        """Human-readable summary, one line per fact."""
+        out = [f"corpus: {self.out}  ({self.sample_rate} Hz, int16)"]
+        for split in SPLITS:
+            out.append(
+                f"  {split:<5} {self.tracks.get(split, 0):5d} tracks  {self.hours.get(split, 0.0):8.3f} h"
+                + (f"  {self.puzzles[split]} fixed puzzles" if split in self.puzzles else "")
+            )
+        out.append(f"  skipped {len(self.skipped)} file(s)")
+        out += [f"    {s['source']}: {s['reason']}" for s in self.skipped]
+        return out
+
+
+@dataclass
+class _Track:
+    source: str
+    path: Path  # temporary .npy of the decoded int16 audio
+    frames: int
+    sha256: str
+
+
+def prepare(
+    sources: Iterable[str | Path],
+    out: str | Path,
+    *,
+    puzzle: PuzzleConfig,
+    sample_rate: int = 16000,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    n_puzzles: int = 2000,
+    seed: int = 0,
+    jobs: int | None = None,
+    shard_bytes: int = DEFAULT_SHARD_BYTES,
+    overwrite: bool = False,
+    progress: bool = True,
+    group_pattern: str | None = None,
+) -> PrepareSummary:
+    """Decode audio files into a corpus folder at ``out``.
+
+    Parameters
+    ----------
+    sources : iterable of str or Path
+        Files and folders (walked recursively for audio extensions).
+    out : str or Path
+        Corpus folder to create.
+    puzzle : PuzzleConfig
+        Settings of the fixed val/test puzzle sets; a track too short for one
+        chunk set of these settings is skipped.
+    sample_rate : int > 0
+        Rate of the corpus, in Hz; files are resampled with soxr (HQ).
+    val_fraction, test_fraction : float in [0, 1)
+        Expected share of tracks held out for validation and test.
+    n_puzzles : int >= 0
+        Puzzles per fixed set.
+    seed : int
+        Seeds the fixed puzzle sets.
+    jobs : int > 0, optional
+        Files decoded at once; default all cores.
+    shard_bytes : int > 0
+        Largest shard, in bytes (a longer track gets a shard of its own).
+    overwrite : bool
+        Replace an existing ``out``.
+    progress : bool
+        Show a progress bar on stderr.
+    group_pattern : str, optional
+        Regular expression removed from source paths before the split hash,
+        so versions of one piece share a split (see :func:`assign_splits`).
+
+    Returns
+    -------
+    PrepareSummary
+
+    Raises
+    ------
+    InputError
+        Missing source, no audio found, nothing decodable, ``out`` exists or is
+        not writable. A single bad file is skipped and recorded instead.
+    """
+    files = audio.find_audio_files(list(sources))
+    if not files:
+        raise InputError(f"no audio files found in {', '.join(str(s) for s in sources)}")
+    root = Path(os.path.commonpath([str(r.resolve()) for r, _ in files]))
+    named = [(path.resolve().relative_to(root).as_posix(), path) for _, path in files]
+
+    def decode(path: Path) -> tuple[np.ndarray, str]:
+        try:
+            digest = audio.sha256_file(path)
+        except InputError as e:
+            raise DecodeError(str(e)) from None
+        return audio.to_int16(audio.load(path, sample_rate=sample_rate)), digest
+
+    return _build_corpus(
+        [(name, (lambda p=path: decode(p))) for name, path in named],
+        out,
+        puzzle=puzzle,
+        sample_rate=sample_rate,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        n_puzzles=n_puzzles,
+        seed=seed,
+        jobs=jobs,
+        shard_bytes=shard_bytes,
+        overwrite=overwrite,
+        progress=progress,
+        group_pattern=group_pattern,
+    )
+
+
+def prepare_synthetic(
+    kind: str,
+    out: str | Path,
+    *,
+    duration_seconds: float,
+    track_seconds: float = 60.0,
+    tone_method: str = "tiled",
+    puzzle: PuzzleConfig,
+    sample_rate: int = 16000,
+    seed: int = 0,
+    **options,
+) -> PrepareSummary:
+    """Render a synthetic corpus (``music``, ``noise``, ``brown`` or ``tone``) at ``out``.
+
+    Parameters
+    ----------
+    kind : str
+        One of :data:`audiosort.data.synthetic.KINDS`.
+    duration_seconds : float > 0
+        Total audio, in seconds, cut into tracks of ``track_seconds``.
+    track_seconds : float > 0
+        Length of each track, in seconds.
+    tone_method : {"tiled", "exact"}
+        How ``tone`` is made (see :func:`audiosort.data.synthetic.tone`).
+    seed : int
+        Seeds both the audio (track k uses ``[seed, k]``) and the puzzle sets.
+    **options
+        The remaining keywords of :func:`prepare` (fractions, n_puzzles, jobs, ...).
+    """
+    if kind not in synthetic.KINDS:
+        raise InputError(f"unknown synthetic kind {kind!r}; choose one of {', '.join(synthetic.KINDS)}")
+    if duration_seconds <= 0 or track_seconds <= 0:
+        raise InputError(f"duration ({duration_seconds} s) and track length ({track_seconds} s) must be > 0")
+    n_tracks = max(1, round(duration_seconds / track_seconds))
+    seconds = duration_seconds / n_tracks
+
+    def render(k: int) -> tuple[np.ndarray, str]:
+        y = synthetic.render(
+            kind, seconds, sample_rate=sample_rate, rng=np.random.default_rng([seed, k]), tone_method=tone_method
+        )
+        pcm = audio.to_int16(y)
+        return pcm, hashlib.sha256(pcm.tobytes()).hexdigest()
+
+    label = f"{kind}-{tone_method}" if kind == "tone" else kind
+    return _build_corpus(
+        [(f"synthetic/{label}/{k:05d}", (lambda k=k: render(k))) for k in range(n_tracks)],
+        out,
+        puzzle=puzzle,
+        sample_rate=sample_rate,
+        seed=seed,
+        **options,
+    )
+
+
+def _build_corpus(
+    jobs_in: list[tuple[str, Callable[[], tuple[np.ndarray, str]]]],
+    out: str | Path,
+    *,
+    puzzle: PuzzleConfig,
+    sample_rate: int,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    n_puzzles: int = 2000,
+    seed: int = 0,
+    jobs: int | None = None,
+    shard_bytes: int = DEFAULT_SHARD_BYTES,
+    overwrite: bool = False,
+    progress: bool = True,
+    group_pattern: str | None = None,
+) -> PrepareSummary:
+    """Load each (source name, loader) pair and write the corpus atomically."""
+    if sample_rate <= 0:
+        raise InputError(f"sample rate {sample_rate} Hz must be > 0")
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise InputError(f"val ({val_fraction}) and test ({test_fraction}) fractions must be >= 0 and sum to < 1")
+    spec = PuzzleSpec.from_config(puzzle, sample_rate=sample_rate)
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise InputError(f"{out} already exists; pass --overwrite to replace it")
+    tmp = _make_temp_dir(out)
+    try:
+        tracks, skipped = _decode_all(jobs_in, tmp / "decoded", spec, sample_rate, jobs, progress)
+        if not tracks:
+            reasons = "; ".join(f"{s['source']}: {s['reason']}" for s in skipped[:3])
+            raise InputError(f"no usable audio among {len(skipped)} file(s) ({reasons})")
+        splits = assign_splits(
+            [t.source for t in tracks], val_fraction=val_fraction, test_fraction=test_fraction, group_pattern=group_pattern
+        )
+        manifest_tracks = _write_shards(tracks, splits, tmp / "audio", shard_bytes)
+        shutil.rmtree(tmp / "decoded")
+        manifest = {
+            "format": FORMAT,
+            "sample_rate": sample_rate,
+            "dtype": "int16",
+            "tracks": manifest_tracks,
+            "skipped": skipped,
+            "group_pattern": group_pattern,
+            "puzzles": {**to_dict(puzzle), "seed": seed, "count": n_puzzles, **_spec_samples(spec)},
+        }
+        summary = PrepareSummary(out=out, sample_rate=sample_rate, skipped=skipped)
+        for split in SPLITS:
+            frames = [t["frames"] for t in manifest_tracks if t["split"] == split]
+            summary.tracks[split] = len(frames)
+            summary.hours[split] = sum(frames) / sample_rate / 3600
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        corpus = Corpus(tmp)
+        for code, split in enumerate(SPLITS):
+            if split in PUZZLE_SPLITS and summary.tracks[split] and n_puzzles:
+                # Each split's set has its own stream, so adding val tracks never changes the test set.
+                rng = np.random.default_rng([seed, code])
+                save_puzzle_set(tmp / "puzzles" / f"{split}.npz", make_puzzle_set(corpus.tracks(split), spec, n_puzzles, rng=rng))
+                summary.puzzles[split] = n_puzzles
+        _move_into_place(tmp, out, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return summary
+
+
+def _spec_samples(spec: PuzzleSpec) -> dict:
+    return {
+        "chunk_samples": spec.chunk_samples,
+        "pad_min_samples": spec.pad_min_samples,
+        "pad_max_samples": spec.pad_max_samples,
+    }
+
+
+def _make_temp_dir(out: Path) -> Path:
+    parent = out.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = parent / f".{out.name}.partial-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        (tmp / "decoded").mkdir()
+        probe = tmp / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise InputError(f"cannot write corpus beside {out}: {e.strerror or e}") from None
+    return tmp
+
+
+def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
+    if out.exists():
+        if not overwrite:
+            raise InputError(f"{out} already exists; pass --overwrite to replace it")
+        trash = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, trash)
+        os.replace(tmp, out)
+        if trash.is_dir():
+            shutil.rmtree(trash)
+        else:
+            trash.unlink()
+    else:
+        os.replace(tmp, out)
+
+
+def _decode_all(jobs_in, folder: Path, spec: PuzzleSpec, sample_rate: int, jobs: int | None, progress: bool):
+    """Run every loader in a thread pool, write each track to ``folder``; return (tracks, skipped).
+
+    At most ``2 * jobs`` loaders are in flight, so memory holds a few tracks,
+    never the corpus. Results are taken in submission order, which keeps the
+    output independent of thread timing.
+    """
+    jobs = jobs or os.cpu_count() or 1
+    if jobs < 1:
+        raise InputError(f"--jobs {jobs} must be >= 1")
+    tracks: list[_Track] = []
+    skipped: list[dict] = []
+    bar = tqdm(total=len(jobs_in), desc="decoding", unit="file", disable=not progress, file=sys.stderr)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        pending: list[tuple[str, concurrent.futures.Future]] = []
+        queue = iter(jobs_in)
+        while True:
+            for name, load in queue:
+                pending.append((name, pool.submit(load)))
+                if len(pending) >= 2 * jobs:
+                    break
+            if not pending:
+                break
+            name, future = pending.pop(0)
+            try:
+                pcm, digest = future.result()
+                reason = _unusable(pcm, spec, sample_rate)
+            except DecodeError as e:
+                reason = str(e)
+            bar.update(1)
+            if reason:
+                skipped.append({"source": name, "reason": reason})
+                continue
+            path = folder / f"{len(tracks):06d}.npy"
+            np.save(path, pcm)
+            tracks.append(_Track(source=name, path=path, frames=len(pcm), sha256=digest))
+    bar.close()
+    return tracks, skipped
+
+
+def _unusable(pcm: np.ndarray, spec: PuzzleSpec, sample_rate: int) -> str | None:
+    """Why a decoded int16 track cannot be used, or None."""
+    if len(pcm) == 0:
+        return "no audio frames"
+    if not np.any(pcm):
+        return "silent (all samples are zero)"
+    if len(pcm) < spec.max_span_samples:
+        return (
+            f"too short: {len(pcm) / sample_rate:.3f} s, one puzzle needs "
+            f"{spec.max_span_samples / sample_rate:.3f} s"
+        )
+    return None
+
+
+def split_fraction(source: str) -> float:
+    """Where a source path falls in [0, 1): a stable hash that decides its split."""
+    digest = hashlib.sha256(source.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def assign_splits(
+    sources: list[str], *, val_fraction: float, test_fraction: float, group_pattern: str | None = None
+) -> list[str]:
+    """Split tracks by a hash of their source path.
+
+    A source lands in ``test`` when its hash fraction u < test_fraction, in
+    ``val`` when u < test_fraction + val_fraction, else ``train``; so adding
+    sources never moves an existing one. With 3 or more groups, every split
+    whose fraction is non-zero gets at least one: the train group whose u lies
+    closest to the empty split's interval moves there (only small corpora are
+    ever affected).
+
+    Parameters
+    ----------
+    sources : list of str
+        Source paths (relative, POSIX), one per track.
+    val_fraction, test_fraction : float in [0, 1)
+    group_pattern : str, optional
+        A regular expression removed from each path before hashing, so that
+        versions of one piece (``track3.opus``, ``track3_enhanced.opus`` with
+        ``_enhanced``) share a split instead of leaking across it.
+
+    Returns
+    -------
+    list of str
+        "train", "val" or "test" per source.
+    """
+    if group_pattern:
+        try:
+            pattern = re.compile(group_pattern)
+        except re.error as e:
+            raise InputError(f"--group-pattern {group_pattern!r} is not a regular expression: {e}") from None
+        keys = [pattern.sub("", s) for s in sources]
+    else:
+        keys = list(sources)
+    groups = sorted(set(keys))
+    u = np.array([split_fraction(g) for g in groups])
+    splits = np.where(u < test_fraction, "test", np.where(u < test_fraction + val_fraction, "val", "train")).astype(object)
+    intervals = {"test": (0.0, test_fraction), "val": (test_fraction, test_fraction + val_fraction)}
+    if len(groups) >= 3:
+        for split, (low, high) in intervals.items():
+            if high > low and not np.any(splits == split):
+                donors = np.flatnonzero(splits == "train")
+                if len(donors) <= 1:
+                    donors = np.flatnonzero(splits != split)
+                distance = np.maximum(low - u[donors], u[donors] - high)
+                splits[donors[np.argmin(distance)]] = split
+    split_of = dict(zip(groups, splits))
+    return [str(split_of[k]) for k in keys]
+
+
+def _write_shards(tracks: list[_Track], splits: list[str], folder: Path, shard_bytes: int) -> list[dict]:
+    """Lay the tracks of each split end to end in ``<split>-<k>.npy`` shards; return manifest entries."""
+    folder.mkdir()
+    entries: list[dict] = [{} for _ in tracks]
+    for split in SPLITS:
+        writer = None
+        for index in (i for i, s in enumerate(splits) if s == split):
+            track = tracks[index]
+            if writer is None or (writer.frames and (writer.frames + track.frames) * 2 > shard_bytes):
+                if writer:
+                    writer.close()
+                writer = _ShardWriter(folder / f"{split}-{writer.number + 1 if writer else 0:05d}.npy")
+            offset = writer.append(np.load(track.path, mmap_mode="r"))
+            entries[index] = {
+                "id": index,
+                "source": track.source,
+                "split": split,
+                "shard": writer.path.name,
+                "offset": offset,
+                "frames": track.frames,
+                "sha256": track.sha256,
+            }
+        if writer:
+            writer.close()
+    return entries
+
+
+class _ShardWriter:
+    """Stream int16 samples into a 1-D ``.npy`` whose length is written on close."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.number = int(path.stem.rsplit("-", 1)[1])
+        self.frames = 0
+        self.file = open(path, "wb")
+        self.file.write(_npy_header(0))
+
+    def append(self, samples: np.ndarray) -> int:
+        """Write samples (int16); return the offset of the first one, in samples."""
+        offset = self.frames
+        self.file.write(np.ascontiguousarray(samples, dtype="<i2").tobytes())
+        self.frames += len(samples)
+        return offset
+
+    def close(self) -> None:
+        self.file.seek(0)
+        self.file.write(_npy_header(self.frames))
+        self.file.close()
+
+
+def _npy_header(frames: int) -> bytes:
+    header = f"{{'descr': '<i2', 'fortran_order': False, 'shape': ({frames},), }}"
+    header = header.ljust(_NPY_HEADER_BYTES - 10 - 1) + "\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin1")
+
+
+class Corpus:
+    """A corpus folder written by :func:`prepare`, opened read-only.
+
+    Parameters
+    ----------
+    path : str or Path
+        The corpus folder.
+
+    Raises
+    ------
+    InputError
+        Missing folder or manifest, or a manifest of another format.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        manifest_path = self.path / "manifest.json"
+        if not self.path.is_dir():
+            raise InputError(f"no corpus at {self.path} (run `audiosort prepare` first)")
+        try:
+            self.manifest = json.loads(manifest_path.read_text())
+        except FileNotFoundError:
+            raise InputError(f"{self.path} is not a corpus: no manifest.json") from None
+        except (OSError, json.JSONDecodeError) as e:
+            raise InputError(f"cannot read {manifest_path}: {e}") from None
+        if self.manifest.get("format") != FORMAT:
+            raise InputError(f"{manifest_path} has format {self.manifest.get('format')!r}, expected {FORMAT!r}")
+        self.sample_rate: int = self.manifest["sample_rate"]
+        self._shards: dict[str, np.ndarray] = {}
+
+    @property
+    def track_entries(self) -> list[dict]:
+        """The manifest's ``tracks`` list."""
+        return self.manifest["tracks"]
+
+    def shard(self, name: str) -> np.ndarray:
+        """A shard, memory-mapped: 1-D int16."""
+        if name not in self._shards:
+            self._shards[name] = np.load(self.path / "audio" / name, mmap_mode="r")
+        return self._shards[name]
+
+    def tracks(self, split: str) -> TrackTable:
+        """The tracks of one split as a :class:`TrackTable` over memory-mapped shards.
+
+        Raises
+        ------
+        InputError
+            Unknown split, or a split with no tracks.
+        """
+        if split not in SPLITS:
+            raise InputError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+        entries = [t for t in self.track_entries if t["split"] == split]
+        if not entries:
+            raise InputError(f"corpus {self.path} has no {split} tracks")
+        names = sorted({t["shard"] for t in entries})
+        return TrackTable(
+            shards=tuple(self.shard(name) for name in names),
+            shard=np.array([names.index(t["shard"]) for t in entries], dtype=np.int64),
+            offset=np.array([t["offset"] for t in entries], dtype=np.int64),
+            frames=np.array([t["frames"] for t in entries], dtype=np.int64),
+            track_id=np.array([t["id"] for t in entries], dtype=np.int64),
+        )
+
+    def track_audio(self, track_id: int) -> np.ndarray:
+        """The samples of one track: 1-D int16 (a memory-mapped view)."""
+        entry = self.track_entries[track_id]
+        return self.shard(entry["shard"])[entry["offset"] : entry["offset"] + entry["frames"]]
+
+    def puzzle_set(self, split: str) -> Puzzles:
+        """The fixed puzzle set of ``split`` (``val`` or ``test``)."""
+        return load_puzzle_set(self.path / "puzzles" / f"{split}.npz")
+
+    @property
+    def puzzle_settings(self) -> dict:
+        """The puzzle settings the fixed sets were made with (manifest ``puzzles``)."""
+        return self.manifest["puzzles"]
+
+    def seconds(self, split: str) -> float:
+        """Total audio in a split, in seconds."""
+        return sum(t["frames"] for t in self.track_entries if t["split"] == split) / self.sample_rate
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``"90"``, ``"90s"``, ``"30m"`` or ``"2h"``.
+
+    Raises
+    ------
+    InputError
+        Not a positive number with an optional s/m/h suffix.
+    """
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    text = str(text).strip().lower()
+    scale = units.get(text[-1:], None)
+    number = text[:-1] if scale else text
+    try:
+        seconds = float(number) * (scale or 1.0)
+    except ValueError:
+        raise InputError(f"duration {text!r} is not a number of seconds or a number with s/m/h") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise InputError(f"duration {text!r} must be > 0")
+    return seconds
