@@ -40,6 +40,12 @@ class DataConfig:
     """Where the training data lives."""
 
     corpus: str = "data/demo"  # a corpus folder made by `audiosort prepare`
+    sample_rate: int = 16000  # Hz; must match the corpus (the model's front end depends on it)
+    val_puzzles: int = 2000  # size of the validation set when the corpus's fixed one has other settings
+
+    def __post_init__(self):
+        _check(self.sample_rate > 0, "data.sample_rate", self.sample_rate, "must be > 0")
+        _check(self.val_puzzles > 0, "data.val_puzzles", self.val_puzzles, "must be > 0")
 
 
 @dataclass(frozen=True)

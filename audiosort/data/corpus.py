@@ -564,6 +564,29 @@ class Corpus:
         """The fixed puzzle set of ``split`` (``val`` or ``test``)."""
         return load_puzzle_set(self.path / "puzzles" / f"{split}.npz")
 
+    def puzzles_for(self, split: str, spec: PuzzleSpec, *, n_puzzles: int, seed: int) -> tuple[Puzzles, bool]:
+        """Puzzles of ``split`` cut as ``spec`` says: the fixed set when it was made so, else a new seeded one.
+
+        Returns
+        -------
+        puzzles : Puzzles
+        fixed : bool
+            True when these are the corpus's fixed ``puzzles/<split>.npz``.
+        """
+        settings = self.puzzle_settings
+        made_with = PuzzleSpec(
+            n_chunks=settings["n_chunks"],
+            chunk_samples=settings["chunk_samples"],
+            pad_min_samples=settings["pad_min_samples"],
+            pad_max_samples=settings["pad_max_samples"],
+            pad_mode=settings["pad_mode"],
+            min_rms=settings["min_rms"],
+        )
+        if made_with == spec and (self.path / "puzzles" / f"{split}.npz").exists():
+            return self.puzzle_set(split), True
+        rng = np.random.default_rng([seed, SPLITS.index(split)])
+        return make_puzzle_set(self.tracks(split), spec, n_puzzles, rng=rng), False
+
     @property
     def puzzle_settings(self) -> dict:
         """The puzzle settings the fixed sets were made with (manifest ``puzzles``)."""
