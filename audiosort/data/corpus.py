@@ -530,7 +530,8 @@ class Corpus:
     def shard(self, name: str) -> np.ndarray:
         """A shard, memory-mapped: 1-D int16."""
         if name not in self._shards:
-            self._shards[name] = np.load(self.path / "audio" / name, mmap_mode="r")
+            # A plain ndarray view of the memory map: same pages, no memmap subclass in every gather.
+            self._shards[name] = np.asarray(np.load(self.path / "audio" / name, mmap_mode="r"))
         return self._shards[name]
 
     def tracks(self, split: str) -> TrackTable:

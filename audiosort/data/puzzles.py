@@ -232,16 +232,18 @@ def _draw(tracks: TrackTable, spec: PuzzleSpec, batch_size: int, rng: np.random.
     order = np.argsort(rng.random((batch_size, n)), axis=1).astype(np.int32)
     starts = start[:, None] + np.take_along_axis(chunk_offsets, order, axis=1)
 
-    chunks = np.empty((batch_size, n, length), dtype=np.int16)
     shard_of = tracks.shard[track]
     absolute = tracks.offset[track][:, None] + starts
-    for shard_index in np.unique(shard_of):
-        windows = sliding_window_view(tracks.shards[shard_index], length)
-        if len(tracks.shards) == 1 or np.all(shard_of == shard_index):
-            chunks[...] = windows[absolute]
-        else:
+    used = np.unique(shard_of)
+    # Row r of a window view is shard[r : r + L]; indexing it with (B, n) start
+    # positions copies each chunk once, straight into the result.
+    if len(used) == 1:
+        chunks = np.asarray(sliding_window_view(tracks.shards[used[0]], length)[absolute])
+    else:
+        chunks = np.empty((batch_size, n, length), dtype=np.int16)
+        for shard_index in used:
             rows = shard_of == shard_index
-            chunks[rows] = windows[absolute[rows]]
+            chunks[rows] = sliding_window_view(tracks.shards[shard_index], length)[absolute[rows]]
     return Puzzles(chunks=chunks, order=order, track=tracks.track_id[track], starts=starts)
 
 
