@@ -5,16 +5,37 @@ shuffled, and a network learns to restore their order. The encoder it learns
 is then reused as a feature extractor.
 
 Importing the package registers audiosort's custom Keras layers, so that
-``keras.saving.load_model("run/encoder.keras")`` works after ``import audiosort``.
+``keras.saving.load_model("runs/demo/encoder.keras")`` works after
+``import audiosort``.
 """
 
+import contextlib
 import os
 
-# TensorFlow's C++ start-up chatter ("could not find cuda drivers", oneDNN notes)
-# drowns the one-line errors the CLI promises; users can still lower it.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from audiosort.errors import AudiosortError
 
-from audiosort.errors import AudiosortError  # noqa: E402
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Send file descriptor 2 to /dev/null for the duration (Python errors still raise)."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+# TensorFlow 2.21 prints start-up notes from C++ (oneDNN, "could not find cuda
+# drivers") before its log level applies; they would break the CLI's promise of
+# one line on stderr for a user error.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+with _native_stderr_silenced():
+    import keras  # noqa: F401  (imported here so the notes above are silenced)
+
+from audiosort import models  # noqa: E402  (registers the custom layers)
 
 __version__ = "0.1.0"
-__all__ = ["AudiosortError", "__version__"]
+__all__ = ["AudiosortError", "__version__", "models"]

@@ -1,0 +1,77 @@
+"""Assemble the sorting network: shared encoder on every chunk, sorter head, row normalization.
+
+The full model maps ``chunks [shape=(B, n, L), dtype=int16]`` to
+``log_probs [shape=(B, n, n), float32]``: row i holds log-probabilities over
+the n temporal positions of the chunk in slot i. Since log-probabilities are
+valid logits (their log-softmax is themselves), the training loss is
+``keras.losses.SparseCategoricalCrossentropy(from_logits=True)`` against
+``order [shape=(B, n), int]``, the mean cross-entropy of the rows.
+
+Example
+-------
+>>> model, encoder = build_model(ModelConfig(), n_chunks=3, chunk_samples=3200, sample_rate=16000)
+>>> model.output_shape, encoder.output_shape
+((None, 3, 3), (None, 64))
+"""
+
+from __future__ import annotations
+
+import keras
+
+from audiosort.config import ModelConfig, SorterConfig
+from audiosort.errors import ConfigError
+from audiosort.models.encoders import build_encoder
+from audiosort.models.layers import FoldSlots, RowLogSoftmax, Sinkhorn, UnfoldSlots
+from audiosort.models.sorters import build_sorter
+
+# The output layer computes in float32 whatever the global dtype policy, so that
+# log-probabilities, the loss and Sinkhorn's logsumexps stay exact under mixed precision.
+NORMALIZATIONS = {
+    "softmax": lambda cfg: RowLogSoftmax(dtype="float32", name="log_probs"),
+    "sinkhorn": lambda cfg: Sinkhorn(cfg.sinkhorn_iterations, dtype="float32", name="log_probs"),
+}
+
+
+def build_model(model_cfg: ModelConfig, *, n_chunks: int, chunk_samples: int, sample_rate: int) -> tuple[keras.Model, keras.Model]:
+    """Build the full sorting model and the encoder inside it.
+
+    Parameters
+    ----------
+    model_cfg : ModelConfig
+        ``encoder.type``, ``sorter.type`` and ``sorter.normalization`` pick the
+        parts by name (see ``ENCODERS``, ``SORTERS``, ``NORMALIZATIONS``).
+    n_chunks : int >= 2
+        Chunks per puzzle, n.
+    chunk_samples : int > 0
+        Chunk length L, in samples.
+    sample_rate : int > 0
+        Sampling rate of the chunks, in Hz.
+
+    Returns
+    -------
+    model : keras.Model
+        Input ``[shape=(B, n_chunks, chunk_samples), dtype=int16]``, output
+        ``[shape=(B, n_chunks, n_chunks), float32]`` row-normalized
+        log-probabilities. Not compiled.
+    encoder : keras.Model
+        The shared chunk encoder (also ``model.get_layer("encoder")``): input
+        ``[shape=(B, chunk_samples), dtype=int16]``, output
+        ``[shape=(B, embedding_dim)]``.
+
+    Raises
+    ------
+    ConfigError
+        An unknown encoder, sorter or normalization name; the message lists
+        the valid ones.
+    """
+    sorter_cfg: SorterConfig = model_cfg.sorter
+    if sorter_cfg.normalization not in NORMALIZATIONS:
+        raise ConfigError(f"model.sorter.normalization = {sorter_cfg.normalization!r} is not one of {sorted(NORMALIZATIONS)}")
+    encoder = build_encoder(model_cfg.encoder, chunk_samples=chunk_samples, sample_rate=sample_rate)
+    sorter = build_sorter(sorter_cfg, n_chunks=n_chunks, embedding_dim=model_cfg.encoder.embedding_dim)
+    chunks = keras.Input((n_chunks, chunk_samples), dtype="int16", name="chunks")
+    # Folding the slots into the batch runs the encoder once on all B * n chunks:
+    # shared weights, and batch-norm statistics over every chunk rather than per slot.
+    embeddings = UnfoldSlots(n_chunks, name="unfold_slots")(encoder(FoldSlots(name="fold_slots")(chunks)))
+    log_probs = NORMALIZATIONS[sorter_cfg.normalization](sorter_cfg)(sorter(embeddings))
+    return keras.Model(chunks, log_probs, name="audiosort"), encoder

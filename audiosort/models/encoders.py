@@ -1,0 +1,148 @@
+"""Chunk encoders: one int16 chunk of L samples -> one embedding.
+
+Each builder returns a ``keras.Model`` named "encoder" with input
+``[shape=(B, L), dtype=int16]`` and output ``[shape=(B, embedding_dim), float]``.
+The int16 -> [-1, 1) scaling (and, for ``logmel``, the spectrogram) happens
+inside the model and always in float32, so a saved encoder takes the corpus's
+chunks as they are, also under a mixed-precision policy. ``ENCODERS`` maps the
+names users type in ``model.encoder.type`` to the builders.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import layers
+
+from audiosort.config import EncoderConfig
+from audiosort.errors import ConfigError
+from audiosort.models.layers import Int16ToFloat, LogMelSpectrogram
+
+CONV1D_STEM_KERNEL = 11  # samples
+CONV1D_STEM_STRIDE = 4
+CONV1D_KERNEL = 9
+CONV1D_BLOCK_STRIDE = 4
+
+
+def build_encoder(cfg: EncoderConfig, *, chunk_samples: int, sample_rate: int) -> keras.Model:
+    """Build the chunk encoder named by ``cfg.type``.
+
+    Parameters
+    ----------
+    cfg : EncoderConfig
+        ``type`` picks the builder in ``ENCODERS``; the other fields size it.
+    chunk_samples : int > 0
+        Chunk length L, in samples.
+    sample_rate : int > 0
+        Sampling rate of the chunks, in Hz (used by ``logmel`` to turn
+        ``frame_seconds`` and ``hop_seconds`` into samples).
+
+    Returns
+    -------
+    keras.Model
+        Input ``[shape=(B, chunk_samples), dtype=int16]``, output
+        ``[shape=(B, cfg.embedding_dim)]``.
+
+    Raises
+    ------
+    ConfigError
+        Unknown ``cfg.type`` (the message lists the valid names), or a log-mel
+        frame or hop shorter than one sample.
+    """
+    if cfg.type not in ENCODERS:
+        raise ConfigError(f"model.encoder.type = {cfg.type!r} is not one of {sorted(ENCODERS)}")
+    if chunk_samples < 1:
+        raise ConfigError(f"chunk_samples = {chunk_samples!r} must be >= 1")
+    if sample_rate < 1:
+        raise ConfigError(f"sample_rate = {sample_rate!r} must be >= 1")
+    chunks = keras.Input((chunk_samples,), dtype="int16", name="chunk")
+    audio = Int16ToFloat(dtype="float32", name="int16_to_float")(chunks)
+    embedding = ENCODERS[cfg.type](audio, cfg, sample_rate=sample_rate)
+    return keras.Model(chunks, embedding, name="encoder")
+
+
+def _mlp(audio, cfg: EncoderConfig, *, sample_rate: int):
+    """The seed's encoder: two Dense(hidden_units) + BN + ReLU layers, then Dense(embedding_dim)."""
+    x = audio
+    for i in range(2):
+        x = layers.Dense(cfg.hidden_units, use_bias=False, name=f"dense_{i}")(x)
+        x = layers.BatchNormalization(name=f"bn_{i}")(x)
+        x = layers.ReLU(name=f"relu_{i}")(x)
+    return layers.Dense(cfg.embedding_dim, name="embedding")(x)
+
+
+def _block_filters(cfg: EncoderConfig, block: int) -> int:
+    """Channels of conv block ``block`` (0-based): ``filters``, doubled every other block."""
+    return cfg.filters * 2 ** (block // 2)
+
+
+def _conv1d(audio, cfg: EncoderConfig, *, sample_rate: int):
+    """Raw-waveform ResNet: strided stem, ``blocks`` residual blocks each downsampling by 4, pooled.
+
+    With 3200 samples (0.2 s at 16 kHz) the time axis goes 3200 -> 800 (stem)
+    -> 200 -> 50 -> 13 -> 4 over four blocks; "same" padding keeps at least one
+    step however short the chunk.
+    """
+    x = layers.Reshape((-1, 1), name="add_channel")(audio)
+    x = layers.Conv1D(cfg.filters, CONV1D_STEM_KERNEL, strides=CONV1D_STEM_STRIDE, padding="same", use_bias=False, name="stem_conv")(x)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.ReLU(name="stem_relu")(x)
+    for block in range(cfg.blocks):
+        x = _residual_block_1d(x, _block_filters(cfg, block), name=f"block_{block}")
+    x = layers.Concatenate(name="pool")([layers.GlobalAveragePooling1D(name="avg_pool")(x), layers.GlobalMaxPooling1D(name="max_pool")(x)])
+    return layers.Dense(cfg.embedding_dim, name="embedding")(x)
+
+
+def _residual_block_1d(x, filters: int, *, name: str):
+    """Basic ResNet block (two convs, BN, ReLU) that downsamples time by ``CONV1D_BLOCK_STRIDE``."""
+    shortcut = layers.Conv1D(filters, 1, strides=CONV1D_BLOCK_STRIDE, padding="same", use_bias=False, name=f"{name}_shortcut_conv")(x)
+    shortcut = layers.BatchNormalization(name=f"{name}_shortcut_bn")(shortcut)
+    y = layers.Conv1D(filters, CONV1D_KERNEL, strides=CONV1D_BLOCK_STRIDE, padding="same", use_bias=False, name=f"{name}_conv_a")(x)
+    y = layers.BatchNormalization(name=f"{name}_bn_a")(y)
+    y = layers.ReLU(name=f"{name}_relu_a")(y)
+    y = layers.Conv1D(filters, CONV1D_KERNEL, padding="same", use_bias=False, name=f"{name}_conv_b")(y)
+    y = layers.BatchNormalization(name=f"{name}_bn_b")(y)
+    y = layers.Add(name=f"{name}_add")([shortcut, y])
+    return layers.ReLU(name=f"{name}_relu_b")(y)
+
+
+def _logmel(audio, cfg: EncoderConfig, *, sample_rate: int):
+    """Log-mel spectrogram, per-band BN, ``blocks`` of 3x3 conv + BN + ReLU + 2x2 max pool, pooled.
+
+    A chunk shorter than one STFT frame gets a single frame as long as the
+    chunk, and pooling is skipped along any axis already shorter than 2, so
+    even 0.01 s chunks give a valid (if coarse) spectrogram.
+    """
+    chunk_samples = audio.shape[-1]
+    frame_samples = round(cfg.frame_seconds * sample_rate)
+    hop_samples = round(cfg.hop_seconds * sample_rate)
+    if frame_samples < 1:
+        raise ConfigError(f"model.encoder.frame_seconds = {cfg.frame_seconds!r} is under one sample at {sample_rate} Hz")
+    if hop_samples < 1:
+        raise ConfigError(f"model.encoder.hop_seconds = {cfg.hop_seconds!r} is under one sample at {sample_rate} Hz")
+    frame_samples = min(frame_samples, chunk_samples)
+    fft_length = 2 ** math.ceil(math.log2(frame_samples))
+    x = LogMelSpectrogram(
+        sample_rate,
+        frame_samples,
+        hop_samples,
+        fft_length,
+        cfg.n_mels,
+        dtype="float32",  # power spectra overflow float16
+        name="log_mel",
+    )(audio)
+    x = layers.BatchNormalization(name="band_norm")(x)
+    x = layers.Reshape((*x.shape[1:], 1), name="add_channel")(x)
+    for block in range(cfg.blocks):
+        x = layers.Conv2D(_block_filters(cfg, block), 3, padding="same", use_bias=False, name=f"block_{block}_conv")(x)
+        x = layers.BatchNormalization(name=f"block_{block}_bn")(x)
+        x = layers.ReLU(name=f"block_{block}_relu")(x)
+        pool = tuple(2 if size >= 2 else 1 for size in x.shape[1:3])
+        if pool != (1, 1):
+            x = layers.MaxPooling2D(pool, name=f"block_{block}_pool")(x)
+    x = layers.Concatenate(name="pool")([layers.GlobalAveragePooling2D(name="avg_pool")(x), layers.GlobalMaxPooling2D(name="max_pool")(x)])
+    return layers.Dense(cfg.embedding_dim, name="embedding")(x)
+
+
+ENCODERS = {"mlp": _mlp, "conv1d": _conv1d, "logmel": _logmel}

@@ -1,0 +1,268 @@
+"""Custom Keras layers: int16 front end, log-mel spectrogram, slot folding, row normalizations.
+
+Every layer here uses only ``keras.ops``, so a model runs unchanged under the
+TensorFlow and JAX backends, and is registered under the package name
+"audiosort" so that ``keras.saving.load_model`` rebuilds it from a ``.keras``
+file once :mod:`audiosort.models` has been imported.
+
+Shapes use B for the batch, n for the chunks (slots) of a puzzle and L for the
+samples of a chunk.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from audiosort.data.puzzles import INT16_FULL_SCALE
+
+
+@keras.saving.register_keras_serializable(package="audiosort")
+class Int16ToFloat(keras.layers.Layer):
+    """Scale int16 PCM samples to floats in [-1, 1).
+
+    Input ``[shape=(B, ...), dtype=int16]``; output the same shape in the
+    layer's compute dtype, divided by 32768 (int16 full scale). Keeping this
+    inside the model means every caller feeds the corpus's int16 chunks as they
+    are, and a saved encoder carries its own input scaling.
+    """
+
+    def call(self, inputs):
+        return ops.cast(inputs, self.compute_dtype) * (1.0 / INT16_FULL_SCALE)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="audiosort")
+class LogMelSpectrogram(keras.layers.Layer):
+    """Log-mel power spectrogram of mono audio, computed with matrix products.
+
+    Frames of ``frame_length`` samples every ``frame_step`` samples (no
+    centering or padding: the first frame starts at sample 0) are windowed by a
+    periodic Hann window, zero-padded to ``fft_length`` and transformed by a
+    real DFT written as one strided convolution with fixed cosine and sine
+    kernels. The power spectrum is projected onto a Slaney mel filterbank and
+    its log taken.
+
+    Parameters
+    ----------
+    sample_rate : int > 0
+        Sampling rate of the input, in Hz.
+    frame_length : int > 0
+        Window length, in samples (400 = 25 ms at 16 kHz).
+    frame_step : int > 0
+        Hop between consecutive frames, in samples (160 = 10 ms at 16 kHz).
+    fft_length : int >= frame_length
+        DFT size, in samples; gives ``fft_length // 2 + 1`` frequency bins.
+    n_mels : int > 0
+        Number of mel bands.
+    f_min, f_max : float
+        Lowest and highest filterbank frequency, in Hz; ``f_max=None`` means
+        ``sample_rate / 2``.
+    log_offset : float > 0
+        Added to the mel power before the log, so silence maps to a finite
+        ``log(log_offset)`` instead of -inf.
+
+    Input ``[shape=(B, L), float]`` with ``L >= frame_length``, audio in
+    [-1, 1]; output ``[shape=(B, 1 + (L - frame_length) // frame_step, n_mels)]``.
+
+    Notes
+    -----
+    The filterbank comes from ``librosa.filters.mel(htk=False, norm="slaney")``
+    and, with the DFT kernels, is rebuilt from the constructor arguments rather
+    than stored as weights, so it adds no parameters. The result equals
+    ``librosa.feature.melspectrogram(center=False, power=2)`` of the same frames.
+    """
+
+    def __init__(
+        self,
+        sample_rate,
+        frame_length,
+        frame_step,
+        fft_length,
+        n_mels,
+        f_min=0.0,
+        f_max=None,
+        log_offset=1e-6,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        positive_ints = {"sample_rate": sample_rate, "frame_length": frame_length, "frame_step": frame_step, "n_mels": n_mels}
+        for name, value in positive_ints.items():
+            if int(value) != value or value < 1:
+                raise ValueError(f"LogMelSpectrogram: {name} = {value!r} must be a positive integer")
+        if int(fft_length) != fft_length or fft_length < frame_length:
+            raise ValueError(f"LogMelSpectrogram: fft_length = {fft_length!r} must be an integer >= frame_length ({frame_length})")
+        if log_offset <= 0:
+            raise ValueError(f"LogMelSpectrogram: log_offset = {log_offset!r} must be > 0")
+        self.sample_rate = int(sample_rate)
+        self.frame_length = int(frame_length)
+        self.frame_step = int(frame_step)
+        self.fft_length = int(fft_length)
+        self.n_mels = int(n_mels)
+        self.f_min = float(f_min)
+        self.f_max = None if f_max is None else float(f_max)
+        self.log_offset = float(log_offset)
+        self._dft_kernel = _windowed_dft_kernel(self.frame_length, self.fft_length)
+        self._mel_matrix = _mel_matrix(self.sample_rate, self.fft_length, self.n_mels, self.f_min, self.f_max)
+
+    def build(self, input_shape):
+        if len(input_shape) != 2:
+            raise ValueError(f"LogMelSpectrogram expects (batch, samples) input, got shape {input_shape}")
+        samples = input_shape[1]
+        if samples is not None and samples < self.frame_length:
+            raise ValueError(f"LogMelSpectrogram: input of {samples} samples is shorter than frame_length = {self.frame_length}")
+
+    def call(self, inputs):
+        dft_kernel = ops.convert_to_tensor(self._dft_kernel, dtype=self.compute_dtype)
+        mel_matrix = ops.convert_to_tensor(self._mel_matrix, dtype=self.compute_dtype)
+        # One strided convolution = framing + window + DFT, without materializing the frames.
+        spectrum = ops.conv(inputs[:, :, None], dft_kernel, strides=self.frame_step, padding="valid")
+        n_bins = self.fft_length // 2 + 1
+        power = ops.square(spectrum[..., :n_bins]) + ops.square(spectrum[..., n_bins:])
+        return ops.log(ops.matmul(power, mel_matrix) + self.log_offset)
+
+    def compute_output_shape(self, input_shape):
+        batch, samples = input_shape
+        frames = None if samples is None else 1 + (samples - self.frame_length) // self.frame_step
+        return (batch, frames, self.n_mels)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            sample_rate=self.sample_rate,
+            frame_length=self.frame_length,
+            frame_step=self.frame_step,
+            fft_length=self.fft_length,
+            n_mels=self.n_mels,
+            f_min=self.f_min,
+            f_max=self.f_max,
+            log_offset=self.log_offset,
+        )
+        return config
+
+
+def _windowed_dft_kernel(frame_length: int, fft_length: int) -> np.ndarray:
+    """Conv kernel [shape=(frame_length, 1, 2 * (fft_length // 2 + 1)), float32]: Hann-windowed cos | -sin."""
+    t = np.arange(frame_length)
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * t / frame_length)  # periodic Hann, as librosa and tf.signal
+    k = np.arange(fft_length // 2 + 1)
+    phase = 2 * np.pi * np.outer(t, k) / fft_length
+    kernel = np.concatenate([np.cos(phase), -np.sin(phase)], axis=1) * window[:, None]
+    return kernel[:, None, :].astype(np.float32)
+
+
+def _mel_matrix(sample_rate: int, fft_length: int, n_mels: int, f_min: float, f_max: float | None) -> np.ndarray:
+    """Slaney mel filterbank [shape=(fft_length // 2 + 1, n_mels), float32]."""
+    import librosa.filters  # deferred: only models with a log-mel front end need it
+
+    mel = librosa.filters.mel(sr=sample_rate, n_fft=fft_length, n_mels=n_mels, fmin=f_min, fmax=f_max)
+    return mel.T.astype(np.float32)
+
+
+@keras.saving.register_keras_serializable(package="audiosort")
+class FoldSlots(keras.layers.Layer):
+    """Merge the slot axis into the batch: ``(B, n, *rest)`` -> ``(B * n, *rest)``.
+
+    With :class:`UnfoldSlots` this applies one encoder to every chunk in a
+    single call, so all chunks share its weights and its batch-norm statistics.
+    """
+
+    def call(self, inputs):
+        return ops.reshape(inputs, (-1, *inputs.shape[2:]))
+
+    def compute_output_shape(self, input_shape):
+        batch, slots, *rest = input_shape
+        folded = None if batch is None or slots is None else batch * slots
+        return (folded, *rest)
+
+
+@keras.saving.register_keras_serializable(package="audiosort")
+class UnfoldSlots(keras.layers.Layer):
+    """Split the batch back into puzzles: ``(B * n, *rest)`` -> ``(B, n, *rest)``.
+
+    Parameters
+    ----------
+    n_chunks : int >= 1
+        Slots per puzzle, n.
+    """
+
+    def __init__(self, n_chunks, **kwargs):
+        super().__init__(**kwargs)
+        if int(n_chunks) != n_chunks or n_chunks < 1:
+            raise ValueError(f"UnfoldSlots: n_chunks = {n_chunks!r} must be a positive integer")
+        self.n_chunks = int(n_chunks)
+
+    def call(self, inputs):
+        return ops.reshape(inputs, (-1, self.n_chunks, *inputs.shape[1:]))
+
+    def compute_output_shape(self, input_shape):
+        batch, *rest = input_shape
+        return (None if batch is None else batch // self.n_chunks, self.n_chunks, *rest)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(n_chunks=self.n_chunks)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="audiosort")
+class RowLogSoftmax(keras.layers.Layer):
+    """Log-softmax over the last axis: each row of ``(B, n, n)`` scores becomes log-probabilities.
+
+    Output ``[shape=(B, n, n)]`` with ``logsumexp(output, axis=-1) == 0``.
+    """
+
+    def call(self, inputs):
+        return ops.log_softmax(inputs, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="audiosort")
+class Sinkhorn(keras.layers.Layer):
+    """Log-space Sinkhorn normalization of square score matrices.
+
+    Alternately subtracts each row's and each column's logsumexp, ``iterations``
+    times, then normalizes the rows once more, so that the rows of
+    ``exp(output)`` sum to 1 exactly and its columns approach 1: a nearly
+    doubly-stochastic matrix, i.e. a soft permutation (Mena et al. 2018,
+    "Learning latent permutations with Gumbel-Sinkhorn networks", sec. 2,
+    without the Gumbel noise).
+
+    Parameters
+    ----------
+    iterations : int >= 1
+        Row-and-column normalization rounds.
+
+    Input ``[shape=(B, n, n)]`` scores; output ``[shape=(B, n, n)]`` log-probabilities,
+    row i over positions for slot i.
+    """
+
+    def __init__(self, iterations, **kwargs):
+        super().__init__(**kwargs)
+        if int(iterations) != iterations or iterations < 1:
+            raise ValueError(f"Sinkhorn: iterations = {iterations!r} must be a positive integer")
+        self.iterations = int(iterations)
+
+    def build(self, input_shape):
+        if len(input_shape) != 3 or (None not in input_shape[1:] and input_shape[1] != input_shape[2]):
+            raise ValueError(f"Sinkhorn expects (batch, n, n) scores, got shape {input_shape}")
+
+    def call(self, inputs):
+        log_p = ops.cast(inputs, self.compute_dtype)
+        for _ in range(self.iterations):
+            log_p = log_p - ops.logsumexp(log_p, axis=-1, keepdims=True)
+            log_p = log_p - ops.logsumexp(log_p, axis=-2, keepdims=True)
+        return log_p - ops.logsumexp(log_p, axis=-1, keepdims=True)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(iterations=self.iterations)
+        return config

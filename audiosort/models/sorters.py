@@ -1,0 +1,93 @@
+"""Sorter heads: n chunk embeddings -> an n x n score matrix.
+
+Each builder returns a ``keras.Model`` named "sorter" with input
+``[shape=(B, n, D)]`` (one embedding per slot) and output ``[shape=(B, n, n)]``
+raw scores, row i over the n temporal positions of the chunk in slot i. The
+row normalization (softmax or Sinkhorn) is applied after the head, in
+:mod:`audiosort.models.build`. ``SORTERS`` maps the names users type in
+``model.sorter.type`` to the builders.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from audiosort.config import SorterConfig
+from audiosort.errors import ConfigError
+
+MLP_NARROW_UNITS = 200  # the seed's third sorter layer
+ATTENTION_MIN_WIDTH = 64
+ATTENTION_MLP_RATIO = 2
+
+
+def build_sorter(cfg: SorterConfig, *, n_chunks: int, embedding_dim: int) -> keras.Model:
+    """Build the sorter head named by ``cfg.type``.
+
+    Parameters
+    ----------
+    cfg : SorterConfig
+        ``type`` picks the builder in ``SORTERS``; the other fields size it.
+    n_chunks : int >= 2
+        Slots per puzzle, n.
+    embedding_dim : int > 0
+        Width D of each chunk embedding.
+
+    Returns
+    -------
+    keras.Model
+        Input ``[shape=(B, n_chunks, embedding_dim)]``, output
+        ``[shape=(B, n_chunks, n_chunks)]`` unnormalized scores.
+
+    Raises
+    ------
+    ConfigError
+        Unknown ``cfg.type``; the message lists the valid names.
+    """
+    if cfg.type not in SORTERS:
+        raise ConfigError(f"model.sorter.type = {cfg.type!r} is not one of {sorted(SORTERS)}")
+    if n_chunks < 2:
+        raise ConfigError(f"n_chunks = {n_chunks!r} must be >= 2")
+    embeddings = keras.Input((n_chunks, embedding_dim), name="embeddings")
+    scores = SORTERS[cfg.type](embeddings, cfg, n_chunks=n_chunks)
+    return keras.Model(embeddings, scores, name="sorter")
+
+
+def _mlp(embeddings, cfg: SorterConfig, *, n_chunks: int):
+    """The seed's head: all n embeddings concatenated, Dense(hidden) x2, Dense(200), Dense(n*n).
+
+    It sees the slots in a fixed order, so it must learn the same sorting rule
+    once for every slot.
+    """
+    x = layers.Flatten(name="concat_slots")(embeddings)
+    for i, units in enumerate((cfg.hidden_units, cfg.hidden_units, MLP_NARROW_UNITS)):
+        x = layers.Dense(units, use_bias=False, name=f"dense_{i}")(x)
+        x = layers.BatchNormalization(name=f"bn_{i}")(x)
+        x = layers.ReLU(name=f"relu_{i}")(x)
+    x = layers.Dense(n_chunks * n_chunks, name="scores_flat")(x)
+    return layers.Reshape((n_chunks, n_chunks), name="scores")(x)
+
+
+def _attention(embeddings, cfg: SorterConfig, *, n_chunks: int):
+    """Pre-norm transformer over the slots, then a per-slot Dense(n) over positions.
+
+    No position information enters (no positional encoding, no mask), so the
+    head is permutation-equivariant: permuting the input slots permutes the
+    output rows the same way, and it learns one rule shared by all slots.
+    """
+    width = max(ATTENTION_MIN_WIDTH, embeddings.shape[-1])
+    key_dim = max(1, width // cfg.attention_heads)
+    x = layers.Dense(width, name="project")(embeddings)
+    for i in range(cfg.attention_layers):
+        h = layers.LayerNormalization(name=f"block_{i}_attention_norm")(x)
+        h = layers.MultiHeadAttention(cfg.attention_heads, key_dim, name=f"block_{i}_attention")(h, h)
+        x = layers.Add(name=f"block_{i}_attention_add")([x, h])
+        h = layers.LayerNormalization(name=f"block_{i}_mlp_norm")(x)
+        h = layers.Dense(ATTENTION_MLP_RATIO * width, activation="gelu", name=f"block_{i}_mlp_in")(h)
+        h = layers.Dense(width, name=f"block_{i}_mlp_out")(h)
+        x = layers.Add(name=f"block_{i}_mlp_add")([x, h])
+    x = layers.LayerNormalization(name="final_norm")(x)
+    return layers.Dense(n_chunks, name="scores")(x)
+
+
+SORTERS = {"mlp": _mlp, "attention": _attention}
