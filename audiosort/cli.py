@@ -136,3 +136,7 @@ def _score_line(name: str, scores: dict) -> str:
         f"position {best['position_accuracy']['value']:.3f} (chance {chance['position_accuracy']:.3f}), "
         f"Kendall tau {best['kendall_tau']['value']:.3f} (chance 0)"
     )
+
+
+if __name__ == "__main__":
+    main()
