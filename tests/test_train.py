@@ -2,6 +2,7 @@
 
 import csv
 import gc
+import importlib.util
 import json
 import os
 import signal
@@ -175,3 +176,22 @@ def test_memory_stays_bounded_across_runs_in_one_process(music_corpus, tmp_path)
     # The first round warms up TensorFlow's caches; the second round must not keep growing.
     growth = resident[-1] - resident[len(variants) - 1]
     assert growth < 150, f"resident memory grew {growth:.0f} MiB over {len(variants)} runs: {resident}"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
+def test_training_runs_under_the_jax_backend_too(music_corpus, tmp_path):
+    script = (
+        "import json, keras, audiosort\n"
+        "from audiosort.config import load_config\n"
+        "from audiosort.train import train\n"
+        f"cfg = load_config(None, {['name=jax', f'data.corpus={music_corpus}', *TINY, 'model.sorter.type=attention']!r})\n"
+        f"run = train(cfg, runs_dir={str(tmp_path)!r}, verbose=0)\n"
+        "keras.saving.load_model(run / 'model.keras')\n"
+        "print(json.loads((run / 'metrics.json').read_text())['backend'])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env={**os.environ, "KERAS_BACKEND": "jax"}
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "jax"
