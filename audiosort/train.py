@@ -79,23 +79,9 @@ def train(config: Config, *, runs_dir: str | Path = "runs", resume: bool = False
     val, _ = corpus.puzzles_for("val", spec, n_puzzles=config.data.val_puzzles, seed=config.seed)
     run_dir = _open_run_dir(Path(runs_dir) / config.name, config, resume)
 
-    keras.backend.clear_session(free_memory=True)
-    keras.utils.set_random_seed(config.seed)
-    keras.mixed_precision.set_dtype_policy(_precision(config.train.mixed_precision))
-    model, encoder = build_model(
-        config.model, n_chunks=spec.n_chunks, chunk_samples=spec.chunk_samples, sample_rate=corpus.sample_rate
+    model, encoder = compiled_model(
+        config, spec, sample_rate=corpus.sample_rate, total_steps=config.train.epochs * config.train.steps_per_epoch
     )
-    total_steps = config.train.epochs * config.train.steps_per_epoch
-    learning_rate = config.train.learning_rate
-    if config.train.lr_schedule == "cosine":
-        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=total_steps)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=sorting_loss(),
-        metrics=sorting_metrics(),
-        jit_compile=config.train.jit_compile,
-    )
-
     finished_epochs = _finished_epochs(run_dir)
     # A resumed run draws a new stream (seeded by the epochs already done), not a replay of epoch 0.
     rng = np.random.default_rng([config.seed, finished_epochs])
@@ -144,6 +130,38 @@ def train(config: Config, *, runs_dir: str | Path = "runs", resume: bool = False
     }
     _write_atomic(run_dir / "metrics.json", json.dumps(report, indent=1) + "\n")
     return run_dir
+
+
+def compiled_model(config: Config, spec: PuzzleSpec, *, sample_rate: int, total_steps: int) -> tuple[keras.Model, keras.Model]:
+    """A fresh, compiled sorter and its encoder, in a cleared Keras session seeded by ``config.seed``.
+
+    Parameters
+    ----------
+    config : Config
+        ``model`` picks the network, ``train`` the optimizer, precision and jit.
+    spec : PuzzleSpec
+        Gives n and the chunk length L (samples) of the model's input.
+    sample_rate : int
+        Hz, for front ends that work in seconds (log-mel).
+    total_steps : int
+        Optimizer steps planned, for the cosine schedule.
+    """
+    keras.backend.clear_session(free_memory=True)
+    keras.utils.set_random_seed(config.seed)
+    keras.mixed_precision.set_dtype_policy(_precision(config.train.mixed_precision))
+    model, encoder = build_model(
+        config.model, n_chunks=spec.n_chunks, chunk_samples=spec.chunk_samples, sample_rate=sample_rate
+    )
+    learning_rate = config.train.learning_rate
+    if config.train.lr_schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=total_steps)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=sorting_loss(),
+        metrics=sorting_metrics(),
+        jit_compile=config.train.jit_compile,
+    )
+    return model, encoder
 
 
 def load_run_config(run_dir: str | Path) -> Config:
