@@ -138,5 +138,44 @@ def _score_line(name: str, scores: dict) -> str:
     )
 
 
+@main.command(name="eval")
+@click.argument("run_dir", type=click.Path(path_type=str))
+@click.option("--corpus", type=click.Path(path_type=str), help="Corpus to score (default: the run's data.corpus).")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
+@click.option(
+    "--sanity",
+    default="noise,brown,tone",
+    show_default=True,
+    help="Comma-separated sets that must stay at chance: noise, brown, tone, tone-exact or corpus folders ('' for none).",
+)
+@click.option(
+    "--puzzles",
+    "n_puzzles",
+    type=int,
+    default=2000,
+    show_default=True,
+    help="Puzzles per sanity set (and for the split when its fixed set has other settings).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds sanity audio and new puzzles.")
+@click.option("--allow-train", is_flag=True, help="Permit --split train (training tracks inflate scores).")
+def eval_command(run_dir, corpus, split, sanity, n_puzzles, seed, allow_train):
+    """Score a run on held-out tracks and sanity sets against chance.
+
+    Writes eval.json, eval.md and confusion-<set>.png into RUN_DIR. Exit 0 when
+    every sanity set is at chance, 1 naming each set sorted above chance.
+    """
+    from audiosort.evaluate import evaluate
+
+    names = tuple(name.strip() for name in sanity.split(",") if name.strip())
+    report = evaluate(
+        run_dir, corpus=corpus, split=split, sanity=names, n_puzzles=n_puzzles, seed=seed, allow_train=allow_train
+    )
+    click.echo("\n".join(report.lines()))
+    click.echo(f"wrote eval.json, eval.md and confusion-<set>.png in {report.run_dir}")
+    for problem in report.problems():
+        click.echo(problem, err=True)
+    click.get_current_context().exit(report.exit_code)
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,436 @@
+"""``audiosort eval``: score a run against chance on held-out tracks and on sanity sets.
+
+A sorting accuracy means something only next to chance and next to proof that
+the same pipeline cannot sort audio whose order is unknowable (DESIGN.md,
+"Leaks to know"). :func:`evaluate` scores a run's model on
+
+- a split of a corpus (``test`` by default: held-out tracks; ``train`` only
+  on request, since the model has heard those tracks), and
+- sanity sets cut with the run's own puzzle settings from white noise, brown
+  noise and a tone rendered on the fly (or from a sanity corpus folder),
+
+and writes into the run folder::
+
+    eval.json               one entry per dataset (DESIGN.md, "Eval report")
+    eval.md                 the same as a table
+    confusion-<name>.png    true x predicted position (hungarian), per dataset
+
+Statistics: for each dataset and decoding, :func:`audiosort.metrics.score_puzzles`
+(accuracies with 95% intervals, chance, the one-sided binomial p-value of the
+exact-order count against 1/n!), plus a verdict at alpha 0.01, Bonferroni
+corrected over the datasets evaluated. A dataset's verdict is its hungarian
+decoding's: whenever argmax decodes a puzzle to a permutation, that
+permutation maximizes the summed scores, so argmax's exact-order count never
+exceeds hungarian's (up to ties) and its p-value is never smaller. The two
+decodings are one test, not two, and correcting over both would only cost
+power. Every decoding still carries its own verdict at the same threshold.
+
+Beside each synthetic sanity set stands the exact-order accuracy of an ideal
+observer that knows how it was made (:mod:`audiosort.leaks`), so that a model
+at chance can be told from a pipeline that leaks nothing.
+
+Example
+-------
+>>> report = evaluate("runs/demo", sanity=("noise", "brown", "tone"))  # doctest: +SKIP
+>>> print("\\n".join(report.lines())); report.exit_code  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from audiosort import audio, leaks, metrics
+from audiosort.data import synthetic
+from audiosort.data.corpus import SPLITS, Corpus
+from audiosort.data.puzzles import PuzzleSpec, Puzzles, TrackTable, make_puzzle_set
+from audiosort.errors import InputError
+from audiosort.train import load_run_config
+
+# Names --sanity accepts besides a corpus folder: kind -> (synthetic kind, tone method).
+SANITY_KINDS = {
+    "noise": ("noise", None),
+    "brown": ("brown", None),
+    "tone": ("tone", "tiled"),
+    "tone-exact": ("tone", "exact"),
+}
+DEFAULT_SANITY = ("noise", "brown", "tone")
+# 8 tracks of 60 s: 2000 puzzles of 0.6 s (n=3, 0.2 s chunks) overlap little.
+SANITY_TRACKS = 8
+SANITY_TRACK_SECONDS = 60.0
+SANITY_TONE_HZ = 440.0
+ALPHA = 0.01
+VERDICT_DECODING = "hungarian"
+# A log-probability of exactly 0 in float32 becomes -inf; decoding needs finite scores.
+_LOWEST_SCORE = -1e30
+# An ideal observer this far above chance (exact order) gets a note that a set at chance proves little.
+_IDEAL_MARGIN = 0.01
+
+
+@dataclass
+class DatasetResult:
+    """One scored dataset.
+
+    Attributes
+    ----------
+    name : str
+        Key in ``eval.json`` and file name part: the split, the sanity kind, or
+        the sanity corpus folder's name.
+    sanity : bool
+        True for sets that must stay at chance.
+    source : dict
+        JSON-ready description: ``kind`` ("corpus" or a key of
+        :data:`SANITY_KINDS`), and the corpus, split and whether its fixed
+        set was used, or the synthetic tracks rendered.
+    scores : dict
+        :func:`audiosort.metrics.score_puzzles` of the model's scores.
+    confusion : np.ndarray [shape=(n, n), dtype=int64]
+        ``confusion[t, p]``: slots of true position t predicted at p (hungarian).
+    ideal : leaks.IdealObserver or None
+        The ideal observer of a synthetic sanity set; None where unknown.
+    """
+
+    name: str
+    sanity: bool
+    source: dict
+    scores: dict
+    confusion: np.ndarray
+    ideal: leaks.IdealObserver | None = None
+
+
+@dataclass
+class EvalReport:
+    """The datasets of one evaluation and the verdicts that follow from them.
+
+    Attributes
+    ----------
+    run_dir : Path
+        The run evaluated.
+    datasets : list of DatasetResult
+        In evaluation order (the corpus split first).
+    alpha : float in (0, 1)
+        Family-wise false-positive rate, split over the datasets (Bonferroni).
+    """
+
+    run_dir: Path
+    datasets: list[DatasetResult]
+    alpha: float = ALPHA
+
+    @property
+    def n_tests(self) -> int:
+        """Tests in the Bonferroni family: one per dataset (see module docstring for why not per decoding)."""
+        return len(self.datasets)
+
+    def verdict(self, result: DatasetResult, decoding: str = VERDICT_DECODING) -> str:
+        """``"above_chance"`` or ``"at_chance"`` for one dataset and decoding."""
+        return metrics.verdict(result.scores[decoding]["p_value"], alpha=self.alpha, n_tests=self.n_tests)
+
+    def problems(self) -> list[str]:
+        """One line per sanity set sorted above chance, e.g. ``"tone sorted above chance (p=3.1e-12)"``."""
+        return [
+            f"{r.name} sorted above chance (p={r.scores[VERDICT_DECODING]['p_value']:.2g})"
+            for r in self.datasets
+            if r.sanity and self.verdict(r) == "above_chance"
+        ]
+
+    @property
+    def exit_code(self) -> int:
+        """1 if any sanity set is sorted above chance, else 0."""
+        return 1 if self.problems() else 0
+
+    def to_dict(self) -> dict:
+        """``eval.json``: settings, then one entry per dataset with a verdict per decoding."""
+        entries = {}
+        for result in self.datasets:
+            entry = dict(result.source)
+            entry["sanity"] = result.sanity
+            for key, value in result.scores.items():
+                if key in metrics.DECODINGS:
+                    value = {**value, "verdict": self.verdict(result, key)}
+                entry[key] = value
+            entry["p_value"] = result.scores[VERDICT_DECODING]["p_value"]
+            entry["verdict"] = self.verdict(result)
+            if result.ideal is not None:
+                entry["ideal_observer_exact_accuracy"] = result.ideal.exact_accuracy
+                entry["ideal_observer_n_chunks"] = result.ideal.n_chunks
+                entry["ideal_observer_method"] = result.ideal.method
+            entries[result.name] = entry
+        return {
+            "run": str(self.run_dir),
+            "alpha": self.alpha,
+            "n_tests": self.n_tests,
+            "verdict_decoding": VERDICT_DECODING,
+            "datasets": entries,
+        }
+
+    def table(self) -> list[str]:
+        """The markdown table: one row per dataset and decoding."""
+        rows = [
+            "| dataset | decoding | exact acc [95% CI] | chance | position acc (chance) | Kendall tau | p | verdict "
+            "| ideal observer |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for result in self.datasets:
+            chance = result.scores["chance"]
+            for decoding in metrics.DECODINGS:
+                scores = result.scores[decoding]
+                exact = scores["exact_accuracy"]
+                rows.append(
+                    f"| {result.name} | {decoding} | {exact['value']:.3f} [{exact['low']:.3f}, {exact['high']:.3f}] "
+                    f"| {chance['exact_accuracy']:.3f} "
+                    f"| {scores['position_accuracy']['value']:.3f} ({chance['position_accuracy']:.3f}) "
+                    f"| {scores['kendall_tau']['value']:.3f} | {scores['p_value']:.2g} "
+                    f"| {self.verdict(result, decoding).replace('_', ' ')} | {_ideal_cell(result)} |"
+                )
+        return rows
+
+    def lines(self) -> list[str]:
+        """What ``audiosort eval`` prints on stdout: the table and what it means (problems go to stderr)."""
+        puzzles = ", ".join(f"{r.name} {r.scores['n_puzzles']}" for r in self.datasets)
+        out = [
+            f"eval of {self.run_dir} (puzzles: {puzzles})",
+            "",
+            *self.table(),
+            "",
+            f"verdict: one-sided binomial test of the exact-order count against chance (1/n!), alpha {self.alpha} "
+            f"Bonferroni-corrected over {self.n_tests} dataset(s), on the {VERDICT_DECODING} decoding.",
+        ]
+        pairwise = [r.name for r in self.datasets if r.ideal and r.ideal.n_chunks != r.scores["n_chunks"]]
+        if pairwise:
+            names = ", ".join(pairwise)
+            out.append(f"ideal observer of {names}: pairwise (n=2, chance 0.5); n chunks are too many to enumerate")
+        at_chance = [r for r in self.datasets if r.sanity and self.verdict(r) == "at_chance"]
+        if at_chance:
+            out.append(f"sanity sets at chance: {', '.join(r.name for r in at_chance)}")
+        # A set at chance proves the pipeline clean only where an ideal observer is at chance too.
+        sortable = [
+            f"{r.name} at {r.ideal.exact_accuracy:.3f}"
+            for r in at_chance
+            if r.ideal and r.ideal.exact_accuracy > r.ideal.chance + _IDEAL_MARGIN
+        ]
+        if sortable:
+            out.append(
+                f"  yet an ideal observer sorts {', '.join(sortable)} (exact order): "
+                "there at chance means this model did not exploit the leak, not that there is none"
+            )
+        return out
+
+    def write(self, folder: str | Path) -> None:
+        """Write ``eval.json``, ``eval.md`` and one ``confusion-<name>.png`` per dataset, each atomically."""
+        folder = Path(folder)
+        _write_atomic(folder / "eval.json", json.dumps(self.to_dict(), indent=1) + "\n")
+        lines = self.lines()
+        _write_atomic(folder / "eval.md", "\n".join([f"# {lines[0]}", *lines[1:], *self.problems()]) + "\n")
+        for result in self.datasets:
+            _save_confusion(folder / f"confusion-{result.name}.png", result)
+
+
+def evaluate(
+    run_dir: str | Path,
+    *,
+    corpus: str | Path | None = None,
+    split: str = "test",
+    sanity: tuple = DEFAULT_SANITY,
+    n_puzzles: int = 2000,
+    seed: int = 0,
+    allow_train: bool = False,
+) -> EvalReport:
+    """Score a run's model on a corpus split and on sanity sets; write the report into the run folder.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        Run folder of ``audiosort train`` (``config.yaml``, ``model.keras``).
+    corpus : str or Path, optional
+        Corpus folder to take ``split`` from; default the run's ``data.corpus``.
+    split : {"train", "val", "test"}
+        Which tracks to score. The corpus's fixed set when it was cut with the
+        run's puzzle settings, else ``n_puzzles`` new ones.
+    sanity : sequence of str
+        Each a key of :data:`SANITY_KINDS` (rendered on the fly: 8 tracks of
+        60 s at the run's sample rate) or a corpus folder (its test split, or
+        the first split it has).
+    n_puzzles : int > 0
+        Puzzles per sanity set, and per split when no fixed set fits.
+    seed : int
+        Seeds the sanity audio and any new puzzles. The default is shared by
+        every run, so that runs are scored on the same puzzles (paired tests).
+    allow_train : bool
+        Permit ``split="train"``.
+
+    Returns
+    -------
+    EvalReport
+        Also written to ``run_dir`` (see :meth:`EvalReport.write`).
+
+    Raises
+    ------
+    InputError
+        No run folder or model, ``split="train"`` without ``allow_train``, an
+        unknown sanity name, or a corpus whose sample rate or chunk length
+        does not match the model.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise InputError(f"no run folder at {run_dir}")
+    if split not in SPLITS:
+        raise InputError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    if split == "train" and not allow_train:
+        raise InputError(
+            "--split train scores puzzles from the tracks the model was trained on, which inflates accuracy; "
+            "use val or test, or pass --allow-train"
+        )
+    if isinstance(n_puzzles, bool) or not isinstance(n_puzzles, int) or n_puzzles < 1:
+        raise InputError(f"--puzzles {n_puzzles!r} must be an int >= 1")
+    sanity = tuple(sanity)
+    for entry in sanity:
+        if entry not in SANITY_KINDS and not Path(entry).is_dir():
+            raise InputError(f"--sanity {entry!r} is neither a sanity kind ({', '.join(SANITY_KINDS)}) nor a corpus folder")
+    config = load_run_config(run_dir)
+    sample_rate = config.data.sample_rate
+    spec = PuzzleSpec.from_config(config.puzzle, sample_rate=sample_rate)
+    # Every input is checked before the model loads, so a usage error costs no time.
+    main_corpus = _open_corpus(corpus if corpus is not None else config.data.corpus, sample_rate)
+    sanity_corpora = {entry: _open_corpus(entry, sample_rate) for entry in sanity if entry not in SANITY_KINDS}
+    model = _load_model(run_dir, spec)
+    batch_size = config.train.batch_size
+
+    puzzles, fixed = main_corpus.puzzles_for(split, spec, n_puzzles=n_puzzles, seed=seed)
+    source = {"kind": "corpus", "corpus": str(main_corpus.path), "split": split, "fixed_set": fixed}
+    results = [_score(split, False, source, puzzles, model, batch_size)]
+    for entry in sanity:
+        if entry in SANITY_KINDS:
+            name = entry
+            puzzles, source = _sanity_puzzles(entry, spec, sample_rate=sample_rate, n_puzzles=n_puzzles, seed=seed)
+            ideal = _ideal_observer(entry, puzzles, spec, sample_rate)
+        else:
+            folder = sanity_corpora[entry]
+            name = re.sub(r"[^A-Za-z0-9_.-]", "_", folder.path.resolve().name)
+            present = {t["split"] for t in folder.track_entries}
+            folder_split = next((s for s in ("test", "val", "train") if s in present), "test")
+            puzzles, fixed = folder.puzzles_for(folder_split, spec, n_puzzles=n_puzzles, seed=seed)
+            source = {"kind": "corpus", "corpus": str(folder.path), "split": folder_split, "fixed_set": fixed}
+            ideal = None
+        if name in {r.name for r in results}:
+            raise InputError(f"--sanity names {name!r} twice (or it clashes with the split); give each set once")
+        results.append(_score(name, True, source, puzzles, model, batch_size, ideal))
+    report = EvalReport(run_dir=run_dir, datasets=results)
+    report.write(run_dir)
+    return report
+
+
+def _open_corpus(path: str | Path, sample_rate: int) -> Corpus:
+    corpus = Corpus(path)
+    if corpus.sample_rate != sample_rate:
+        raise InputError(
+            f"corpus {corpus.path} is {corpus.sample_rate} Hz but the run's model was trained at {sample_rate} Hz "
+            "(data.sample_rate); prepare the corpus at the run's rate"
+        )
+    return corpus
+
+
+def _load_model(run_dir: Path, spec: PuzzleSpec) -> keras.Model:
+    path = run_dir / "model.keras"
+    if not path.exists():
+        raise InputError(f"{run_dir} has no model.keras (training did not finish?)")
+    model = keras.saving.load_model(path, compile=False)
+    if tuple(model.input_shape[1:]) != (spec.n_chunks, spec.chunk_samples):
+        raise InputError(
+            f"{path} takes {model.input_shape[1]} chunks of {model.input_shape[2]} samples but its config.yaml cuts "
+            f"{spec.n_chunks} of {spec.chunk_samples}; the run folder is inconsistent"
+        )
+    return model
+
+
+def _sanity_puzzles(kind: str, spec: PuzzleSpec, *, sample_rate: int, n_puzzles: int, seed: int) -> tuple[Puzzles, dict]:
+    """A fresh sanity set: SANITY_TRACKS tracks of one kind, cut with the run's puzzle settings."""
+    synthetic_kind, tone_method = SANITY_KINDS[kind]
+    # One stream per kind, split into one per track and one for the puzzles, so that no
+    # two sets (noise and brown both draw normals) share their random numbers.
+    streams = np.random.SeedSequence([seed, list(SANITY_KINDS).index(kind)]).spawn(SANITY_TRACKS + 1)
+    tone = {"tone_method": tone_method, "tone_hz": SANITY_TONE_HZ} if tone_method else {}
+    tracks = [
+        audio.to_int16(
+            synthetic.render(
+                synthetic_kind, SANITY_TRACK_SECONDS, sample_rate=sample_rate, rng=np.random.default_rng(stream), **tone
+            )
+        )
+        for stream in streams[:-1]
+    ]
+    puzzles = make_puzzle_set(TrackTable.from_arrays(tracks), spec, n_puzzles, rng=np.random.default_rng(streams[-1]))
+    source = {"kind": kind, "tracks": SANITY_TRACKS, "track_seconds": SANITY_TRACK_SECONDS, "seed": seed, **tone}
+    return puzzles, source
+
+
+def _ideal_observer(kind: str, puzzles: Puzzles, spec: PuzzleSpec, sample_rate: int) -> leaks.IdealObserver | None:
+    synthetic_kind, tone_method = SANITY_KINDS[kind]
+    if synthetic_kind == "noise":
+        return leaks.ideal_noise_accuracy(spec)
+    if synthetic_kind == "brown":
+        return leaks.ideal_brown_accuracy(puzzles.chunks, puzzles.order, spec, sample_rate=sample_rate)
+    return leaks.ideal_tone_accuracy(spec, sample_rate=sample_rate, frequency_hz=SANITY_TONE_HZ, method=tone_method)
+
+
+def _score(name, sanity, source, puzzles, model, batch_size, ideal=None) -> DatasetResult:
+    """Predict, then score against chance; the confusion matrix is of the hungarian decoding."""
+    if puzzles.chunks.shape[1:] != tuple(model.input_shape[1:]):
+        raise InputError(
+            f"{name} puzzles are {puzzles.chunks.shape[1]} chunks of {puzzles.chunks.shape[2]} samples but the model "
+            f"takes {model.input_shape[1]} of {model.input_shape[2]}"
+        )
+    scores = np.asarray(model.predict(puzzles.chunks, batch_size=batch_size, verbose=0), dtype=np.float64)
+    if np.isnan(scores).any():
+        raise InputError(f"the model's scores on {name} contain NaN; the run's weights are broken")
+    scores = np.maximum(scores, _LOWEST_SCORE)
+    order = np.asarray(puzzles.order, dtype=np.int64)
+    n_chunks = order.shape[1]
+    predicted = metrics.decode(scores, method="hungarian")
+    cells = (order * n_chunks + predicted).ravel()
+    confusion = np.bincount(cells, minlength=n_chunks * n_chunks).reshape(n_chunks, n_chunks)
+    return DatasetResult(name, sanity, source, metrics.score_puzzles(scores, order), confusion, ideal)
+
+
+def _ideal_cell(result: DatasetResult) -> str:
+    if result.ideal is None:
+        return "-"
+    text = f"{result.ideal.exact_accuracy:.3f}"
+    return text if result.ideal.n_chunks == result.scores["n_chunks"] else f"{text} (n=2)"
+
+
+def _save_confusion(path: Path, result: DatasetResult) -> None:
+    """Row-normalized confusion matrix as a PNG, written to a temporary file and renamed."""
+    confusion = result.confusion
+    n_chunks = len(confusion)
+    fractions = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
+    figure = Figure(figsize=(1.2 + 0.6 * n_chunks, 1.0 + 0.6 * n_chunks), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.imshow(fractions, vmin=0.0, vmax=1.0, cmap="viridis")
+    for true_position, predicted_position in np.ndindex(confusion.shape):
+        value = fractions[true_position, predicted_position]
+        axes.text(predicted_position, true_position, f"{value:.2f}", ha="center", va="center",
+                  color="black" if value > 0.5 else "white", fontsize=8)
+    axes.set_xticks(range(n_chunks))
+    axes.set_yticks(range(n_chunks))
+    axes.set_xlabel("predicted position")
+    axes.set_ylabel("true position")
+    exact = result.scores[VERDICT_DECODING]["exact_accuracy"]["value"]
+    axes.set_title(f"{result.name}: exact {exact:.3f}\n(chance {1 / math.factorial(n_chunks):.3f}, hungarian)", fontsize=9)
+    tmp = path.with_name(f".{path.name}.partial")
+    figure.savefig(tmp, format="png")
+    os.replace(tmp, path)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -1,0 +1,287 @@
+"""audiosort eval: reports against chance, sanity verdicts and exit codes; the ideal observers of the sanity sets."""
+
+import itertools
+import json
+from collections import defaultdict
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from audiosort import audio, evaluate as evaluate_module, metrics
+from audiosort.cli import main
+from audiosort.config import load_config
+from audiosort.data import synthetic
+from audiosort.data.corpus import prepare_synthetic
+from audiosort.data.puzzles import PuzzleSpec, TrackTable, make_puzzle_set
+from audiosort.evaluate import DatasetResult, EvalReport
+from audiosort.leaks import ideal_brown_accuracy, ideal_noise_accuracy, ideal_tone_accuracy
+from audiosort.train import train
+from conftest import TINY_PUZZLE
+
+TINY = [
+    "puzzle.chunk_seconds=0.05",
+    "puzzle.pad_max_seconds=0.01",
+    "model.encoder.hidden_units=32",
+    "model.encoder.embedding_dim=16",
+    "model.sorter.hidden_units=32",
+    "train.batch_size=16",
+    "train.epochs=2",
+    "train.steps_per_epoch=5",
+    "data.val_puzzles=100",
+]
+DESIGN_N2 = dict(n_chunks=2, chunk_samples=3200, pad_min_samples=0)  # 0.2 s chunks at 16 kHz, as in DESIGN.md
+
+
+@pytest.fixture(scope="module")
+def tiny_run(music_corpus, tmp_path_factory):
+    config = load_config(None, ["name=eval", f"data.corpus={music_corpus}", *TINY])
+    return train(config, runs_dir=tmp_path_factory.mktemp("runs"), verbose=0)
+
+
+@pytest.fixture(scope="module")
+def corpus_8k(tmp_path_factory):
+    out = tmp_path_factory.mktemp("corpora") / "noise8k"
+    prepare_synthetic(
+        "noise", out, duration_seconds=20, track_seconds=5, sample_rate=8000, puzzle=TINY_PUZZLE, n_puzzles=20,
+        progress=False,
+    )
+    return out
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_one_line_error(result, fragment):
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and fragment in lines[0], result.stderr
+
+
+def test_eval_writes_json_markdown_and_confusion_images_with_chance(tiny_run):
+    result = run("eval", tiny_run, "--puzzles", 200)
+    assert result.exit_code in (0, 1), result.output
+    report = json.loads((tiny_run / "eval.json").read_text())
+    datasets = report["datasets"]
+    assert list(datasets) == ["test", "noise", "brown", "tone"]
+    assert report["n_tests"] == 4 and report["alpha"] == 0.01 and report["verdict_decoding"] == "hungarian"
+    for name, entry in datasets.items():
+        assert entry["n_puzzles"] == 200 and entry["n_chunks"] == 3
+        assert entry["chance"]["position_accuracy"] == pytest.approx(1 / 3)
+        assert entry["chance"]["exact_accuracy"] == pytest.approx(1 / 6)
+        assert entry["sanity"] == (name != "test")
+        for decoding in ("argmax", "hungarian"):
+            scores = entry[decoding]
+            for metric in ("position_accuracy", "exact_accuracy", "kendall_tau"):
+                assert scores[metric]["low"] <= scores[metric]["value"] <= scores[metric]["high"]
+            expected = metrics.verdict(scores["p_value"], alpha=0.01, n_tests=4)
+            assert scores["verdict"] == expected
+        assert entry["p_value"] == entry["hungarian"]["p_value"] and entry["verdict"] == entry["hungarian"]["verdict"]
+        png = tiny_run / f"confusion-{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert datasets["test"]["split"] == "test" and datasets["test"]["fixed_set"] is True
+    assert datasets["tone"]["kind"] == "tone" and datasets["tone"]["tone_method"] == "tiled"
+    assert 1 / 6 <= datasets["tone"]["ideal_observer_exact_accuracy"] <= 1
+    assert datasets["noise"]["ideal_observer_exact_accuracy"] == pytest.approx(1 / 6)
+    above = [name for name, entry in datasets.items() if entry["sanity"] and entry["verdict"] == "above_chance"]
+    assert result.exit_code == (1 if above else 0)
+    for name in above:
+        assert f"{name} sorted above chance" in result.stderr
+    markdown = (tiny_run / "eval.md").read_text()
+    assert "| dataset | decoding | exact acc [95% CI] | chance |" in markdown
+    assert markdown.count("| tone | hungarian |") == 1 and "| test | argmax |" in result.stdout
+    assert not list(tiny_run.glob(".*partial*"))
+
+
+def test_eval_exits_0_when_the_model_cannot_sort_noise(tiny_run):
+    result = run("eval", tiny_run, "--sanity", "noise", "--puzzles", 200)
+    assert result.exit_code == 0, result.output
+    assert "sanity sets at chance: noise" in result.stdout
+    assert set(json.loads((tiny_run / "eval.json").read_text())["datasets"]) == {"test", "noise"}
+
+
+def fake_result(name, *, sanity, sortable, n_puzzles=300, seed=0):
+    rng = np.random.default_rng(seed)
+    order = np.argsort(rng.random((n_puzzles, 3)), axis=1)
+    if sortable:
+        scores = np.log(np.eye(3)[order] * 0.9 + 0.05)
+    else:
+        scores = rng.normal(size=(n_puzzles, 3, 3))
+    return DatasetResult(name, sanity, {"kind": name}, metrics.score_puzzles(scores, order), np.eye(3, dtype=np.int64))
+
+
+def test_sanity_set_sorted_above_chance_gives_exit_1_naming_it():
+    report = EvalReport(
+        run_dir=Path("runs/x"),
+        datasets=[
+            fake_result("test", sanity=False, sortable=True),
+            fake_result("noise", sanity=True, sortable=False),
+            fake_result("tone", sanity=True, sortable=True),
+        ],
+    )
+    assert report.exit_code == 1
+    assert len(report.problems()) == 1 and report.problems()[0].startswith("tone sorted above chance (p=")
+    entries = report.to_dict()["datasets"]
+    assert entries["tone"]["verdict"] == entries["tone"]["argmax"]["verdict"] == "above_chance"
+    assert entries["noise"]["verdict"] == "at_chance"
+
+
+def test_held_out_split_above_chance_alone_exits_0():
+    report = EvalReport(
+        run_dir=Path("runs/x"),
+        datasets=[fake_result("test", sanity=False, sortable=True), fake_result("noise", sanity=True, sortable=False)],
+    )
+    assert report.exit_code == 0 and report.problems() == []
+    assert report.to_dict()["datasets"]["test"]["verdict"] == "above_chance"
+
+
+def test_cli_exit_1_prints_the_table_and_names_the_leaking_set(monkeypatch, tmp_path):
+    datasets = [fake_result("test", sanity=False, sortable=True), fake_result("tone", sanity=True, sortable=True)]
+    report = EvalReport(run_dir=tmp_path, datasets=datasets)
+    monkeypatch.setattr(evaluate_module, "evaluate", lambda *args, **kwargs: report)
+    result = run("eval", tmp_path)
+    assert result.exit_code == 1
+    assert "| tone | hungarian |" in result.stdout
+    assert result.stderr.startswith("tone sorted above chance (p=")
+
+
+def test_bonferroni_counts_every_dataset_evaluated():
+    # p = 0.004: above chance alone (0.004 < 0.01), at chance among three datasets (0.004 > 0.01 / 3).
+    result = fake_result("tone", sanity=True, sortable=False)
+    result.scores["hungarian"]["p_value"] = 0.004
+    alone = EvalReport(run_dir=Path("r"), datasets=[result])
+    assert alone.exit_code == 1
+    others = [fake_result("test", sanity=False, sortable=False), fake_result("noise", sanity=True, sortable=False)]
+    three = EvalReport(run_dir=Path("r"), datasets=[*others, result])
+    assert three.exit_code == 0
+
+
+def test_train_split_is_refused_without_allow_train(tiny_run):
+    assert_one_line_error(run("eval", tiny_run, "--split", "train"), "inflates accuracy")
+    result = run("eval", tiny_run, "--split", "train", "--allow-train", "--sanity", "", "--puzzles", 50)
+    assert result.exit_code == 0, result.output
+    entry = json.loads((tiny_run / "eval.json").read_text())["datasets"]["train"]
+    assert entry["split"] == "train" and entry["fixed_set"] is False and entry["n_puzzles"] == 50
+
+
+def test_corpus_at_another_sample_rate_is_exit_2(tiny_run, corpus_8k):
+    assert_one_line_error(run("eval", tiny_run, "--corpus", corpus_8k), "8000 Hz")
+    assert_one_line_error(run("eval", tiny_run, "--sanity", f"noise,{corpus_8k}"), "8000 Hz")
+
+
+def test_missing_run_folder_or_model_is_exit_2(tiny_run, tmp_path):
+    assert_one_line_error(run("eval", tmp_path / "nope"), "no run folder")
+    assert_one_line_error(run("eval", tmp_path), "no config.yaml")
+    (tmp_path / "config.yaml").write_text((tiny_run / "config.yaml").read_text())
+    assert_one_line_error(run("eval", tmp_path), "no model.keras")
+
+
+def test_unknown_sanity_name_is_exit_2_listing_the_kinds(tiny_run):
+    result = run("eval", tiny_run, "--sanity", "noise,pink")
+    assert_one_line_error(result, "'pink' is neither a sanity kind (noise, brown, tone")
+
+
+def test_sanity_corpus_folder_is_scored_under_its_name(tiny_run, tmp_path):
+    folder = tmp_path / "mynoise"
+    prepare_synthetic(
+        "noise", folder, duration_seconds=30, track_seconds=5, puzzle=TINY_PUZZLE, n_puzzles=50, progress=False
+    )
+    result = run("eval", tiny_run, "--sanity", folder, "--puzzles", 50)
+    assert result.exit_code in (0, 1), result.output
+    entry = json.loads((tiny_run / "eval.json").read_text())["datasets"]["mynoise"]
+    assert entry["sanity"] and entry["kind"] == "corpus" and entry["corpus"] == str(folder)
+    assert (tiny_run / "confusion-mynoise.png").exists()
+
+
+# --- Ideal observers (DESIGN.md, "Leaks to know") ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "method, pad_max_samples, expected",
+    [("exact", 160, 0.997), ("tiled", 160, 0.525), ("tiled", 143, 0.500)],
+)
+def test_ideal_tone_observer_matches_design_md(method, pad_max_samples, expected):
+    spec = PuzzleSpec(**DESIGN_N2, pad_max_samples=pad_max_samples)
+    ideal = ideal_tone_accuracy(spec, sample_rate=16000, method=method)
+    assert ideal.exact_accuracy == pytest.approx(expected, abs=0.002)
+    assert ideal.n_chunks == 2 and ideal.chance == 0.5
+
+
+@pytest.mark.parametrize("method", ["tiled", "exact"])
+def test_fixed_gap_tone_is_sorted_perfectly_by_the_ideal_observer(method):
+    spec = PuzzleSpec(**DESIGN_N2, pad_max_samples=160, pad_mode="fixed")
+    assert ideal_tone_accuracy(spec, sample_rate=16000, method=method).exact_accuracy == 1.0
+
+
+def test_tiled_tone_observer_depends_on_chunk_length_unless_gaps_cover_whole_periods():
+    # With 17 residues one count more likely, their reflection -r - 2L overlaps them by 2L mod 36.
+    short = PuzzleSpec(n_chunks=2, chunk_samples=800, pad_min_samples=0, pad_max_samples=160)
+    assert ideal_tone_accuracy(short, sample_rate=16000).exact_accuracy == pytest.approx(165 / 322)
+    whole = PuzzleSpec(n_chunks=3, chunk_samples=800, pad_min_samples=0, pad_max_samples=143)
+    assert ideal_tone_accuracy(whole, sample_rate=16000).exact_accuracy == pytest.approx(1 / 6)
+
+
+def test_shared_gap_tone_leaks_for_three_chunks_even_over_whole_periods():
+    per_gap = PuzzleSpec(n_chunks=3, chunk_samples=3200, pad_min_samples=0, pad_max_samples=143)
+    shared = PuzzleSpec(n_chunks=3, chunk_samples=3200, pad_min_samples=0, pad_max_samples=143, pad_mode="shared")
+    assert ideal_tone_accuracy(per_gap, sample_rate=16000).exact_accuracy == pytest.approx(1 / 6)
+    assert ideal_tone_accuracy(shared, sample_rate=16000).exact_accuracy > 0.45
+
+
+def brute_force_tone(n_chunks, chunk_samples, gaps, cycles_per_sample):
+    """The ideal observer by dictionaries of Fractions: every gap tuple, every order."""
+    combinations = list(itertools.product(gaps, repeat=n_chunks - 1))
+    table = defaultdict(lambda: defaultdict(Fraction))
+    orders = list(itertools.permutations(range(n_chunks)))
+    for steps in combinations:
+        phases = [Fraction(0)]
+        for gap in steps:
+            phases.append((phases[-1] + (chunk_samples + gap) * cycles_per_sample) % 1)
+        for order in orders:
+            seen = tuple((phases[order[i]] - phases[order[0]]) % 1 for i in range(1, n_chunks))
+            table[seen][order] += Fraction(1, len(combinations))
+    return float(sum(max(row.values()) for row in table.values()) / len(orders))
+
+
+@pytest.mark.parametrize("method, pad_max_samples", [("tiled", 50), ("exact", 30)])
+def test_ideal_tone_observer_equals_brute_force_for_three_chunks(method, pad_max_samples):
+    spec = PuzzleSpec(n_chunks=3, chunk_samples=1000, pad_min_samples=5, pad_max_samples=pad_max_samples)
+    cycles = Fraction(1, 36) if method == "tiled" else Fraction(440, 16000)
+    expected = brute_force_tone(3, 1000, range(5, pad_max_samples + 1), cycles)
+    assert ideal_tone_accuracy(spec, sample_rate=16000, method=method).exact_accuracy == pytest.approx(expected, abs=1e-12)
+
+
+def test_too_large_tone_enumeration_falls_back_to_pairwise():
+    spec = PuzzleSpec(n_chunks=4, chunk_samples=3200, pad_min_samples=0, pad_max_samples=160)
+    ideal = ideal_tone_accuracy(spec, sample_rate=16000, method="exact")
+    assert ideal.n_chunks == 2 and "pairwise" in ideal.method
+    assert ideal.exact_accuracy == pytest.approx(321 / 322)
+
+
+def test_white_noise_observer_is_exactly_chance():
+    assert ideal_noise_accuracy(PuzzleSpec(2, 800, 0, 0)).exact_accuracy == 0.5
+    assert ideal_noise_accuracy(PuzzleSpec(3, 800, 0, 160)).exact_accuracy == pytest.approx(1 / 6)
+
+
+def brown_puzzles(spec, n_puzzles=400):
+    tracks = [
+        audio.to_int16(synthetic.render("brown", 10.0, sample_rate=16000, rng=np.random.default_rng([3, k])))
+        for k in range(4)
+    ]
+    return make_puzzle_set(TrackTable.from_arrays(tracks), spec, n_puzzles, rng=np.random.default_rng(4))
+
+
+def test_brown_noise_observer_sorts_touching_chunks_and_not_distant_ones():
+    touching = PuzzleSpec(n_chunks=2, chunk_samples=800, pad_min_samples=0, pad_max_samples=0)
+    puzzles = brown_puzzles(touching)
+    assert ideal_brown_accuracy(puzzles.chunks, puzzles.order, touching, sample_rate=16000).exact_accuracy > 0.9
+    # Edges 0.5 s apart are nearly independent (correlation exp(-2 pi 5 x 0.5) = 1.5e-7).
+    distant = PuzzleSpec(n_chunks=3, chunk_samples=800, pad_min_samples=8000, pad_max_samples=8100)
+    puzzles = brown_puzzles(distant)
+    accuracy = ideal_brown_accuracy(puzzles.chunks, puzzles.order, distant, sample_rate=16000).exact_accuracy
+    low, high = metrics.wilson_interval(round(accuracy * 400), 400, confidence=0.999)
+    assert low <= 1 / 6 <= high
