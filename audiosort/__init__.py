@@ -9,30 +9,16 @@ Importing the package registers audiosort's custom Keras layers, so that
 ``import audiosort``.
 """
 
-import contextlib
 import os
 
+from audiosort._stderr import native_stderr_silenced
 from audiosort.errors import AudiosortError
-
-
-@contextlib.contextmanager
-def _native_stderr_silenced():
-    """Send file descriptor 2 to /dev/null for the duration (Python errors still raise)."""
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
 
 # TensorFlow 2.21 prints start-up notes from C++ (oneDNN, "could not find cuda
 # drivers") before its log level applies; they would break the CLI's promise of
 # one line on stderr for a user error.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-with _native_stderr_silenced():
+with native_stderr_silenced():
     import keras  # noqa: F401  (imported here so the notes above are silenced)
 
 from audiosort import models  # noqa: E402  (registers the custom layers)

@@ -28,6 +28,7 @@ import keras
 import numpy as np
 
 from audiosort import metrics
+from audiosort._stderr import native_stderr_silenced
 from audiosort.config import Config, dump_config, load_config
 from audiosort.data.corpus import Corpus
 from audiosort.data.puzzles import PuzzleSpec, puzzle_batches
@@ -110,6 +111,7 @@ def train(config: Config, *, runs_dir: str | Path = "runs", resume: bool = False
         steps_per_epoch=config.train.steps_per_epoch,
         validation_data=(val.chunks, val.order),
         callbacks=callbacks,
+        shuffle=False,  # every batch is freshly sampled already
         verbose=verbose,
     )
     train_seconds = time.perf_counter() - started
@@ -209,7 +211,9 @@ def _accelerator_available() -> bool:
     if backend == "tensorflow":
         import tensorflow as tf
 
-        return bool(tf.config.list_physical_devices("GPU"))
+        # Without a GPU, CUDA's probe prints "failed call to cuInit" from C++.
+        with native_stderr_silenced():
+            return bool(tf.config.list_physical_devices("GPU"))
     if backend == "jax":
         import jax
 
