@@ -15,11 +15,16 @@ from audiosort._stderr import native_stderr_silenced
 from audiosort.errors import AudiosortError
 
 # TensorFlow 2.21 prints start-up notes from C++ (oneDNN, "could not find cuda
-# drivers") before its log level applies; they would break the CLI's promise of
-# one line on stderr for a user error.
+# drivers", and "failed call to cuInit" when it first looks for a GPU) before its
+# log level applies; they would break the CLI's promise of one line on stderr.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 with native_stderr_silenced():
-    import keras  # noqa: F401  (imported here so the notes above are silenced)
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.list_physical_devices("GPU")
 
 from audiosort import models  # noqa: E402  (registers the custom layers)
 

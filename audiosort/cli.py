@@ -113,14 +113,15 @@ def prepare(sources, out, synthetic, duration, track_seconds, tone_method, confi
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a config key (repeatable).")
 @click.option("--runs-dir", default="runs", show_default=True, type=click.Path(path_type=str))
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last finished epoch.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing run folder of the same name.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(config_path, overrides, runs_dir, resume, quiet):
+def train(config_path, overrides, runs_dir, resume, overwrite, quiet):
     """Train a sorter on fresh puzzles from a corpus; write the run folder."""
     from audiosort.config import load_config
     from audiosort.train import train as train_run
 
     config = load_config(config_path, overrides)
-    run_dir = train_run(config, runs_dir=runs_dir, resume=resume, verbose=0 if quiet else "auto")
+    run_dir = train_run(config, runs_dir=runs_dir, resume=resume, overwrite=overwrite, verbose=0 if quiet else "auto")
     report = json.loads((run_dir / "metrics.json").read_text())
     click.echo(f"run: {run_dir}")
     click.echo(_score_line("val", report["val"]))

@@ -21,6 +21,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -28,7 +29,6 @@ import keras
 import numpy as np
 
 from audiosort import metrics
-from audiosort._stderr import native_stderr_silenced
 from audiosort.config import Config, dump_config, load_config
 from audiosort.data.corpus import Corpus
 from audiosort.data.puzzles import PuzzleSpec, puzzle_batches
@@ -39,7 +39,9 @@ from audiosort.models.objectives import sorting_loss, sorting_metrics
 RUN_FILES = ("config.yaml", "model.keras", "encoder.keras", "history.csv", "metrics.json")
 
 
-def train(config: Config, *, runs_dir: str | Path = "runs", resume: bool = False, verbose: int | str = "auto") -> Path:
+def train(
+    config: Config, *, runs_dir: str | Path = "runs", resume: bool = False, overwrite: bool = False, verbose: int | str = "auto"
+) -> Path:
     """Train ``config`` and write its run folder ``runs_dir / config.name``.
 
     Parameters
@@ -51,6 +53,8 @@ def train(config: Config, *, runs_dir: str | Path = "runs", resume: bool = False
     resume : bool
         Continue an interrupted run in the existing folder (its config must
         equal ``config``); without it, an existing run folder is an error.
+    overwrite : bool
+        Delete an existing run folder of the same name and start afresh.
     verbose : int or "auto"
         Keras progress output (0 silent, 1 progress bar, 2 one line per epoch).
 
@@ -78,7 +82,7 @@ def train(config: Config, *, runs_dir: str | Path = "runs", resume: bool = False
             f"longer than every train track (longest {train_tracks.frames.max() / corpus.sample_rate:.3f} s)"
         )
     val, _ = corpus.puzzles_for("val", spec, n_puzzles=config.data.val_puzzles, seed=config.seed)
-    run_dir = _open_run_dir(Path(runs_dir) / config.name, config, resume)
+    run_dir = _open_run_dir(Path(runs_dir) / config.name, config, resume=resume, overwrite=overwrite)
 
     model, encoder = compiled_model(
         config, spec, sample_rate=corpus.sample_rate, total_steps=config.train.epochs * config.train.steps_per_epoch
@@ -174,8 +178,12 @@ def load_run_config(run_dir: str | Path) -> Config:
     return load_config(path)
 
 
-def _open_run_dir(run_dir: Path, config: Config, resume: bool) -> Path:
+def _open_run_dir(run_dir: Path, config: Config, *, resume: bool, overwrite: bool) -> Path:
     config_text = dump_config(config)
+    if resume and overwrite:
+        raise InputError("--resume continues a run and --overwrite deletes it: pass one of them")
+    if overwrite and run_dir.exists():
+        shutil.rmtree(run_dir)
     if resume:
         if not (run_dir / "config.yaml").exists():
             raise InputError(f"nothing to resume: {run_dir} has no config.yaml")
@@ -183,7 +191,7 @@ def _open_run_dir(run_dir: Path, config: Config, resume: bool) -> Path:
             raise ConfigError(f"--resume: the config differs from the one {run_dir} was started with")
         return run_dir
     if run_dir.exists() and any(run_dir.iterdir()):
-        raise InputError(f"run folder {run_dir} already exists; pass --resume to continue it or set another name")
+        raise InputError(f"run folder {run_dir} already exists; pass --resume to continue it, --overwrite to replace it")
     try:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -211,9 +219,7 @@ def _accelerator_available() -> bool:
     if backend == "tensorflow":
         import tensorflow as tf
 
-        # Without a GPU, CUDA's probe prints "failed call to cuInit" from C++.
-        with native_stderr_silenced():
-            return bool(tf.config.list_physical_devices("GPU"))
+        return bool(tf.config.list_physical_devices("GPU"))
     if backend == "jax":
         import jax
 
