@@ -178,5 +178,81 @@ def eval_command(run_dir, corpus, split, sanity, n_puzzles, seed, allow_train):
     click.get_current_context().exit(report.exit_code)
 
 
+@main.command(name="audit")
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=str), help="YAML config to audit.")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a config key (repeatable).")
+@click.option("--steps", type=int, help="Training steps per sanity set (default 400).")
+@click.option("--puzzles", "n_puzzles", type=int, help="Held-out puzzles scored per sanity set (default 1000).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the sanity audio and puzzles.")
+@click.option(
+    "--sanity", default="noise,brown,tone", show_default=True, help="Comma-separated sets: noise, brown, tone, tone-exact."
+)
+@click.option("--out", type=click.Path(path_type=str), help="Folder to write audit.json into (default: write nothing).")
+def audit_command(config_path, overrides, steps, n_puzzles, seed, sanity, out):
+    """Train the config's model from scratch on noise, brown noise and a tone; check they stay at chance.
+
+    Audio whose order is unknowable can only be sorted through a leak in how
+    puzzles are cut (fixed or shared gaps, gaps too short). Exit 0 when every
+    set is at chance, 1 with one line of diagnosis per set sorted above chance.
+    """
+    from audiosort.audit import audit
+    from audiosort.config import load_config
+
+    config = load_config(config_path, overrides)
+    budget = {name: value for name, value in (("steps", steps), ("n_puzzles", n_puzzles)) if value is not None}
+    names = tuple(name.strip() for name in sanity.split(",") if name.strip())
+    report = audit(config, seed=seed, sanity=names, **budget)
+    click.echo("\n".join(report.lines()))
+    if out:
+        click.echo(f"wrote {report.write(out)}")
+    for problem in report.problems():
+        click.echo(problem, err=True)
+    click.get_current_context().exit(report.exit_code)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=str))
+@click.argument("audio", nargs=-1, type=click.Path(path_type=str))
+@click.option("--out", required=True, type=click.Path(path_type=str), help="The .npz to write.")
+@click.option("--hop-seconds", type=float, help="Time between frame starts (default: the run's chunk length).")
+def embed(run_dir, audio, out, hop_seconds):
+    """Embed audio files with a run's encoder, frame by frame, into one .npz.
+
+    AUDIO are files and folders (their audio files). Each file is decoded at the
+    run's sample rate and cut into frames of the run's chunk length (the last
+    partial frame dropped). The .npz holds: files (F,) and clip (F, D), the
+    mean frame embedding per file; embeddings_<k> (frames, D) and
+    timestamps_<k> (frames,), frame centers in seconds, for files[k]; skipped
+    and skipped_reasons; sample_rate, chunk_samples, hop_samples. A file that
+    is missing, undecodable or shorter than one chunk is skipped with a
+    warning; exit 2 when none is left.
+    """
+    from audiosort.embed import embed_files
+
+    report = embed_files(run_dir, audio, out=out, hop_seconds=hop_seconds)
+    for name, reason in report.skipped:
+        click.echo(f"warning: skipped {name}: {reason}", err=True)
+    click.echo("\n".join(report.lines()))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=str))
+@click.argument("audio", type=click.Path(path_type=str))
+@click.option("--out", required=True, type=click.Path(path_type=str), help="Folder for the three wavs.")
+@click.option("--start", "start_seconds", type=float, help="Start of the puzzle in the file, seconds (default: random).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the gaps, the random start and the shuffle.")
+def listen(run_dir, audio, out, start_seconds, seed):
+    """Cut one puzzle from AUDIO, sort it with the run's model, and write it to hear.
+
+    Writes original.wav (true order), shuffled.wav (as given to the model) and
+    sorted.wav (the model's order, Hungarian decoding) into --out, with the
+    gaps left out and 50 ms of silence between chunks; prints both orders.
+    """
+    from audiosort.listen import listen as listen_to
+
+    result = listen_to(run_dir, audio, out=out, start_seconds=start_seconds, seed=seed)
+    click.echo("\n".join(result.lines()))
+
+
 if __name__ == "__main__":
     main()

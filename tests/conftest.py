@@ -1,16 +1,29 @@
-"""Shared fixtures: tiny corpora made by the synthetic generators, in tmp folders."""
+"""Shared fixtures: tiny corpora made by the synthetic generators, and a tiny trained run, in tmp folders."""
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from audiosort.config import PuzzleConfig
+from audiosort.config import PuzzleConfig, load_config
 from audiosort.data import synthetic
 from audiosort.data.corpus import prepare_synthetic
+from audiosort.train import train
 
 SAMPLE_RATE = 16000
 # Small puzzles keep the corpora tiny: 3 chunks of 0.05 s with gaps up to 0.01 s.
 TINY_PUZZLE = PuzzleConfig(n_chunks=3, chunk_seconds=0.05, pad_min_seconds=0.0, pad_max_seconds=0.01)
+# A run that trains in seconds: TINY_PUZZLE's puzzles, small layers, 2 epochs of 5 steps.
+TINY_TRAIN = [
+    "puzzle.chunk_seconds=0.05",
+    "puzzle.pad_max_seconds=0.01",
+    "model.encoder.hidden_units=32",
+    "model.encoder.embedding_dim=16",
+    "model.sorter.hidden_units=32",
+    "train.batch_size=16",
+    "train.epochs=2",
+    "train.steps_per_epoch=5",
+    "data.val_puzzles=100",
+]
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +34,13 @@ def music_corpus(tmp_path_factory):
         "music", out, duration_seconds=180, track_seconds=15, puzzle=TINY_PUZZLE, n_puzzles=200, progress=False
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(music_corpus, tmp_path_factory):
+    """A run folder trained once per session with TINY_TRAIN on `music_corpus`; treat it as read-only."""
+    config = load_config(None, ["name=tiny", f"data.corpus={music_corpus}", *TINY_TRAIN])
+    return train(config, runs_dir=tmp_path_factory.mktemp("runs"), verbose=0)
 
 
 def write_music_files(folder, count, *, seconds=3.0, sample_rate=22050, seed=0, prefix="song"):

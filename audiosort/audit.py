@@ -1,0 +1,314 @@
+"""``audiosort audit``: can this config's pipeline sort audio whose order is unknowable?
+
+The seed's protocol for the pipeline itself (``seed/sorting-audio.md``,
+"Validation and Problems I Faced"): train the config's model from scratch on
+white noise, brown noise and a tone, then score it on held-out tracks of the
+same kind. Nothing in that audio tells the order, so a model that sorts it
+above chance has found the order in how the puzzles were cut: a fixed gap
+steps a tone's phase the same every time, a gap shared by n >= 3 chunks lets
+the model infer the step and extend the sine, and gaps too short for brown
+noise let its edges continue (DESIGN.md, "Leaks to know").
+
+For each sanity kind, :func:`audit`
+
+1. renders the kind's train tracks and, from an independent stream, its
+   held-out tracks (:func:`audiosort.evaluate.sanity_tracks`: 8 tracks of 60 s
+   each, at ``data.sample_rate``);
+2. builds and compiles a fresh model exactly as ``audiosort train`` would
+   (:func:`audiosort.train.compiled_model`) and fits it for ``steps`` batches
+   of fresh puzzles cut from the train tracks with the config's puzzle
+   settings;
+3. scores ``n_puzzles`` held-out puzzles with eval's statistics: accuracies with
+   95% intervals, the one-sided binomial p-value of the exact-order count
+   against 1/n!, a verdict at alpha 0.01 Bonferroni-corrected over the sets
+   audited, on the hungarian decoding; beside it the ideal observer's accuracy
+   (:mod:`audiosort.leaks`), so that "at chance" can be told from "too weak to
+   find the leak".
+
+Each set sorted above chance gets one line of diagnosis naming the likely
+cause and its fix (:meth:`AuditReport.problems`).
+
+Example
+-------
+>>> report = audit(load_config("configs/demo.yaml"), steps=400)  # doctest: +SKIP
+>>> print("\\n".join(report.lines())); report.exit_code  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+
+from audiosort.config import Config, to_dict
+from audiosort.data import synthetic
+from audiosort.data.puzzles import PuzzleSpec, puzzle_batches
+from audiosort.errors import ConfigError, InputError
+from audiosort.leaks import IdealObserver
+from audiosort.evaluate import (
+    ALPHA,
+    DEFAULT_SANITY,
+    SANITY_KINDS,
+    SANITY_TONE_HZ,
+    SANITY_TRACK_SECONDS,
+    SANITY_TRACKS,
+    VERDICT_DECODING,
+    DatasetResult,
+    Verdicts,
+    sanity_ideal_observer,
+    sanity_puzzles,
+    sanity_tracks,
+    score_dataset,
+)
+from audiosort.train import compiled_model
+
+# 400 steps of the config's batch: enough for the small waveform models of the tests to learn
+# each leak of DESIGN.md (see tests/test_audit.py), about a minute per set for configs/demo.yaml
+# on 2 CPU cores. A larger model may need more: the ideal observer column says what there is to find.
+DEFAULT_STEPS = 400
+DEFAULT_PUZZLES = 1000
+# Brown noise's edges correlate by exp(-2 pi 5 Hz x gap). Its ideal observer (n=3, 20000 puzzles) sorts
+# gaps of 0.15 s (correlation 0.009) at 0.172 [0.167, 0.178], of 0.2 s (0.002) at 0.167: chance.
+_BROWN_SAFE_CORRELATION = 0.002
+
+
+@dataclass
+class AuditReport(Verdicts):
+    """The sanity sets of one audit and the verdicts that follow from them.
+
+    Attributes
+    ----------
+    config : Config
+        The config audited.
+    spec : PuzzleSpec
+        Its puzzle settings in samples at ``config.data.sample_rate``.
+    steps : int
+        Training steps per set.
+    seed : int
+        Seeded the audio and the puzzles.
+    datasets : list of DatasetResult
+        One per sanity kind, in the order audited.
+    train_seconds : dict
+        Wall time of each set's training (build, compile and fit), in seconds.
+    alpha : float in (0, 1)
+        Family-wise false-positive rate, split over the sets (Bonferroni).
+    """
+
+    config: Config
+    spec: PuzzleSpec
+    steps: int
+    seed: int
+    datasets: list[DatasetResult]
+    train_seconds: dict = field(default_factory=dict)
+    alpha: float = ALPHA
+
+    def problems(self) -> list[str]:
+        """One line of diagnosis per set sorted above chance: what leaks and how to stop it."""
+        return [
+            f"{r.name} sorted above chance (p={r.scores[VERDICT_DECODING]['p_value']:.2g}): {self.diagnosis(r)}"
+            for r in self.leaking()
+        ]
+
+    def diagnosis(self, result: DatasetResult) -> str:
+        """Why ``result``'s set could be sorted, given the puzzle settings, and the fix."""
+        kind, tone_method = SANITY_KINDS[result.name]
+        spec, sample_rate = self.spec, self.config.data.sample_rate
+        if kind == "tone":
+            return _tone_diagnosis(spec, sample_rate, tone_method, result.ideal if self.ideal_sorts(result) else None)
+        if kind == "brown":
+            return _brown_diagnosis(spec, sample_rate)
+        return "white noise carries no order, so something other than the audio tells it (a bug in the sampler?)"
+
+    def lines(self) -> list[str]:
+        """What ``audiosort audit`` prints on stdout: settings, the table and what it means."""
+        config, spec, sample_rate = self.config, self.spec, self.config.data.sample_rate
+        puzzles = ", ".join(f"{r.name} {r.scores['n_puzzles']}" for r in self.datasets)
+        seconds = ", ".join(f"{name} {value:.0f} s" for name, value in self.train_seconds.items())
+        if spec.pad_mode == "fixed":
+            gaps = f"every gap {spec.pad_max_samples / sample_rate:.4g} s (fixed)"
+        else:
+            low, high = spec.pad_min_samples / sample_rate, spec.pad_max_samples / sample_rate
+            gaps = f"gaps {low:.4g}-{high:.4g} s ({spec.pad_mode})"
+        return [
+            f"audit of {config.name}: {spec.n_chunks} chunks of {spec.chunk_samples / sample_rate:.4g} s, {gaps} "
+            f"at {sample_rate} Hz",
+            f"each set: a fresh {config.model.encoder.type}/{config.model.sorter.type} model trained {self.steps} steps "
+            f"of {config.train.batch_size} puzzles on {SANITY_TRACKS} tracks x {SANITY_TRACK_SECONDS:.0f} s, scored on "
+            f"held-out tracks (puzzles: {puzzles}; training: {seconds})",
+            "",
+            *self.table(),
+            "",
+            *self.notes(),
+        ]
+
+    def to_dict(self) -> dict:
+        """``audit.json``: the config, the budget, then one entry per set as in ``eval.json``."""
+        entries = self.entries()
+        for result in self.leaking():
+            entries[result.name]["diagnosis"] = self.diagnosis(result)
+        for name, value in self.train_seconds.items():
+            entries[name]["train_seconds"] = round(value, 1)
+        return {
+            "config": to_dict(self.config),
+            "steps": self.steps,
+            "seed": self.seed,
+            "alpha": self.alpha,
+            "n_tests": self.n_tests,
+            "verdict_decoding": VERDICT_DECODING,
+            "datasets": entries,
+        }
+
+    def write(self, folder: str | Path) -> Path:
+        """Write ``audit.json`` into ``folder`` (created if missing), atomically; return its path."""
+        folder = Path(folder)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"cannot create {folder}: {e.strerror or e}") from None
+        path = folder / "audit.json"
+        tmp = path.with_name(f".{path.name}.partial")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        os.replace(tmp, path)
+        return path
+
+
+def audit(
+    config: Config,
+    *,
+    steps: int = DEFAULT_STEPS,
+    n_puzzles: int = DEFAULT_PUZZLES,
+    seed: int = 0,
+    sanity: tuple = DEFAULT_SANITY,
+) -> AuditReport:
+    """Train ``config``'s model from scratch on each sanity kind and score it on held-out tracks.
+
+    Parameters
+    ----------
+    config : Config
+        Validated config: its ``puzzle`` settings, ``data.sample_rate``,
+        ``model``, and ``train`` (batch size, learning rate and schedule,
+        precision; ``seed`` initializes the weights). ``data.corpus`` is not read.
+    steps : int > 0, keyword-only
+        Training steps per set, each a batch of ``train.batch_size`` fresh puzzles.
+    n_puzzles : int > 0, keyword-only
+        Held-out puzzles scored per set.
+    seed : int, keyword-only
+        Seeds the train and held-out audio and their puzzles.
+    sanity : sequence of str, keyword-only
+        Keys of :data:`audiosort.evaluate.SANITY_KINDS`, each audited once.
+
+    Returns
+    -------
+    AuditReport
+        ``exit_code`` 1 when any set is sorted above chance; nothing is written.
+
+    Raises
+    ------
+    InputError
+        A bad budget or sanity name; training that diverges.
+    ConfigError
+        Puzzle settings whose chunk set is longer than a sanity track (60 s).
+    """
+    for name, value in (("steps", steps), ("puzzles", n_puzzles)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"--{name} {value!r} must be an int >= 1")
+    sanity = tuple(sanity)
+    if not sanity:
+        raise InputError(f"no sanity set to audit; choose from {', '.join(SANITY_KINDS)}")
+    for kind in sanity:
+        if kind not in SANITY_KINDS:
+            raise InputError(f"unknown sanity set {kind!r}; choose from {', '.join(SANITY_KINDS)}")
+    if len(set(sanity)) != len(sanity):
+        raise InputError(f"--sanity {','.join(sanity)} names a set twice")
+    sample_rate = config.data.sample_rate
+    spec = PuzzleSpec.from_config(config.puzzle, sample_rate=sample_rate)
+    if spec.max_span_samples > SANITY_TRACK_SECONDS * sample_rate:
+        raise ConfigError(
+            f"a chunk set of these puzzle settings spans {spec.max_span_samples / sample_rate:.3f} s, "
+            f"longer than a sanity track ({SANITY_TRACK_SECONDS:.0f} s)"
+        )
+    results, train_seconds = [], {}
+    for kind in sanity:
+        # Held-out first: a settings problem surfaces before any training.
+        puzzles, source = sanity_puzzles(kind, spec, sample_rate=sample_rate, n_puzzles=n_puzzles, seed=seed)
+        ideal = sanity_ideal_observer(kind, puzzles, spec, sample_rate)
+        started = time.perf_counter()
+        model = _train_on_sanity_audio(config, spec, kind, steps=steps, seed=seed)
+        train_seconds[kind] = time.perf_counter() - started
+        source = {**source, "train_steps": steps}
+        results.append(score_dataset(kind, True, source, puzzles, model, config.train.batch_size, ideal))
+    return AuditReport(config, spec, steps, seed, results, train_seconds)
+
+
+def _train_on_sanity_audio(config: Config, spec: PuzzleSpec, kind: str, *, steps: int, seed: int) -> keras.Model:
+    """A fresh model of ``config`` fitted for ``steps`` batches of puzzles from the kind's train tracks."""
+    tracks, rng, _ = sanity_tracks(kind, sample_rate=config.data.sample_rate, seed=seed, split="train")
+    model, _ = compiled_model(config, spec, sample_rate=config.data.sample_rate, total_steps=steps)
+    batches = puzzle_batches(tracks, spec, config.train.batch_size, rng=rng)
+    history = model.fit(
+        batches,
+        epochs=1,
+        steps_per_epoch=steps,
+        shuffle=False,  # every batch is freshly sampled already
+        verbose=0,
+        callbacks=[keras.callbacks.TerminateOnNaN()],
+    )
+    loss = history.history["loss"][-1]
+    if not math.isfinite(loss):
+        raise InputError(f"training on {kind} diverged (loss {loss}); lower train.learning_rate")
+    return model
+
+
+def _tone_diagnosis(spec: PuzzleSpec, sample_rate: int, tone_method: str, sortable: IdealObserver | None) -> str:
+    """The tone's leak and fix, by pad_mode and gap range; ``sortable``: its ideal observer where above chance."""
+    period_samples = round(sample_rate / SANITY_TONE_HZ) if tone_method == "tiled" else sample_rate / SANITY_TONE_HZ
+    period_ms = 1000 * period_samples / sample_rate
+    fix = f"use pad_mode per_gap with a range of at least one period ({period_ms:.2f} ms)"
+    if spec.pad_mode == "fixed" or spec.pad_min_samples == spec.pad_max_samples:
+        gap_ms = 1000 * spec.pad_max_samples / sample_rate
+        return (
+            f"every gap is {gap_ms:.3g} ms, so the tone's phase steps by the same amount every time and the phases "
+            f"tell the order — {fix}"
+        )
+    if spec.pad_mode == "shared" and spec.n_chunks >= 3:
+        return (
+            f"one gap shared by all {spec.n_chunks} chunks lets the model infer the phase step and extend the sine "
+            f"(the seed's finding) — {fix}"
+        )
+    gap_values = spec.pad_max_samples - spec.pad_min_samples + 1
+    if gap_values < period_samples:
+        return (
+            f"the gaps take {gap_values} values, less than one period, so the phase step barely varies "
+            f"and the gaps carry the order — widen pad_max_seconds - pad_min_seconds to at least {period_ms:.2f} ms"
+        )
+    if tone_method == "exact":
+        return (
+            "every integer-sample gap steps an exact 440 Hz tone's phase by its own amount, so the gaps carry the "
+            "order even per gap (DESIGN.md, 'Leaks to know'); expected of tone-exact, the harder tripwire"
+        )
+    if sortable is not None:
+        return (
+            f"the gap range is not a whole number of periods, so some phase steps are likelier "
+            f"(ideal observer {sortable.exact_accuracy:.3f}) — make the range of gaps k x {period_ms:.2f} ms"
+        )
+    return "an ideal observer of the gaps is at chance here, so something else tells the order (a bug in the sampler?)"
+
+
+def _brown_diagnosis(spec: PuzzleSpec, sample_rate: int) -> str:
+    """Brown noise's leak and fix: the correlation of chunk edges across the shortest gap."""
+    # Correlation of brown noise's samples g + 1 steps apart: pole ** (g + 1) (leaks.ideal_brown_accuracy).
+    rate = 2 * math.pi * synthetic.BROWN_NOISE_LEAK_HZ
+    correlation = math.exp(-rate * (spec.pad_min_samples + 1) / sample_rate)
+    safe_seconds = math.ceil(100 * math.log(1 / _BROWN_SAFE_CORRELATION) / rate) / 100
+    if correlation <= _BROWN_SAFE_CORRELATION:
+        return "its edges are too far apart to correlate, so something else tells the order (a bug in the sampler?)"
+    return (
+        f"its edges continue across gaps this small (correlation {correlation:.2f} across the shortest, "
+        f"{spec.pad_min_samples / sample_rate * 1000:.3g} ms) — use larger gaps (pad_min_seconds >= {safe_seconds:.2f} "
+        f"puts it below {_BROWN_SAFE_CORRELATION})"
+    )
