@@ -19,25 +19,14 @@ from audiosort.data.puzzles import PuzzleSpec, TrackTable, make_puzzle_set
 from audiosort.evaluate import DatasetResult, EvalReport
 from audiosort.leaks import ideal_brown_accuracy, ideal_noise_accuracy, ideal_tone_accuracy
 from audiosort.train import train
-from conftest import TINY_PUZZLE
+from conftest import TINY_PUZZLE, TINY_TRAIN
 
-TINY = [
-    "puzzle.chunk_seconds=0.05",
-    "puzzle.pad_max_seconds=0.01",
-    "model.encoder.hidden_units=32",
-    "model.encoder.embedding_dim=16",
-    "model.sorter.hidden_units=32",
-    "train.batch_size=16",
-    "train.epochs=2",
-    "train.steps_per_epoch=5",
-    "data.val_puzzles=100",
-]
 DESIGN_N2 = dict(n_chunks=2, chunk_samples=3200, pad_min_samples=0)  # 0.2 s chunks at 16 kHz, as in DESIGN.md
 
 
 @pytest.fixture(scope="module")
 def tiny_run(music_corpus, tmp_path_factory):
-    config = load_config(None, ["name=eval", f"data.corpus={music_corpus}", *TINY])
+    config = load_config(None, ["name=eval", f"data.corpus={music_corpus}", *TINY_TRAIN])
     return train(config, runs_dir=tmp_path_factory.mktemp("runs"), verbose=0)
 
 

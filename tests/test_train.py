@@ -21,22 +21,12 @@ from audiosort.cli import main
 from audiosort.config import load_config
 from audiosort.data.corpus import Corpus
 from audiosort.train import _StopOnNonFinite, train
+from conftest import TINY_TRAIN
 
-TINY = [
-    "puzzle.chunk_seconds=0.05",
-    "puzzle.pad_max_seconds=0.01",
-    "model.encoder.hidden_units=32",
-    "model.encoder.embedding_dim=16",
-    "model.sorter.hidden_units=32",
-    "train.batch_size=16",
-    "train.epochs=2",
-    "train.steps_per_epoch=5",
-    "data.val_puzzles=100",
-]
 
 
 def tiny_config(corpus, name="tiny", *extra):
-    return load_config(None, [f"name={name}", f"data.corpus={corpus}", *TINY, *extra])
+    return load_config(None, [f"name={name}", f"data.corpus={corpus}", *TINY_TRAIN, *extra])
 
 
 def test_train_writes_a_complete_run_folder(music_corpus, tmp_path):
@@ -132,7 +122,7 @@ def history_rows(run_dir):
 def test_resume_after_kill_finishes_the_planned_epochs(music_corpus, tmp_path):
     config = tmp_path / "resume.yaml"
     config.write_text(f"name: resume\ndata: {{corpus: {music_corpus}}}\n")
-    sets = [a for s in TINY if not s.startswith("train.epochs") for a in ("--set", s)]
+    sets = [a for s in TINY_TRAIN if not s.startswith("train.epochs") for a in ("--set", s)]
     command = [sys.executable, "-m", "audiosort.cli", "train", "--config", str(config), "--runs-dir", str(tmp_path), "--quiet"]
     command += sets + ["--set", "train.epochs=6", "--set", "train.steps_per_epoch=20"]
     run_dir = tmp_path / "resume"
@@ -189,7 +179,7 @@ def test_training_runs_under_the_jax_backend_too(music_corpus, tmp_path):
         "import json, keras, audiosort\n"
         "from audiosort.config import load_config\n"
         "from audiosort.train import train\n"
-        f"cfg = load_config(None, {['name=jax', f'data.corpus={music_corpus}', *TINY, 'model.sorter.type=attention']!r})\n"
+        f"cfg = load_config(None, {['name=jax', f'data.corpus={music_corpus}', *TINY_TRAIN, 'model.sorter.type=attention']!r})\n"
         f"run = train(cfg, runs_dir={str(tmp_path)!r}, verbose=0)\n"
         "keras.saving.load_model(run / 'model.keras')\n"
         "print(json.loads((run / 'metrics.json').read_text())['backend'])\n"
