@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 import soundfile as sf
+from click.testing import CliRunner
 
+from audiosort.cli import main
 from audiosort.config import PuzzleConfig, load_config
 from audiosort.data import synthetic
 from audiosort.data.corpus import prepare_synthetic
@@ -54,3 +56,17 @@ def write_music_files(folder, count, *, seconds=3.0, sample_rate=22050, seed=0, 
         sf.write(path, np.stack([y, 0.5 * y], axis=1), sample_rate)
         paths.append(path)
     return paths
+
+
+def run(*args):
+    """Invoke the audiosort CLI in-process with str() of each argument; return click's Result."""
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_one_line_error(result, fragment):
+    """Exit code 2, no traceback, and exactly one non-empty line on stderr containing `fragment`."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and fragment in lines[0], result.stderr

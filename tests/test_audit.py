@@ -16,14 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from click.testing import CliRunner
 
 from audiosort import metrics
 from audiosort.audit import AuditReport, audit
-from audiosort.cli import main
 from audiosort.config import load_config
 from audiosort.data.puzzles import PuzzleSpec
 from audiosort.evaluate import DatasetResult
+from conftest import assert_one_line_error, run
 
 AUDIT_MODEL = [
     "puzzle.chunk_seconds=0.02",
@@ -53,15 +52,6 @@ def exact(result):
     return result.scores["hungarian"]["exact_accuracy"]["value"]
 
 
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def assert_one_line_error(result, fragment):
-    assert result.exit_code == 2, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and fragment in lines[0], result.stderr
 
 
 @pytest.mark.slow

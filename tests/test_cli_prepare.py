@@ -5,24 +5,12 @@ import wave
 
 import numpy as np
 import soundfile as sf
-from click.testing import CliRunner
 
-from audiosort.cli import main
-from conftest import write_music_files
+from conftest import assert_one_line_error, run, write_music_files
 
 PUZZLE_FLAGS = ["--chunk-seconds", "0.05", "--pad-max-seconds", "0.01", "--puzzles", "20", "--quiet"]
 
 
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def assert_one_line_error(result, fragment):
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and fragment in lines[0], result.stderr
 
 
 def test_bad_files_are_skipped_and_reported_and_good_ones_kept(tmp_path):

@@ -3,13 +3,11 @@
 import numpy as np
 import pytest
 import soundfile as sf
-from click.testing import CliRunner
 
 from audiosort import audio
-from audiosort.cli import main
 from audiosort.embed import embed_files, frame, load_encoder
 from audiosort.errors import InputError
-from conftest import SAMPLE_RATE, write_music_files
+from conftest import SAMPLE_RATE, run, write_music_files
 
 CHUNK_SAMPLES = 800  # the tiny run's 0.05 s chunks at 16 kHz
 
@@ -19,9 +17,6 @@ def songs(tmp_path_factory):
     """Two 3 s stereo FLACs at 22.05 kHz (decoded to 48000 samples at 16 kHz)."""
     return write_music_files(tmp_path_factory.mktemp("songs"), 2, seconds=3.0)
 
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def nonblank_lines(text):

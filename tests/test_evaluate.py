@@ -8,10 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from audiosort import audio, evaluate as evaluate_module, metrics
-from audiosort.cli import main
 from audiosort.config import load_config
 from audiosort.data import synthetic
 from audiosort.data.corpus import prepare_synthetic
@@ -19,7 +17,7 @@ from audiosort.data.puzzles import PuzzleSpec, TrackTable, make_puzzle_set
 from audiosort.evaluate import DatasetResult, EvalReport
 from audiosort.leaks import ideal_brown_accuracy, ideal_noise_accuracy, ideal_tone_accuracy
 from audiosort.train import train
-from conftest import TINY_PUZZLE, TINY_TRAIN
+from conftest import TINY_PUZZLE, TINY_TRAIN, assert_one_line_error, run
 
 DESIGN_N2 = dict(n_chunks=2, chunk_samples=3200, pad_min_samples=0)  # 0.2 s chunks at 16 kHz, as in DESIGN.md
 
@@ -40,15 +38,6 @@ def corpus_8k(tmp_path_factory):
     return out
 
 
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def assert_one_line_error(result, fragment):
-    assert result.exit_code == 2, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and fragment in lines[0], result.stderr
 
 
 def test_eval_writes_json_markdown_and_confusion_images_with_chance(tiny_run):

@@ -5,12 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from click.testing import CliRunner
 
 from audiosort import audio
-from audiosort.cli import main
 from audiosort.listen import BOUNDARY_SILENCE_SECONDS, ListenResult, listen
-from conftest import SAMPLE_RATE, write_music_files
+from conftest import SAMPLE_RATE, assert_one_line_error, run, write_music_files
 
 CHUNK_SAMPLES = 800  # the tiny run's 0.05 s chunks at 16 kHz
 SILENCE_SAMPLES = round(BOUNDARY_SILENCE_SECONDS * SAMPLE_RATE)
@@ -23,9 +21,6 @@ def song(tmp_path_factory):
     return write_music_files(tmp_path_factory.mktemp("songs"), 1, seconds=3.0)[0]
 
 
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
 
 def read_chunks(path):
     """The chunks of a listen wav: int16 (n, L), checking the silence between them."""
@@ -37,11 +32,6 @@ def read_chunks(path):
         assert not samples[k * stride + CHUNK_SAMPLES : (k + 1) * stride].any()
     return np.stack([samples[k * stride : k * stride + CHUNK_SAMPLES] for k in range(3)])
 
-
-def assert_one_line_error(result, fragment):
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and fragment in lines[0], result.stderr
 
 
 def test_listen_writes_three_wavs_and_prints_both_orders(tiny_run, song, tmp_path):
