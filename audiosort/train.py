@@ -36,8 +36,6 @@ from audiosort.errors import ConfigError, InputError
 from audiosort.models import build_model
 from audiosort.models.objectives import sorting_loss, sorting_metrics
 
-RUN_FILES = ("config.yaml", "model.keras", "encoder.keras", "history.csv", "metrics.json")
-
 
 def train(
     config: Config, *, runs_dir: str | Path = "runs", resume: bool = False, overwrite: bool = False, verbose: int | str = "auto"

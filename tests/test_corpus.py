@@ -3,6 +3,7 @@
 import filecmp
 import json
 import runpy
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +25,6 @@ def test_fixed_sets_recut_exactly_from_the_shards(music_corpus):
 
 def test_verifier_catches_a_wrong_label(music_corpus, tmp_path):
     broken = tmp_path / "broken"
-    import shutil
-
     shutil.copytree(music_corpus, broken)
     with np.load(broken / "puzzles" / "test.npz") as data:
         arrays = dict(data)
@@ -120,8 +119,10 @@ def test_small_shards_never_split_a_track(tmp_path):
         shard_bytes=200_000,  # room for one 5 s track (160 kB) per shard
         progress=False,
     )
-    corpus = Corpus(tmp_path / "n")
-    assert len(list((tmp_path / "n" / "audio").glob("train-*.npy"))) >= 5
+    train_tracks = [t for t in Corpus(tmp_path / "n").track_entries if t["split"] == "train"]
+    assert len(train_tracks) >= 5
+    assert len({t["shard"] for t in train_tracks}) == len(train_tracks)  # one 160 kB track per 200 kB shard
+    assert len(list((tmp_path / "n" / "audio").glob("train-*.npy"))) == len(train_tracks)
     assert verify(tmp_path / "n")[0] == []
 
 

@@ -593,10 +593,6 @@ class Corpus:
         """The puzzle settings the fixed sets were made with (manifest ``puzzles``)."""
         return self.manifest["puzzles"]
 
-    def seconds(self, split: str) -> float:
-        """Total audio in a split, in seconds."""
-        return sum(t["frames"] for t in self.track_entries if t["split"] == split) / self.sample_rate
-
 
 def parse_duration(text: str) -> float:
     """Seconds from ``"90"``, ``"90s"``, ``"30m"`` or ``"2h"``.
