@@ -77,7 +77,12 @@ def _attention(embeddings, cfg: SorterConfig, *, n_chunks: int):
     """
     width = max(ATTENTION_MIN_WIDTH, embeddings.shape[-1])
     key_dim = max(1, width // cfg.attention_heads)
-    x = layers.Dense(width, name="project")(embeddings)
+    x = layers.Dense(width, use_bias=False, name="project")(embeddings)
+    # The n embeddings of a puzzle share most of their content; LayerNorm alone keeps
+    # that shared part and the head sat at uniform output (loss ln n) on music.
+    # Batch statistics remove it, as the mlp head's BatchNorm does; they are shared
+    # by all slots, so the head stays permutation-equivariant.
+    x = layers.BatchNormalization(name="project_bn")(x)
     for i in range(cfg.attention_layers):
         h = layers.LayerNormalization(name=f"block_{i}_attention_norm")(x)
         h = layers.MultiHeadAttention(cfg.attention_heads, key_dim, name=f"block_{i}_attention")(h, h)
