@@ -71,7 +71,6 @@ SANITY_TONE_HZ = 440.0
 ALPHA = 0.01
 VERDICT_DECODING = "hungarian"
 # A log-probability of exactly 0 in float32 becomes -inf; decoding needs finite scores.
-_LOWEST_SCORE = -1e30
 # An ideal observer this far above chance (exact order) gets a note that a set at chance proves little.
 _IDEAL_MARGIN = 0.01
 
@@ -331,7 +330,7 @@ def evaluate(
     # Every input is checked before the model loads, so a usage error costs no time.
     main_corpus = _open_corpus(corpus if corpus is not None else config.data.corpus, sample_rate)
     sanity_corpora = {entry: _open_corpus(entry, sample_rate) for entry in sanity if entry not in SANITY_KINDS}
-    model = _load_model(run_dir, spec)
+    model = load_run_model(run_dir, spec)
     batch_size = config.train.batch_size
 
     puzzles, fixed = main_corpus.puzzles_for(split, spec, n_puzzles=n_puzzles, seed=seed)
@@ -368,7 +367,8 @@ def _open_corpus(path: str | Path, sample_rate: int) -> Corpus:
     return corpus
 
 
-def _load_model(run_dir: Path, spec: PuzzleSpec) -> keras.Model:
+def load_run_model(run_dir: Path, spec: PuzzleSpec) -> keras.Model:
+    """A run's ``model.keras`` (uncompiled), checked to take puzzles of ``spec``."""
     path = run_dir / "model.keras"
     if not path.exists():
         raise InputError(f"{run_dir} has no model.keras (training did not finish?)")
@@ -453,10 +453,7 @@ def score_dataset(name, sanity, source, puzzles, model, batch_size, ideal=None) 
             f"{name} puzzles are {puzzles.chunks.shape[1]} chunks of {puzzles.chunks.shape[2]} samples but the model "
             f"takes {model.input_shape[1]} of {model.input_shape[2]}"
         )
-    scores = np.asarray(model.predict(puzzles.chunks, batch_size=batch_size, verbose=0), dtype=np.float64)
-    if np.isnan(scores).any():
-        raise InputError(f"the model's scores on {name} contain NaN; the run's weights are broken")
-    scores = np.maximum(scores, _LOWEST_SCORE)
+    scores = metrics.finite_scores(model.predict(puzzles.chunks, batch_size=batch_size, verbose=0), what=name)
     order = np.asarray(puzzles.order, dtype=np.int64)
     n_chunks = order.shape[1]
     predicted = metrics.decode(scores, method="hungarian")

@@ -33,7 +33,7 @@ import numpy as np
 from audiosort import audio, metrics
 from audiosort.data.puzzles import PuzzleSpec, draw_gaps
 from audiosort.errors import DecodeError, InputError
-from audiosort.evaluate import _LOWEST_SCORE, _load_model
+from audiosort.evaluate import load_run_model
 from audiosort.train import load_run_config
 
 BOUNDARY_SILENCE_SECONDS = 0.05
@@ -157,11 +157,9 @@ def listen(
     slot_starts = start + offsets[order]
     chunks = np.stack([pcm[s : s + chunk_samples] for s in slot_starts])
 
-    model = _load_model(run_dir, spec)
-    scores = np.asarray(model.predict(chunks[None], verbose=0), dtype=np.float64)
-    if np.isnan(scores).any():
-        raise InputError(f"the model's scores contain NaN; the weights in {run_dir} are broken")
-    predicted = metrics.decode(np.maximum(scores, _LOWEST_SCORE), method="hungarian")[0]
+    model = load_run_model(run_dir, spec)
+    scores = metrics.finite_scores(model.predict(chunks[None], verbose=0), what=str(source))
+    predicted = metrics.decode(scores, method="hungarian")[0]
 
     silence = np.zeros(round(BOUNDARY_SILENCE_SECONDS * sample_rate), dtype=np.int16)
     for name, slots in (

@@ -34,7 +34,7 @@ import math
 import numpy as np
 from scipy import optimize, stats
 
-from audiosort.errors import AudiosortError
+from audiosort.errors import AudiosortError, InputError
 
 DECODINGS = ("argmax", "hungarian")
 
@@ -44,6 +44,35 @@ DECODINGS = ("argmax", "hungarian")
 _MAX_ENUMERATED_CHUNKS = 5
 # Puzzles per enumeration block times n!: keeps the (block, n!) float64 totals near 2 MiB, in cache.
 _ENUMERATION_ELEMENTS = 1 << 18
+
+
+# Stands in for log(0) = -inf, which linear_sum_assignment rejects.
+LOWEST_SCORE = -1e30
+
+
+def finite_scores(scores, *, what="these puzzles"):
+    """A model's log-probabilities made safe to decode: -inf (log of 0) becomes ``LOWEST_SCORE``.
+
+    Parameters
+    ----------
+    scores : array-like [shape=(B, n, n)]
+        Row-normalized log-probabilities from the sorter.
+    what : str
+        What was scored, for the error message.
+
+    Returns
+    -------
+    np.ndarray [shape=(B, n, n), dtype=float64]
+
+    Raises
+    ------
+    InputError
+        NaN scores: the model's weights are broken.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if np.isnan(scores).any():
+        raise InputError(f"the model's scores on {what} contain NaN; its weights are broken")
+    return np.maximum(scores, LOWEST_SCORE)
 
 
 def decode(scores, *, method="argmax"):

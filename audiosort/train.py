@@ -122,7 +122,7 @@ def train(
 
     _save_keras(model, run_dir / "model.keras")
     _save_keras(encoder, run_dir / "encoder.keras")
-    scores = model.predict(val.chunks, batch_size=config.train.batch_size, verbose=0)
+    scores = metrics.finite_scores(model.predict(val.chunks, batch_size=config.train.batch_size, verbose=0), what="val")
     report = {
         "val": metrics.score_puzzles(scores, val.order),
         "epochs": _finished_epochs(run_dir),

@@ -181,3 +181,11 @@ def test_mcnemar_of_identical_results_is_one():
 
 def test_module_example_runs():
     assert doctest.testmod(metrics).failed == 0
+
+
+def test_finite_scores_let_log_of_zero_decode_and_refuse_nan():
+    with np.errstate(divide="ignore"):
+        scores = np.log(np.array([[[1.0, 0.0], [0.0, 1.0]]]))  # -inf where a probability is 0
+    np.testing.assert_array_equal(metrics.decode(metrics.finite_scores(scores), method="hungarian"), [[0, 1]])
+    with pytest.raises(AudiosortError, match="NaN"):
+        metrics.finite_scores(np.full((1, 2, 2), np.nan), what="val")
