@@ -28,6 +28,7 @@ import yaml
 from audiosort.errors import ConfigError
 
 PAD_MODES = ("per_gap", "shared", "fixed")
+POOLINGS = ("global", "flatten", "time")
 ENCODER_TYPES = ("mlp", "conv1d", "logmel")
 SORTER_TYPES = ("mlp", "attention")
 NORMALIZATIONS = ("softmax", "sinkhorn")
@@ -89,8 +90,16 @@ class EncoderConfig:
     n_mels: int = 64  # logmel: mel bands
     frame_seconds: float = 0.025  # logmel: STFT window length
     hop_seconds: float = 0.010  # logmel: STFT hop
+    # conv1d, logmel: how the last feature map becomes one vector. global: average and max over
+    # time (and frequency), which forgets where in the chunk things happen; flatten: keep the
+    # coarse time-frequency layout (start vs end of the chunk) and project it with one Dense.
+    pooling: str = "global"
+    # conv1d, logmel: dropout rate on the pooled features before the embedding layer.
+    dropout: float = 0.0
 
     def __post_init__(self):
+        _check(0.0 <= self.dropout < 1.0, "model.encoder.dropout", self.dropout, "must be in [0, 1)")
+        _check(self.pooling in POOLINGS, "model.encoder.pooling", self.pooling, f"must be one of {POOLINGS}")
         _check(self.type in ENCODER_TYPES, "model.encoder.type", self.type, f"must be one of {ENCODER_TYPES}")
         for name in ("embedding_dim", "hidden_units", "filters", "blocks", "n_mels"):
             _check(getattr(self, name) > 0, f"model.encoder.{name}", getattr(self, name), "must be > 0")

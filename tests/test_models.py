@@ -191,6 +191,37 @@ def test_saved_encoder_reloads_with_identical_outputs(encoder, tmp_path):
     _assert_reloads_identically(chunk_encoder, random_chunks(np.random.default_rng(0), 4, 1)[:, 0], tmp_path)
 
 
+@pytest.mark.parametrize("encoder, pooling, dropout", [("logmel", "time", 0.2), ("logmel", "flatten", 0.0), ("conv1d", "time", 0.0)])
+def test_pooled_variants_reload_with_identical_outputs(encoder, pooling, dropout, tmp_path):
+    cfg = dataclasses.replace(tiny_model_config(encoder).encoder, pooling=pooling, dropout=dropout)
+    chunk_encoder = build_encoder(cfg, chunk_samples=CHUNK_SAMPLES, sample_rate=SAMPLE_RATE)
+    _assert_reloads_identically(chunk_encoder, random_chunks(np.random.default_rng(0), 4, 1)[:, 0], tmp_path)
+
+
+def test_time_pooling_tells_where_in_the_chunk_a_sound_is_and_global_pooling_barely_does():
+    """A 1 kHz burst at a 0.5 s chunk's start vs its end: the same sound, placed differently."""
+    samples = SAMPLE_RATE // 2
+    burst = (8000 * np.sin(2 * np.pi * 1000 * np.arange(samples // 5) / SAMPLE_RATE)).astype(np.int16)
+    chunks = np.zeros((2, samples), dtype=np.int16)
+    chunks[0, : burst.size] = burst
+    chunks[1, -burst.size :] = burst
+    change = {}
+    for pooling in ("global", "time"):
+        keras.utils.set_random_seed(0)
+        cfg = dataclasses.replace(tiny_model_config("logmel").encoder, pooling=pooling)
+        embeddings = np.asarray(build_encoder(cfg, chunk_samples=samples, sample_rate=SAMPLE_RATE)(chunks))
+        change[pooling] = np.linalg.norm(embeddings[0] - embeddings[1]) / np.linalg.norm(embeddings[0])
+    assert change["time"] > 0.15, change
+    assert change["global"] < 0.6 * change["time"], change
+
+
+def test_encoder_pooling_and_dropout_are_checked():
+    with pytest.raises(ConfigError, match="model.encoder.pooling"):
+        EncoderConfig(type="logmel", pooling="mean")
+    with pytest.raises(ConfigError, match="model.encoder.dropout"):
+        EncoderConfig(type="logmel", dropout=1.0)
+
+
 @pytest.mark.parametrize("sorter, normalization", [("attention", "sinkhorn"), ("mlp", "softmax")])
 def test_saved_model_reloads_with_identical_outputs(sorter, normalization, tmp_path):
     model, _ = build_model(

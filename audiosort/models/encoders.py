@@ -90,8 +90,7 @@ def _conv1d(audio, cfg: EncoderConfig, *, sample_rate: int):
     x = layers.ReLU(name="stem_relu")(x)
     for block in range(cfg.blocks):
         x = _residual_block_1d(x, _block_filters(cfg, block), name=f"block_{block}")
-    x = layers.Concatenate(name="pool")([layers.GlobalAveragePooling1D(name="avg_pool")(x), layers.GlobalMaxPooling1D(name="max_pool")(x)])
-    return layers.Dense(cfg.embedding_dim, name="embedding")(x)
+    return _pool_and_project(x, cfg, global_pools=(layers.GlobalAveragePooling1D, layers.GlobalMaxPooling1D))
 
 
 def _residual_block_1d(x, filters: int, *, name: str):
@@ -141,7 +140,33 @@ def _logmel(audio, cfg: EncoderConfig, *, sample_rate: int):
         pool = tuple(2 if size >= 2 else 1 for size in x.shape[1:3])
         if pool != (1, 1):
             x = layers.MaxPooling2D(pool, name=f"block_{block}_pool")(x)
-    x = layers.Concatenate(name="pool")([layers.GlobalAveragePooling2D(name="avg_pool")(x), layers.GlobalMaxPooling2D(name="max_pool")(x)])
+    return _pool_and_project(x, cfg, global_pools=(layers.GlobalAveragePooling2D, layers.GlobalMaxPooling2D))
+
+
+def _pool_and_project(x, cfg: EncoderConfig, *, global_pools):
+    """The last feature map -> one embedding, by ``cfg.pooling``.
+
+    ``global``: concatenated average and max over every axis but channels, then
+    Dense(embedding_dim). ``flatten``: the whole map flattened, then
+    Dense(embedding_dim), so the embedding keeps where in the chunk each
+    feature sits (the start and end of a chunk are what its neighbours share).
+    """
+    if cfg.pooling == "flatten":
+        x = layers.Flatten(name="flatten")(x)
+    elif cfg.pooling == "time" and len(x.shape) == 4:
+        # (B, T, F, C): average and max over frequency, keep time.
+        bands = (1, x.shape[2])
+        x = layers.Concatenate(name="pool")(
+            [layers.AveragePooling2D(bands, name="avg_pool")(x), layers.MaxPooling2D(bands, name="max_pool")(x)]
+        )
+        x = layers.Flatten(name="flatten")(x)
+    elif cfg.pooling == "time":
+        x = layers.Flatten(name="flatten")(x)
+    else:
+        average, maximum = global_pools
+        x = layers.Concatenate(name="pool")([average(name="avg_pool")(x), maximum(name="max_pool")(x)])
+    if cfg.dropout:
+        x = layers.Dropout(cfg.dropout, name="dropout")(x)
     return layers.Dense(cfg.embedding_dim, name="embedding")(x)
 
 
