@@ -212,6 +212,35 @@ def audit_command(config_path, overrides, steps, n_puzzles, seed, sanity, out):
 
 
 @main.command()
+@click.option("--config", "sweep_path", required=True, type=click.Path(path_type=str), help="Sweep YAML (base, set, grid).")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a key in every run (repeatable).")
+@click.option("--runs-dir", default="runs", show_default=True, type=click.Path(path_type=str))
+@click.option("--jobs", type=int, default=1, show_default=True, help="Runs at once, each in its own process.")
+@click.option("--plot", help="Two grid keys for the heatmap, 'x,y' (default: the first two axes).")
+def sweep(sweep_path, overrides, runs_dir, jobs, plot):
+    """Train, evaluate and probe every config of a grid; write results.csv, results.md and plots.
+
+    Each run executes in its own process (no memory carried between runs).
+    Re-running skips every stage already done; a failed run is recorded with
+    its error and the others go on. Exit 1 when any run failed.
+    """
+    from audiosort.sweep import load_sweep, run_sweep
+
+    axes = None
+    if plot:
+        axes = tuple(part.strip() for part in plot.split(",") if part.strip())
+        if len(axes) != 2:
+            raise UserError(f"--plot {plot!r}: give two grid keys as x,y")
+    grid = load_sweep(sweep_path, overrides)
+    report = run_sweep(grid, runs_dir=runs_dir, jobs=jobs, plot=axes, echo=click.echo)
+    click.echo("\n".join(report.markdown()[2:]))
+    click.echo(f"wrote results.csv, results.md and plots in {report.folder}")
+    for row in report.failed:
+        click.echo(f"run {row['run']} failed: {row.get('error', '')} (log: {report.folder}/logs/{row['run']}.log)", err=True)
+    click.get_current_context().exit(report.exit_code)
+
+
+@main.command()
 @click.argument("run_dir", type=click.Path(path_type=str))
 @click.argument("audio", nargs=-1, type=click.Path(path_type=str))
 @click.option("--out", required=True, type=click.Path(path_type=str), help="The .npz to write.")
