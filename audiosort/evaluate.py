@@ -9,9 +9,12 @@ the same pipeline cannot sort audio whose order is unknowable (DESIGN.md,
 - sanity sets cut with the run's own puzzle settings from white noise, brown
   noise and a tone rendered on the fly (or from a sanity corpus folder),
 
-and writes into the run folder::
+and, on the same puzzles of every dataset, the no-learning baselines of
+:mod:`audiosort.baselines` (the ``continuity`` sorter: the order whose log-mel
+edges join most smoothly), and writes into the run folder::
 
-    eval.json               one entry per dataset (DESIGN.md, "Eval report")
+    eval.json               one entry per dataset (DESIGN.md, "Eval report"), each with
+                            ``baselines: {"continuity": ...}`` (see EvalReport.to_dict)
     eval.md                 the same as a table
     confusion-<name>.png    true x predicted position (hungarian), per dataset
 
@@ -29,6 +32,16 @@ Beside each synthetic sanity set stands the exact-order accuracy of an ideal
 observer that knows how it was made (:mod:`audiosort.leaks`), so that a model
 at chance can be told from a pipeline that leaks nothing.
 
+Beside the model on every dataset stands each baseline, scored with the same
+statistics and verdicts against chance, and a one-sided exact McNemar test
+(:func:`audiosort.metrics.mcnemar_p_value`) that the model gets the exact
+order right more often than the baseline on the same puzzles (hungarian
+decoding); the model "beats" the baseline where that p-value is below the
+verdicts' threshold (alpha over the datasets). A baseline decides nothing:
+the exit code comes from the model's sanity-set verdicts alone, since a
+baseline that sorts a sanity set says the audio has an order to find, not
+that the model found it.
+
 Example
 -------
 >>> report = evaluate("runs/demo", sanity=("noise", "brown", "tone"))  # doctest: +SKIP
@@ -41,7 +54,7 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
@@ -49,7 +62,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from audiosort import audio, leaks, metrics
+from audiosort import audio, baselines, leaks, metrics
 from audiosort.data import synthetic
 from audiosort.data.corpus import SPLITS, Corpus
 from audiosort.data.puzzles import PuzzleSpec, Puzzles, TrackTable, make_puzzle_set
@@ -75,6 +88,23 @@ VERDICT_DECODING = "hungarian"
 _IDEAL_MARGIN = 0.01
 
 
+@dataclass(frozen=True)
+class BaselineResult:
+    """A no-learning baseline scored on a dataset's puzzles, and how the model compares.
+
+    Attributes
+    ----------
+    scores : dict
+        :func:`audiosort.metrics.score_puzzles` of the baseline's scores.
+    model_better_p_value : float in [0, 1]
+        One-sided exact McNemar test that the model's hungarian decoding gets
+        the exact order right on more of the same puzzles than the baseline's.
+    """
+
+    scores: dict
+    model_better_p_value: float
+
+
 @dataclass
 class DatasetResult:
     """One scored dataset.
@@ -96,6 +126,9 @@ class DatasetResult:
         ``confusion[t, p]``: slots of true position t predicted at p (hungarian).
     ideal : leaks.IdealObserver or None
         The ideal observer of a synthetic sanity set; None where unknown.
+    baselines : dict of str to BaselineResult
+        Keyed by the names of :data:`audiosort.baselines.BASELINES`; empty
+        where none was scored (``audiosort audit``).
     """
 
     name: str
@@ -104,6 +137,7 @@ class DatasetResult:
     scores: dict
     confusion: np.ndarray
     ideal: leaks.IdealObserver | None = None
+    baselines: dict[str, BaselineResult] = field(default_factory=dict)
 
 
 class Verdicts:
@@ -122,9 +156,13 @@ class Verdicts:
         """Tests in the Bonferroni family: one per dataset (see module docstring for why not per decoding)."""
         return len(self.datasets)
 
-    def verdict(self, result: DatasetResult, decoding: str = VERDICT_DECODING) -> str:
-        """``"above_chance"`` or ``"at_chance"`` for one dataset and decoding."""
+    def verdict(self, result: DatasetResult | BaselineResult, decoding: str = VERDICT_DECODING) -> str:
+        """``"above_chance"`` or ``"at_chance"`` for one dataset's model (or a baseline on it) and decoding."""
         return metrics.verdict(result.scores[decoding]["p_value"], alpha=self.alpha, n_tests=self.n_tests)
+
+    def model_beats(self, baseline: BaselineResult) -> bool:
+        """Whether the model sorts more puzzles exactly than ``baseline`` (McNemar, same threshold as the verdicts)."""
+        return baseline.model_better_p_value < self.alpha / self.n_tests
 
     def leaking(self) -> list[DatasetResult]:
         """The sanity sets sorted above chance."""
@@ -140,44 +178,71 @@ class Verdicts:
         return 1 if self.leaking() else 0
 
     def entries(self) -> dict:
-        """One JSON-ready entry per dataset (DESIGN.md, "Eval report"), with a verdict per decoding."""
+        """One JSON-ready entry per dataset (DESIGN.md, "Eval report"), with a verdict per decoding.
+
+        Where baselines were scored, ``entry["baselines"][name]`` has the same
+        keys as the model's part of the entry (per decoding: accuracies,
+        ``p_value``, ``verdict``; ``n_puzzles``, ``chance``, ``p_value``,
+        ``verdict``), plus ``model_better_p_value`` (one-sided McNemar, exact
+        order, hungarian) and ``model_better`` (that p-value below alpha over
+        the datasets).
+        """
         entries = {}
         for result in self.datasets:
-            entry = dict(result.source)
-            entry["sanity"] = result.sanity
-            for key, value in result.scores.items():
-                if key in metrics.DECODINGS:
-                    value = {**value, "verdict": self.verdict(result, key)}
-                entry[key] = value
-            entry["p_value"] = result.scores[VERDICT_DECODING]["p_value"]
-            entry["verdict"] = self.verdict(result)
+            entry = {**result.source, "sanity": result.sanity, **self._scored(result)}
             if result.ideal is not None:
                 entry["ideal_observer_exact_accuracy"] = result.ideal.exact_accuracy
                 entry["ideal_observer_n_chunks"] = result.ideal.n_chunks
                 entry["ideal_observer_method"] = result.ideal.method
+            if result.baselines:
+                entry["baselines"] = {
+                    name: {
+                        **self._scored(baseline),
+                        "model_better_p_value": baseline.model_better_p_value,
+                        "model_better": self.model_beats(baseline),
+                    }
+                    for name, baseline in result.baselines.items()
+                }
             entries[result.name] = entry
         return entries
 
+    def _scored(self, result: DatasetResult | BaselineResult) -> dict:
+        """Its scores with a verdict per decoding, then the dataset's p-value and verdict (hungarian)."""
+        scored = {}
+        for key, value in result.scores.items():
+            if key in metrics.DECODINGS:
+                value = {**value, "verdict": self.verdict(result, key)}
+            scored[key] = value
+        scored["p_value"] = result.scores[VERDICT_DECODING]["p_value"]
+        scored["verdict"] = self.verdict(result)
+        return scored
+
     def table(self) -> list[str]:
-        """The markdown table: one row per dataset and decoding."""
+        """The markdown table: one row per dataset and decoding, then one per baseline (``test (continuity)``)."""
         rows = [
             "| dataset | decoding | exact acc [95% CI] | chance | position acc (chance) | Kendall tau | p | verdict "
             "| ideal observer |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for result in self.datasets:
-            chance = result.scores["chance"]
             for decoding in metrics.DECODINGS:
-                scores = result.scores[decoding]
-                exact = scores["exact_accuracy"]
-                rows.append(
-                    f"| {result.name} | {decoding} | {exact['value']:.3f} [{exact['low']:.3f}, {exact['high']:.3f}] "
-                    f"| {chance['exact_accuracy']:.3f} "
-                    f"| {scores['position_accuracy']['value']:.3f} ({chance['position_accuracy']:.3f}) "
-                    f"| {scores['kendall_tau']['value']:.3f} | {scores['p_value']:.2g} "
-                    f"| {self.verdict(result, decoding).replace('_', ' ')} | {_ideal_cell(result)} |"
-                )
+                rows.append(self._row(result.name, decoding, result, _ideal_cell(result)))
+            # A baseline's scores are certain (0 or log 0), so both decodings give its one order.
+            for name, baseline in result.baselines.items():
+                rows.append(self._row(f"{result.name} ({name})", VERDICT_DECODING, baseline, "-"))
         return rows
+
+    def _row(self, label: str, decoding: str, result: DatasetResult | BaselineResult, ideal_cell: str) -> str:
+        chance = result.scores["chance"]
+        scores = result.scores[decoding]
+        exact = scores["exact_accuracy"]
+        return (
+            f"| {label} | {decoding} | {exact['value']:.3f} [{exact['low']:.3f}, {exact['high']:.3f}] "
+            f"| {chance['exact_accuracy']:.3f} "
+            f"| {scores['position_accuracy']['value']:.3f} ({chance['position_accuracy']:.3f}) "
+            f"| {scores['kendall_tau']['value']:.3f} | {scores['p_value']:.2g} "
+            f"| {self.verdict(result, decoding).replace('_', ' ')} | {ideal_cell} |"
+        )
 
     def ideal_sorts(self, result: DatasetResult) -> bool:
         """Whether the set's ideal observer sorts it above chance (exact order).
@@ -203,6 +268,21 @@ class Verdicts:
             f"verdict: one-sided binomial test of the exact-order count against chance (1/n!), alpha {self.alpha} "
             f"Bonferroni-corrected over {self.n_tests} dataset(s), on the {VERDICT_DECODING} decoding.",
         ]
+        for result in self.datasets:
+            model_exact = result.scores[VERDICT_DECODING]["exact_accuracy"]["value"]
+            for name, baseline in result.baselines.items():
+                beats = "beats" if self.model_beats(baseline) else "does not beat"
+                baseline_exact = baseline.scores[VERDICT_DECODING]["exact_accuracy"]["value"]
+                out.append(
+                    f"{result.name}: the model {beats} the {name} baseline (exact {model_exact:.3f} vs "
+                    f"{baseline_exact:.3f}, one-sided McNemar p={baseline.model_better_p_value:.2g})"
+                )
+        scored = list(dict.fromkeys(name for r in self.datasets for name in r.baselines))
+        if scored:
+            out.append(
+                f"baseline rows ({', '.join(scored)}): no training (audiosort.baselines), the same puzzles and tests; "
+                "they never change the exit code"
+            )
         pairwise = [r.name for r in self.datasets if r.ideal and r.ideal.n_chunks != r.scores["n_chunks"]]
         if pairwise:
             names = ", ".join(pairwise)
@@ -239,7 +319,13 @@ class EvalReport(Verdicts):
     alpha: float = ALPHA
 
     def to_dict(self) -> dict:
-        """``eval.json``: settings, then one entry per dataset with a verdict per decoding."""
+        """``eval.json``: settings, then one entry per dataset with a verdict per decoding and its baselines.
+
+        ``datasets[name]["baselines"]["continuity"]`` holds the continuity
+        baseline's scores on that dataset's puzzles in the model's layout (so
+        ``["hungarian"]["exact_accuracy"]["value"]`` is its exact-order
+        accuracy) and the McNemar comparison (see :meth:`Verdicts.entries`).
+        """
         return {
             "run": str(self.run_dir),
             "alpha": self.alpha,
@@ -299,7 +385,9 @@ def evaluate(
     Returns
     -------
     EvalReport
-        Also written to ``run_dir`` (see :meth:`EvalReport.write`).
+        Also written to ``run_dir`` (see :meth:`EvalReport.write`). Every
+        dataset carries the baselines of :data:`audiosort.baselines.BASELINES`
+        scored on its puzzles.
 
     Raises
     ------
@@ -335,7 +423,7 @@ def evaluate(
 
     puzzles, fixed = main_corpus.puzzles_for(split, spec, n_puzzles=n_puzzles, seed=seed)
     source = {"kind": "corpus", "corpus": str(main_corpus.path), "split": split, "fixed_set": fixed}
-    results = [score_dataset(split, False, source, puzzles, model, batch_size)]
+    results = [score_dataset(split, False, source, puzzles, model, batch_size, sample_rate=sample_rate)]
     for entry in sanity:
         if entry in SANITY_KINDS:
             name = entry
@@ -351,7 +439,7 @@ def evaluate(
             ideal = None
         if name in {r.name for r in results}:
             raise InputError(f"--sanity names {name!r} twice (or it clashes with the split); give each set once")
-        results.append(score_dataset(name, True, source, puzzles, model, batch_size, ideal))
+        results.append(score_dataset(name, True, source, puzzles, model, batch_size, ideal, sample_rate=sample_rate))
     report = EvalReport(run_dir=run_dir, datasets=results)
     report.write(run_dir)
     return report
@@ -446,8 +534,14 @@ def sanity_ideal_observer(
     return leaks.ideal_tone_accuracy(spec, sample_rate=sample_rate, frequency_hz=SANITY_TONE_HZ, method=tone_method)
 
 
-def score_dataset(name, sanity, source, puzzles, model, batch_size, ideal=None) -> DatasetResult:
-    """Predict, then score against chance; the confusion matrix is of the hungarian decoding."""
+def score_dataset(name, sanity, source, puzzles, model, batch_size, ideal=None, *, sample_rate=None) -> DatasetResult:
+    """Predict, then score against chance; the confusion matrix is of the hungarian decoding.
+
+    With ``sample_rate`` (Hz, of the puzzles) every baseline of
+    :data:`audiosort.baselines.BASELINES` is scored on the same puzzles and
+    compared with the model; without it (``audiosort audit``, which judges the
+    pipeline rather than a model) none is.
+    """
     if puzzles.chunks.shape[1:] != tuple(model.input_shape[1:]):
         raise InputError(
             f"{name} puzzles are {puzzles.chunks.shape[1]} chunks of {puzzles.chunks.shape[2]} samples but the model "
@@ -456,10 +550,19 @@ def score_dataset(name, sanity, source, puzzles, model, batch_size, ideal=None) 
     scores = metrics.finite_scores(model.predict(puzzles.chunks, batch_size=batch_size, verbose=0), what=name)
     order = np.asarray(puzzles.order, dtype=np.int64)
     n_chunks = order.shape[1]
-    predicted = metrics.decode(scores, method="hungarian")
+    predicted = metrics.decode(scores, method=VERDICT_DECODING)
     cells = (order * n_chunks + predicted).ravel()
     confusion = np.bincount(cells, minlength=n_chunks * n_chunks).reshape(n_chunks, n_chunks)
-    return DatasetResult(name, sanity, source, metrics.score_puzzles(scores, order), confusion, ideal)
+    scored_baselines = {}
+    if sample_rate is not None:
+        model_right = metrics.exact_correct(predicted, order)
+        for baseline_name, baseline in baselines.BASELINES.items():
+            baseline_scores = baseline(puzzles.chunks, sample_rate=sample_rate)
+            baseline_right = metrics.exact_correct(metrics.decode(baseline_scores, method=VERDICT_DECODING), order)
+            scored_baselines[baseline_name] = BaselineResult(
+                metrics.score_puzzles(baseline_scores, order), metrics.mcnemar_p_value(model_right, baseline_right)
+            )
+    return DatasetResult(name, sanity, source, metrics.score_puzzles(scores, order), confusion, ideal, scored_baselines)
 
 
 def _ideal_cell(result: DatasetResult) -> str:

@@ -124,8 +124,19 @@ def decode(scores, *, method="argmax"):
 
 
 @functools.lru_cache(maxsize=None)
-def _permutations(n_chunks):
-    """All permutations of range(n_chunks), shape (n!, n), read-only int64."""
+def all_permutations(n_chunks):
+    """Every permutation of range(n_chunks), in lexicographic order.
+
+    Parameters
+    ----------
+    n_chunks : int >= 1
+        Chunks per puzzle n.
+
+    Returns
+    -------
+    permutations : np.ndarray [shape=(n!, n), dtype=int64]
+        Read-only and cached: the same array for every call with this n.
+    """
     permutations = np.array(list(itertools.permutations(range(n_chunks))), dtype=np.int64)
     permutations.setflags(write=False)
     return permutations
@@ -134,7 +145,7 @@ def _permutations(n_chunks):
 def _hungarian_by_enumeration(scores):
     """Best permutation per puzzle by scoring all n! of them; scores (B, n, n) -> (B, n)."""
     n_puzzles, n_chunks = scores.shape[:2]
-    permutations = _permutations(n_chunks)
+    permutations = all_permutations(n_chunks)
     scores = scores.astype(np.float64, copy=False)
     chunk = max(1, _ENUMERATION_ELEMENTS // len(permutations))
     best = np.empty(n_puzzles, dtype=np.int64)

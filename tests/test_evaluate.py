@@ -14,7 +14,7 @@ from audiosort.config import load_config
 from audiosort.data import synthetic
 from audiosort.data.corpus import prepare_synthetic
 from audiosort.data.puzzles import PuzzleSpec, TrackTable, make_puzzle_set
-from audiosort.evaluate import DatasetResult, EvalReport
+from audiosort.evaluate import BaselineResult, DatasetResult, EvalReport, score_dataset
 from audiosort.leaks import ideal_brown_accuracy, ideal_noise_accuracy, ideal_tone_accuracy
 from audiosort.train import train
 from conftest import TINY_PUZZLE, TINY_TRAIN, assert_one_line_error, run
@@ -59,12 +59,24 @@ def test_eval_writes_json_markdown_and_confusion_images_with_chance(tiny_run):
             expected = metrics.verdict(scores["p_value"], alpha=0.01, n_tests=4)
             assert scores["verdict"] == expected
         assert entry["p_value"] == entry["hungarian"]["p_value"] and entry["verdict"] == entry["hungarian"]["verdict"]
+        baseline = entry["baselines"]["continuity"]
+        assert baseline["n_puzzles"] == 200 and baseline["chance"] == entry["chance"]
+        exact = baseline["hungarian"]["exact_accuracy"]
+        assert exact["low"] <= exact["value"] <= exact["high"]
+        assert baseline["verdict"] == metrics.verdict(baseline["hungarian"]["p_value"], alpha=0.01, n_tests=4)
+        assert baseline["model_better"] == (baseline["model_better_p_value"] < 0.01 / 4)
+        beats = "beats" if baseline["model_better"] else "does not beat"
+        assert f"{name}: the model {beats} the continuity baseline (exact" in result.stdout
+        assert f"| {name} (continuity) | hungarian | {exact['value']:.3f} " in result.stdout
         png = tiny_run / f"confusion-{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert datasets["test"]["split"] == "test" and datasets["test"]["fixed_set"] is True
     assert datasets["tone"]["kind"] == "tone" and datasets["tone"]["tone_method"] == "tiled"
     assert 1 / 6 <= datasets["tone"]["ideal_observer_exact_accuracy"] <= 1
     assert datasets["noise"]["ideal_observer_exact_accuracy"] == pytest.approx(1 / 6)
+    # Synthetic music changes smoothly at the edges; white noise does not.
+    assert datasets["test"]["baselines"]["continuity"]["verdict"] == "above_chance"
+    assert datasets["noise"]["baselines"]["continuity"]["verdict"] == "at_chance"
     above = [name for name, entry in datasets.items() if entry["sanity"] and entry["verdict"] == "above_chance"]
     assert result.exit_code == (1 if above else 0)
     for name in above:
@@ -82,14 +94,26 @@ def test_eval_exits_0_when_the_model_cannot_sort_noise(tiny_run):
     assert set(json.loads((tiny_run / "eval.json").read_text())["datasets"]) == {"test", "noise"}
 
 
-def fake_result(name, *, sanity, sortable, n_puzzles=300, seed=0):
+def fake_result(name, *, sanity, sortable, baseline_sortable=None, n_puzzles=300, seed=0):
+    """A scored dataset whose model (and, unless baseline_sortable is None, continuity baseline) sorts or guesses."""
     rng = np.random.default_rng(seed)
     order = np.argsort(rng.random((n_puzzles, 3)), axis=1)
-    if sortable:
-        scores = np.log(np.eye(3)[order] * 0.9 + 0.05)
-    else:
-        scores = rng.normal(size=(n_puzzles, 3, 3))
-    return DatasetResult(name, sanity, {"kind": name}, metrics.score_puzzles(scores, order), np.eye(3, dtype=np.int64))
+
+    def scores_and_right(sorts):
+        scores = np.log(np.eye(3)[order] * 0.9 + 0.05) if sorts else rng.normal(size=(n_puzzles, 3, 3))
+        return scores, metrics.exact_correct(metrics.decode(scores, method="hungarian"), order)
+
+    scores, model_right = scores_and_right(sortable)
+    scored_baselines = {}
+    if baseline_sortable is not None:
+        baseline_scores, baseline_right = scores_and_right(baseline_sortable)
+        scored_baselines["continuity"] = BaselineResult(
+            metrics.score_puzzles(baseline_scores, order), metrics.mcnemar_p_value(model_right, baseline_right)
+        )
+    return DatasetResult(
+        name, sanity, {"kind": name}, metrics.score_puzzles(scores, order), np.eye(3, dtype=np.int64),
+        baselines=scored_baselines,
+    )
 
 
 def test_sanity_set_sorted_above_chance_gives_exit_1_naming_it():
@@ -136,6 +160,62 @@ def test_bonferroni_counts_every_dataset_evaluated():
     others = [fake_result("test", sanity=False, sortable=False), fake_result("noise", sanity=True, sortable=False)]
     three = EvalReport(run_dir=Path("r"), datasets=[*others, result])
     assert three.exit_code == 0
+
+
+def test_baseline_that_sorts_a_sanity_set_never_changes_the_exit_code():
+    report = EvalReport(
+        run_dir=Path("runs/x"),
+        datasets=[
+            fake_result("test", sanity=False, sortable=True, baseline_sortable=False),
+            fake_result("brown", sanity=True, sortable=False, baseline_sortable=True),
+        ],
+    )
+    assert report.exit_code == 0 and report.problems() == []
+    entries = report.to_dict()["datasets"]
+    assert entries["brown"]["verdict"] == "at_chance"
+    assert entries["brown"]["baselines"]["continuity"]["verdict"] == "above_chance"
+    assert entries["test"]["baselines"]["continuity"]["model_better"] is True
+    assert entries["brown"]["baselines"]["continuity"]["model_better"] is False
+    lines = report.lines()
+    assert any(line.startswith("test: the model beats the continuity baseline (exact 1.000 vs ") for line in lines)
+    assert any(line.startswith("brown: the model does not beat the continuity baseline (exact ") for line in lines)
+    assert sum(line.startswith("| brown (continuity) | hungarian | 1.000 ") for line in lines) == 1
+    assert sum(line.startswith("| brown | ") for line in lines) == 2
+
+
+def test_a_model_as_good_as_the_baseline_does_not_beat_it():
+    report = EvalReport(
+        run_dir=Path("runs/x"), datasets=[fake_result("test", sanity=False, sortable=True, baseline_sortable=True)]
+    )
+    baseline = report.to_dict()["datasets"]["test"]["baselines"]["continuity"]
+    assert baseline["model_better_p_value"] == 1.0 and baseline["model_better"] is False
+
+
+class PerfectModel:
+    """Stands in for a keras model: predicts every puzzle's true order, read from the puzzles' label."""
+
+    def __init__(self, puzzles):
+        self.input_shape = (None, *puzzles.chunks.shape[1:])
+        self.order = puzzles.order
+
+    def predict(self, chunks, **kwargs):
+        return np.log(np.eye(chunks.shape[1])[self.order] * 0.9 + 0.05)
+
+
+def test_score_dataset_pairs_the_model_with_the_baseline_on_the_same_puzzles():
+    spec = PuzzleSpec(n_chunks=3, chunk_samples=800, pad_min_samples=0, pad_max_samples=160)
+    tracks = TrackTable.from_arrays(
+        [audio.to_int16(synthetic.render("noise", 10.0, sample_rate=16000, rng=np.random.default_rng(k))) for k in range(2)]
+    )
+    puzzles = make_puzzle_set(tracks, spec, 300, rng=np.random.default_rng(2))
+    model = PerfectModel(puzzles)
+    result = score_dataset("noise", True, {"kind": "noise"}, puzzles, model, 64, sample_rate=16000)
+    baseline = result.baselines["continuity"]
+    right = baseline.scores["hungarian"]["exact_correct_count"]
+    # The model is right on all 300 puzzles, the baseline on `right`: McNemar sees 300 - right discordant pairs.
+    assert baseline.model_better_p_value == pytest.approx(0.5 ** (300 - right))
+    assert 20 <= right <= 80  # white noise: about 300 / 6
+    assert score_dataset("noise", True, {"kind": "noise"}, puzzles, model, 64).baselines == {}
 
 
 def test_train_split_is_refused_without_allow_train(tiny_run):

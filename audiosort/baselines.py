@@ -1,0 +1,174 @@
+"""No-learning sorters: what a model's accuracy must beat to show it learned anything.
+
+A model that sorts held-out music above chance may only have learned what any
+signal-processing trick already knows: that audio mostly changes slowly, so a
+chunk's end sounds like the next chunk's start. :func:`continuity_scores` is
+that trick with no training at all, and ``audiosort eval`` scores it beside
+the model on the same puzzles (:data:`BASELINES`).
+
+Each baseline returns scores in the model's form (see :mod:`audiosort.metrics`):
+``scores[b, i, j]``, higher meaning "the chunk in slot i of puzzle b sits at
+temporal position j", so that :func:`audiosort.metrics.score_puzzles` scores it
+with the very statistics of the model.
+
+Example
+-------
+>>> rng = np.random.default_rng(0)
+>>> chunks = (rng.normal(size=(4, 3, 800)) * 3000).astype(np.int16)
+>>> scores = continuity_scores(chunks, sample_rate=16000)
+>>> scores.shape, bool(np.all(scores.max(axis=2) == 0.0))
+((4, 3, 3), True)
+"""
+
+from __future__ import annotations
+
+import functools
+
+import librosa.filters
+import numpy as np
+
+from audiosort import metrics
+
+# Measured on synthetic music at 16 kHz (n=3, 2000 puzzles, exact order): edges of 5/10/15/20/25 ms
+# sort 0.05 s chunks at 0.58/0.69/0.64/0.59/0.53, 0.2 s chunks at 0.71/0.80/0.78/0.74/0.71 and 0.5 s
+# chunks at 0.62/0.71/0.72/0.72/0.72. Shorter edges describe the audio that continues into the next
+# chunk; longer ones resolve frequency better (15 ms: 67 Hz).
+EDGE_SECONDS = 0.015
+N_MELS = 40
+# Up to this many chunks every order is scored (7! = 5040 per puzzle); above it, greedy paths.
+MAX_ENUMERATED_CHUNKS = 7
+# Band powers are floored here before the log: the power of int16 rounding noise, 1 / (12 * 32768**2)
+# = 7.8e-11 (full scale 1). Below it, differences are rounding, not sound, and silence stays finite.
+_POWER_FLOOR = 1e-10
+# FFT bins no wider than this (Hz, by zero-padding short edges), so that no mel band of N_MELS
+# at 8-96 kHz is left without a bin.
+_MAX_BIN_HZ = 32.0
+# Floats of the largest intermediate array (spectra, pairwise differences, order costs) held at once.
+_BLOCK_ELEMENTS = 1 << 22
+
+
+def continuity_scores(chunks, *, sample_rate, edge_seconds=EDGE_SECONDS):
+    """Sort each puzzle so that consecutive chunks join most smoothly; no training.
+
+    The cost of putting chunk a right before chunk c is the Euclidean distance
+    between the log-mel spectrum of a's last ``edge_seconds`` and that of c's
+    first ``edge_seconds``. The predicted order is the one with the least
+    total cost over its n - 1 joins.
+
+    Parameters
+    ----------
+    chunks : np.ndarray [shape=(B, n, L), dtype=int16]
+        Puzzles as the sampler cuts them (:class:`audiosort.data.puzzles.Puzzles`);
+        L in samples, n >= 2. Any real dtype in int16 units is accepted.
+    sample_rate : int > 0, keyword-only
+        Of the chunks, in Hz.
+    edge_seconds : float > 0, keyword-only
+        Length of each edge analysed, in seconds (default 0.015 s: 240 samples
+        at 16 kHz); the whole chunk where it is shorter.
+
+    Returns
+    -------
+    scores : np.ndarray [shape=(B, n, n), dtype=float64]
+        ``scores[b, i, j]`` is 0.0 when the chunk in slot i is predicted at
+        position j, else :data:`audiosort.metrics.LOWEST_SCORE` (a finite
+        log 0): a log-probability of certainty, which argmax and hungarian
+        decoding both read back as the predicted order.
+
+    Raises
+    ------
+    ValueError
+        ``chunks`` not of shape (B, n, L) with B >= 1, n >= 2, L >= 1, or a
+        non-positive ``sample_rate`` or ``edge_seconds``.
+
+    Notes
+    -----
+    Each edge is one frame: the edge samples under a Hann window, zero-padded
+    to a power of two with bins at most 32 Hz wide, as power per bin (white
+    noise of variance s**2 gives s**2 in every bin), pooled into 40 Slaney mel
+    bands (each band the weighted mean of its bins) from 0 Hz to
+    ``sample_rate / 2``, floored at the power of int16 rounding noise (1e-10)
+    and logged. One frame, not the mean of several, because the audio nearest
+    the edge is what continues into the next chunk.
+
+    For n <= 7 every one of the n! orders is scored, vectorized over the
+    batch, so the order returned is the cheapest. For n > 7 (n! > 5040 orders
+    per puzzle) it is the cheapest of n greedy nearest-neighbour paths, one
+    from each chunk: each step joins the current chunk to the cheapest chunk
+    not yet placed. That is a heuristic and may miss the cheapest order.
+
+    Ties (e.g. silent chunks) go to the first order in lexicographic order of
+    slots, which carries no information: the sampler shuffles uniformly.
+
+    Scoring 2000 puzzles of 3 chunks of 0.2 s at 16 kHz takes about 0.05 s
+    on a CPU (0.26 s for n=7, 0.6 s for n=20).
+    """
+    chunks = np.asarray(chunks)
+    if chunks.ndim != 3 or chunks.shape[0] < 1 or chunks.shape[1] < 2 or chunks.shape[2] < 1:
+        raise ValueError(f"chunks must have shape (B, n, L) with B >= 1, n >= 2, L >= 1, got {chunks.shape}")
+    if isinstance(sample_rate, bool) or int(sample_rate) != sample_rate or sample_rate < 1:
+        raise ValueError(f"sample_rate must be a positive int (Hz), got {sample_rate!r}")
+    if not edge_seconds > 0:
+        raise ValueError(f"edge_seconds must be > 0, got {edge_seconds!r}")
+    n_puzzles, n_chunks, chunk_samples = chunks.shape
+    edge_samples = min(chunk_samples, max(1, round(edge_seconds * sample_rate)))
+    window, filterbank = _edge_analysis(int(sample_rate), edge_samples)
+    fft_length = 2 * (filterbank.shape[1] - 1)
+    orders = metrics.all_permutations(n_chunks) if n_chunks <= MAX_ENUMERATED_CHUNKS else None
+    per_puzzle = max(2 * n_chunks * fft_length, n_chunks**2 * N_MELS, 0 if orders is None else orders.size)
+    block = max(1, _BLOCK_ELEMENTS // per_puzzle)
+    positions = np.empty((n_puzzles, n_chunks), dtype=np.int64)
+    for start in range(0, n_puzzles, block):
+        part = chunks[start : start + block]
+        # Edges in full-scale units: the ends of every chunk, then the starts.
+        edges = np.concatenate([part[..., -edge_samples:], part[..., :edge_samples]], axis=1) / 32768.0
+        spectrum = np.fft.rfft(edges * window, n=fft_length)
+        power = (spectrum.real**2 + spectrum.imag**2) / np.sum(window**2)
+        log_mel = np.log(np.maximum(power @ filterbank.T, _POWER_FLOOR))
+        ends, starts = log_mel[:, :n_chunks], log_mel[:, n_chunks:]
+        # cost[b, a, c]: chunk in slot a right before the chunk in slot c.
+        cost = np.linalg.norm(ends[:, :, None, :] - starts[:, None, :, :], axis=-1)
+        sequence = _cheapest_by_enumeration(cost, orders) if orders is not None else _cheapest_greedy_path(cost)
+        # sequence[b, k] is the slot at position k; invert it to the position of each slot.
+        np.put_along_axis(positions[start : start + block], sequence, np.arange(n_chunks)[None, :], axis=1)
+    return np.where(positions[:, :, None] == np.arange(n_chunks), 0.0, metrics.LOWEST_SCORE)
+
+
+# name -> scorer(chunks, *, sample_rate) -> scores (B, n, n): the baselines ``audiosort eval`` reports.
+BASELINES = {"continuity": continuity_scores}
+
+
+@functools.lru_cache(maxsize=None)
+def _edge_analysis(sample_rate, edge_samples):
+    """Periodic Hann window (edge_samples,) and row-normalized mel filterbank (N_MELS, fft_length // 2 + 1)."""
+    fft_length = 1 << (max(edge_samples, int(np.ceil(sample_rate / _MAX_BIN_HZ))) - 1).bit_length()
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(edge_samples) / edge_samples)
+    filterbank = librosa.filters.mel(sr=sample_rate, n_fft=fft_length, n_mels=N_MELS).astype(np.float64)
+    filterbank /= filterbank.sum(axis=1, keepdims=True)
+    return window, filterbank
+
+
+def _cheapest_by_enumeration(cost, orders):
+    """The cheapest order of slots per puzzle: cost (B, n, n), orders (n!, n) -> (B, n) slots by position."""
+    totals = cost[:, orders[:, :-1], orders[:, 1:]].sum(axis=2)
+    return orders[np.argmin(totals, axis=1)]
+
+
+def _cheapest_greedy_path(cost):
+    """The cheapest of n greedy nearest-neighbour paths per puzzle, one from each slot: (B, n, n) -> (B, n)."""
+    n_puzzles, n_chunks = cost.shape[:2]
+    # One path per (puzzle, first slot), all advanced together.
+    puzzle = np.repeat(np.arange(n_puzzles), n_chunks)
+    current = np.tile(np.arange(n_chunks), n_puzzles)
+    placed = np.zeros((n_puzzles * n_chunks, n_chunks), dtype=bool)
+    placed[np.arange(len(current)), current] = True
+    sequence = np.empty((n_puzzles * n_chunks, n_chunks), dtype=np.int64)
+    sequence[:, 0] = current
+    total = np.zeros(n_puzzles * n_chunks)
+    for step in range(1, n_chunks):
+        options = np.where(placed, np.inf, cost[puzzle, current])
+        current = np.argmin(options, axis=1)
+        total += options[np.arange(len(current)), current]
+        placed[np.arange(len(current)), current] = True
+        sequence[:, step] = current
+    best = np.argmin(total.reshape(n_puzzles, n_chunks), axis=1)
+    return sequence.reshape(n_puzzles, n_chunks, n_chunks)[np.arange(n_puzzles), best]
