@@ -147,11 +147,6 @@ def test_resume_after_kill_finishes_the_planned_epochs(music_corpus, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="TensorFlow 2.21 keeps ~18 MiB (40+ with XLA) per traced train step after keras.backend.clear_session; "
-    "measured with a bare Keras model too, so run several configs in separate processes until it is fixed",
-)
 def test_memory_stays_bounded_across_runs_in_one_process(music_corpus, tmp_path):
     process = psutil.Process()
     resident = []
@@ -167,9 +162,10 @@ def test_memory_stays_bounded_across_runs_in_one_process(music_corpus, tmp_path)
         train(tiny_config(music_corpus, f"m{k}", "train.epochs=1", *extra), runs_dir=tmp_path, verbose=0)
         gc.collect()
         resident.append(process.memory_info().rss / 2**20)
-    # The first round warms up TensorFlow's caches; the second round must not keep growing.
+    # The first round warms up TensorFlow's caches; the second must not keep growing (it grew ~110 MiB
+    # before clear_keras_state dropped the custom-gradient registry entries).
     growth = resident[-1] - resident[len(variants) - 1]
-    assert growth < 150, f"resident memory grew {growth:.0f} MiB over {len(variants)} runs: {resident}"
+    assert growth < 75, f"resident memory grew {growth:.0f} MiB over {len(variants)} runs: {resident}"
 
 
 @pytest.mark.slow
