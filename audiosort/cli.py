@@ -265,6 +265,37 @@ def embed(run_dir, audio, out, hop_seconds):
     click.echo("\n".join(report.lines()))
 
 
+@main.command(name="probe")
+@click.argument("run_dir", type=click.Path(path_type=str))
+@click.option("--data", "data_dir", required=True, type=click.Path(path_type=str), help="Labelled folder to probe on.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the random encoder, the split and the classifier.")
+@click.option(
+    "--test-fraction",
+    type=float,
+    default=0.3,
+    show_default=True,
+    help="Share of each class's files held out for test when labels.csv gives no split.",
+)
+def probe_command(run_dir, data_dir, seed, test_fraction):
+    """Linear-probe the run's frozen encoder on labelled clips, beside two baselines.
+
+    --data holds one sub-folder of audio files per class, or a labels.csv with
+    path,label[,split] (paths relative to it; split train or test). Each file is
+    one clip. A logistic regression is fit on the train clips' features and
+    scored on the test clips, for three features: the run's encoder (mean over
+    the clip's chunks), the same architecture with random weights, and log-mel
+    statistics (mean and std of 64 bands). Without a split column, a seeded
+    share of each class's files goes to test; clips cut from one recording
+    must come with their split. Writes probe.json and probe.md into RUN_DIR,
+    keeping the tasks of other folders.
+    """
+    from audiosort.probe import probe
+
+    report = probe(run_dir, data_dir, seed=seed, test_fraction=test_fraction)
+    click.echo("\n".join(report.lines()))
+    click.echo(f"wrote probe.json and probe.md in {report.run_dir}")
+
+
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=str))
 @click.argument("audio", type=click.Path(path_type=str))
