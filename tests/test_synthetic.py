@@ -1,5 +1,6 @@
 """Synthetic audio: the shapes, spectra and structure the corpus and sanity sets rely on."""
 
+import librosa
 import numpy as np
 import pytest
 
@@ -158,3 +159,16 @@ def test_duration_shorter_than_one_sample_raises_input_error(duration_seconds):
 def test_tone_at_or_above_nyquist_raises_input_error():
     with pytest.raises(InputError, match="8000"):
         rendered("tone", sample_rate=16000, tone_hz=8000.0)
+
+
+@pytest.mark.parametrize("tempo_bpm", [90.0, 150.0])
+def test_music_at_a_fixed_tempo_is_heard_at_that_tempo(tempo_bpm):
+    y = synthetic.music(20.0, sample_rate=16000, rng=np.random.default_rng(3), tempo_bpm=tempo_bpm)
+    heard = librosa.feature.tempo(y=y, sr=16000, start_bpm=120)[0]
+    assert heard == pytest.approx(tempo_bpm, rel=0.05)  # librosa's tempo grid is ~2-4% coarse here
+
+
+@pytest.mark.parametrize("tempo_bpm", [0.0, -10.0, float("nan")])
+def test_music_refuses_a_tempo_that_is_not_positive(tempo_bpm):
+    with pytest.raises(InputError, match="tempo_bpm"):
+        synthetic.music(1.0, sample_rate=16000, rng=np.random.default_rng(0), tempo_bpm=tempo_bpm)

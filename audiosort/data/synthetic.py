@@ -226,7 +226,9 @@ def brown_noise(duration_seconds: float, *, sample_rate: int, rng: np.random.Gen
     return (y * (BROWN_NOISE_PEAK / np.max(np.abs(y)))).astype(np.float32)
 
 
-def music(duration_seconds: float, *, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+def music(
+    duration_seconds: float, *, sample_rate: int, rng: np.random.Generator, tempo_bpm: float | None = None
+) -> np.ndarray:
     """A procedural EDM-like track, different for every draw of ``rng``.
 
     Each call draws a tempo (90-150 BPM), a key and mode, a four-chord
@@ -245,6 +247,9 @@ def music(duration_seconds: float, *, sample_rate: int, rng: np.random.Generator
         Samples per second (Hz).
     rng : np.random.Generator
         Every musical and timbral choice, and every noise sample, comes from it.
+    tempo_bpm : float > 0 or None
+        Quarter notes per minute; None draws it (90-150). Fixing it makes
+        classes that differ only in tempo (``scripts/make_probe_sets.py``).
 
     Returns
     -------
@@ -252,7 +257,9 @@ def music(duration_seconds: float, *, sample_rate: int, rng: np.random.Generator
         Mixed to a peak absolute value of 0.8.
     """
     frames = _frames(duration_seconds, sample_rate)
-    style = _draw_style(rng)
+    if tempo_bpm is not None and not (math.isfinite(tempo_bpm) and tempo_bpm > 0):
+        raise InputError(f"tempo_bpm must be a positive number, got {tempo_bpm!r}")
+    style = _draw_style(rng, tempo_bpm)
     step_samples = style.step_seconds * sample_rate
     bar_samples = 16 * step_samples
     n_bars = math.ceil(frames / bar_samples)
@@ -364,10 +371,11 @@ class _Style:
     pluck_decay_seconds: float
 
 
-def _draw_style(rng: np.random.Generator) -> _Style:
+def _draw_style(rng: np.random.Generator, tempo_bpm: float | None = None) -> _Style:
     tonic = int(rng.integers(12))
+    drawn_bpm = rng.uniform(90.0, 150.0)  # drawn either way, so a fixed tempo leaves every other choice alike
     return _Style(
-        step_seconds=60.0 / rng.uniform(90.0, 150.0) / 4,
+        step_seconds=60.0 / (tempo_bpm or drawn_bpm) / 4,
         swing=float(rng.choice((0.0, 0.0, 0.1, 0.2))),
         scale=_SCALES[rng.choice(tuple(_SCALES))],
         progression=_PROGRESSIONS[rng.integers(len(_PROGRESSIONS))],
