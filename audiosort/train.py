@@ -40,7 +40,13 @@ from audiosort.models.objectives import sorting_loss, sorting_metrics
 
 
 def train(
-    config: Config, *, runs_dir: str | Path = "runs", resume: bool = False, overwrite: bool = False, verbose: int | str = "auto"
+    config: Config,
+    *,
+    runs_dir: str | Path = "runs",
+    resume: bool = False,
+    overwrite: bool = False,
+    verbose: int | str = "auto",
+    strategy=None,
 ) -> Path:
     """Train ``config`` and write its run folder ``runs_dir / config.name``.
 
@@ -57,6 +63,11 @@ def train(
         Delete an existing run folder of the same name and start afresh.
     verbose : int or "auto"
         Keras progress output (0 silent, 1 progress bar, 2 one line per epoch).
+    strategy : tf.distribute.Strategy or None
+        Replicates the model over devices (TensorFlow backend). None picks
+        ``tf.distribute.MirroredStrategy`` over every GPU when TensorFlow sees
+        more than one, else no strategy. ``train.batch_size`` is the global
+        batch: each of R replicas gets batch_size / R puzzles a step.
 
     Returns
     -------
@@ -66,8 +77,9 @@ def train(
     Raises
     ------
     ConfigError, InputError
-        Settings that do not fit the corpus, a run folder in the way, or a
-        loss that turned NaN/inf (naming the epoch and step).
+        Settings that do not fit the corpus, a run folder in the way, a
+        ``TF_CONFIG`` naming several workers (see :func:`default_strategy`), or
+        a loss that turned NaN/inf (naming the epoch and step).
     """
     corpus = Corpus(config.data.corpus)
     if corpus.sample_rate != config.data.sample_rate:
@@ -84,8 +96,17 @@ def train(
     val, _ = corpus.puzzles_for("val", spec, n_puzzles=config.data.val_puzzles, seed=config.seed)
     run_dir = _open_run_dir(Path(runs_dir) / config.name, config, resume=resume, overwrite=overwrite)
 
+    strategy = strategy or default_strategy()
+    if strategy is not None and config.train.batch_size % strategy.num_replicas_in_sync:
+        raise ConfigError(
+            f"train.batch_size = {config.train.batch_size} does not split over {strategy.num_replicas_in_sync} replicas"
+        )
     model, encoder = compiled_model(
-        config, spec, sample_rate=corpus.sample_rate, total_steps=config.train.epochs * config.train.steps_per_epoch
+        config,
+        spec,
+        sample_rate=corpus.sample_rate,
+        total_steps=config.train.epochs * config.train.steps_per_epoch,
+        strategy=strategy,
     )
     finished_epochs = _finished_epochs(run_dir)
     # A resumed run draws a new stream (seeded by the epochs already done), not a replay of epoch 0.
@@ -133,6 +154,7 @@ def train(
                                     * config.train.batch_size / max(train_seconds, 1e-9), 1),
         "backend": keras.backend.backend(),
         "dtype_policy": keras.mixed_precision.dtype_policy().name,
+        "replicas": strategy.num_replicas_in_sync if strategy is not None else 1,
     }
     _write_atomic(run_dir / "metrics.json", json.dumps(report, indent=1) + "\n")
     return run_dir
@@ -153,6 +175,8 @@ def compiled_model(
         Hz, for front ends that work in seconds (log-mel).
     total_steps : int
         Optimizer steps planned, for the cosine schedule.
+    strategy : tf.distribute.Strategy or None
+        Builds and compiles the model in its scope (replicated variables).
     """
     clear_keras_state()
     keras.utils.set_random_seed(config.seed)
@@ -172,6 +196,33 @@ def compiled_model(
             jit_compile=config.train.jit_compile,
         )
     return model, encoder
+
+
+def default_strategy():
+    """``tf.distribute.MirroredStrategy`` over every GPU when TensorFlow sees more than one, else None.
+
+    Raises
+    ------
+    ConfigError
+        ``TF_CONFIG`` describes a cluster of several tasks. Multi-worker
+        training needs ``tf.distribute.MultiWorkerMirroredStrategy``, and Keras
+        3's ``model.fit`` does not run under it: it reduces the step's scalar
+        logs along axis 0 (tensorflow/tensorflow#72388, still so in Keras 3.15).
+        Refusing is better than each worker silently training its own copy.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return None
+    cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
+    n_tasks = sum(len(tasks) for tasks in cluster.values())
+    if n_tasks > 1:
+        raise ConfigError(
+            f"TF_CONFIG describes {n_tasks} workers, but multi-worker training is not supported: Keras 3's fit fails "
+            "under MultiWorkerMirroredStrategy (tensorflow/tensorflow#72388); train on one machine (all its GPUs are used)"
+        )
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy([gpu.name for gpu in gpus]) if len(gpus) > 1 else None
 
 
 def clear_keras_state() -> None:

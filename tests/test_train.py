@@ -21,7 +21,7 @@ from audiosort.cli import main
 from audiosort.config import load_config
 from audiosort.data.corpus import Corpus
 from audiosort.train import _StopOnNonFinite, train
-from conftest import TINY_TRAIN
+from conftest import TINY_TRAIN, assert_one_line_error, run
 
 
 
@@ -185,3 +185,33 @@ def test_training_runs_under_the_jax_backend_too(music_corpus, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "jax"
+
+
+@pytest.mark.slow
+def test_training_replicates_over_two_devices_with_mirrored_strategy(music_corpus, tmp_path):
+    # Two logical CPU devices stand in for two GPUs: the same MirroredStrategy code path.
+    script = (
+        "import json, keras, tensorflow as tf\n"
+        "cpu = tf.config.list_physical_devices('CPU')[0]\n"
+        "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)\n"
+        "import audiosort\n"
+        "from audiosort.config import load_config\n"
+        "from audiosort.train import train\n"
+        f"cfg = load_config(None, {['name=mirrored', f'data.corpus={music_corpus}', *TINY_TRAIN]!r})\n"
+        "strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])\n"
+        f"run = train(cfg, runs_dir={str(tmp_path)!r}, verbose=0, strategy=strategy)\n"
+        "keras.saving.load_model(run / 'model.keras')\n"
+        "print(json.dumps(json.loads((run / 'metrics.json').read_text())))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["replicas"] == 2 and report["epochs"] == 2
+    assert 0.0 <= report["val"]["hungarian"]["exact_accuracy"]["value"] <= 1.0
+
+
+def test_a_multi_worker_tf_config_is_refused_with_one_line(music_corpus, tmp_path, monkeypatch):
+    cluster = {"cluster": {"worker": ["127.0.0.1:23456", "127.0.0.1:23457"]}, "task": {"type": "worker", "index": 0}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(cluster))
+    result = run("train", "--config", "configs/tiny.yaml", "--set", f"data.corpus={music_corpus}", "--runs-dir", tmp_path)
+    assert_one_line_error(result, "TF_CONFIG describes 2 workers")
