@@ -209,7 +209,7 @@ def tempo_clip(tempo_bpm: float, clip_seconds: float, *, sample_rate: int, rng: 
 def make_synthetic(
     out: str | Path,
     *,
-    clips_per_class: int = 40,
+    clips_per_class: int = 100,
     clip_seconds: float = 2.0,
     sample_rate: int = 16000,
     seed: int = 0,
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     tracks.add_argument("--gap-seconds", type=float, default=2.0, help="left out between a track's train and test parts")
     tracks.add_argument("--clips-per-track", type=int, default=60)
     synthetic_parser = commands.add_parser("synthetic", help="which tempo the synthetic music has")
-    synthetic_parser.add_argument("--clips-per-class", type=int, default=40)
+    synthetic_parser.add_argument("--clips-per-class", type=int, default=100)
     synthetic_parser.add_argument("--clip-seconds", type=float, default=2.0)
     synthetic_parser.add_argument("--sample-rate", type=int, default=16000, help="Hz")
     synthetic_parser.add_argument("--seed", type=int, default=0)
