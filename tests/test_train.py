@@ -1,4 +1,4 @@
-"""audiosort train: the run folder, config errors, resume after kill -9, bounded memory."""
+"""audiosort train: the run folder, config errors, resume after kill -9, bounded memory, several devices and workers."""
 
 import csv
 import gc
@@ -6,9 +6,11 @@ import importlib.util
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -210,8 +212,85 @@ def test_training_replicates_over_two_devices_with_mirrored_strategy(music_corpu
     assert 0.0 <= report["val"]["hungarian"]["exact_accuracy"]["value"] <= 1.0
 
 
-def test_a_multi_worker_tf_config_is_refused_with_one_line(music_corpus, tmp_path, monkeypatch):
-    cluster = {"cluster": {"worker": ["127.0.0.1:23456", "127.0.0.1:23457"]}, "task": {"type": "worker", "index": 0}}
-    monkeypatch.setenv("TF_CONFIG", json.dumps(cluster))
+@pytest.mark.parametrize(
+    "tf_config",
+    ['{"cluster": {"worker": ["127.0.0.1:23456", "127.0.0.1:23457"]', '{"cluster": {"worker": ["a:1", "b:2"]}, "task": {}}'],
+)
+def test_a_malformed_tf_config_is_one_line(music_corpus, tmp_path, monkeypatch, tf_config):
+    monkeypatch.setenv("TF_CONFIG", tf_config)
     result = run("train", "--config", "configs/tiny.yaml", "--set", f"data.corpus={music_corpus}", "--runs-dir", tmp_path)
-    assert_one_line_error(result, "TF_CONFIG describes 2 workers")
+    assert_one_line_error(result, "TF_CONFIG =")
+
+
+def test_resuming_a_multi_worker_run_is_refused_with_one_line(music_corpus, tmp_path, monkeypatch):
+    cluster = {"cluster": {"worker": ["127.0.0.1:23456", "127.0.0.1:23457"]}, "task": {"type": "worker", "index": 1}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(cluster))
+    args = ["--config", "configs/tiny.yaml", "--set", f"data.corpus={music_corpus}", "--runs-dir", tmp_path, "--resume"]
+    assert_one_line_error(run("train", *args), "TF_CONFIG names 2 workers, and a multi-worker run cannot resume")
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_two_workers_train_one_model_and_only_the_chief_writes_the_run_folder(music_corpus, tmp_path):
+    addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    script = (
+        "import json, sys, keras, numpy as np, audiosort\n"
+        "from audiosort.config import load_config\n"
+        "from audiosort.train import train\n"
+        f"cfg = load_config(None, {['name=multi', f'data.corpus={music_corpus}', *TINY_TRAIN]!r})\n"
+        "run = train(cfg, runs_dir=sys.argv[1], verbose=0)\n"
+        "model = keras.saving.load_model(run / 'model.keras')\n"
+        "checksum = sum(float(np.sum(keras.ops.convert_to_numpy(w), dtype=np.float64)) for w in model.trainable_weights)\n"
+        "print(json.dumps({'run': str(run), 'checksum': checksum}))\n"
+    )
+    processes = []
+    for index in range(2):
+        (tmp_path / f"tmp{index}").mkdir()
+        tf_config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "TMPDIR": str(tmp_path / f"tmp{index}")}
+        command = [sys.executable, "-c", script, str(tmp_path / f"runs{index}")]
+        # Files, not pipes: a worker blocked on a full pipe would stall the other at its next collective op.
+        with open(tmp_path / f"out{index}.txt", "w") as stdout, open(tmp_path / f"err{index}.txt", "w") as stderr:
+            processes.append(subprocess.Popen(command, stdout=stdout, stderr=stderr, env=env))
+    deadline = time.time() + 240
+    try:
+        for process in processes:
+            process.wait(timeout=max(1.0, deadline - time.time()))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    outputs = [(tmp_path / f"out{index}.txt").read_text() for index in range(2)]
+    errors = [(tmp_path / f"err{index}.txt").read_text()[-3000:] for index in range(2)]
+    assert [process.returncode for process in processes] == [0, 0], errors
+    chief, other = (json.loads(out.strip().splitlines()[-1]) for out in outputs)
+
+    run_dir = tmp_path / "runs0" / "multi"
+    assert chief["run"] == str(run_dir)
+    assert {"config.yaml", "model.keras", "encoder.keras", "history.csv", "metrics.json", "checkpoints"} <= {
+        p.name for p in run_dir.iterdir()
+    }
+    assert {p.name for p in (run_dir / "checkpoints").iterdir()} == {"best.weights.h5", "last.weights.h5"}
+    keras.saving.load_model(run_dir / "model.keras")
+    report = json.loads((run_dir / "metrics.json").read_text())
+    assert report["workers"] == 2 and report["replicas"] == 2 and report["epochs"] == 2
+    with open(run_dir / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(row["epoch"]) for row in rows] == [0, 1]
+    assert {"loss", "exact_accuracy", "val_loss", "val_exact_accuracy", "val_position_accuracy"} <= set(rows[0])
+
+    # The other worker wrote nothing under its runs_dir, only its own copy in its temp folder, ...
+    assert not (tmp_path / "runs1").exists() and other["run"].startswith(str(tmp_path / "tmp1"))
+    # ... and it trained the same model: all-reduced gradients and val sums keep the workers in step.
+    assert other["checksum"] == chief["checksum"]
+    assert (Path(other["run"]) / "history.csv").read_text() == (run_dir / "history.csv").read_text()
