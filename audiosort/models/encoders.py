@@ -147,9 +147,12 @@ def _pool_and_project(x, cfg: EncoderConfig, *, global_pools):
     """The last feature map -> one embedding, by ``cfg.pooling``.
 
     ``global``: concatenated average and max over every axis but channels, then
-    Dense(embedding_dim). ``flatten``: the whole map flattened, then
-    Dense(embedding_dim), so the embedding keeps where in the chunk each
-    feature sits (the start and end of a chunk are what its neighbours share).
+    Dense(embedding_dim). ``time``: on a (time, frequency) map, average and
+    max over frequency only, then flattened (on a 1-D map: flattened), so the
+    embedding keeps when in the chunk each feature happens. ``flatten``: the
+    whole map flattened. Both keep where in the chunk each feature sits (the
+    start and end of a chunk are what its neighbours share). Then optional
+    dropout and Dense(embedding_dim).
     """
     if cfg.pooling == "flatten":
         x = layers.Flatten(name="flatten")(x)
