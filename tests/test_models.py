@@ -23,6 +23,8 @@ from audiosort.models.layers import (
     FoldSlots,
     Int16ToFloat,
     LogMelSpectrogram,
+    PairFeatures,
+    PermutationMarginals,
     RowLogSoftmax,
     Sinkhorn,
     UnfoldSlots,
@@ -239,6 +241,8 @@ def test_saved_model_reloads_with_identical_outputs(sorter, normalization, tmp_p
         UnfoldSlots(4),
         RowLogSoftmax(),
         Sinkhorn(7),
+        PairFeatures(),
+        PermutationMarginals(4),
     ],
     ids=lambda layer: type(layer).__name__,
 )
@@ -257,12 +261,46 @@ def test_unknown_names_raise_config_error_listing_the_valid_ones():
         build_encoder(encoder_cfg, chunk_samples=CHUNK_SAMPLES, sample_rate=SAMPLE_RATE)
     sorter_cfg = tiny_model_config().sorter
     object.__setattr__(sorter_cfg, "type", "lstm")
-    with pytest.raises(ConfigError, match=r"'lstm'.*\['attention', 'mlp'\]"):
+    with pytest.raises(ConfigError, match=r"'lstm'.*\['attention', 'mlp', 'pairwise'\]"):
         build_sorter(sorter_cfg, n_chunks=N_CHUNKS, embedding_dim=16)
     model_cfg = tiny_model_config()
     object.__setattr__(model_cfg.sorter, "normalization", "sparsemax")
     with pytest.raises(ConfigError, match=r"'sparsemax'.*\['sinkhorn', 'softmax'\]"):
         build_model(model_cfg, n_chunks=N_CHUNKS, chunk_samples=CHUNK_SAMPLES, sample_rate=SAMPLE_RATE)
+
+
+def test_pairwise_sorter_is_permutation_equivariant_and_doubly_stochastic():
+    sorter = build_sorter(tiny_model_config(sorter="pairwise").sorter, n_chunks=5, embedding_dim=16)
+    embeddings = np.random.default_rng(0).normal(size=(3, 5, 16)).astype("float32")
+    log_probs = keras.ops.convert_to_numpy(sorter(embeddings, training=False))
+    permutation = np.array([3, 0, 4, 1, 2])
+    permuted = keras.ops.convert_to_numpy(sorter(embeddings[:, permutation], training=False))
+    np.testing.assert_allclose(permuted, log_probs[:, permutation], atol=1e-5)
+    np.testing.assert_allclose(np.exp(log_probs).sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.exp(log_probs).sum(axis=2), 1.0, atol=1e-5)
+
+
+def test_permutation_marginals_are_uniform_without_evidence_and_follow_a_strong_chain():
+    marginals = PermutationMarginals(3)
+    zeros = [np.zeros((1, 3, 3), "float32"), np.zeros((1, 3), "float32"), np.zeros((1, 3), "float32")]
+    np.testing.assert_allclose(np.exp(keras.ops.convert_to_numpy(marginals(zeros))), 1 / 3, atol=1e-6)
+    # Slot 2 -> slot 0 -> slot 1 strongly: slot 2 first, slot 0 second, slot 1 last.
+    successor = np.zeros((1, 3, 3), "float32")
+    successor[0, 2, 0] = successor[0, 0, 1] = 20.0
+    log_probs = keras.ops.convert_to_numpy(marginals([successor, zeros[1], zeros[2]]))
+    assert log_probs[0].argmax(axis=1).tolist() == [1, 2, 0]
+    assert np.exp(log_probs[0]).max(axis=1).min() > 0.999
+    # Weak links: orders score 2 for (2,0,1), 1 for (0,1,2) and (1,2,0), 0 for the other three. Slot 1 is
+    # last in (2,0,1) and (0,2,1), so P(slot 1 at position 2) = (e^2 + e^0) / (e^2 + 2e + 3).
+    successor[0, 2, 0] = successor[0, 0, 1] = 1.0
+    log_probs = keras.ops.convert_to_numpy(marginals([successor, zeros[1], zeros[2]]))
+    e = np.e
+    assert np.exp(log_probs[0, 1, 2]) == pytest.approx((e**2 + 1) / (e**2 + 2 * e + 3), rel=1e-5)
+
+
+def test_pairwise_sorter_refuses_more_chunks_than_it_can_enumerate():
+    with pytest.raises(ConfigError, match="n_chunks must be <= 7, got 8"):
+        build_sorter(tiny_model_config(sorter="pairwise").sorter, n_chunks=8, embedding_dim=16)
 
 
 def test_logmel_frame_under_one_sample_is_a_config_error():

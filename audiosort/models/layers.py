@@ -1,4 +1,4 @@
-"""Custom Keras layers: int16 front end, log-mel spectrogram, slot folding, row normalizations.
+"""Custom Keras layers: int16 front end, log-mel spectrogram, slot folding, row normalizations, order marginals.
 
 Every layer here uses only ``keras.ops``, so a model runs unchanged under the
 TensorFlow and JAX backends, and is registered under the package name
@@ -10,6 +10,8 @@ samples of a chunk.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import keras
 import numpy as np
@@ -265,4 +267,76 @@ class Sinkhorn(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(iterations=self.iterations)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="audiosort")
+class PairFeatures(keras.layers.Layer):
+    """Every ordered pair of slots side by side: ``(B, n, D)`` -> ``(B, n, n, 2D)``.
+
+    ``output[b, i, j] = concat(inputs[b, i], inputs[b, j])``: features of "the
+    chunk in slot j comes right after the one in slot i", for a head that
+    scores each pair with shared weights.
+    """
+
+    def call(self, inputs):
+        n = inputs.shape[1]
+        before = ops.repeat(ops.expand_dims(inputs, 2), n, axis=2)
+        after = ops.repeat(ops.expand_dims(inputs, 1), n, axis=1)
+        return ops.concatenate([before, after], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        batch, n, width = input_shape
+        return (batch, n, n, 2 * width)
+
+
+@keras.saving.register_keras_serializable(package="audiosort")
+class PermutationMarginals(keras.layers.Layer):
+    """Exact position log-probabilities of a distribution over all n! orders.
+
+    An order (a sequence of slots s_0 ... s_{n-1}, slot s_k at position k)
+    scores ``first[s_0] + sum_k successor[s_k, s_{k+1}] + last[s_{n-1}]``;
+    the orders' probabilities are the softmax of those scores, and
+    ``output[b, i, j] = log P(slot i at position j)``, summed over every order
+    that puts it there. Rows and columns of ``exp(output)`` sum to 1 exactly.
+    n! orders are enumerated, so n is at most :data:`MAX_ENUMERATED_CHUNKS`.
+
+    Inputs ``[successor (B, n, n), first (B, n), last (B, n)]`` raw scores;
+    output ``[shape=(B, n, n)]`` log-probabilities, computed in float32.
+    """
+
+    MAX_ENUMERATED_CHUNKS = 7
+
+    def __init__(self, n_chunks, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        if int(n_chunks) != n_chunks or not 2 <= n_chunks <= self.MAX_ENUMERATED_CHUNKS:
+            raise ValueError(
+                f"PermutationMarginals: n_chunks = {n_chunks!r} must be an integer in [2, {self.MAX_ENUMERATED_CHUNKS}]"
+            )
+        self.n_chunks = int(n_chunks)
+        orders = np.array(list(itertools.permutations(range(self.n_chunks))), dtype=np.int32)  # (n!, n) slots
+        self._orders = orders
+        self._successor_index = orders[:, :-1] * self.n_chunks + orders[:, 1:]  # (n!, n-1) into a flat n x n
+        # _placement[p, i, j]: 0 where order p puts slot i at position j, else a very negative number.
+        placement = np.full((len(orders), self.n_chunks, self.n_chunks), -1e9, dtype=np.float32)
+        rows = np.repeat(np.arange(len(orders)), self.n_chunks)
+        placement[rows, orders.ravel(), np.tile(np.arange(self.n_chunks), len(orders))] = 0.0
+        self._placement = placement
+
+    def call(self, inputs):
+        successor, first, last = (ops.cast(x, "float32") for x in inputs)
+        n = self.n_chunks
+        flat = ops.reshape(successor, (-1, n * n))
+        scores = ops.sum(ops.take(flat, self._successor_index, axis=1), axis=-1)  # (B, n!)
+        scores = scores + ops.take(first, self._orders[:, 0], axis=1) + ops.take(last, self._orders[:, -1], axis=1)
+        log_p = ops.log_softmax(scores, axis=-1)
+        return ops.logsumexp(log_p[:, :, None, None] + self._placement[None], axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], self.n_chunks, self.n_chunks)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(n_chunks=self.n_chunks)
         return config

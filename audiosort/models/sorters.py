@@ -15,6 +15,7 @@ from keras import layers
 
 from audiosort.config import SorterConfig
 from audiosort.errors import ConfigError
+from audiosort.models.layers import PairFeatures, PermutationMarginals
 
 MLP_NARROW_UNITS = 200  # the seed's third sorter layer
 ATTENTION_MIN_WIDTH = 64
@@ -95,4 +96,30 @@ def _attention(embeddings, cfg: SorterConfig, *, n_chunks: int):
     return layers.Dense(n_chunks, name="scores")(x)
 
 
-SORTERS = {"mlp": _mlp, "attention": _attention}
+def _pairwise(embeddings, cfg: SorterConfig, *, n_chunks: int):
+    """Score every "slot j right after slot i" with one shared MLP, then marginalize over all n! orders.
+
+    An order's score is the sum of its n - 1 successor scores plus a "starts
+    the puzzle" score of its first chunk and an "ends it" score of its last
+    (:class:`PermutationMarginals`); the output is each slot's exact position
+    log-probabilities under the softmax over orders. The rule is learned once
+    for every pair, so the head is permutation-equivariant and needs no
+    normalization (rows and columns already sum to 1). The learned twin of the
+    continuity baseline, which scores pairs by how smoothly they join.
+    """
+    if n_chunks > PermutationMarginals.MAX_ENUMERATED_CHUNKS:
+        raise ConfigError(
+            f"model.sorter.type = 'pairwise' enumerates all n! orders: n_chunks must be <= "
+            f"{PermutationMarginals.MAX_ENUMERATED_CHUNKS}, got {n_chunks}; use 'attention' for more chunks"
+        )
+    # As in the attention head: batch statistics remove what a puzzle's embeddings share.
+    x = layers.Dense(cfg.hidden_units, use_bias=False, name="project")(embeddings)
+    x = layers.ReLU(name="project_relu")(layers.BatchNormalization(name="project_bn")(x))
+    h = layers.Dense(cfg.hidden_units, activation="relu", name="pair_dense")(PairFeatures(name="pairs")(x))
+    successor = layers.Reshape((n_chunks, n_chunks), name="successor")(layers.Dense(1, name="successor_score")(h))
+    first = layers.Reshape((n_chunks,), name="first")(layers.Dense(1, name="first_score")(x))
+    last = layers.Reshape((n_chunks,), name="last")(layers.Dense(1, name="last_score")(x))
+    return PermutationMarginals(n_chunks, name="scores")([successor, first, last])
+
+
+SORTERS = {"mlp": _mlp, "attention": _attention, "pairwise": _pairwise}
