@@ -30,7 +30,7 @@ from audiosort.errors import ConfigError
 PAD_MODES = ("per_gap", "shared", "fixed")
 POOLINGS = ("global", "flatten", "time")
 ENCODER_TYPES = ("mlp", "conv1d", "logmel")
-SORTER_TYPES = ("mlp", "attention", "pairwise")
+SORTER_TYPES = ("mlp", "attention", "pairwise", "precedence")
 NORMALIZATIONS = ("softmax", "sinkhorn")
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
@@ -111,9 +111,9 @@ class EncoderConfig:
 class SorterConfig:
     """The sorter head: n embeddings -> n x n matrix, row i = position of slot i."""
 
-    type: str = "mlp"  # mlp | attention | pairwise (n <= 7)
+    type: str = "mlp"  # mlp | attention | pairwise (n <= 7) | precedence
     normalization: str = "softmax"  # softmax (each row) | sinkhorn (doubly stochastic)
-    hidden_units: int = 1000  # mlp: width of its two wide layers (the seed's 1000); pairwise: its width
+    hidden_units: int = 1000  # mlp: width of its two wide layers (the seed's 1000); pairwise, precedence: their width
     attention_layers: int = 2
     attention_heads: int = 4
     sinkhorn_iterations: int = 20

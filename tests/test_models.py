@@ -20,6 +20,7 @@ from audiosort.errors import ConfigError
 from audiosort.models import ENCODERS, SORTERS, build_encoder, build_model, build_sorter
 from audiosort.models import NORMALIZATIONS as NORMALIZATION_LAYERS
 from audiosort.models.layers import (
+    ExpectedRankScores,
     FoldSlots,
     Int16ToFloat,
     LogMelSpectrogram,
@@ -243,6 +244,7 @@ def test_saved_model_reloads_with_identical_outputs(sorter, normalization, tmp_p
         Sinkhorn(7),
         PairFeatures(),
         PermutationMarginals(4),
+        ExpectedRankScores(),
     ],
     ids=lambda layer: type(layer).__name__,
 )
@@ -261,7 +263,7 @@ def test_unknown_names_raise_config_error_listing_the_valid_ones():
         build_encoder(encoder_cfg, chunk_samples=CHUNK_SAMPLES, sample_rate=SAMPLE_RATE)
     sorter_cfg = tiny_model_config().sorter
     object.__setattr__(sorter_cfg, "type", "lstm")
-    with pytest.raises(ConfigError, match=r"'lstm'.*\['attention', 'mlp', 'pairwise'\]"):
+    with pytest.raises(ConfigError, match=r"'lstm'.*\['attention', 'mlp', 'pairwise', 'precedence'\]"):
         build_sorter(sorter_cfg, n_chunks=N_CHUNKS, embedding_dim=16)
     model_cfg = tiny_model_config()
     object.__setattr__(model_cfg.sorter, "normalization", "sparsemax")
@@ -296,6 +298,26 @@ def test_permutation_marginals_are_uniform_without_evidence_and_follow_a_strong_
     log_probs = keras.ops.convert_to_numpy(marginals([successor, zeros[1], zeros[2]]))
     e = np.e
     assert np.exp(log_probs[0, 1, 2]) == pytest.approx((e**2 + 1) / (e**2 + 2 * e + 3), rel=1e-5)
+
+
+@pytest.mark.parametrize("sorter", ["pairwise", "precedence"])
+def test_pair_scoring_sorters_are_permutation_equivariant(sorter):
+    head = build_sorter(tiny_model_config(sorter=sorter).sorter, n_chunks=6, embedding_dim=16)
+    embeddings = np.random.default_rng(1).normal(size=(3, 6, 16)).astype("float32")
+    permutation = np.array([5, 2, 0, 4, 1, 3])
+    scores = keras.ops.convert_to_numpy(head(embeddings, training=False))
+    permuted = keras.ops.convert_to_numpy(head(embeddings[:, permutation], training=False))
+    np.testing.assert_allclose(permuted, scores[:, permutation], atol=1e-4)
+
+
+def test_expected_rank_scores_put_each_slot_at_its_rank_among_confident_precedences():
+    positions = np.random.default_rng(2).permutation(20)  # true position of each slot
+    before = np.where(positions[:, None] < positions[None, :], 10.0, -10.0).astype("float32")[None]
+    scores = keras.ops.convert_to_numpy(ExpectedRankScores()(before))
+    assert scores[0].argmax(axis=1).tolist() == positions.tolist()
+    # No evidence: every slot's expected rank is the middle, (n - 1) / 2.
+    flat = keras.ops.convert_to_numpy(ExpectedRankScores()(np.zeros((1, 5, 5), "float32")))
+    assert flat[0].argmax(axis=1).tolist() == [2] * 5
 
 
 def test_pairwise_sorter_refuses_more_chunks_than_it_can_enumerate():

@@ -340,3 +340,40 @@ class PermutationMarginals(keras.layers.Layer):
         config = super().get_config()
         config.update(n_chunks=self.n_chunks)
         return config
+
+
+@keras.saving.register_keras_serializable(package="audiosort")
+class ExpectedRankScores(keras.layers.Layer):
+    """Position scores from pairwise precedence: each slot's expected rank, then a peak around it.
+
+    ``before[b, i, j]`` is a logit that slot i comes (anywhere) before slot j.
+    It is made antisymmetric, ``d = before - before^T``, so that
+    ``P(i before j) = sigmoid(d[i, j]) = 1 - P(j before i)``; slot i's expected
+    position is ``r_i = sum_{j != i} P(j before i)``, in [0, n - 1]; and its
+    score for position k is ``-(k - r_i)**2 / (2 * width**2)``, with ``width``
+    (positions) learned. Nothing is enumerated, so n may be large, and
+    permuting the slots permutes the rows alike.
+
+    Input ``[shape=(B, n, n)]`` precedence logits; output ``[shape=(B, n, n)]``
+    raw scores (row i over positions), computed in float32.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+
+    def build(self, input_shape):
+        # softplus(0.5) ~ 0.97: a peak about one position wide at the start.
+        self.width = self.add_weight(shape=(), initializer=keras.initializers.Constant(0.5), name="width")
+
+    def call(self, inputs):
+        before = ops.cast(inputs, "float32")
+        n = before.shape[-1]
+        precedes = ops.sigmoid(before - ops.transpose(before, (0, 2, 1)))  # [b, j, i]: P(j before i)
+        expected = ops.sum(precedes, axis=1) - 0.5  # the diagonal is sigmoid(0) = 0.5
+        positions = ops.arange(n, dtype="float32")
+        width = ops.softplus(self.width) + 1e-3
+        return -ops.square(positions[None, None, :] - expected[:, :, None]) / (2.0 * ops.square(width))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape

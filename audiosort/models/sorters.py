@@ -15,7 +15,7 @@ from keras import layers
 
 from audiosort.config import SorterConfig
 from audiosort.errors import ConfigError
-from audiosort.models.layers import PairFeatures, PermutationMarginals
+from audiosort.models.layers import ExpectedRankScores, PairFeatures, PermutationMarginals
 
 MLP_NARROW_UNITS = 200  # the seed's third sorter layer
 ATTENTION_MIN_WIDTH = 64
@@ -122,4 +122,20 @@ def _pairwise(embeddings, cfg: SorterConfig, *, n_chunks: int):
     return PermutationMarginals(n_chunks, name="scores")([successor, first, last])
 
 
-SORTERS = {"mlp": _mlp, "attention": _attention, "pairwise": _pairwise}
+def _precedence(embeddings, cfg: SorterConfig, *, n_chunks: int):
+    """Score "slot i comes before slot j" per ordered pair, then place each slot at its expected rank.
+
+    The pair scorer is the pairwise head's (a shared MLP on both embeddings),
+    but it judges order at any distance, not only adjacency, and nothing is
+    enumerated: :class:`ExpectedRankScores` turns the n x n precedence
+    probabilities into position scores, so any n works (the seed's 20 chunks).
+    Permutation-equivariant; softmax or Sinkhorn normalizes the rows after it.
+    """
+    x = layers.Dense(cfg.hidden_units, use_bias=False, name="project")(embeddings)
+    x = layers.ReLU(name="project_relu")(layers.BatchNormalization(name="project_bn")(x))
+    h = layers.Dense(cfg.hidden_units, activation="relu", name="pair_dense")(PairFeatures(name="pairs")(x))
+    before = layers.Reshape((n_chunks, n_chunks), name="before")(layers.Dense(1, name="before_score")(h))
+    return ExpectedRankScores(name="scores")(before)
+
+
+SORTERS = {"mlp": _mlp, "attention": _attention, "pairwise": _pairwise, "precedence": _precedence}
