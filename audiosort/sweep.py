@@ -461,7 +461,7 @@ def save_axis_plot(report: SweepReport, key: str) -> Path:
 
     labels = [_cell(row["values"][key]) for row in report.rows]
     positions = np.arange(len(labels))
-    figure = Figure(figsize=(2.5 + 1.2 * len(labels), 4.2), dpi=100, layout="constrained")
+    figure = Figure(figsize=(5.5 + 1.2 * len(labels), 4.2), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     series = [("exact_accuracy", "sorting: model exact", "-o"), ("continuity_exact_accuracy", "sorting: continuity baseline", "--o")]
@@ -478,7 +478,7 @@ def save_axis_plot(report: SweepReport, key: str) -> Path:
     axes.set_xlabel(key)
     axes.set_ylabel("accuracy")
     axes.set_ylim(0, 1)
-    axes.legend(fontsize=7, loc="best")
+    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes, off the data
     axes.set_title(f"{report.folder.name}: held-out accuracy along {key}", fontsize=9)
     path = report.folder / f"accuracy-{_slug(key)}.png"
     _save_figure(figure, path)
