@@ -55,8 +55,10 @@ class PuzzleConfig:
 
     n_chunks: int = 3
     chunk_seconds: float = 0.2
-    pad_min_seconds: float = 0.0
-    pad_max_seconds: float = 0.01
+    # Gaps of 0.5-1.0 s: the gap study (configs/sweep-gaps.yaml, README) found the encoders
+    # probed best after training with these, and nothing sorts brown noise or a tone across them.
+    pad_min_seconds: float = 0.5
+    pad_max_seconds: float = 1.0
     # per_gap: every gap drawn independently (the only leak-free mode);
     # shared: one random gap for all gaps of a set (the seed's first attempt, leaks for n >= 3);
     # fixed: every gap is pad_max_seconds (leaks the tone's phase step).

@@ -17,6 +17,7 @@ TINY_PUZZLE = PuzzleConfig(n_chunks=3, chunk_seconds=0.05, pad_min_seconds=0.0, 
 # A run that trains in seconds: TINY_PUZZLE's puzzles, small layers, 2 epochs of 5 steps.
 TINY_TRAIN = [
     "puzzle.chunk_seconds=0.05",
+    "puzzle.pad_min_seconds=0.0",
     "puzzle.pad_max_seconds=0.01",
     "model.encoder.hidden_units=32",
     "model.encoder.embedding_dim=16",

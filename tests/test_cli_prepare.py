@@ -8,7 +8,7 @@ import soundfile as sf
 
 from conftest import assert_one_line_error, run, write_music_files
 
-PUZZLE_FLAGS = ["--chunk-seconds", "0.05", "--pad-max-seconds", "0.01", "--puzzles", "20", "--quiet"]
+PUZZLE_FLAGS = ["--chunk-seconds", "0.05", "--pad-min-seconds", "0", "--pad-max-seconds", "0.01", "--puzzles", "20", "--quiet"]
 
 
 

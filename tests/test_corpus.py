@@ -162,7 +162,7 @@ def test_tracks_shorter_than_a_puzzle_are_skipped(tmp_path):
     src = tmp_path / "src"
     write_music_files(src, 3, seconds=1.0)
     write_music_files(src, 1, seconds=0.1, prefix="tiny")
-    long_puzzle = PuzzleConfig(n_chunks=3, chunk_seconds=0.05, pad_max_seconds=0.01)
+    long_puzzle = PuzzleConfig(n_chunks=3, chunk_seconds=0.05, pad_min_seconds=0.0, pad_max_seconds=0.01)
     prepare([src], tmp_path / "c", puzzle=long_puzzle, n_puzzles=5, progress=False)
     skipped = Corpus(tmp_path / "c").manifest["skipped"]
     assert [s["source"] for s in skipped] == ["tiny00.flac"] and "too short" in skipped[0]["reason"]
