@@ -434,7 +434,8 @@ def save_heatmap(report: SweepReport, x_key: str, y_key: str) -> Path:
             ]
             if cell:
                 grid[i, j] = float(np.mean(cell))
-    figure = Figure(figsize=(1.6 + 1.1 * len(x_values), 1.4 + 0.6 * len(y_values)), dpi=100, layout="constrained")
+    # At least 5 in wide, so the two-line title fits over a small grid.
+    figure = Figure(figsize=(max(5.0, 1.6 + 1.1 * len(x_values)), 1.6 + 0.6 * len(y_values)), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     image = axes.imshow(grid, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
@@ -447,7 +448,8 @@ def save_heatmap(report: SweepReport, x_key: str, y_key: str) -> Path:
     axes.set_ylabel(y_key)
     others = [key for key in report.axis_keys if key not in (x_key, y_key)]
     title = f"{report.folder.name}: exact-order accuracy (held-out, hungarian)"
-    axes.set_title(title + (f"\nmean over {', '.join(others)}" if others else ""), fontsize=9)
+    leaves = [key.rsplit(".", 1)[-1] for key in others]
+    axes.set_title(title + (f"\nmean over {', '.join(leaves)}" if others else ""), fontsize=9)
     figure.colorbar(image, ax=axes)
     path = report.folder / f"heatmap-{_slug(x_key)}-{_slug(y_key)}.png"
     _save_figure(figure, path)
