@@ -62,7 +62,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from audiosort import audio, baselines, leaks, metrics
+from audiosort import _files, audio, baselines, leaks, metrics
 from audiosort.data import synthetic
 from audiosort.data.corpus import SPLITS, Corpus
 from audiosort.data.puzzles import PuzzleSpec, Puzzles, TrackTable, make_puzzle_set
@@ -342,9 +342,9 @@ class EvalReport(Verdicts):
     def write(self, folder: str | Path) -> None:
         """Write ``eval.json``, ``eval.md`` and one ``confusion-<name>.png`` per dataset, each atomically."""
         folder = Path(folder)
-        _write_atomic(folder / "eval.json", json.dumps(self.to_dict(), indent=1) + "\n")
+        _files.write_text(folder / "eval.json", json.dumps(self.to_dict(), indent=1) + "\n")
         lines = self.lines()
-        _write_atomic(folder / "eval.md", "\n".join([f"# {lines[0]}", *lines[1:], *self.problems()]) + "\n")
+        _files.write_text(folder / "eval.md", "\n".join([f"# {lines[0]}", *lines[1:], *self.problems()]) + "\n")
         for result in self.datasets:
             _save_confusion(folder / f"confusion-{result.name}.png", result)
 
@@ -593,10 +593,4 @@ def _save_confusion(path: Path, result: DatasetResult) -> None:
     axes.set_title(f"{result.name}: exact {exact:.3f}\n(chance {1 / math.factorial(n_chunks):.3f}, hungarian)", fontsize=9)
     tmp = path.with_name(f".{path.name}.partial")
     figure.savefig(tmp, format="png")
-    os.replace(tmp, path)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text)
     os.replace(tmp, path)

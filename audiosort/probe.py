@@ -56,8 +56,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,7 +66,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from audiosort import audio, metrics
+from audiosort import _files, audio, metrics
 from audiosort.data.puzzles import PuzzleSpec
 from audiosort.embed import RunEncoder, frame, load_encoder
 from audiosort.errors import DecodeError, InputError
@@ -449,9 +447,9 @@ def probe(run_dir: str | Path, data_dir: str | Path, *, seed: int = 0, test_frac
     }
     task = data_dir.name
     tasks[task] = entry
-    _write_atomic(run_dir / "probe.json", json.dumps({"tasks": tasks}, indent=1) + "\n")
+    _files.write_text(run_dir / "probe.json", json.dumps({"tasks": tasks}, indent=1) + "\n")
     lines = markdown_lines(run_dir, tasks)
-    _write_atomic(run_dir / "probe.md", "\n".join([f"# {lines[0]}", *lines[1:]]) + "\n")
+    _files.write_text(run_dir / "probe.md", "\n".join([f"# {lines[0]}", *lines[1:]]) + "\n")
     return ProbeReport(run_dir, task, tasks)
 
 
@@ -489,15 +487,3 @@ def _read_tasks(path: Path) -> dict:
     if not isinstance(tasks, dict):
         raise InputError(f"{path}: 'tasks' is not a mapping; move it away to start afresh")
     return tasks
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file in the same folder, then rename over ``path``."""
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as temp_file:
-            temp_file.write(text)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise

@@ -59,6 +59,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from audiosort import _files
 from audiosort.config import Config, dump_config, load_config
 from audiosort.errors import AudiosortError, ConfigError, InputError
 
@@ -251,7 +252,7 @@ def run_sweep(
         plot = tuple(_match_axis(key, axis_keys) for key in plot)
     for sub in ("jobs", "logs"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-    _write_atomic(folder / "sweep.yaml", yaml.safe_dump(_sweep_dict(sweep), sort_keys=False))
+    _files.write_text(folder / "sweep.yaml", yaml.safe_dump(_sweep_dict(sweep), sort_keys=False))
 
     def execute(index_run):
         index, (run, config) = index_run
@@ -266,7 +267,7 @@ def run_sweep(
             "probe": list(sweep.probe),
         }
         job_path = folder / "jobs" / f"{run.name}.json"
-        _write_atomic(job_path, json.dumps(job, indent=1) + "\n")
+        _files.write_text(job_path, json.dumps(job, indent=1) + "\n")
         log_path = folder / "logs" / f"{run.name}.log"
         with open(log_path, "w") as log:
             code = subprocess.call([sys.executable, "-m", "audiosort.sweep", str(job_path)], stdout=log, stderr=log)
@@ -276,7 +277,7 @@ def run_sweep(
         elif not error_path.exists():
             # The process died without writing its error (killed, out of memory): keep what it printed.
             tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or [""]
-            _write_atomic(error_path, f"process exited with code {code}: {tail[0]}\n")
+            _files.write_text(error_path, f"process exited with code {code}: {tail[0]}\n")
         return index, run, "ok" if code == 0 else "failed", time.perf_counter() - started
 
     total = len(runs)
@@ -335,8 +336,8 @@ class SweepReport:
         for row in self.rows:
             writer.writerow({**{key: _cell(row["values"].get(key)) for key in self.axis_keys}, **_flat(row)})
         written = [self.folder / "results.csv", self.folder / "results.md"]
-        _write_atomic(written[0], buffer.getvalue())
-        _write_atomic(written[1], "\n".join(self.markdown()) + "\n")
+        _files.write_text(written[0], buffer.getvalue())
+        _files.write_text(written[1], "\n".join(self.markdown()) + "\n")
         if plot is None and len(self.axis_keys) >= 2:
             plot = tuple(self.axis_keys[:2])
         if plot is not None:
@@ -505,7 +506,7 @@ def run_job(job_path: str | Path) -> int:
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         if not isinstance(e, AudiosortError):
             message = f"{type(e).__name__}: {message}"
-        _write_atomic(error_path, message + "\n")
+        _files.write_text(error_path, message + "\n")
         return 1
     error_path.unlink(missing_ok=True)
     return 0
@@ -662,12 +663,6 @@ def _read_json(path: Path) -> dict | None:
 def _save_figure(figure, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.partial")
     figure.savefig(tmp, format="png")
-    os.replace(tmp, path)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text)
     os.replace(tmp, path)
 
 

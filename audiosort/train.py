@@ -34,7 +34,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from audiosort import metrics
+from audiosort import _files, metrics
 from audiosort.config import Config, dump_config, load_config
 from audiosort.data.corpus import Corpus
 from audiosort.data.puzzles import Puzzles, PuzzleSpec, TrackTable, puzzle_batches
@@ -305,7 +305,7 @@ def _train_multi_worker(
         ), np.zeros(3)) / len(val)
         (loss, exact, position), (val_loss, val_exact, val_position) = train_means, val_means
         history.append(",".join(str(value) for value in [epoch, exact, loss, position, val_exact, val_loss, val_position]))
-        _write_atomic(run_dir / "history.csv", "\n".join(history) + "\n")
+        _files.write_text(run_dir / "history.csv", "\n".join(history) + "\n")
         if verbose:
             print(f"epoch {epoch + 1}/{epochs}: loss {loss:.4f}, val_loss {val_loss:.4f}, val exact {val_exact:.3f}", flush=True)
         model.save_weights(run_dir / "checkpoints" / "last.weights.h5")
@@ -470,7 +470,7 @@ def _open_run_dir(run_dir: Path, config: Config, *, resume: bool, overwrite: boo
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InputError(f"cannot create run folder {run_dir}: {e.strerror or e}") from None
-    _write_atomic(run_dir / "config.yaml", config_text)
+    _files.write_text(run_dir / "config.yaml", config_text)
     return run_dir
 
 
@@ -525,13 +525,8 @@ def _finish_run(run_dir: Path, model: keras.Model, encoder: keras.Model, val: Pu
         "dtype_policy": keras.mixed_precision.dtype_policy().name,
         **fields,
     }
-    _write_atomic(run_dir / "metrics.json", json.dumps(report, indent=1) + "\n")
+    _files.write_text(run_dir / "metrics.json", json.dumps(report, indent=1) + "\n")
 
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 class _StopOnNonFinite(keras.callbacks.Callback):

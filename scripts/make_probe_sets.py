@@ -33,16 +33,13 @@ import argparse
 import csv
 import io
 import json
-import os
 import re
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from audiosort import audio
+from audiosort import _files, audio
 from audiosort.data import synthetic
 from audiosort.data.corpus import Corpus
 from audiosort.errors import AudiosortError, InputError
@@ -122,8 +119,7 @@ def make_tracks(
     if not entries:
         raise InputError(f"corpus {corpus.path} has no val or test tracks")
     rows, tracks, skipped, labels = [], [], [], set()
-    tmp = _temp_folder(Path(out), overwrite)
-    try:
+    with _files.new_folder(out, overwrite=overwrite, what="probe set") as tmp:
         for entry in entries:
             pcm = corpus.track_audio(entry["id"])
             train_starts, test_starts = track_clips(
@@ -162,10 +158,6 @@ def make_tracks(
             "tracks": tracks, "skipped": skipped,
         }
         (tmp / "probe-set.json").write_text(json.dumps(settings, indent=1) + "\n")
-        _move_into_place(tmp, Path(out))
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     n_train = sum(track["train_clips"] for track in tracks)
     n_test = sum(track["test_clips"] for track in tracks)
     return [
@@ -218,8 +210,7 @@ def make_synthetic(
     """Write the "which tempo" set (module docstring); return summary lines."""
     if clips_per_class < 2 or clip_seconds <= 0:
         raise InputError(f"need --clips-per-class >= 2 and --clip-seconds > 0; got {clips_per_class}, {clip_seconds}")
-    tmp = _temp_folder(Path(out), overwrite)
-    try:
+    with _files.new_folder(out, overwrite=overwrite, what="probe set") as tmp:
         for tempo in TEMPI_BPM:
             rng = np.random.default_rng([seed, tempo])
             label = f"{tempo}bpm"
@@ -231,30 +222,7 @@ def make_synthetic(
             "clip_seconds": clip_seconds, "sample_rate": sample_rate, "seed": seed,
         }
         (tmp / "probe-set.json").write_text(json.dumps(settings, indent=1) + "\n")
-        _move_into_place(tmp, Path(out))
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return [f"{len(TEMPI_BPM)} tempi x {clips_per_class} clips of {clip_seconds} s at {sample_rate} Hz", f"wrote {out}"]
-
-
-def _temp_folder(out: Path, overwrite: bool) -> Path:
-    if out.exists() and not overwrite:
-        raise InputError(f"{out} already exists; pass --overwrite to replace it")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
-    except OSError as error:
-        raise InputError(f"cannot write beside {out}: {error.strerror or error}") from None
-
-
-def _move_into_place(tmp: Path, out: Path) -> None:
-    """Rename ``tmp`` to ``out``, replacing what is there (``_temp_folder`` checked that this was asked for)."""
-    if out.is_dir():
-        shutil.rmtree(out)
-    elif out.exists():
-        out.unlink()
-    os.replace(tmp, out)
 
 
 def main(argv: list[str] | None = None) -> int:

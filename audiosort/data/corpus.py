@@ -33,7 +33,7 @@ from typing import Callable, Iterable
 import numpy as np
 from tqdm import tqdm
 
-from audiosort import audio
+from audiosort import _files, audio
 from audiosort.config import PuzzleConfig, to_dict
 from audiosort.data import synthetic
 from audiosort.data.puzzles import PuzzleSpec, Puzzles, TrackTable, load_puzzle_set, make_puzzle_set, save_puzzle_set
@@ -244,10 +244,8 @@ def _build_corpus(
         raise InputError(f"val ({val_fraction}) and test ({test_fraction}) fractions must be >= 0 and sum to < 1")
     spec = PuzzleSpec.from_config(puzzle, sample_rate=sample_rate)
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise InputError(f"{out} already exists; pass --overwrite to replace it")
-    tmp = _make_temp_dir(out)
-    try:
+    with _files.new_folder(out, overwrite=overwrite, what="corpus") as tmp:
+        (tmp / "decoded").mkdir()
         tracks, skipped = _decode_all(jobs_in, tmp / "decoded", spec, sample_rate, jobs, progress)
         if not tracks:
             reasons = "; ".join(f"{s['source']}: {s['reason']}" for s in skipped[:3])
@@ -279,10 +277,6 @@ def _build_corpus(
                 rng = np.random.default_rng([seed, code])
                 save_puzzle_set(tmp / "puzzles" / f"{split}.npz", make_puzzle_set(corpus.tracks(split), spec, n_puzzles, rng=rng))
                 summary.puzzles[split] = n_puzzles
-        _move_into_place(tmp, out, overwrite)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return summary
 
 
@@ -292,37 +286,6 @@ def _spec_samples(spec: PuzzleSpec) -> dict:
         "pad_min_samples": spec.pad_min_samples,
         "pad_max_samples": spec.pad_max_samples,
     }
-
-
-def _make_temp_dir(out: Path) -> Path:
-    parent = out.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = parent / f".{out.name}.partial-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        (tmp / "decoded").mkdir()
-        probe = tmp / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise InputError(f"cannot write corpus beside {out}: {e.strerror or e}") from None
-    return tmp
-
-
-def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
-    if out.exists():
-        if not overwrite:
-            raise InputError(f"{out} already exists; pass --overwrite to replace it")
-        trash = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, trash)
-        os.replace(tmp, out)
-        if trash.is_dir():
-            shutil.rmtree(trash)
-        else:
-            trash.unlink()
-    else:
-        os.replace(tmp, out)
 
 
 def _decode_all(jobs_in, folder: Path, spec: PuzzleSpec, sample_rate: int, jobs: int | None, progress: bool):
