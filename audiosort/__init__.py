@@ -4,29 +4,20 @@ A track is cut into n chunks with random gaps between them, the chunks are
 shuffled, and a network learns to restore their order. The encoder it learns
 is then reused as a feature extractor.
 
-Importing the package registers audiosort's custom Keras layers, so that
-``keras.saving.load_model("runs/demo/encoder.keras")`` works after
-``import audiosort``.
+Importing the package imports neither Keras nor TensorFlow (``audiosort
+--help`` and a usage error stay fast). Import ``audiosort.models`` to register
+audiosort's custom Keras layers before ``keras.saving.load_model`` on a run's
+file, or load it with :func:`audiosort.run.load_encoder` /
+:func:`audiosort.run.load_run_model`, which do that.
 """
 
 import os
 
-from audiosort._stderr import native_stderr_silenced
 from audiosort.errors import AudiosortError
 
-# TensorFlow 2.21 prints start-up notes from C++ (oneDNN, "could not find cuda
-# drivers", and "failed call to cuInit" when it first looks for a GPU) before its
-# log level applies; they would break the CLI's promise of one line on stderr.
+# TensorFlow 2.21 prints start-up notes from C++ below this level once it is imported (by whichever
+# module needs it); audiosort.cli also silences the notes printed before the level applies.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-with native_stderr_silenced():
-    import keras
-
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.list_physical_devices("GPU")
-
-from audiosort import models  # noqa: E402  (registers the custom layers)
 
 __version__ = "0.1.0"
-__all__ = ["AudiosortError", "__version__", "models"]
+__all__ = ["AudiosortError", "__version__"]

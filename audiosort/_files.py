@@ -1,8 +1,14 @@
 """Atomic writes: a reader sees the old file or folder, or the whole new one, never part of one.
 
-:func:`write_text` for single files (run folders, eval and probe reports,
-sweep tables); :func:`new_folder` for a folder built in one go (a corpus, a
-labelled probe set).
+:func:`write_text` for single text files (run folders, eval and probe
+reports, sweep tables); :func:`replacing` for a file another library writes
+(Keras models and checkpoints, ``.npz``); :func:`new_folder` for a folder
+built in one go (a corpus, a labelled probe set); :func:`remove_folder` to
+delete one folder, never a path around it.
+
+A failed write (a full disk, a read-only folder) leaves the old file in place
+and no temporary file, and is an :class:`~audiosort.errors.InputError` naming
+the file, so the command line reports it in one line.
 """
 
 from __future__ import annotations
@@ -18,19 +24,70 @@ from audiosort.errors import InputError
 
 
 def write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``.
+    """Write ``text`` (UTF-8) to a temporary file beside ``path``, then rename it over ``path``.
 
-    The temporary name, ``.<name>.partial-<pid>-<thread>``, is removed again
-    if the write fails.
+    Raises
+    ------
+    InputError
+        The file cannot be written; ``path`` is left as it was.
+    """
+    with replacing(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+@contextlib.contextmanager
+def replacing(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` to write; when the block ends, it is synced and renamed over ``path``.
+
+    The temporary name is ``.<name>.partial-<pid>-<thread><suffixes>``: hidden,
+    and it ends like ``path`` (Keras insists on ``.keras`` and ``.weights.h5``).
+
+    Raises
+    ------
+    InputError
+        The block or the sync raised an ``OSError`` (no space left, no
+        permission): ``path`` keeps its old content and the temporary file is
+        removed. Anything else the block raises is re-raised after the same
+        clean-up.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}-{threading.get_ident()}")
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}-{threading.get_ident()}{''.join(path.suffixes)}")
     try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        yield tmp
+        _sync_and_rename(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"cannot write {path}: {e.strerror or e}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _sync_and_rename(tmp: Path, path: Path) -> None:
+    """The low-level commit: a full disk often shows only here, when the data is forced out."""
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def remove_folder(folder: str | Path) -> None:
+    """Delete ``folder``: rename it to a hidden name beside itself, then delete that.
+
+    Only ``folder`` itself is touched (a symbolic link is removed, not
+    followed). Once the rename is done no reader sees a half-deleted folder
+    under its name.
+    """
+    folder = Path(folder)
+    trash = folder.parent / f".{folder.name}.old-{os.getpid()}"
+    os.replace(folder, trash)
+    _delete(trash)
+
+
+def _delete(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
 
 
 @contextlib.contextmanager
@@ -86,7 +143,4 @@ def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
     trash = out.parent / f".{out.name}.old-{os.getpid()}"
     os.replace(out, trash)
     os.replace(tmp, out)
-    if trash.is_dir():
-        shutil.rmtree(trash)
-    else:
-        trash.unlink()
+    _delete(trash)

@@ -47,7 +47,7 @@ import keras
 
 from audiosort.config import Config, to_dict
 from audiosort.data import synthetic
-from audiosort.data.puzzles import PuzzleSpec, puzzle_batches
+from audiosort.data.puzzles import PuzzleSpec
 from audiosort.errors import ConfigError, InputError
 from audiosort.leaks import IdealObserver
 from audiosort.evaluate import (
@@ -65,7 +65,7 @@ from audiosort.evaluate import (
     sanity_tracks,
     score_dataset,
 )
-from audiosort.train import compiled_model
+from audiosort.train import compiled_model, fit, train_batches
 
 # 400 steps of the config's batch: enough for the small waveform models of the tests to learn
 # each leak of DESIGN.md (see tests/test_audit.py), about a minute per set for configs/demo.yaml
@@ -249,18 +249,11 @@ def _train_on_sanity_audio(config: Config, spec: PuzzleSpec, kind: str, *, steps
     """A fresh model of ``config`` fitted for ``steps`` batches of puzzles from the kind's train tracks."""
     tracks, rng, _ = sanity_tracks(kind, sample_rate=config.data.sample_rate, seed=seed, split="train")
     model, _ = compiled_model(config, spec, sample_rate=config.data.sample_rate, total_steps=steps)
-    batches = puzzle_batches(tracks, spec, config.train.batch_size, rng=rng)
-    history = model.fit(
-        batches,
-        epochs=1,
-        steps_per_epoch=steps,
-        shuffle=False,  # every batch is freshly sampled already
-        verbose=0,
-        callbacks=[keras.callbacks.TerminateOnNaN()],
-    )
-    loss = history.history["loss"][-1]
-    if not math.isfinite(loss):
-        raise InputError(f"training on {kind} diverged (loss {loss}); lower train.learning_rate")
+    batch_size = config.train.batch_size
+    try:
+        fit(model, train_batches(tracks, spec, batch_size, rng=rng), batch_size=batch_size, epochs=1, steps_per_epoch=steps)
+    except InputError as e:
+        raise InputError(f"training on {kind}: {e}") from None
     return model
 
 

@@ -1,16 +1,22 @@
 """The ``audiosort`` command line: parse, call one library function, print.
 
 Exit codes: 0 success; 1 a check ran and found a problem; 2 bad usage, config
-or input (one line on stderr, no traceback). Only this module turns
-:class:`audiosort.errors.AudiosortError` into exit code 2.
+or input (one line on stderr, no traceback); 130 interrupted (Ctrl-C). Only
+this module turns :class:`audiosort.errors.AudiosortError` into exit code 2.
+
+Keras and TensorFlow are imported only once a command's arguments have
+parsed (:class:`_KerasCommand`), so ``--help`` and usage errors stay fast.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import click
 
+from audiosort.config import SEED_RULE, is_valid_seed
 from audiosort.errors import AudiosortError
 
 
@@ -20,21 +26,85 @@ class UserError(click.ClickException):
     exit_code = 2
 
 
+class Interrupted(click.ClickException):
+    """Ctrl-C: exit 130, the shell's code for SIGINT, not 1 (which means a check found a problem)."""
+
+    exit_code = 128 + signal.SIGINT
+
+    def __init__(self):
+        super().__init__("interrupted")
+
+
+class SeedType(click.ParamType):
+    """``--seed``: an integer from 0 to 2**32 - 1, the same rule as a config's ``seed``."""
+
+    name = "integer"
+
+    def convert(self, value, param, ctx):
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            number = value
+        if not is_valid_seed(number):
+            self.fail(f"{value!r} {SEED_RULE}", param, ctx)
+        return number
+
+
+SEED = SeedType()
+
+
+class _KerasCommand(click.Command):
+    """A command that needs Keras: import it, with native start-up notes silenced, after parsing."""
+
+    def invoke(self, ctx):
+        _import_keras_quietly()
+        return super().invoke(ctx)
+
+
+def _import_keras_quietly() -> None:
+    # TensorFlow prints C++ notes (oneDNN, "could not find cuda drivers", "failed call to cuInit"
+    # when it first looks for a GPU) before its log level applies; they would break the promise
+    # of one line on stderr. Under JAX, nothing here imports TensorFlow.
+    from audiosort._stderr import native_stderr_silenced
+
+    with native_stderr_silenced():
+        import keras
+
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            tf.config.list_physical_devices("GPU")
+
+
 class _Group(click.Group):
+    command_class = _KerasCommand
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except AudiosortError as e:
             raise UserError(str(e)) from None
+        except click.UsageError as e:
+            # One line, like every other mistake, instead of click's usage block.
+            raise UserError(e.format_message() + (f" (see 'audiosort {e.ctx.info_name} --help')" if e.ctx else "")) from None
+        except KeyboardInterrupt:
+            raise Interrupted() from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="audiosort")
 def main():
     """Learn audio representations without labels by sorting shuffled audio chunks."""
+    # SIGTERM unwinds like an exception, so partial files and folders are cleaned up on the way out.
+    if os.name == "posix":
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
 
-@main.command()
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+@main.command(cls=click.Command)
 @click.argument("sources", nargs=-1, type=click.Path(path_type=str))
 @click.option("--out", required=True, type=click.Path(path_type=str), help="Corpus folder to create.")
 @click.option(
@@ -60,7 +130,7 @@ def main():
 @click.option("--pad-max-seconds", type=float)
 @click.option("--pad-mode", type=click.Choice(["per_gap", "shared", "fixed"]))
 @click.option("--min-rms", type=float)
-@click.option("--seed", type=int, help="Seeds synthetic audio and the fixed puzzle sets (default: the config's).")
+@click.option("--seed", type=SEED, help="Seeds synthetic audio and the fixed puzzle sets (default: the config's).")
 @click.option("--jobs", type=int, help="Files decoded at once (default: all cores).")
 @click.option("--shard-mb", type=float, default=1024, show_default=True, help="Largest shard, MiB.")
 @click.option(
@@ -117,12 +187,24 @@ def prepare(sources, out, synthetic, duration, track_seconds, tone_method, confi
 @click.option("--overwrite", is_flag=True, help="Replace an existing run folder of the same name.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(config_path, overrides, runs_dir, resume, overwrite, quiet):
-    """Train a sorter on fresh puzzles from a corpus; write the run folder."""
+    """Train a sorter on fresh puzzles from a corpus; write the run folder.
+
+    --resume of a run that already finished changes nothing: it says so in one
+    line and exits 0.
+    """
+    from pathlib import Path
+
     from audiosort.config import load_config
+    from audiosort.run import is_finished
     from audiosort.train import train as train_run
 
     config = load_config(config_path, overrides)
-    run_dir = train_run(config, runs_dir=runs_dir, resume=resume, overwrite=overwrite, verbose=0 if quiet else "auto")
+    if resume and is_finished(Path(runs_dir) / config.name):
+        click.echo(f"run {Path(runs_dir) / config.name} already finished; nothing to resume (--overwrite trains it afresh)")
+        return
+    run_dir = train_run(
+        config, runs_dir=runs_dir, resume=resume, overwrite=overwrite, verbose=0 if quiet else "auto", echo=click.echo
+    )
     report = json.loads((run_dir / "metrics.json").read_text())
     click.echo(f"run: {run_dir}")
     click.echo(_score_line("val", report["val"]))
@@ -158,7 +240,7 @@ def _score_line(name: str, scores: dict) -> str:
     show_default=True,
     help="Puzzles per sanity set (and for the split when its fixed set has other settings).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds sanity audio and new puzzles.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds sanity audio and new puzzles.")
 @click.option("--allow-train", is_flag=True, help="Permit --split train (training tracks inflate scores).")
 def eval_command(run_dir, corpus, split, sanity, n_puzzles, seed, allow_train):
     """Score a run on held-out tracks and sanity sets against chance.
@@ -184,7 +266,7 @@ def eval_command(run_dir, corpus, split, sanity, n_puzzles, seed, allow_train):
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a config key (repeatable).")
 @click.option("--steps", type=int, help="Training steps per sanity set (default 400).")
 @click.option("--puzzles", "n_puzzles", type=int, help="Held-out puzzles scored per sanity set (default 1000).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the sanity audio and puzzles.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the sanity audio and puzzles.")
 @click.option(
     "--sanity", default="noise,brown,tone", show_default=True, help="Comma-separated sets: noise, brown, tone, tone-exact."
 )
@@ -268,7 +350,7 @@ def embed(run_dir, audio, out, hop_seconds):
 @main.command(name="probe")
 @click.argument("run_dir", type=click.Path(path_type=str))
 @click.option("--data", "data_dir", required=True, type=click.Path(path_type=str), help="Labelled folder to probe on.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the random encoder, the split and the classifier.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the random encoder, the split and the classifier.")
 @click.option(
     "--test-fraction",
     type=float,
@@ -301,7 +383,7 @@ def probe_command(run_dir, data_dir, seed, test_fraction):
 @click.argument("audio", type=click.Path(path_type=str))
 @click.option("--out", required=True, type=click.Path(path_type=str), help="Folder for the three wavs.")
 @click.option("--start", "start_seconds", type=float, help="Start of the puzzle in the file, seconds (default: random).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the gaps, the random start and the shuffle.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the gaps, the random start and the shuffle.")
 def listen(run_dir, audio, out, start_seconds, seed):
     """Cut one puzzle from AUDIO, sort it with the run's model, and write it to hear.
 

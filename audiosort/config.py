@@ -34,6 +34,8 @@ SORTER_TYPES = ("mlp", "attention", "pairwise", "precedence")
 NORMALIZATIONS = ("softmax", "sinkhorn")
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+# numpy's legacy global seed, which keras.utils.set_random_seed sets, takes 0 <= seed < 2**32.
+MAX_SEED = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -174,10 +176,46 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def __post_init__(self):
+        # The name is the run folder's name under --runs-dir: anything that could reach outside it
+        # ("", ".", "..", "a/b", "/abs") would let --overwrite delete another folder.
+        _check(is_folder_name(self.name), "name", self.name, RUN_NAME_RULE)
+        check_seed(self.seed, "seed")
+
+
+RUN_NAME_RULE = "must be one folder name: not empty, no '/' or '\\', not starting with '.'"
+
+
+def is_folder_name(name: str) -> bool:
+    """Whether ``name`` is a single, visible path component (so ``parent / name`` stays in ``parent``)."""
+    return bool(name) and not name.startswith(".") and not any(c in name for c in "/\\\0")
+
+
+SEED_RULE = f"must be an integer from 0 to {MAX_SEED}"
+
+
+def is_valid_seed(seed) -> bool:
+    """Whether ``seed`` is an int in [0, 2**32 - 1] (a config's ``seed`` and every ``--seed``)."""
+    return isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED
+
+
+def check_seed(seed, key: str) -> int:
+    """``seed`` if :func:`is_valid_seed`; else a :class:`ConfigError` naming ``key``."""
+    _check(is_valid_seed(seed), key, seed, SEED_RULE)
+    return seed
+
+
+class _BadValue(ConfigError):
+    """A value that failed its section's check; ``key`` is its dotted key, to say where it came from."""
+
+    def __init__(self, message: str, key: str):
+        super().__init__(message)
+        self.key = key
+
 
 def _check(ok: bool, key: str, value, why: str) -> None:
     if not ok:
-        raise ConfigError(f"{key} = {value!r} {why}")
+        raise _BadValue(f"{key} = {value!r} {why}", key)
 
 
 def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
@@ -202,27 +240,62 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
         Unknown key (naming the closest valid one), wrong type or bad value.
     """
     raw: dict = {}
-    where = "--set overrides"
+    where = "--set"
     if path is not None:
         path = Path(path)
         where = str(path)
-        try:
-            text = path.read_text()
-        except OSError as e:
-            raise ConfigError(f"cannot read config {path}: {e.strerror or e}") from None
-        try:
-            raw = yaml.safe_load(text) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path} must hold a mapping of sections, got {type(raw).__name__}")
+        raw = _read_yaml(path)
+    overridden = set()
     for override in overrides:
-        apply_override(raw, override)
-    return from_dict(raw, where=where)
+        overridden.add(apply_override(raw, override, where=where))
+    return from_dict(raw, where=where, overridden=frozenset(overridden))
 
 
-def apply_override(raw: dict, override: str) -> None:
-    """Set ``dotted.key=value`` in a raw config dict, in place; the key must exist."""
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(f"key {key!r} appears twice in {loader.name} (line {key_node.start_mark.line + 1})")
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def _read_yaml(path: Path) -> dict:
+    """The mapping a YAML config file holds; unreadable, non-UTF-8, invalid or duplicated keys are ConfigErrors."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot read config {path}: {e.strerror or e}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config {path} is not UTF-8 text (byte {e.start} is {data[e.start]:#04x})") from None
+    loader = _StrictLoader(text)
+    loader.name = str(path)
+    try:
+        raw = loader.get_single_data() or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    finally:
+        loader.dispose()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
+def apply_override(raw: dict, override: str, *, where: str = "config") -> str:
+    """Set ``dotted.key=value`` in a raw config dict, in place; the key must exist. Returns the dotted key.
+
+    ``where`` names the file ``raw`` came from, to blame it for a section that is not a mapping.
+    """
     key, sep, text = override.partition("=")
     key = key.strip()
     if not sep or not key:
@@ -239,9 +312,12 @@ def apply_override(raw: dict, override: str) -> None:
         if dataclasses.is_dataclass(hint):
             if last:
                 raise ConfigError(f"--set {key}: '{key}' is a section; set one of its keys")
-            node = node.setdefault(part, {})
+            parent, node = node, node.get(part)
+            if node is None:  # absent, or an empty YAML section
+                node = parent[part] = {}
             if not isinstance(node, dict):
-                raise ConfigError(f"--set {key}: '{'.'.join(parts[: i + 1])}' is a section, not a value")
+                section = ".".join(parts[: i + 1])
+                raise ConfigError(f"{section} in {where} must be a mapping of keys, got {node!r}")
             cls = hint
         else:
             if not last:
@@ -250,9 +326,12 @@ def apply_override(raw: dict, override: str) -> None:
                 node[part] = yaml.safe_load(text) if text.strip() else ""
             except yaml.YAMLError:
                 node[part] = text
+    return key
 
 
-def from_dict(raw: dict, *, where: str = "config", cls: type = Config, prefix: str = ""):
+def from_dict(
+    raw: dict, *, where: str = "config", cls: type = Config, prefix: str = "", overridden: frozenset = frozenset()
+):
     """Build a dataclass tree from nested dicts, strictly.
 
     Parameters
@@ -265,6 +344,8 @@ def from_dict(raw: dict, *, where: str = "config", cls: type = Config, prefix: s
         The dataclass to build; nested dataclass fields recurse.
     prefix : str
         Dotted path of ``cls`` inside the root, for error messages.
+    overridden : frozenset of str
+        Dotted keys set by ``--set``: an error in one of them blames ``--set``, not ``where``.
     """
     if not isinstance(raw, dict):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'} in {where} must be a mapping, got {raw!r}")
@@ -277,13 +358,16 @@ def from_dict(raw: dict, *, where: str = "config", cls: type = Config, prefix: s
     for key, value in raw.items():
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
-            values[key] = from_dict(value if value is not None else {}, where=where, cls=hint, prefix=f"{prefix}{key}.")
+            values[key] = from_dict(
+                value if value is not None else {}, where=where, cls=hint, prefix=f"{prefix}{key}.", overridden=overridden
+            )
         else:
-            values[key] = _coerce(value, hint, f"{prefix}{key}", where)
+            dotted = f"{prefix}{key}"
+            values[key] = _coerce(value, hint, dotted, "--set" if dotted in overridden else where)
     try:
         return cls(**values)
-    except ConfigError as e:
-        raise ConfigError(f"{e} (in {where})") from None
+    except _BadValue as e:
+        raise ConfigError(f"{e} (in {'--set' if e.key in overridden else where})") from None
 
 
 def to_dict(cfg) -> dict:

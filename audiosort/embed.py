@@ -23,8 +23,8 @@ Output ``.npz`` (written atomically; ``np.load`` reads it without pickle)::
     chunk_samples    int64 ()               L
     hop_samples      int64 ()               hop
 
-:class:`RunEncoder` and :func:`load_encoder` are how every consumer of a run's
-encoder (this module, :mod:`audiosort.hear`) loads it.
+:func:`audiosort.run.load_encoder` is how every consumer of a run's encoder
+(this module, :mod:`audiosort.hear`, :mod:`audiosort.probe`) loads it.
 
 Example
 -------
@@ -36,123 +36,16 @@ Example
 
 from __future__ import annotations
 
-import os
-import tempfile
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import keras
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from audiosort import audio
-from audiosort.data.puzzles import PuzzleSpec
+from audiosort import _files, audio
 from audiosort.errors import DecodeError, InputError
-from audiosort.train import load_run_config
-
-# Frames per encoder call: a 0.5 s chunk at 16 kHz makes a 4 MiB int16 batch.
-BATCH_FRAMES = 256
-
-
-@dataclass(frozen=True)
-class RunEncoder:
-    """A run's encoder with the geometry it was trained on.
-
-    Attributes
-    ----------
-    encoder : keras.Model
-        Input ``[shape=(B, chunk_samples), dtype=int16]``, output ``(B, embedding_dim)``.
-    sample_rate : int > 0
-        Hz; the rate of the audio the encoder was trained on (``data.sample_rate``).
-    chunk_samples : int > 0
-        Chunk length L, in samples.
-    path : Path
-        The ``encoder.keras`` file loaded.
-    """
-
-    encoder: keras.Model
-    sample_rate: int
-    chunk_samples: int
-    path: Path
-
-    @property
-    def embedding_dim(self) -> int:
-        """D, the length of one embedding."""
-        return int(self.encoder.output_shape[-1])
-
-    def embed(self, frames: np.ndarray) -> np.ndarray:
-        """Embed int16 frames of one chunk length each, ``BATCH_FRAMES`` at a time.
-
-        Parameters
-        ----------
-        frames : np.ndarray [shape=(..., chunk_samples), dtype=int16]
-            Any leading shape; may be a strided view (see :func:`frame`), which
-            is copied one batch at a time, never whole.
-
-        Returns
-        -------
-        embeddings : np.ndarray [shape=(..., embedding_dim), dtype=float32]
-        """
-        if frames.dtype != np.int16 or frames.ndim < 2 or frames.shape[-1] != self.chunk_samples:
-            # The encoder's int16 input would silently truncate float audio to zeros.
-            raise ValueError(
-                f"frames must be int16 of shape (..., {self.chunk_samples}), got {frames.dtype} {frames.shape}"
-            )
-        leading = frames.shape[:-1]
-        count = int(np.prod(leading))
-        embeddings = np.empty((count, self.embedding_dim), dtype=np.float32)
-        for start in range(0, count, BATCH_FRAMES):
-            index = np.unravel_index(np.arange(start, min(start + BATCH_FRAMES, count)), leading)
-            batch = np.ascontiguousarray(frames[index])
-            embeddings[start : start + len(batch)] = np.asarray(self.encoder.predict_on_batch(batch), dtype=np.float32)
-        return embeddings.reshape(*leading, self.embedding_dim)
-
-
-def load_encoder(path: str | Path) -> RunEncoder:
-    """Load a run's encoder and the sample rate and chunk length it was trained with.
-
-    Parameters
-    ----------
-    path : str or Path
-        A run folder of ``audiosort train``, or the ``encoder.keras`` inside
-        one (its folder must hold the run's ``config.yaml``).
-
-    Returns
-    -------
-    RunEncoder
-
-    Raises
-    ------
-    InputError
-        No such run folder or file, no ``config.yaml`` or ``encoder.keras``, or
-        an encoder whose input length differs from the config's chunk length.
-    """
-    path = Path(path)
-    if path.is_dir():
-        run_dir, encoder_path = path, path / "encoder.keras"
-    elif path.is_file():
-        run_dir, encoder_path = path.parent, path
-    else:
-        raise InputError(f"no run folder or encoder file at {str(path)!r}")
-    config = load_run_config(run_dir)
-    if not encoder_path.is_file():
-        raise InputError(f"{run_dir} has no encoder.keras (training did not finish?)")
-    sample_rate = config.data.sample_rate
-    chunk_samples = PuzzleSpec.from_config(config.puzzle, sample_rate=sample_rate).chunk_samples
-    try:
-        encoder = keras.saving.load_model(encoder_path, compile=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InputError(f"cannot load {encoder_path} as a Keras model: {reason}") from None
-    if tuple(encoder.input_shape[1:]) != (chunk_samples,):
-        raise InputError(
-            f"{encoder_path} takes chunks of shape {encoder.input_shape[1:]} but config.yaml cuts {chunk_samples} "
-            "samples; the run folder is inconsistent"
-        )
-    return RunEncoder(encoder, sample_rate, chunk_samples, encoder_path)
-
+from audiosort.run import load_encoder
 
 def frame(pcm: np.ndarray, *, chunk_samples: int, hop_samples: int) -> np.ndarray:
     """Cut signals into frames of ``chunk_samples`` every ``hop_samples``, as a view.
@@ -236,11 +129,14 @@ def embed_files(
     Raises
     ------
     InputError
-        A bad run folder, no paths, a hop under one sample, or no file embedded
+        A bad run folder, no paths, an ``out`` that is a folder, a hop under one sample, or no file embedded
         (every one missing, undecodable or shorter than one chunk).
     """
     if not paths:
         raise InputError("give at least one audio file or folder to embed")
+    out = Path(out)
+    if out.is_dir():
+        raise InputError(f"--out {out} is a folder; give the .npz file to write")
     model = load_encoder(run_dir)
     sample_rate, chunk_samples = model.sample_rate, model.chunk_samples
     hop_samples = chunk_samples if hop_seconds is None else round(hop_seconds * sample_rate)
@@ -270,7 +166,6 @@ def embed_files(
         reasons = "; ".join(f"{name}: {reason}" for name, reason in skipped)
         raise InputError(f"nothing to embed: all {len(skipped)} file(s) skipped ({reasons})")
 
-    out = Path(out)
     _save_npz(
         out,
         files=np.array(files, dtype=str),
@@ -298,16 +193,10 @@ def _expand(paths: Sequence[str | Path]) -> list[Path]:
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    """``np.savez`` to a temporary file in the same folder, then rename over ``path``."""
+    """``np.savez`` to ``path``, atomically (missing parent folders are created)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise InputError(f"cannot create folder {path.parent}: {error.strerror or error}") from None
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as temp_file:
-            np.savez(temp_file, **arrays)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with _files.replacing(path) as tmp, open(tmp, "wb") as file:
+        np.savez(file, **arrays)

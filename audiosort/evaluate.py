@@ -57,7 +57,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import keras
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -67,7 +66,7 @@ from audiosort.data import synthetic
 from audiosort.data.corpus import SPLITS, Corpus
 from audiosort.data.puzzles import PuzzleSpec, Puzzles, TrackTable, make_puzzle_set
 from audiosort.errors import InputError
-from audiosort.train import load_run_config
+from audiosort.run import load_run_config, load_run_model
 
 # Names --sanity accepts besides a corpus folder: kind -> (synthetic kind, tone method).
 SANITY_KINDS = {
@@ -453,20 +452,6 @@ def _open_corpus(path: str | Path, sample_rate: int) -> Corpus:
             "(data.sample_rate); prepare the corpus at the run's rate"
         )
     return corpus
-
-
-def load_run_model(run_dir: Path, spec: PuzzleSpec) -> keras.Model:
-    """A run's ``model.keras`` (uncompiled), checked to take puzzles of ``spec``."""
-    path = run_dir / "model.keras"
-    if not path.exists():
-        raise InputError(f"{run_dir} has no model.keras (training did not finish?)")
-    model = keras.saving.load_model(path, compile=False)
-    if tuple(model.input_shape[1:]) != (spec.n_chunks, spec.chunk_samples):
-        raise InputError(
-            f"{path} takes {model.input_shape[1]} chunks of {model.input_shape[2]} samples but its config.yaml cuts "
-            f"{spec.n_chunks} of {spec.chunk_samples}; the run folder is inconsistent"
-        )
-    return model
 
 
 def sanity_tracks(

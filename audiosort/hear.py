@@ -44,8 +44,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from audiosort import audio as audio_io
-from audiosort.embed import RunEncoder, frame, load_encoder
+from audiosort.embed import frame
 from audiosort.errors import InputError
+from audiosort.run import RunEncoder, load_encoder
 
 # HEAR's upper bound on the hop between timestamp embeddings.
 MAX_HOP_SECONDS = 0.05
@@ -90,8 +91,9 @@ def load_model(model_file_path: str = "") -> HearModel:
     Parameters
     ----------
     model_file_path : str
-        A run folder of ``audiosort train``, or the ``encoder.keras`` inside
-        one. Required: there is no pretrained default.
+        A run folder of ``audiosort train``, or its ``encoder.keras`` or
+        ``model.keras`` (either stands for the run's encoder). Required: there
+        is no pretrained default.
 
     Returns
     -------
@@ -100,10 +102,12 @@ def load_model(model_file_path: str = "") -> HearModel:
     Raises
     ------
     InputError
-        An empty path, or no usable run there (see :func:`audiosort.embed.load_encoder`).
+        An empty path, or no usable run there (see :func:`audiosort.run.load_encoder`).
     """
     if not str(model_file_path):
-        raise InputError("audiosort.hear.load_model needs a run folder or its encoder.keras; there is no default model")
+        raise InputError(
+            "audiosort.hear.load_model needs a run folder (or its encoder.keras); there is no default model"
+        )
     return HearModel(load_encoder(model_file_path))
 
 

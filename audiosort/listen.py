@@ -25,6 +25,7 @@ Example
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +34,7 @@ import numpy as np
 from audiosort import audio, metrics
 from audiosort.data.puzzles import PuzzleSpec, draw_gaps
 from audiosort.errors import DecodeError, InputError
-from audiosort.evaluate import load_run_model
-from audiosort.train import load_run_config
+from audiosort.run import load_run_config, load_run_model
 
 BOUNDARY_SILENCE_SECONDS = 0.05
 
@@ -119,8 +119,8 @@ def listen(
         or a start that leaves too little audio for it.
     """
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise InputError(f"no run folder at {run_dir}")
+    if start_seconds is not None and not math.isfinite(start_seconds):
+        raise InputError(f"--start {start_seconds} is not a number of seconds")
     config = load_run_config(run_dir)
     sample_rate = config.data.sample_rate
     spec = PuzzleSpec.from_config(config.puzzle, sample_rate=sample_rate)

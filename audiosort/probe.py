@@ -68,10 +68,10 @@ from sklearn.preprocessing import StandardScaler
 
 from audiosort import _files, audio, metrics
 from audiosort.data.puzzles import PuzzleSpec
-from audiosort.embed import RunEncoder, frame, load_encoder
+from audiosort.embed import frame
 from audiosort.errors import DecodeError, InputError
 from audiosort.models.encoders import build_encoder
-from audiosort.train import load_run_config
+from audiosort.run import RunEncoder, load_encoder, load_run_config
 
 FEATURES = ("encoder", "random_encoder", "logmel_stats")
 FEATURE_TITLES = {"encoder": "encoder", "random_encoder": "random encoder", "logmel_stats": "log-mel stats"}

@@ -1,46 +1,38 @@
 """``audiosort train``: config -> run folder, top to bottom.
 
-Fresh puzzles every step from the corpus's train split (the endless sampler),
-validation on held-out val tracks, and a run folder that alone rebuilds or
-audits the run (DESIGN.md, "Run folder")::
+Fresh puzzles every step from the corpus's train split (the endless sampler,
+fed by :func:`train_batches`), validation on held-out val tracks, and a run
+folder that alone rebuilds or audits the run (:mod:`audiosort.run`,
+docs/run-folder.md).
 
-    config.yaml     the fully resolved config
-    model.keras     the whole sorter (reload after ``import audiosort``)
-    encoder.keras   the encoder alone: int16 chunk (L,) -> embedding
-    history.csv     one row per epoch
-    metrics.json    val position / exact-order accuracy, Kendall tau, chance
-    checkpoints/    best.weights.h5, last.weights.h5, backup/ while running
-    logs/           TensorBoard (one machine only)
-
-An interrupted run continues from its last finished epoch with ``resume=True``.
-One machine trains with ``model.fit``; the workers of a ``TF_CONFIG`` cluster
-train with the short loop of :func:`_train_multi_worker` instead, because Keras
-3.15's ``fit`` fails under ``MultiWorkerMirroredStrategy``.
+One policy for what a run writes, :func:`run_callbacks`: the history row,
+the checkpoints, TensorBoard, early stopping and the stop at a non-finite
+loss are Keras callbacks, given to ``model.fit`` on one machine and to
+:func:`audiosort.distributed.fit_multi_worker` on the workers of a
+``TF_CONFIG`` cluster. :func:`fit` is the one training call (``audit`` trains
+through it too).
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import gc
-import json
 import math
-import os
-import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from audiosort import _files, metrics
-from audiosort.config import Config, dump_config, load_config
+from audiosort import distributed, metrics, run
+from audiosort.config import Config
 from audiosort.data.corpus import Corpus
 from audiosort.data.puzzles import Puzzles, PuzzleSpec, TrackTable, puzzle_batches
-from audiosort.errors import ConfigError, InputError
+from audiosort.errors import AudiosortError, ConfigError, InputError
 from audiosort.models import build_model
-from audiosort.models.objectives import exact_order_accuracy, sorting_loss, sorting_metrics
+from audiosort.models.objectives import sorting_loss, sorting_metrics
 
 
 def train(
@@ -51,6 +43,7 @@ def train(
     overwrite: bool = False,
     verbose: int | str = "auto",
     strategy=None,
+    echo: Callable[[str], None] | None = None,
 ) -> Path:
     """Train ``config`` and write its run folder ``runs_dir / config.name``.
 
@@ -59,35 +52,44 @@ def train(
     config : Config
         Validated config; ``data.corpus`` must be a corpus folder.
     runs_dir : str or Path
-        Parent of the run folder.
+        Parent of the run folder. Nothing else under it is touched.
     resume : bool
-        Continue an interrupted run in the existing folder (its config must
-        equal ``config``); without it, an existing run folder is an error.
+        Continue an interrupted run in the existing folder from its last
+        finished epoch (its config must equal ``config``); without it, an
+        existing run folder is an error. Resuming a finished run does nothing
+        and returns its folder.
     overwrite : bool
-        Delete an existing run folder of the same name and start afresh.
+        Replace an existing run folder of the same name (that folder only) and start afresh.
     verbose : int or "auto"
         Keras progress output (0 silent, 1 progress bar, 2 one line per epoch);
         a multi-worker run prints one line per epoch unless 0.
     strategy : tf.distribute.Strategy or None
         Replicates the model over devices (TensorFlow backend). None picks
-        :func:`default_strategy`. ``train.batch_size`` is the global batch:
-        each of R replicas (over all workers) gets batch_size / R puzzles a step.
+        :func:`audiosort.distributed.default_strategy`. ``train.batch_size`` is
+        the global batch: each of R replicas (over all workers) gets
+        batch_size / R puzzles a step.
+    echo : callable or None
+        Called with one line before training (backend, device, precision) and
+        with notes such as a skipped TensorBoard log; None prints nothing.
 
     Returns
     -------
     Path
         The run folder. On a worker of a ``TF_CONFIG`` cluster other than the
         chief, a complete run folder of the same name in a fresh temporary
-        folder instead (see :func:`_train_multi_worker`).
+        folder instead (only the chief writes under ``runs_dir``).
 
     Raises
     ------
     ConfigError, InputError
         Settings that do not fit the corpus, a run folder in the way, a
-        malformed ``TF_CONFIG``, ``resume`` in a multi-worker cluster, or a
-        loss that turned NaN/inf (naming the epoch and step).
+        malformed ``TF_CONFIG``, ``resume`` in a multi-worker cluster, a
+        damaged checkpoint to resume from, a file that cannot be written, or a
+        loss that turned NaN/inf (naming the epoch and step). A fresh run that
+        fails before its first epoch leaves no run folder.
     """
-    worker_index, n_workers = _cluster_role()
+    echo = echo or (lambda line: None)
+    worker_index, n_workers = distributed.cluster_role()
     if n_workers > 1 and keras.backend.backend() != "tensorflow":
         raise ConfigError(
             f"TF_CONFIG names {n_workers} workers, but multi-worker training needs the TensorFlow backend, "
@@ -98,6 +100,9 @@ def train(
             f"--resume: TF_CONFIG names {n_workers} workers, and a multi-worker run cannot resume "
             "(its optimizer state is not saved); start afresh with --overwrite"
         )
+    run_dir = Path(runs_dir) / config.name
+    if resume and run.is_finished(run_dir):
+        return run_dir
     corpus = Corpus(config.data.corpus)
     if corpus.sample_rate != config.data.sample_rate:
         raise ConfigError(
@@ -112,228 +117,254 @@ def train(
         )
     val, _ = corpus.puzzles_for("val", spec, n_puzzles=config.data.val_puzzles, seed=config.seed)
     # Before any other TensorFlow op: MultiWorkerMirroredStrategy configures the runtime's collective ops.
-    strategy = strategy or default_strategy()
-    if strategy is not None and config.train.batch_size % strategy.num_replicas_in_sync:
-        raise ConfigError(
-            f"train.batch_size = {config.train.batch_size} does not split over {strategy.num_replicas_in_sync} replicas"
-        )
-    if n_workers > 1:
+    strategy = strategy or distributed.default_strategy()
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    if config.train.batch_size % replicas:
+        raise ConfigError(f"train.batch_size = {config.train.batch_size} does not split over {replicas} replicas")
+    if worker_index > 0:
         # Only the chief writes under runs_dir, which may be shared; the others write the same files to a temp folder.
-        parent = Path(runs_dir) if worker_index == 0 else Path(tempfile.mkdtemp(prefix=f"audiosort-worker{worker_index}-"))
-        run_dir = _open_run_dir(parent / config.name, config, resume=False, overwrite=overwrite)
-        return _train_multi_worker(
-            config, strategy, run_dir, spec, train_tracks, val,
-            sample_rate=corpus.sample_rate, worker_index=worker_index, n_workers=n_workers, verbose=verbose,
+        run_dir = Path(tempfile.mkdtemp(prefix=f"audiosort-worker{worker_index}-")) / config.name
+    epochs_done = run.open_run(run_dir, config, resume=resume, overwrite=overwrite)
+    try:
+        _train_in(
+            run_dir, config, spec, train_tracks, val, strategy,
+            sample_rate=corpus.sample_rate, epochs_done=epochs_done, worker_index=worker_index,
+            n_workers=n_workers, verbose=verbose, echo=echo,
         )
-    run_dir = _open_run_dir(Path(runs_dir) / config.name, config, resume=resume, overwrite=overwrite)
+    except AudiosortError:
+        if not resume:
+            run.discard_unstarted(run_dir)
+        raise
+    return run_dir
+
+
+def _train_in(
+    run_dir: Path, config: Config, spec: PuzzleSpec, train_tracks: TrackTable, val: Puzzles, strategy,
+    *, sample_rate: int, epochs_done: int, worker_index: int, n_workers: int, verbose: int | str,
+    echo: Callable[[str], None],
+) -> None:
+    """Build the model, restore a resumed run's checkpoint, train the remaining epochs, finish the run folder."""
+    batch_size, steps_per_epoch = config.train.batch_size, config.train.steps_per_epoch
     model, encoder = compiled_model(
-        config,
-        spec,
-        sample_rate=corpus.sample_rate,
-        total_steps=config.train.epochs * config.train.steps_per_epoch,
+        config, spec, sample_rate=sample_rate, total_steps=config.train.epochs * steps_per_epoch, strategy=strategy
+    )
+    device = describe_device()
+    precision = keras.mixed_precision.dtype_policy().name
+    echo(f"training on {keras.backend.backend()}, {device}, precision {precision}")
+    state = run.checkpoint_state(run_dir)
+    run.restore_checkpoint(model, run_dir, epochs_done)
+    # Each worker, and a resumed run, draws its own stream (seeded by the epochs already done), not a replay.
+    rng = np.random.default_rng([config.seed, epochs_done] if n_workers == 1 else [config.seed, worker_index])
+    callbacks = run_callbacks(run_dir, config, best_val_loss=state.get("best_val_loss", math.inf), echo=echo)
+    started = time.perf_counter()
+    fit(
+        model,
+        train_batches(train_tracks, spec, batch_size, rng=rng),
+        batch_size=batch_size,
+        epochs=config.train.epochs,
+        steps_per_epoch=steps_per_epoch,
+        initial_epoch=epochs_done,
+        val=val,
+        callbacks=callbacks,
+        verbose=verbose,
         strategy=strategy,
     )
-    finished_epochs = _finished_epochs(run_dir)
-    # A resumed run draws a new stream (seeded by the epochs already done), not a replay of epoch 0.
-    rng = np.random.default_rng([config.seed, finished_epochs])
-    batches = puzzle_batches(train_tracks, spec, config.train.batch_size, rng=rng)
-    divergence = _StopOnNonFinite()
+    train_seconds = time.perf_counter() - started
+    epochs = run.finished_epochs(run_dir)
+    fields = {"workers": n_workers} if n_workers > 1 else {}
+    run.finish_run(run_dir, model, encoder, {
+        "val": metrics.score_puzzles(metrics.finite_scores(val_scores(model, val, batch_size), what="val"), val.order),
+        "epochs": epochs,
+        "train_seconds_this_session": round(train_seconds, 1),
+        "puzzles_per_second": round((epochs - epochs_done) * steps_per_epoch * batch_size / max(train_seconds, 1e-9), 1),
+        "backend": keras.backend.backend(),
+        "device": device,
+        "dtype_policy": precision,
+        "replicas": strategy.num_replicas_in_sync if strategy is not None else 1,
+        **fields,
+    })
+
+
+def train_batches(tracks: TrackTable, spec: PuzzleSpec, batch_size: int, *, rng: np.random.Generator) -> Iterator:
+    """The endless stream of training batches ``(chunks, order)``: fresh puzzles from ``tracks`` every step.
+
+    The one place batches are made for training (``fit``'s input on every
+    path, and audit's); see :func:`audiosort.data.puzzles.puzzle_batches` for
+    their shapes.
+    """
+    return puzzle_batches(tracks, spec, batch_size, rng=rng)
+
+
+def fit(
+    model: keras.Model,
+    batches: Iterator,
+    *,
+    batch_size: int,
+    epochs: int,
+    steps_per_epoch: int,
+    initial_epoch: int = 0,
+    val: Puzzles | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: int | str = 0,
+    strategy=None,
+) -> None:
+    """Train a compiled ``model`` on ``batches``; stop, and raise, at the first non-finite loss.
+
+    ``model.fit`` on one machine; :func:`audiosort.distributed.fit_multi_worker`
+    under a multi-worker ``strategy``, with the same ``callbacks``.
+
+    Parameters
+    ----------
+    batches : iterator of (chunks, order)
+        From :func:`train_batches`.
+    batch_size : int > 0
+        Puzzles per batch of ``batches`` (the global batch over all replicas).
+    val : Puzzles or None
+        Scored after every epoch (``val_`` columns); required with more than one worker.
+
+    Raises
+    ------
+    InputError
+        The loss became NaN or inf, naming the epoch and step.
+    """
+    divergence = StopOnNonFinite()
+    callbacks = [*callbacks, divergence]
+    if distributed.is_multi_worker(strategy):
+        distributed.fit_multi_worker(
+            model, strategy, batches, batch_size=batch_size, epochs=epochs,
+            steps_per_epoch=steps_per_epoch, val=val, callbacks=callbacks, verbose=verbose,
+        )
+    else:
+        model.fit(
+            batches,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps_per_epoch,
+            validation_data=None if val is None else (val.chunks, val.order),
+            callbacks=callbacks,
+            shuffle=False,  # every batch is freshly sampled already
+            verbose=verbose,
+        )
+    if divergence.where:
+        raise InputError(f"training stopped: loss became {divergence.where}; lower train.learning_rate")
+
+
+def run_callbacks(
+    run_dir: Path, config: Config, *, best_val_loss: float = math.inf, echo: Callable[[str], None]
+) -> list[keras.callbacks.Callback]:
+    """What a run writes each epoch, on every training path: the policy in one list.
+
+    ``history.csv`` (a row per epoch, appended), then the checkpoints
+    (:class:`RunCheckpoints`: written after the history row, so a resumed run
+    cuts the history back to its checkpoint), TensorBoard ``logs/``, and
+    early stopping on ``val_loss`` when ``train.early_stopping_patience`` is
+    set (restoring the best weights).
+    """
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "checkpoints" / "backup")),
-        keras.callbacks.ModelCheckpoint(str(run_dir / "checkpoints" / "last.weights.h5"), save_weights_only=True),
-        keras.callbacks.ModelCheckpoint(
-            str(run_dir / "checkpoints" / "best.weights.h5"), save_weights_only=True, monitor="val_loss", save_best_only=True
-        ),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-        keras.callbacks.TensorBoard(str(run_dir / "logs")),
-        divergence,
+        RunCheckpoints(run_dir, best_val_loss=best_val_loss),
     ]
+    tensorboard = tensorboard_callback(run_dir / "logs", echo=echo)
+    if tensorboard is not None:
+        callbacks.append(tensorboard)
     if config.train.early_stopping_patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(
                 monitor="val_loss", patience=config.train.early_stopping_patience, restore_best_weights=True
             )
         )
-    started = time.perf_counter()
-    model.fit(
-        batches,
-        epochs=config.train.epochs,
-        steps_per_epoch=config.train.steps_per_epoch,
-        validation_data=(val.chunks, val.order),
-        callbacks=callbacks,
-        shuffle=False,  # every batch is freshly sampled already
-        verbose=verbose,
-    )
-    train_seconds = time.perf_counter() - started
-    if divergence.where:
-        raise InputError(f"training stopped: loss became {divergence.where}; lower train.learning_rate")
-
-    _finish_run(
-        run_dir, model, encoder, val,
-        scores=model.predict(val.chunks, batch_size=config.train.batch_size, verbose=0),
-        epochs=_finished_epochs(run_dir),
-        train_seconds=train_seconds,
-        puzzles_trained=(config.train.epochs - finished_epochs) * config.train.steps_per_epoch * config.train.batch_size,
-        replicas=strategy.num_replicas_in_sync if strategy is not None else 1,
-    )
-    return run_dir
+    return callbacks
 
 
-def _train_multi_worker(
-    config: Config, strategy, run_dir: Path, spec: PuzzleSpec, train_tracks: TrackTable, val: Puzzles,
-    *, sample_rate: int, worker_index: int, n_workers: int, verbose: int | str,
-) -> Path:
-    """One worker's part of a ``TF_CONFIG`` cluster run: a short custom loop instead of ``model.fit``.
+class RunCheckpoints(keras.callbacks.Callback):
+    """After every epoch: ``last.weights.h5``, ``best.weights.h5`` when ``val_loss`` improved, then ``state.json``.
 
-    Keras 3.15's ``fit`` fails under ``MultiWorkerMirroredStrategy``
-    (tensorflow/tensorflow#72388). Every worker runs this same loop; each
-    collective op (variable creation, gradient all-reduce, the logged means)
-    is therefore called by all workers in the same order.
-
-    - Puzzles: each worker draws its own stream, seeded by ``config.seed`` and
-      its index. Its generator yields batches of ``train.batch_size`` puzzles;
-      ``experimental_distribute_dataset`` (auto-sharding off) splits each into
-      one slice per replica of the cluster and feeds this worker's replicas
-      one slice each a step, so a step trains on ``train.batch_size`` puzzles
-      over the whole cluster, the same global batch as on one machine.
-    - Step: the per-puzzle loss (mean row cross-entropy, as ``compile`` uses)
-      is divided by the global batch; the optimizer sums the gradients over
-      all replicas. The trainable weights stay identical on every worker;
-      BatchNormalization's moving statistics are each replica's own estimate,
-      as under ``MirroredStrategy``.
-    - Validation: every epoch, each replica scores its share of the val
-      puzzles and the sums are all-reduced, so every worker logs the same
-      history and takes the same early-stopping decision.
-    - Files: ``run_dir`` is the real run folder on the chief (task "chief",
-      else worker 0) and a temporary one elsewhere; every worker writes the
-      same files into its own ``run_dir`` (no TensorBoard logs), so that only
-      the chief writes under ``runs_dir``. ``metrics.json`` adds ``workers``.
-    - No ``resume``: only weights are checkpointed, not the optimizer state.
-
-    Parameters
-    ----------
-    run_dir : Path
-        This worker's opened run folder.
-    train_tracks : TrackTable
-        The corpus's train split.
-    val : Puzzles
-        The val puzzles, the same on every worker.
-    worker_index : int >= 0
-        0 on the chief; ``n_workers`` counts the chief and the workers.
+    Written through :func:`audiosort.run.save_checkpoint` (atomic, state last),
+    so an interrupted or failed write leaves the previous checkpoint intact.
     """
-    import tensorflow as tf
 
-    batch_size, epochs, steps_per_epoch = config.train.batch_size, config.train.epochs, config.train.steps_per_epoch
-    model, encoder = compiled_model(
-        config, spec, sample_rate=sample_rate, total_steps=epochs * steps_per_epoch, strategy=strategy
-    )
-    with strategy.scope():
-        model.optimizer.build(model.trainable_variables)
-    row_loss = sorting_loss()
+    def __init__(self, run_dir: Path, *, best_val_loss: float = math.inf):
+        super().__init__()
+        self.run_dir = run_dir
+        self.best_val_loss = best_val_loss
 
-    def puzzle_stats(chunks, order, training):
-        """Per puzzle: loss (nats, mean over rows), exact order (0 or 1), position accuracy: (b, 3) float32."""
-        log_probs = tf.cast(model(chunks, training=training), tf.float32)
-        return tf.stack(
-            [
-                tf.reduce_mean(row_loss.call(order, log_probs), axis=-1),
-                exact_order_accuracy(order, log_probs),
-                tf.reduce_mean(keras.metrics.sparse_categorical_accuracy(order, log_probs), axis=-1),
-            ],
-            axis=-1,
-        )
+    def on_epoch_end(self, epoch, logs=None):
+        val_loss = (logs or {}).get("val_loss", math.inf)
+        best = val_loss < self.best_val_loss
+        if best:
+            self.best_val_loss = float(val_loss)
+        run.save_checkpoint(self.model, self.run_dir, epochs=epoch + 1, best_val_loss=self.best_val_loss, best=best)
 
-    # The optimizer's gradient all-reduce stays outside XLA: XLA compiles no collective op on CPU.
-    @tf.function(jit_compile=model.jit_compile)
-    def stats_and_gradients(chunks, order):
-        with tf.GradientTape() as tape:
-            stats = puzzle_stats(chunks, order, training=True)
-            loss = tf.nn.compute_average_loss(stats[:, 0], global_batch_size=batch_size)
-            scaled_loss = model.optimizer.scale_loss(loss)
-        return stats, tape.gradient(scaled_loss, model.trainable_variables)
 
-    def replica_step(chunks, order):
-        stats, gradients = stats_and_gradients(chunks, order)
-        model.optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        return tf.reduce_sum(stats, axis=0) / batch_size
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stop at the first NaN/inf loss and remember where ("nan at epoch 3, step 120")."""
 
-    @tf.function
-    def train_step(iterator):
-        """Loss, exact and position accuracy of the step's global batch, the same on every worker: (3,)."""
-        return strategy.reduce("SUM", strategy.run(replica_step, args=next(iterator)), axis=None)
+    def __init__(self):
+        super().__init__()
+        self.where = ""
+        self.epoch = 0
 
-    def replica_val_sums(chunks, order):
-        replica = tf.distribute.get_replica_context()
-        mine = tf.range(replica.replica_id_in_sync_group, tf.shape(order)[0], replica.num_replicas_in_sync)
-        return tf.reduce_sum(puzzle_stats(tf.gather(chunks, mine), tf.gather(order, mine), training=False), axis=0)
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
 
-    @tf.function
-    def val_sums(chunks, order):
-        """Sums of loss, exact and position accuracy over the puzzles of one val batch: (3,)."""
-        return strategy.reduce("SUM", strategy.run(replica_val_sums, args=(chunks, order)), axis=None)
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.where = f"{float(loss)} at epoch {self.epoch + 1}, step {batch + 1}"
+            self.model.stop_training = True
 
-    rng = np.random.default_rng([config.seed, worker_index])
-    signature = (
-        tf.TensorSpec((batch_size, spec.n_chunks, spec.chunk_samples), tf.int16),
-        tf.TensorSpec((batch_size, spec.n_chunks), tf.int32),
-    )
-    batches = tf.data.Dataset.from_generator(
-        lambda: puzzle_batches(train_tracks, spec, batch_size, rng=rng), output_signature=signature
-    )
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    # repeat() makes the stream's cardinality infinite, so no step all-reduces "has every worker got data?".
-    iterator = iter(strategy.experimental_distribute_dataset(batches.repeat().with_options(options)))
 
-    columns = ["epoch", "exact_accuracy", "loss", "position_accuracy", "val_exact_accuracy", "val_loss", "val_position_accuracy"]
-    history = [",".join(columns)]
-    best_val_loss, best_epoch = math.inf, 0
-    started = time.perf_counter()
-    for epoch in range(epochs):
-        train_means = np.zeros(3)
-        for step in range(steps_per_epoch):
-            step_means = train_step(iterator).numpy()
-            if not np.isfinite(step_means[0]):
-                raise InputError(
-                    f"training stopped: loss became {step_means[0]} at epoch {epoch + 1}, step {step + 1}; "
-                    "lower train.learning_rate"
-                )
-            train_means += step_means / steps_per_epoch
-        val_means = sum((
-            val_sums(val.chunks[start : start + batch_size], val.order[start : start + batch_size]).numpy()
-            for start in range(0, len(val), batch_size)
-        ), np.zeros(3)) / len(val)
-        (loss, exact, position), (val_loss, val_exact, val_position) = train_means, val_means
-        history.append(",".join(str(value) for value in [epoch, exact, loss, position, val_exact, val_loss, val_position]))
-        _files.write_text(run_dir / "history.csv", "\n".join(history) + "\n")
-        if verbose:
-            print(f"epoch {epoch + 1}/{epochs}: loss {loss:.4f}, val_loss {val_loss:.4f}, val exact {val_exact:.3f}", flush=True)
-        model.save_weights(run_dir / "checkpoints" / "last.weights.h5")
-        if val_loss < best_val_loss:
-            best_val_loss, best_epoch = val_loss, epoch
-            model.save_weights(run_dir / "checkpoints" / "best.weights.h5")
-        elif config.train.early_stopping_patience and epoch - best_epoch >= config.train.early_stopping_patience:
-            model.load_weights(run_dir / "checkpoints" / "best.weights.h5")
-            break
-    train_seconds = time.perf_counter() - started
+def tensorboard_callback(log_dir: Path, *, echo: Callable[[str], None]) -> keras.callbacks.Callback | None:
+    """TensorBoard logs: Keras's writer on TensorFlow; elsewhere tensorboardX's, or none (said in one line).
 
-    # A plain call reads this worker's copy of the weights: no collective op, unlike model.predict.
-    scores = np.concatenate(
-        [
-            keras.ops.convert_to_numpy(model(val.chunks[start : start + batch_size], training=False)).astype(np.float32)
-            for start in range(0, len(val), batch_size)
-        ]
-    )
-    _finish_run(
-        run_dir, model, encoder, val,
-        scores=scores,
-        epochs=len(history) - 1,
-        train_seconds=train_seconds,
-        puzzles_trained=(len(history) - 1) * steps_per_epoch * batch_size,
-        replicas=strategy.num_replicas_in_sync,
-        workers=n_workers,
-    )
-    return run_dir
+    Keras's ``TensorBoard`` callback needs TensorFlow, which a JAX machine
+    need not have, so on other backends the epoch's logs are written with
+    tensorboardX (``pip install 'audiosort[jax]'``) when it is installed.
+    """
+    if keras.backend.backend() == "tensorflow":
+        return keras.callbacks.TensorBoard(str(log_dir), write_graph=False)
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError:
+        echo("no TensorBoard logs: keras.callbacks.TensorBoard needs TensorFlow, and tensorboardX is not installed")
+        return None
+    return _ScalarLog(log_dir, SummaryWriter)
+
+
+class _ScalarLog(keras.callbacks.Callback):
+    """Each epoch's logs as TensorBoard scalars (train/ and validation/ runs, as Keras's callback lays them out)."""
+
+    def __init__(self, log_dir: Path, writer_class):
+        super().__init__()
+        self.log_dir = log_dir
+        self.writer_class = writer_class
+        self.writers = {}
+
+    def on_train_begin(self, logs=None):
+        self.writers = {run_name: self.writer_class(str(self.log_dir / run_name)) for run_name in ("train", "validation")}
+
+    def on_epoch_end(self, epoch, logs=None):
+        for name, value in (logs or {}).items():
+            run_name, tag = ("validation", name[4:]) if name.startswith("val_") else ("train", name)
+            self.writers[run_name].add_scalar(f"epoch_{tag}", float(value), epoch)
+        for writer in self.writers.values():
+            writer.flush()
+
+    def on_train_end(self, logs=None):
+        for writer in self.writers.values():
+            writer.close()
+
+
+def val_scores(model: keras.Model, val: Puzzles, batch_size: int) -> np.ndarray:
+    """The model's log-probabilities for ``val`` [shape=(B, n, n), dtype=float32].
+
+    Plain calls, batch by batch: under a multi-worker strategy they read this
+    worker's copy of the weights, with no collective op (unlike ``model.predict``).
+    """
+    return np.concatenate([
+        keras.ops.convert_to_numpy(model(val.chunks[start : start + batch_size], training=False)).astype(np.float32)
+        for start in range(0, len(val), batch_size)
+    ])
 
 
 def compiled_model(
@@ -374,53 +405,6 @@ def compiled_model(
     return model, encoder
 
 
-def default_strategy():
-    """The strategy ``train`` uses when given none (TensorFlow backend; None on others).
-
-    ``tf.distribute.MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` names
-    several chief/worker tasks (call this before any other TensorFlow op: it
-    configures the runtime, and waits until every worker has started), else
-    ``tf.distribute.MirroredStrategy`` over every GPU when TensorFlow sees more
-    than one, else None.
-
-    Raises
-    ------
-    ConfigError
-        ``TF_CONFIG`` is malformed (see :func:`_cluster_role`).
-    """
-    if keras.backend.backend() != "tensorflow":
-        return None
-    _, n_workers = _cluster_role()
-    import tensorflow as tf
-
-    if n_workers > 1:
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    gpus = tf.config.list_logical_devices("GPU")
-    return tf.distribute.MirroredStrategy([gpu.name for gpu in gpus]) if len(gpus) > 1 else None
-
-
-def _cluster_role() -> tuple[int, int]:
-    """(this process's index, number of workers) in the cluster ``TF_CONFIG`` names; (0, 1) without one.
-
-    Workers are the cluster's "chief" task then its "worker" tasks, indexed in
-    that order, so index 0 is the chief (task type "chief", else worker 0).
-    A malformed ``TF_CONFIG``, or one whose task is not among them, is a
-    :class:`ConfigError`.
-    """
-    text = os.environ.get("TF_CONFIG") or "{}"
-    try:
-        tf_config = json.loads(text)
-        cluster = tf_config.get("cluster", {})
-        tasks = [(kind, index) for kind in ("chief", "worker") for index in range(len(cluster.get(kind, [])))]
-        if len(tasks) < 2:
-            return 0, 1
-        return tasks.index((tf_config["task"]["type"], tf_config["task"]["index"])), len(tasks)
-    except (ValueError, TypeError, AttributeError, KeyError):
-        raise ConfigError(
-            f"TF_CONFIG = {text!r} is not JSON naming a cluster of chief/worker addresses and this process's task in it"
-        ) from None
-
-
 def clear_keras_state() -> None:
     """Free what earlier models left behind, so runs in one process do not grow memory.
 
@@ -444,42 +428,23 @@ def clear_keras_state() -> None:
         gc.collect()
 
 
-def load_run_config(run_dir: str | Path) -> Config:
-    """The resolved config a run was trained with."""
-    path = Path(run_dir) / "config.yaml"
-    if not path.exists():
-        raise InputError(f"{run_dir} is not a run folder: no config.yaml")
-    return load_config(path)
+def describe_device() -> str:
+    """The device training runs on, for the start line and metrics.json: GPU names, or why the CPU."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
 
+        gpus = tf.config.list_physical_devices("GPU")
+        names = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name) for gpu in gpus]
+    elif backend == "jax":
+        import jax
 
-def _open_run_dir(run_dir: Path, config: Config, *, resume: bool, overwrite: bool) -> Path:
-    config_text = dump_config(config)
-    if resume and overwrite:
-        raise InputError("--resume continues a run and --overwrite deletes it: pass one of them")
-    if overwrite and run_dir.exists():
-        shutil.rmtree(run_dir)
-    if resume:
-        if not (run_dir / "config.yaml").exists():
-            raise InputError(f"nothing to resume: {run_dir} has no config.yaml")
-        if load_run_config(run_dir) != config:
-            raise ConfigError(f"--resume: the config differs from the one {run_dir} was started with")
-        return run_dir
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise InputError(f"run folder {run_dir} already exists; pass --resume to continue it, --overwrite to replace it")
-    try:
-        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InputError(f"cannot create run folder {run_dir}: {e.strerror or e}") from None
-    _files.write_text(run_dir / "config.yaml", config_text)
-    return run_dir
-
-
-def _finished_epochs(run_dir: Path) -> int:
-    history = run_dir / "history.csv"
-    if not history.exists():
-        return 0
-    with open(history, newline="") as f:
-        return sum(1 for _ in csv.DictReader(f))
+        names = [device.device_kind for device in jax.devices() if device.platform in ("gpu", "tpu")]
+    else:
+        names = []
+    if not names:
+        return f"CPU: no GPU visible to {backend}"
+    return ", ".join(f"{names.count(name)} x {name}" for name in dict.fromkeys(names))
 
 
 def _precision(setting: str) -> str:
@@ -499,49 +464,3 @@ def _accelerator_available() -> bool:
 
         return jax.default_backend() in ("gpu", "tpu")
     return False
-
-
-def _save_keras(model: keras.Model, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.partial.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
-
-
-def _finish_run(run_dir: Path, model: keras.Model, encoder: keras.Model, val: Puzzles, *, scores: np.ndarray,
-                epochs: int, train_seconds: float, puzzles_trained: int, **fields) -> None:
-    """Save model.keras and encoder.keras, then write metrics.json: the val scores, then ``fields``.
-
-    ``scores`` are the model's log-probabilities for ``val`` [shape=(B, n, n)];
-    ``train_seconds`` (s) the time this session trained ``puzzles_trained`` puzzles in.
-    """
-    _save_keras(model, run_dir / "model.keras")
-    _save_keras(encoder, run_dir / "encoder.keras")
-    report = {
-        "val": metrics.score_puzzles(metrics.finite_scores(scores, what="val"), val.order),
-        "epochs": epochs,
-        "train_seconds_this_session": round(train_seconds, 1),
-        "puzzles_per_second": round(puzzles_trained / max(train_seconds, 1e-9), 1),
-        "backend": keras.backend.backend(),
-        "dtype_policy": keras.mixed_precision.dtype_policy().name,
-        **fields,
-    }
-    _files.write_text(run_dir / "metrics.json", json.dumps(report, indent=1) + "\n")
-
-
-
-class _StopOnNonFinite(keras.callbacks.Callback):
-    """Stop at the first NaN/inf loss and remember where ("nan at epoch 3, step 120")."""
-
-    def __init__(self):
-        super().__init__()
-        self.where = ""
-        self.epoch = 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            self.where = f"{float(loss)} at epoch {self.epoch + 1}, step {batch + 1}"
-            self.model.stop_training = True

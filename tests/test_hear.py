@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from audiosort import hear
 from audiosort.config import EncoderConfig
-from audiosort.embed import RunEncoder
+from audiosort.run import RunEncoder
 from audiosort.errors import InputError
 from audiosort.models.encoders import build_encoder
 from conftest import SAMPLE_RATE

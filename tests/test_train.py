@@ -22,7 +22,7 @@ import audiosort  # noqa: F401  (registers the custom layers for load_model)
 from audiosort.cli import main
 from audiosort.config import load_config
 from audiosort.data.corpus import Corpus
-from audiosort.train import _StopOnNonFinite, train
+from audiosort.train import StopOnNonFinite, train
 from conftest import TINY_TRAIN, assert_one_line_error, run
 
 
@@ -36,7 +36,8 @@ def test_train_writes_a_complete_run_folder(music_corpus, tmp_path):
     run_dir = train(config, runs_dir=tmp_path, verbose=0)
     names = {p.name for p in run_dir.iterdir()}
     assert {"config.yaml", "model.keras", "encoder.keras", "history.csv", "metrics.json", "checkpoints", "logs"} <= names
-    assert {p.name for p in (run_dir / "checkpoints").iterdir()} == {"best.weights.h5", "last.weights.h5"}
+    assert {p.name for p in (run_dir / "checkpoints").iterdir()} == {"best.weights.h5", "last.weights.h5", "state.json"}
+    assert json.loads((run_dir / "checkpoints" / "state.json").read_text())["epochs"] == 2
     assert load_config(run_dir / "config.yaml") == config
     with open(run_dir / "history.csv") as f:
         rows = list(csv.DictReader(f))
@@ -104,7 +105,7 @@ def test_missing_corpus_is_exit_2(tmp_path):
 
 
 def test_non_finite_loss_stops_training_naming_the_step():
-    callback = _StopOnNonFinite()
+    callback = StopOnNonFinite()
     callback.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
     callback.on_epoch_begin(2)
     callback.on_train_batch_end(6, {"loss": 1.0})
@@ -280,7 +281,7 @@ def test_two_workers_train_one_model_and_only_the_chief_writes_the_run_folder(mu
     assert {"config.yaml", "model.keras", "encoder.keras", "history.csv", "metrics.json", "checkpoints"} <= {
         p.name for p in run_dir.iterdir()
     }
-    assert {p.name for p in (run_dir / "checkpoints").iterdir()} == {"best.weights.h5", "last.weights.h5"}
+    assert {p.name for p in (run_dir / "checkpoints").iterdir()} == {"best.weights.h5", "last.weights.h5", "state.json"}
     keras.saving.load_model(run_dir / "model.keras")
     report = json.loads((run_dir / "metrics.json").read_text())
     assert report["workers"] == 2 and report["replicas"] == 2 and report["epochs"] == 2

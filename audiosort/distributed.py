@@ -1,0 +1,216 @@
+"""Training over devices and machines: the strategy, the ``TF_CONFIG`` cluster, and its training loop.
+
+One machine trains with ``model.fit`` (over several GPUs through
+``MirroredStrategy``). The workers of a ``TF_CONFIG`` cluster train with
+:func:`fit_multi_worker` instead, because Keras 3.15's ``fit`` fails under
+``MultiWorkerMirroredStrategy`` (tensorflow/tensorflow#72388). That loop
+drives the same Keras callbacks ``fit`` would (:func:`audiosort.train.run_callbacks`),
+so both paths write one run folder by one policy: history columns,
+checkpoints, early stopping and the non-finite stop are defined once, in
+train.py. docs/run-folder.md describes a cluster run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+
+import keras
+import numpy as np
+
+from audiosort.data.puzzles import Puzzles
+from audiosort.errors import ConfigError
+from audiosort.models.objectives import exact_order_accuracy, sorting_loss
+
+
+def cluster_role() -> tuple[int, int]:
+    """(this process's index, number of workers) in the cluster ``TF_CONFIG`` names; (0, 1) without one.
+
+    Workers are the cluster's "chief" task then its "worker" tasks, indexed in
+    that order, so index 0 is the chief (task type "chief", else worker 0).
+
+    Raises
+    ------
+    ConfigError
+        ``TF_CONFIG`` is not JSON, or its task is not among the cluster's.
+    """
+    text = os.environ.get("TF_CONFIG") or "{}"
+    try:
+        tf_config = json.loads(text)
+        cluster = tf_config.get("cluster", {})
+        tasks = [(kind, index) for kind in ("chief", "worker") for index in range(len(cluster.get(kind, [])))]
+        if len(tasks) < 2:
+            return 0, 1
+        return tasks.index((tf_config["task"]["type"], tf_config["task"]["index"])), len(tasks)
+    except (ValueError, TypeError, AttributeError, KeyError):
+        raise ConfigError(
+            f"TF_CONFIG = {text!r} is not JSON naming a cluster of chief/worker addresses and this process's task in it"
+        ) from None
+
+
+def default_strategy():
+    """The strategy training uses when given none (TensorFlow backend; None on others).
+
+    ``tf.distribute.MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` names
+    several chief/worker tasks (call this before any other TensorFlow op: it
+    configures the runtime, and waits until every worker has started), else
+    ``tf.distribute.MirroredStrategy`` over every GPU when TensorFlow sees more
+    than one, else None.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return None
+    _, n_workers = cluster_role()
+    import tensorflow as tf
+
+    if n_workers > 1:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy([gpu.name for gpu in gpus]) if len(gpus) > 1 else None
+
+
+def is_multi_worker(strategy) -> bool:
+    """Whether ``strategy`` spans several machines (so ``model.fit`` cannot run it)."""
+    return strategy is not None and type(strategy).__name__ == "MultiWorkerMirroredStrategy"
+
+
+def fit_multi_worker(
+    model: keras.Model,
+    strategy,
+    batches: Iterator[tuple[np.ndarray, np.ndarray]],
+    *,
+    batch_size: int,
+    epochs: int,
+    steps_per_epoch: int,
+    val: Puzzles,
+    callbacks: Sequence[keras.callbacks.Callback],
+    verbose: int | str,
+) -> None:
+    """``model.fit`` for one worker of a ``TF_CONFIG`` cluster: the same callbacks, called at the same points.
+
+    Every worker runs this same loop; each collective op (variable creation,
+    gradient all-reduce, the logged means) is therefore called by all workers
+    in the same order.
+
+    - Puzzles: each worker draws its own stream (``batches``, seeded by its
+      index). ``experimental_distribute_dataset`` (auto-sharding off) splits
+      each batch into one slice per replica of the cluster and feeds this
+      worker's replicas one slice each a step, so a step trains on
+      ``batch_size`` puzzles over the whole cluster, the same global batch as
+      on one machine.
+    - Step: the per-puzzle loss (mean row cross-entropy, as ``compile`` uses)
+      is divided by the global batch; the optimizer sums the gradients over
+      all replicas. The trainable weights stay identical on every worker;
+      BatchNormalization's moving statistics are each replica's own estimate,
+      as under ``MirroredStrategy``.
+    - Logs: after each step the callbacks get that step's all-reduced
+      ``loss`` and metrics; after each epoch, the epoch's means and the val
+      means (each replica scores its share of the val puzzles; the sums are
+      all-reduced), under the names ``fit`` uses. Every worker thus logs the
+      same history and takes the same early-stopping decision.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Compiled in ``strategy``'s scope (:func:`audiosort.train.compiled_model`).
+    batches : iterator of (chunks, order)
+        ``chunks [shape=(batch_size, n, L), dtype=int16]``, ``order [shape=(batch_size, n)]``, endless.
+    val : Puzzles
+        The val puzzles, the same on every worker.
+    callbacks : sequence of keras.callbacks.Callback
+        What ``fit`` would get; ``model.stop_training`` ends the loop after a step or an epoch.
+    verbose : int or "auto"
+        Prints one line per epoch unless 0.
+    """
+    import tensorflow as tf
+
+    with strategy.scope():
+        model.optimizer.build(model.trainable_variables)
+    row_loss = sorting_loss()
+    names = ["loss", "exact_accuracy", "position_accuracy"]
+
+    def puzzle_stats(chunks, order, training):
+        """Per puzzle: loss (nats, mean over rows), exact order (0 or 1), position accuracy: (b, 3) float32."""
+        log_probs = tf.cast(model(chunks, training=training), tf.float32)
+        return tf.stack(
+            [
+                tf.reduce_mean(row_loss.call(order, log_probs), axis=-1),
+                exact_order_accuracy(order, log_probs),
+                tf.reduce_mean(keras.metrics.sparse_categorical_accuracy(order, log_probs), axis=-1),
+            ],
+            axis=-1,
+        )
+
+    # The optimizer's gradient all-reduce stays outside XLA: XLA compiles no collective op on CPU.
+    @tf.function(jit_compile=model.jit_compile)
+    def stats_and_gradients(chunks, order):
+        with tf.GradientTape() as tape:
+            stats = puzzle_stats(chunks, order, training=True)
+            loss = tf.nn.compute_average_loss(stats[:, 0], global_batch_size=batch_size)
+            scaled_loss = model.optimizer.scale_loss(loss)
+        return stats, tape.gradient(scaled_loss, model.trainable_variables)
+
+    def replica_step(chunks, order):
+        stats, gradients = stats_and_gradients(chunks, order)
+        model.optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return tf.reduce_sum(stats, axis=0) / batch_size
+
+    @tf.function
+    def train_step(iterator):
+        """Loss, exact and position accuracy of the step's global batch, the same on every worker: (3,)."""
+        return strategy.reduce("SUM", strategy.run(replica_step, args=next(iterator)), axis=None)
+
+    def replica_val_sums(chunks, order):
+        replica = tf.distribute.get_replica_context()
+        mine = tf.range(replica.replica_id_in_sync_group, tf.shape(order)[0], replica.num_replicas_in_sync)
+        return tf.reduce_sum(puzzle_stats(tf.gather(chunks, mine), tf.gather(order, mine), training=False), axis=0)
+
+    @tf.function
+    def val_sums(chunks, order):
+        """Sums of loss, exact and position accuracy over the puzzles of one val batch: (3,)."""
+        return strategy.reduce("SUM", strategy.run(replica_val_sums, args=(chunks, order)), axis=None)
+
+    _, n_chunks, chunk_samples = val.chunks.shape
+    signature = (
+        tf.TensorSpec((batch_size, n_chunks, chunk_samples), tf.int16),
+        tf.TensorSpec((batch_size, n_chunks), tf.int32),
+    )
+    dataset = tf.data.Dataset.from_generator(lambda: batches, output_signature=signature)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    # repeat() makes the stream's cardinality infinite, so no step all-reduces "has every worker got data?".
+    iterator = iter(strategy.experimental_distribute_dataset(dataset.repeat().with_options(options)))
+
+    callback_list = keras.callbacks.CallbackList(
+        list(callbacks), model=model, epochs=epochs, steps=steps_per_epoch, verbose=0
+    )
+    model.stop_training = False
+    callback_list.on_train_begin()
+    for epoch in range(epochs):
+        callback_list.on_epoch_begin(epoch)
+        train_means = np.zeros(3)
+        for step in range(steps_per_epoch):
+            callback_list.on_train_batch_begin(step)
+            step_means = train_step(iterator).numpy()
+            train_means += step_means
+            callback_list.on_train_batch_end(step, dict(zip(names, map(float, train_means / (step + 1)))))
+            if model.stop_training:
+                break
+        if model.stop_training and step + 1 < steps_per_epoch:
+            break
+        val_means = sum((
+            val_sums(val.chunks[start : start + batch_size], val.order[start : start + batch_size]).numpy()
+            for start in range(0, len(val), batch_size)
+        ), np.zeros(3)) / len(val)
+        logs = dict(zip(names, map(float, train_means / steps_per_epoch)))
+        logs.update({f"val_{name}": float(value) for name, value in zip(names, val_means)})
+        callback_list.on_epoch_end(epoch, logs)
+        if verbose:
+            print(
+                f"epoch {epoch + 1}/{epochs}: loss {logs['loss']:.4f}, val_loss {logs['val_loss']:.4f}, "
+                f"val exact {logs['val_exact_accuracy']:.3f}",
+                flush=True,
+            )
+        if model.stop_training:
+            break
+    callback_list.on_train_end()
