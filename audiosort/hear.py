@@ -39,7 +39,7 @@ Example
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
 
 import numpy as np
 
@@ -52,17 +52,20 @@ from audiosort.run import RunEncoder, load_encoder
 MAX_HOP_SECONDS = 0.05
 
 
-@dataclass(frozen=True)
 class HearModel:
     """A run's encoder with the attributes the HEAR API requires.
 
-    Attributes
+    On the TensorFlow backend :func:`load_model` returns it as a ``tf.Module``
+    (see :func:`_model_class`).
+
+    Parameters
     ----------
     encoder : RunEncoder
         The run's encoder, chunk length and sample rate.
     """
 
-    encoder: RunEncoder
+    def __init__(self, encoder: RunEncoder):
+        self.encoder = encoder
 
     @property
     def sample_rate(self) -> int:
@@ -108,7 +111,28 @@ def load_model(model_file_path: str = "") -> HearModel:
         raise InputError(
             "audiosort.hear.load_model needs a run folder (or its encoder.keras); there is no default model"
         )
-    return HearModel(load_encoder(model_file_path))
+    return _model_class()(load_encoder(model_file_path))
+
+
+@functools.cache
+def _model_class() -> type[HearModel]:
+    """:class:`HearModel`, made a ``tf.Module`` on the TensorFlow backend.
+
+    HEAR's own validator (``hearvalidator``) accepts only a ``tf.Module`` or a
+    ``torch.nn.Module``; TensorFlow is imported only when it is the backend.
+    """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return HearModel
+    import tensorflow as tf
+
+    class TensorFlowHearModel(HearModel, tf.Module):
+        def __init__(self, encoder: RunEncoder):
+            tf.Module.__init__(self, name="audiosort_encoder")
+            HearModel.__init__(self, encoder)
+
+    return TensorFlowHearModel
 
 
 def get_timestamp_embeddings(audio, model: HearModel) -> tuple[np.ndarray, np.ndarray]:

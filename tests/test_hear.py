@@ -37,6 +37,11 @@ def test_model_has_the_hear_attributes(model, tiny_run):
     assert (from_file.sample_rate, from_file.timestamp_embedding_size) == (SAMPLE_RATE, 16)
 
 
+def test_model_is_a_tf_module_for_hears_validator(model):
+    # hearvalidator rejects anything that is neither a tf.Module nor a torch.nn.Module.
+    assert isinstance(model, tf.Module)
+
+
 def test_load_model_needs_a_run(tmp_path):
     with pytest.raises(InputError, match="no default model"):
         hear.load_model()
