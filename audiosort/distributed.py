@@ -71,7 +71,11 @@ def default_strategy():
 
 def is_multi_worker(strategy) -> bool:
     """Whether ``strategy`` spans several machines (so ``model.fit`` cannot run it)."""
-    return strategy is not None and type(strategy).__name__ == "MultiWorkerMirroredStrategy"
+    if strategy is None:
+        return False
+    import tensorflow as tf
+
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
 def fit_multi_worker(

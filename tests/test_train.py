@@ -230,6 +230,13 @@ def test_resuming_a_multi_worker_run_is_refused_with_one_line(music_corpus, tmp_
     assert_one_line_error(run("train", *args), "TF_CONFIG names 2 workers, and a multi-worker run cannot resume")
 
 
+def layout(run_dir):
+    """The run folder's files and folders, two levels deep (TensorBoard's event file names hold a time stamp)."""
+    return sorted(str(p.relative_to(run_dir)) for p in run_dir.glob("*")) + sorted(
+        str(p.relative_to(run_dir)) for p in run_dir.glob("*/*") if not p.name.startswith("events.")
+    )
+
+
 def free_ports(count):
     sockets = [socket.socket() for _ in range(count)]
     for s in sockets:
@@ -289,6 +296,12 @@ def test_two_workers_train_one_model_and_only_the_chief_writes_the_run_folder(mu
         rows = list(csv.DictReader(f))
     assert [int(row["epoch"]) for row in rows] == [0, 1]
     assert {"loss", "exact_accuracy", "val_loss", "val_exact_accuracy", "val_position_accuracy"} <= set(rows[0])
+
+    # One policy for both training paths: fit on one machine writes the same files and history columns.
+    single = train(tiny_config(music_corpus, "multi"), runs_dir=tmp_path / "single", verbose=0)
+    assert layout(single) == layout(run_dir)
+    with open(single / "history.csv") as f:
+        assert next(csv.reader(f)) == list(rows[0])
 
     # The other worker wrote nothing under its runs_dir, only its own copy in its temp folder, ...
     assert not (tmp_path / "runs1").exists() and other["run"].startswith(str(tmp_path / "tmp1"))
