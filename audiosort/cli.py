@@ -86,7 +86,8 @@ class _Group(click.Group):
             raise UserError(str(e)) from None
         except click.UsageError as e:
             # One line, like every other mistake, instead of click's usage block.
-            raise UserError(e.format_message() + (f" (see 'audiosort {e.ctx.info_name} --help')" if e.ctx else "")) from None
+            hint = f" (see 'audiosort {e.ctx.info_name} --help')" if e.ctx else ""
+            raise UserError(e.format_message().rstrip(".") + hint) from None
         except KeyboardInterrupt:
             raise Interrupted() from None
 
