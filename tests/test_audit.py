@@ -9,7 +9,11 @@ fixed-gap tone (n=2) at 1.000 (chance 0.5), the shared-gap tone (n=3) at
 0-10 ms gaps (the default before the gap study) at 0.384-0.432 (chance 0.167),
 while with per-gap padding over whole tone periods and 0.2 s apart all three
 sets stayed at chance for seeds 0-9 (largest: tone 0.197, p=0.0065 > 0.01/3).
-The default gaps, 0.5-1.0 s, pass too."""
+The default gaps, 0.5-1.0 s, pass too.
+
+A leak is a property of the pipeline: the audit fails where an ideal observer
+sorts a set above chance, even when the config's own model (a log-mel encoder,
+deaf to phase and sample-level edges) stays at chance."""
 
 import json
 from pathlib import Path
@@ -22,7 +26,7 @@ from audiosort import metrics
 from audiosort.audit import AuditReport, audit
 from audiosort.config import load_config
 from audiosort.data.puzzles import PuzzleSpec
-from audiosort.evaluate import DatasetResult
+from audiosort.verdicts import DatasetResult
 from conftest import assert_one_line_error, run
 
 AUDIT_MODEL = [
@@ -39,6 +43,15 @@ AUDIT_MODEL = [
 # 0.167 (n=3). With the default 0-10 ms the edges correlate by 0.73-1.0 and it sorts them at 0.54.
 CLEAN_GAPS = ["puzzle.pad_min_seconds=0.2", "puzzle.pad_max_seconds=0.2201875"]
 STEPS = 300
+# A log-mel encoder as small as it gets: it learns nothing in a few steps, so only the ideal observers can fail it.
+SMALL_LOGMEL = {
+    "name": "small-logmel",
+    "model": {
+        "encoder": {"type": "logmel", "filters": 4, "blocks": 1, "n_mels": 16, "embedding_dim": 8},
+        "sorter": {"hidden_units": 16},
+    },
+    "train": {"batch_size": 16},
+}
 
 
 def audited(*overrides, sanity=("noise", "brown", "tone")):
@@ -129,6 +142,33 @@ def test_the_default_gaps_pass_all_three_sets():
     report = audited()
     assert (report.config.puzzle.pad_min_seconds, report.config.puzzle.pad_max_seconds) == (0.5, 1.0)
     assert report.exit_code == 0 and report.problems() == [], report.lines()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "gaps, exit_code",
+    [((0.0, 0.01), 1), ((0.5, 1.0), 0)],
+    ids=["old-demo-gaps-0-10ms", "default-gaps-0.5-1s"],
+)
+def test_ideal_observer_fails_the_audit_even_when_the_config_model_stays_at_chance(tmp_path, gaps, exit_code):
+    config = tmp_path / "logmel.yaml"
+    puzzle = {"pad_min_seconds": gaps[0], "pad_max_seconds": gaps[1]}
+    config.write_text(yaml.safe_dump({**SMALL_LOGMEL, "puzzle": puzzle}))
+    result = run("audit", "--config", config, "--steps", 3, "--puzzles", 300, "--out", tmp_path / "report")
+    assert result.exit_code == exit_code, result.output
+    report = json.loads((tmp_path / "report" / "audit.json").read_text())
+    brown = report["datasets"]["brown"]
+    # Three steps teach the log-mel model nothing: it stays at chance either way.
+    assert all(entry["verdict"] == "at_chance" for entry in report["datasets"].values())
+    problems = [line for line in result.stderr.splitlines() if line.strip()]
+    if exit_code == 0:
+        assert problems == [] and brown["ideal_observer_sorts"] is False
+        return
+    # Brown noise's edges stay correlated across 0-10 ms: its ideal observer sorts n=3 at about 0.55.
+    assert brown["ideal_observer_sorts"] is True and brown["ideal_observer_exact_accuracy"] > 0.45
+    (line,) = [line for line in problems if line.startswith("brown: its ideal observer (brown noise")]
+    assert f"sorts it at {brown['ideal_observer_exact_accuracy']:.3f} exact, chance 0.167 (+0." in line
+    assert "pad_min_seconds >= 0.20" in line and brown["diagnosis"] in line
 
 
 def fake_result(name, *, sortable, n_puzzles=300):
