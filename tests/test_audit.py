@@ -26,6 +26,7 @@ from audiosort import metrics
 from audiosort.audit import AuditReport, audit
 from audiosort.config import load_config
 from audiosort.data.puzzles import PuzzleSpec
+from audiosort.leaks import IdealObserver
 from audiosort.verdicts import DatasetResult
 from conftest import assert_one_line_error, run
 
@@ -187,6 +188,25 @@ def test_white_noise_sorted_above_chance_is_diagnosed_as_a_sampler_bug():
     (problem,) = report.problems()
     assert problem.startswith("noise sorted above chance (p=") and "a bug in the sampler?" in problem
     assert report.to_dict()["datasets"]["noise"]["diagnosis"] in problem
+
+
+def test_a_set_only_its_ideal_observer_sorts_fails_the_audit_naming_the_observer_and_margin():
+    config = load_config(None, ["puzzle.pad_min_seconds=0", "puzzle.pad_max_seconds=0.01"])
+    spec = PuzzleSpec.from_config(config.puzzle, sample_rate=config.data.sample_rate)
+    brown, noise, tone = (fake_result(name, sortable=False) for name in ("brown", "noise", "tone"))
+    brown.ideal = IdealObserver(0.55, 3, "brown noise, edges", monte_carlo_puzzles=300)
+    noise.ideal = IdealObserver(1 / 6, 3, "exact")
+    # 57 of 300 puzzles (0.19) is above the 0.01 margin but within a Monte Carlo estimate's noise (p = 0.16).
+    tone.ideal = IdealObserver(0.19, 3, "tone, estimated", monte_carlo_puzzles=300)
+    report = AuditReport(config, spec, steps=10, seed=0, datasets=[brown, noise, tone])
+    assert report.leaking() == [] and [r.name for r in report.ideal_leaking()] == ["brown"]
+    assert report.exit_code == 1
+    (problem,) = report.problems()
+    assert problem.startswith("brown: its ideal observer (brown noise, edges) sorts it at 0.550 exact, chance 0.167 (+0.383)")
+    assert "pad_min_seconds >= 0.20" in problem
+    entries = report.to_dict()["datasets"]
+    assert entries["brown"]["ideal_observer_sorts"] is True and entries["brown"]["diagnosis"] in problem
+    assert entries["tone"]["ideal_observer_sorts"] is False and "diagnosis" not in entries["tone"]
 
 
 def test_config_typo_is_exit_2_with_one_line_naming_the_closest_key(tmp_path):
