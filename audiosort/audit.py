@@ -1,7 +1,7 @@
 """``audiosort audit``: can this config's pipeline sort audio whose order is unknowable?
 
-The seed's protocol for the pipeline itself (``seed/sorting-audio.md``,
-"Validation and Problems I Faced"): train the config's model from scratch on
+The seed's protocol for the pipeline itself ("Sorting Audio", 2016,
+section "Validation and Problems I Faced"): train the config's model from scratch on
 white noise, brown noise and a tone, then score it on held-out tracks of the
 same kind. Nothing in that audio tells the order, so a model that sorts it
 above chance has found the order in how the puzzles were cut: a fixed gap
@@ -12,7 +12,7 @@ noise let its edges continue (DESIGN.md, "Leaks to know").
 For each sanity kind, :func:`audit`
 
 1. renders the kind's train tracks and, from an independent stream, its
-   held-out tracks (:func:`audiosort.evaluate.sanity_tracks`: 8 tracks of 60 s
+   held-out tracks (:func:`audiosort.sanity.sanity_tracks`: 8 tracks of 60 s
    each, at ``data.sample_rate``);
 2. builds and compiles a fresh model exactly as ``audiosort train`` would
    (:func:`audiosort.train.compiled_model`) and fits it for ``steps`` batches
@@ -25,8 +25,12 @@ For each sanity kind, :func:`audit`
    (:mod:`audiosort.leaks`), so that "at chance" can be told from "too weak to
    find the leak".
 
-Each set sorted above chance gets one line of diagnosis naming the likely
-cause and its fix (:meth:`AuditReport.problems`).
+A leak is a property of the pipeline, not of the model that happens to be
+trained on it: a log-mel encoder cannot hear a tone's phase or brown noise's
+sample-level edges, so it stays at chance where the puzzles leak. The audit
+therefore fails (exit 1) when the trained model **or an ideal observer** sorts
+a set above chance (:meth:`AuditReport.problems` names which, by how much,
+the likely cause and its fix).
 
 Example
 -------
@@ -38,34 +42,30 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
 
+from audiosort import _files, reports
 from audiosort.config import Config, to_dict
 from audiosort.data import synthetic
 from audiosort.data.puzzles import PuzzleSpec
-from audiosort.errors import ConfigError, InputError
+from audiosort.errors import ConfigError, InputError, check_positive_int
 from audiosort.leaks import IdealObserver
-from audiosort.evaluate import (
-    ALPHA,
+from audiosort.sanity import (
     DEFAULT_SANITY,
     SANITY_KINDS,
     SANITY_TONE_HZ,
     SANITY_TRACK_SECONDS,
     SANITY_TRACKS,
-    VERDICT_DECODING,
-    DatasetResult,
-    Verdicts,
     sanity_ideal_observer,
     sanity_puzzles,
     sanity_tracks,
-    score_dataset,
 )
 from audiosort.train import compiled_model, fit, train_batches
+from audiosort.verdicts import ALPHA, VERDICT_DECODING, DatasetResult, Verdicts, score_dataset
 
 # 400 steps of the config's batch: enough for the small waveform models of the tests to learn
 # each leak of DESIGN.md (see tests/test_audit.py), about a minute per set for configs/demo.yaml
@@ -108,11 +108,33 @@ class AuditReport(Verdicts):
     alpha: float = ALPHA
 
     def problems(self) -> list[str]:
-        """One line of diagnosis per set sorted above chance: what leaks and how to stop it."""
-        return [
+        """One line per leak: each set the model sorts above chance, then each set only its ideal observer sorts.
+
+        A leak is a property of the pipeline, not of the model trained on it:
+        a set whose ideal observer sorts it above chance fails the audit even
+        where this config's model stayed at chance, e.g. ``"brown: its ideal
+        observer sorts it at 0.552 exact, chance 0.167 (+0.385) ..."``.
+        """
+        lines = [
             f"{r.name} sorted above chance (p={r.scores[VERDICT_DECODING]['p_value']:.2g}): {self.diagnosis(r)}"
             for r in self.leaking()
         ]
+        model_found = {r.name for r in self.leaking()}
+        for result in self.ideal_leaking():
+            if result.name in model_found:
+                continue
+            ideal = result.ideal
+            lines.append(
+                f"{result.name}: its ideal observer ({ideal.method}) sorts it at {ideal.exact_accuracy:.3f} exact, "
+                f"chance {ideal.chance:.3f} ({ideal.exact_accuracy - ideal.chance:+.3f}), though this model stayed at "
+                f"chance: {self.diagnosis(result)}"
+            )
+        return lines
+
+    @property
+    def exit_code(self) -> int:
+        """1 if the model or an ideal observer sorts any sanity set above chance, else 0."""
+        return 1 if self.leaking() or self.ideal_leaking() else 0
 
     def diagnosis(self, result: DatasetResult) -> str:
         """Why ``result``'s set could be sorted, given the puzzle settings, and the fix."""
@@ -141,16 +163,17 @@ class AuditReport(Verdicts):
             f"of {config.train.batch_size} puzzles on {SANITY_TRACKS} tracks x {SANITY_TRACK_SECONDS:.0f} s, scored on "
             f"held-out tracks (puzzles: {puzzles}; training: {seconds})",
             "",
-            *self.table(),
+            *reports.table(self),
             "",
-            *self.notes(),
+            *reports.notes(self),
         ]
 
     def to_dict(self) -> dict:
         """``audit.json``: the config, the budget, then one entry per set as in ``eval.json``."""
-        entries = self.entries()
-        for result in self.leaking():
-            entries[result.name]["diagnosis"] = self.diagnosis(result)
+        entries = reports.entries(self)
+        for result in self.datasets:
+            if self.verdict(result) == "above_chance" or self.ideal_sorts(result):
+                entries[result.name]["diagnosis"] = self.diagnosis(result)
         for name, value in self.train_seconds.items():
             entries[name]["train_seconds"] = round(value, 1)
         return {
@@ -171,9 +194,7 @@ class AuditReport(Verdicts):
         except OSError as e:
             raise InputError(f"cannot create {folder}: {e.strerror or e}") from None
         path = folder / "audit.json"
-        tmp = path.with_name(f".{path.name}.partial")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
-        os.replace(tmp, path)
+        _files.write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
         return path
 
 
@@ -200,12 +221,13 @@ def audit(
     seed : int, keyword-only
         Seeds the train and held-out audio and their puzzles.
     sanity : sequence of str, keyword-only
-        Keys of :data:`audiosort.evaluate.SANITY_KINDS`, each audited once.
+        Keys of :data:`audiosort.sanity.SANITY_KINDS`, each audited once.
 
     Returns
     -------
     AuditReport
-        ``exit_code`` 1 when any set is sorted above chance; nothing is written.
+        ``exit_code`` 1 when the trained model or an ideal observer sorts any set
+        above chance; nothing is written.
 
     Raises
     ------
@@ -214,9 +236,8 @@ def audit(
     ConfigError
         Puzzle settings whose chunk set is longer than a sanity track (60 s).
     """
-    for name, value in (("steps", steps), ("puzzles", n_puzzles)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"--{name} {value!r} must be an int >= 1")
+    check_positive_int(steps, "--steps")
+    check_positive_int(n_puzzles, "--puzzles")
     sanity = tuple(sanity)
     if not sanity:
         raise InputError(f"no sanity set to audit; choose from {', '.join(SANITY_KINDS)}")
@@ -241,7 +262,11 @@ def audit(
         model = _train_on_sanity_audio(config, spec, kind, steps=steps, seed=seed)
         train_seconds[kind] = time.perf_counter() - started
         source = {**source, "train_steps": steps}
-        results.append(score_dataset(kind, True, source, puzzles, model, config.train.batch_size, ideal))
+        results.append(
+            score_dataset(
+                puzzles, model, name=kind, sanity=True, source=source, ideal=ideal, batch_size=config.train.batch_size
+            )
+        )
     return AuditReport(config, spec, steps, seed, results, train_seconds)
 
 

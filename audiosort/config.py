@@ -36,6 +36,9 @@ LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 # numpy's legacy global seed, which keras.utils.set_random_seed sets, takes 0 <= seed < 2**32.
 MAX_SEED = 2**32 - 1
+# Puzzles in a scored set (fixed val/test sets, eval's sanity sets): the 95% interval of an
+# exact-order accuracy near 0.5 is then about +-0.022.
+DEFAULT_PUZZLES = 2000
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ class DataConfig:
 
     corpus: str = "data/demo"  # a corpus folder made by `audiosort prepare`
     sample_rate: int = 16000  # Hz; must match the corpus (the model's front end depends on it)
-    val_puzzles: int = 2000  # size of the validation set when the corpus's fixed one has other settings
+    val_puzzles: int = DEFAULT_PUZZLES  # size of the validation set when the corpus's fixed one has other settings
 
     def __post_init__(self):
         _check(self.sample_rate > 0, "data.sample_rate", self.sample_rate, "must be > 0")
@@ -57,7 +60,7 @@ class PuzzleConfig:
 
     n_chunks: int = 3
     chunk_seconds: float = 0.2
-    # Gaps of 0.5-1.0 s: the gap study (configs/sweep-gaps.yaml, README) found the encoders
+    # Gaps of 0.5-1.0 s: the gap study (configs/sweep-gaps.yaml, docs/gap-study.md) found the encoders
     # probed best after training with these, and nothing sorts brown noise or a tone across them.
     pad_min_seconds: float = 0.5
     pad_max_seconds: float = 1.0
@@ -224,7 +227,8 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
     Parameters
     ----------
     path : str or Path, optional
-        YAML file; its keys must exist in :class:`Config`. None starts from the defaults.
+        YAML file; its keys must exist in :class:`Config`, besides ``base:``
+        (see :func:`read_config_file`). None starts from the defaults.
     overrides : sequence of str
         Each ``dotted.key=value``; the value is parsed as a YAML scalar and must
         have the key's type.
@@ -244,11 +248,38 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
     if path is not None:
         path = Path(path)
         where = str(path)
-        raw = _read_yaml(path)
+        raw = read_config_file(path)
     overridden = set()
     for override in overrides:
         overridden.add(apply_override(raw, override, where=where))
     return from_dict(raw, where=where, overridden=frozenset(overridden))
+
+
+def read_config_file(path: str | Path, *, _including: tuple = ()) -> dict:
+    """A config file's raw mapping, with the file named by its ``base:`` key merged in underneath.
+
+    ``base: shared/warzone.yaml`` (relative to the file) lets settings shared
+    by several configs, such as a corpus and the puzzles its fixed sets were
+    cut with, live in one file: the base's mapping is read first (it may have
+    a base of its own), then this file's keys replace its keys, section by
+    section.
+
+    Raises
+    ------
+    ConfigError
+        An unreadable file, invalid YAML, a file that is not a mapping, or a
+        cycle of bases.
+    """
+    path = Path(path)
+    if path.resolve() in _including:
+        raise ConfigError(f"{path} is its own base (through {', '.join(str(p) for p in _including)})")
+    raw = _read_yaml(path)
+    if "base" not in raw:
+        return raw
+    base = raw.pop("base")
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"base in {path} must name a config file, got {base!r}")
+    return _merged(read_config_file(path.parent / base, _including=(*_including, path.resolve())), raw)
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -289,6 +320,14 @@ def _read_yaml(path: Path) -> dict:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping of sections, got {type(raw).__name__}")
     return raw
+
+
+def _merged(base: dict, top: dict) -> dict:
+    """``top`` over ``base``: mappings merge key by key, anything else in ``top`` replaces ``base``'s."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def apply_override(raw: dict, override: str, *, where: str = "config") -> str:
@@ -421,6 +460,15 @@ def _all_keys(cls, prefix: str = "") -> list[str]:
     return keys
 
 
+def closest_key(key: str, valid: typing.Sequence[str]) -> str | None:
+    """The entry of ``valid`` most like ``key`` (difflib), or None when ``valid`` is empty.
+
+    Every "did you mean" of audiosort comes from here: config keys, sweep keys, plot axes.
+    """
+    close = difflib.get_close_matches(str(key), list(valid), n=1, cutoff=0.0)
+    return close[0] if close else None
+
+
 def _unknown_key_message(dotted: str, cls, *, where: str) -> str:
     """'unknown key 'puzzle.pad_lengths' in X; did you mean 'pad_max_seconds'?'"""
     leaf = dotted.rsplit(".", 1)[-1]
@@ -429,8 +477,8 @@ def _unknown_key_message(dotted: str, cls, *, where: str) -> str:
     elsewhere = [k for k in _all_keys(Config) if k.rsplit(".", 1)[-1] == leaf]
     if elsewhere:
         return f"{message}; did you mean '{elsewhere[0]}'?"
-    close = difflib.get_close_matches(leaf, local, n=1, cutoff=0.0)
+    close = closest_key(leaf, local)
     if close:
-        message += f"; did you mean '{close[0]}'?"
+        message += f"; did you mean '{close}'?"
     section = dotted.rsplit(".", 1)[0] if "." in dotted else "top-level"
     return f"{message} ({section} keys: {', '.join(local)})"

@@ -21,3 +21,9 @@ class InputError(AudiosortError):
 
 class DecodeError(AudiosortError):
     """One audio file cannot be decoded; ``prepare`` skips it and records why."""
+
+
+def check_positive_int(value, flag: str) -> None:
+    """Raise :class:`InputError` unless ``value`` is an int >= 1 (a bool is not); ``flag`` names it: ``"--steps"``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{flag} {value!r} must be an int >= 1")

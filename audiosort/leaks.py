@@ -61,11 +61,15 @@ class IdealObserver(NamedTuple):
         n-chunk enumeration is too large (the pairwise observer).
     method : str
         How it was obtained, in words.
+    monte_carlo_puzzles : int or None
+        Puzzles it was estimated on, where it is a Monte Carlo estimate (brown
+        noise); None where it is exact.
     """
 
     exact_accuracy: float
     n_chunks: int
     method: str
+    monte_carlo_puzzles: int | None = None
 
     @property
     def chance(self) -> float:
@@ -244,7 +248,7 @@ def ideal_brown_accuracy(
         guess = orders[np.argmax(likelihood, axis=1)]
         right += int(np.count_nonzero(np.all(guess == order[first : first + block], axis=1)))
     how = f"brown noise, maximum-likelihood order from the chunk edges, Monte Carlo on these {len(chunks)} puzzles"
-    return IdealObserver(right / len(chunks), n_chunks, how)
+    return IdealObserver(right / len(chunks), n_chunks, how, monte_carlo_puzzles=len(chunks))
 
 
 def _gap_distribution(spec: PuzzleSpec) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,11 @@ fixed-gap tone (n=2) at 1.000 (chance 0.5), the shared-gap tone (n=3) at
 0-10 ms gaps (the default before the gap study) at 0.384-0.432 (chance 0.167),
 while with per-gap padding over whole tone periods and 0.2 s apart all three
 sets stayed at chance for seeds 0-9 (largest: tone 0.197, p=0.0065 > 0.01/3).
-The default gaps, 0.5-1.0 s, pass too."""
+The default gaps, 0.5-1.0 s, pass too.
+
+A leak is a property of the pipeline: the audit fails where an ideal observer
+sorts a set above chance, even when the config's own model (a log-mel encoder,
+deaf to phase and sample-level edges) stays at chance."""
 
 import json
 from pathlib import Path
@@ -22,7 +26,8 @@ from audiosort import metrics
 from audiosort.audit import AuditReport, audit
 from audiosort.config import load_config
 from audiosort.data.puzzles import PuzzleSpec
-from audiosort.evaluate import DatasetResult
+from audiosort.leaks import IdealObserver
+from audiosort.verdicts import DatasetResult
 from conftest import assert_one_line_error, run
 
 AUDIT_MODEL = [
@@ -39,6 +44,15 @@ AUDIT_MODEL = [
 # 0.167 (n=3). With the default 0-10 ms the edges correlate by 0.73-1.0 and it sorts them at 0.54.
 CLEAN_GAPS = ["puzzle.pad_min_seconds=0.2", "puzzle.pad_max_seconds=0.2201875"]
 STEPS = 300
+# A log-mel encoder as small as it gets: it learns nothing in a few steps, so only the ideal observers can fail it.
+SMALL_LOGMEL = {
+    "name": "small-logmel",
+    "model": {
+        "encoder": {"type": "logmel", "filters": 4, "blocks": 1, "n_mels": 16, "embedding_dim": 8},
+        "sorter": {"hidden_units": 16},
+    },
+    "train": {"batch_size": 16},
+}
 
 
 def audited(*overrides, sanity=("noise", "brown", "tone")):
@@ -131,6 +145,33 @@ def test_the_default_gaps_pass_all_three_sets():
     assert report.exit_code == 0 and report.problems() == [], report.lines()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "gaps, exit_code",
+    [((0.0, 0.01), 1), ((0.5, 1.0), 0)],
+    ids=["old-demo-gaps-0-10ms", "default-gaps-0.5-1s"],
+)
+def test_ideal_observer_fails_the_audit_even_when_the_config_model_stays_at_chance(tmp_path, gaps, exit_code):
+    config = tmp_path / "logmel.yaml"
+    puzzle = {"pad_min_seconds": gaps[0], "pad_max_seconds": gaps[1]}
+    config.write_text(yaml.safe_dump({**SMALL_LOGMEL, "puzzle": puzzle}))
+    result = run("audit", "--config", config, "--steps", 3, "--puzzles", 300, "--out", tmp_path / "report")
+    assert result.exit_code == exit_code, result.output
+    report = json.loads((tmp_path / "report" / "audit.json").read_text())
+    brown = report["datasets"]["brown"]
+    # Three steps teach the log-mel model nothing: it stays at chance either way.
+    assert all(entry["verdict"] == "at_chance" for entry in report["datasets"].values())
+    problems = [line for line in result.stderr.splitlines() if line.strip()]
+    if exit_code == 0:
+        assert problems == [] and brown["ideal_observer_sorts"] is False
+        return
+    # Brown noise's edges stay correlated across 0-10 ms: its ideal observer sorts n=3 at about 0.55.
+    assert brown["ideal_observer_sorts"] is True and brown["ideal_observer_exact_accuracy"] > 0.45
+    (line,) = [line for line in problems if line.startswith("brown: its ideal observer (brown noise")]
+    assert f"sorts it at {brown['ideal_observer_exact_accuracy']:.3f} exact, chance 0.167 (+0." in line
+    assert "pad_min_seconds >= 0.20" in line and brown["diagnosis"] in line
+
+
 def fake_result(name, *, sortable, n_puzzles=300):
     order = np.tile([[0, 1, 2], [2, 0, 1], [1, 2, 0]], (n_puzzles // 3, 1))
     eye = np.eye(3)
@@ -147,6 +188,25 @@ def test_white_noise_sorted_above_chance_is_diagnosed_as_a_sampler_bug():
     (problem,) = report.problems()
     assert problem.startswith("noise sorted above chance (p=") and "a bug in the sampler?" in problem
     assert report.to_dict()["datasets"]["noise"]["diagnosis"] in problem
+
+
+def test_a_set_only_its_ideal_observer_sorts_fails_the_audit_naming_the_observer_and_margin():
+    config = load_config(None, ["puzzle.pad_min_seconds=0", "puzzle.pad_max_seconds=0.01"])
+    spec = PuzzleSpec.from_config(config.puzzle, sample_rate=config.data.sample_rate)
+    brown, noise, tone = (fake_result(name, sortable=False) for name in ("brown", "noise", "tone"))
+    brown.ideal = IdealObserver(0.55, 3, "brown noise, edges", monte_carlo_puzzles=300)
+    noise.ideal = IdealObserver(1 / 6, 3, "exact")
+    # 57 of 300 puzzles (0.19) is above the 0.01 margin but within a Monte Carlo estimate's noise (p = 0.16).
+    tone.ideal = IdealObserver(0.19, 3, "tone, estimated", monte_carlo_puzzles=300)
+    report = AuditReport(config, spec, steps=10, seed=0, datasets=[brown, noise, tone])
+    assert report.leaking() == [] and [r.name for r in report.ideal_leaking()] == ["brown"]
+    assert report.exit_code == 1
+    (problem,) = report.problems()
+    assert problem.startswith("brown: its ideal observer (brown noise, edges) sorts it at 0.550 exact, chance 0.167 (+0.383)")
+    assert "pad_min_seconds >= 0.20" in problem
+    entries = report.to_dict()["datasets"]
+    assert entries["brown"]["ideal_observer_sorts"] is True and entries["brown"]["diagnosis"] in problem
+    assert entries["tone"]["ideal_observer_sorts"] is False and "diagnosis" not in entries["tone"]
 
 
 def test_config_typo_is_exit_2_with_one_line_naming_the_closest_key(tmp_path):

@@ -1,31 +1,27 @@
-"""audiosort eval: reports against chance, sanity verdicts and exit codes; the ideal observers of the sanity sets."""
+"""audiosort eval: reports against chance, sanity verdicts, baselines and exit codes."""
 
-import itertools
 import json
-from collections import defaultdict
-from fractions import Fraction
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from audiosort import audio, evaluate as evaluate_module, metrics
-from audiosort.config import load_config
 from audiosort.data import synthetic
 from audiosort.data.corpus import prepare_synthetic
 from audiosort.data.puzzles import PuzzleSpec, TrackTable, make_puzzle_set
-from audiosort.evaluate import BaselineResult, DatasetResult, EvalReport, score_dataset
-from audiosort.leaks import ideal_brown_accuracy, ideal_noise_accuracy, ideal_tone_accuracy
-from audiosort.train import train
-from conftest import TINY_PUZZLE, TINY_TRAIN, assert_one_line_error, run
-
-DESIGN_N2 = dict(n_chunks=2, chunk_samples=3200, pad_min_samples=0)  # 0.2 s chunks at 16 kHz, as in DESIGN.md
+from audiosort.evaluate import EvalReport
+from audiosort.verdicts import BaselineResult, DatasetResult, score_dataset
+from conftest import TINY_PUZZLE, assert_one_line_error, run
 
 
 @pytest.fixture(scope="module")
-def tiny_run(music_corpus, tmp_path_factory):
-    config = load_config(None, ["name=eval", f"data.corpus={music_corpus}", *TINY_TRAIN])
-    return train(config, runs_dir=tmp_path_factory.mktemp("runs"), verbose=0)
+def eval_run(tiny_run, tmp_path_factory):
+    """A copy of the session's tiny run (trained once, read-only): eval writes its reports into the run folder."""
+    copy = tmp_path_factory.mktemp("eval") / "tiny"
+    shutil.copytree(tiny_run, copy)
+    return copy
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +35,12 @@ def corpus_8k(tmp_path_factory):
 
 
 
-
-def test_eval_writes_json_markdown_and_confusion_images_with_chance(tiny_run):
-    result = run("eval", tiny_run, "--puzzles", 200)
-    assert result.exit_code in (0, 1), result.output
-    report = json.loads((tiny_run / "eval.json").read_text())
+def test_eval_writes_json_markdown_and_confusion_images_with_chance(eval_run):
+    result = run("eval", eval_run, "--puzzles", 200)
+    # Ten steps of a tiny MLP on music learn no leak: every sanity set stays at chance.
+    assert result.exit_code == 0, result.output
+    assert "sanity sets at chance: noise, brown, tone" in result.stdout and result.stderr == ""
+    report = json.loads((eval_run / "eval.json").read_text())
     datasets = report["datasets"]
     assert list(datasets) == ["test", "noise", "brown", "tone"]
     assert report["n_tests"] == 4 and report["alpha"] == 0.01 and report["verdict_decoding"] == "hungarian"
@@ -68,7 +65,7 @@ def test_eval_writes_json_markdown_and_confusion_images_with_chance(tiny_run):
         beats = "beats" if baseline["model_better"] else "does not beat"
         assert f"{name}: the model {beats} the continuity baseline (exact" in result.stdout
         assert f"| {name} (continuity) | hungarian | {exact['value']:.3f} " in result.stdout
-        png = tiny_run / f"confusion-{name}.png"
+        png = eval_run / f"confusion-{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert datasets["test"]["split"] == "test" and datasets["test"]["fixed_set"] is True
     assert datasets["tone"]["kind"] == "tone" and datasets["tone"]["tone_method"] == "tiled"
@@ -77,21 +74,18 @@ def test_eval_writes_json_markdown_and_confusion_images_with_chance(tiny_run):
     # Synthetic music changes smoothly at the edges; white noise does not.
     assert datasets["test"]["baselines"]["continuity"]["verdict"] == "above_chance"
     assert datasets["noise"]["baselines"]["continuity"]["verdict"] == "at_chance"
-    above = [name for name, entry in datasets.items() if entry["sanity"] and entry["verdict"] == "above_chance"]
-    assert result.exit_code == (1 if above else 0)
-    for name in above:
-        assert f"{name} sorted above chance" in result.stderr
-    markdown = (tiny_run / "eval.md").read_text()
+    assert [name for name, entry in datasets.items() if entry["sanity"] and entry["verdict"] == "above_chance"] == []
+    markdown = (eval_run / "eval.md").read_text()
     assert "| dataset | decoding | exact acc [95% CI] | chance |" in markdown
     assert markdown.count("| tone | hungarian |") == 1 and "| test | argmax |" in result.stdout
-    assert not list(tiny_run.glob(".*partial*"))
+    assert not list(eval_run.glob(".*partial*"))
 
 
-def test_eval_exits_0_when_the_model_cannot_sort_noise(tiny_run):
-    result = run("eval", tiny_run, "--sanity", "noise", "--puzzles", 200)
+def test_eval_exits_0_when_the_model_cannot_sort_noise(eval_run):
+    result = run("eval", eval_run, "--sanity", "noise", "--puzzles", 200)
     assert result.exit_code == 0, result.output
     assert "sanity sets at chance: noise" in result.stdout
-    assert set(json.loads((tiny_run / "eval.json").read_text())["datasets"]) == {"test", "noise"}
+    assert set(json.loads((eval_run / "eval.json").read_text())["datasets"]) == {"test", "noise"}
 
 
 def fake_result(name, *, sanity, sortable, baseline_sortable=None, n_puzzles=300, seed=0):
@@ -209,137 +203,48 @@ def test_score_dataset_pairs_the_model_with_the_baseline_on_the_same_puzzles():
     )
     puzzles = make_puzzle_set(tracks, spec, 300, rng=np.random.default_rng(2))
     model = PerfectModel(puzzles)
-    result = score_dataset("noise", True, {"kind": "noise"}, puzzles, model, 64, sample_rate=16000)
+    scoring = dict(name="noise", sanity=True, source={"kind": "noise"}, batch_size=64)
+    result = score_dataset(puzzles, model, **scoring, sample_rate=16000)
     baseline = result.baselines["continuity"]
     right = baseline.scores["hungarian"]["exact_correct_count"]
     # The model is right on all 300 puzzles, the baseline on `right`: McNemar sees 300 - right discordant pairs.
     assert baseline.model_better_p_value == pytest.approx(0.5 ** (300 - right))
     assert 20 <= right <= 80  # white noise: about 300 / 6
-    assert score_dataset("noise", True, {"kind": "noise"}, puzzles, model, 64).baselines == {}
+    assert score_dataset(puzzles, model, **scoring).baselines == {}
 
 
-def test_train_split_is_refused_without_allow_train(tiny_run):
-    assert_one_line_error(run("eval", tiny_run, "--split", "train"), "inflates accuracy")
-    result = run("eval", tiny_run, "--split", "train", "--allow-train", "--sanity", "", "--puzzles", 50)
+def test_train_split_is_refused_without_allow_train(eval_run):
+    assert_one_line_error(run("eval", eval_run, "--split", "train"), "inflates accuracy")
+    result = run("eval", eval_run, "--split", "train", "--allow-train", "--sanity", "", "--puzzles", 50)
     assert result.exit_code == 0, result.output
-    entry = json.loads((tiny_run / "eval.json").read_text())["datasets"]["train"]
+    entry = json.loads((eval_run / "eval.json").read_text())["datasets"]["train"]
     assert entry["split"] == "train" and entry["fixed_set"] is False and entry["n_puzzles"] == 50
 
 
-def test_corpus_at_another_sample_rate_is_exit_2(tiny_run, corpus_8k):
-    assert_one_line_error(run("eval", tiny_run, "--corpus", corpus_8k), "8000 Hz")
-    assert_one_line_error(run("eval", tiny_run, "--sanity", f"noise,{corpus_8k}"), "8000 Hz")
+def test_corpus_at_another_sample_rate_is_exit_2(eval_run, corpus_8k):
+    assert_one_line_error(run("eval", eval_run, "--corpus", corpus_8k), "8000 Hz")
+    assert_one_line_error(run("eval", eval_run, "--sanity", f"noise,{corpus_8k}"), "8000 Hz")
 
 
-def test_missing_run_folder_or_model_is_exit_2(tiny_run, tmp_path):
+def test_missing_run_folder_or_model_is_exit_2(eval_run, tmp_path):
     assert_one_line_error(run("eval", tmp_path / "nope"), "no run folder")
     assert_one_line_error(run("eval", tmp_path), "no config.yaml")
-    (tmp_path / "config.yaml").write_text((tiny_run / "config.yaml").read_text())
+    (tmp_path / "config.yaml").write_text((eval_run / "config.yaml").read_text())
     assert_one_line_error(run("eval", tmp_path), "no model.keras")
 
 
-def test_unknown_sanity_name_is_exit_2_listing_the_kinds(tiny_run):
-    result = run("eval", tiny_run, "--sanity", "noise,pink")
+def test_unknown_sanity_name_is_exit_2_listing_the_kinds(eval_run):
+    result = run("eval", eval_run, "--sanity", "noise,pink")
     assert_one_line_error(result, "'pink' is neither a sanity kind (noise, brown, tone")
 
 
-def test_sanity_corpus_folder_is_scored_under_its_name(tiny_run, tmp_path):
+def test_sanity_corpus_folder_is_scored_under_its_name(eval_run, tmp_path):
     folder = tmp_path / "mynoise"
     prepare_synthetic(
         "noise", folder, duration_seconds=30, track_seconds=5, puzzle=TINY_PUZZLE, n_puzzles=50, progress=False
     )
-    result = run("eval", tiny_run, "--sanity", folder, "--puzzles", 50)
-    assert result.exit_code in (0, 1), result.output
-    entry = json.loads((tiny_run / "eval.json").read_text())["datasets"]["mynoise"]
+    result = run("eval", eval_run, "--sanity", folder, "--puzzles", 50)
+    assert result.exit_code == 0, result.output
+    entry = json.loads((eval_run / "eval.json").read_text())["datasets"]["mynoise"]
     assert entry["sanity"] and entry["kind"] == "corpus" and entry["corpus"] == str(folder)
-    assert (tiny_run / "confusion-mynoise.png").exists()
-
-
-# --- Ideal observers (DESIGN.md, "Leaks to know") ---------------------------------
-
-
-@pytest.mark.parametrize(
-    "method, pad_max_samples, expected",
-    [("exact", 160, 0.997), ("tiled", 160, 0.525), ("tiled", 143, 0.500)],
-)
-def test_ideal_tone_observer_matches_design_md(method, pad_max_samples, expected):
-    spec = PuzzleSpec(**DESIGN_N2, pad_max_samples=pad_max_samples)
-    ideal = ideal_tone_accuracy(spec, sample_rate=16000, method=method)
-    assert ideal.exact_accuracy == pytest.approx(expected, abs=0.002)
-    assert ideal.n_chunks == 2 and ideal.chance == 0.5
-
-
-@pytest.mark.parametrize("method", ["tiled", "exact"])
-def test_fixed_gap_tone_is_sorted_perfectly_by_the_ideal_observer(method):
-    spec = PuzzleSpec(**DESIGN_N2, pad_max_samples=160, pad_mode="fixed")
-    assert ideal_tone_accuracy(spec, sample_rate=16000, method=method).exact_accuracy == 1.0
-
-
-def test_tiled_tone_observer_depends_on_chunk_length_unless_gaps_cover_whole_periods():
-    # With 17 residues one count more likely, their reflection -r - 2L overlaps them by 2L mod 36.
-    short = PuzzleSpec(n_chunks=2, chunk_samples=800, pad_min_samples=0, pad_max_samples=160)
-    assert ideal_tone_accuracy(short, sample_rate=16000).exact_accuracy == pytest.approx(165 / 322)
-    whole = PuzzleSpec(n_chunks=3, chunk_samples=800, pad_min_samples=0, pad_max_samples=143)
-    assert ideal_tone_accuracy(whole, sample_rate=16000).exact_accuracy == pytest.approx(1 / 6)
-
-
-def test_shared_gap_tone_leaks_for_three_chunks_even_over_whole_periods():
-    per_gap = PuzzleSpec(n_chunks=3, chunk_samples=3200, pad_min_samples=0, pad_max_samples=143)
-    shared = PuzzleSpec(n_chunks=3, chunk_samples=3200, pad_min_samples=0, pad_max_samples=143, pad_mode="shared")
-    assert ideal_tone_accuracy(per_gap, sample_rate=16000).exact_accuracy == pytest.approx(1 / 6)
-    assert ideal_tone_accuracy(shared, sample_rate=16000).exact_accuracy > 0.45
-
-
-def brute_force_tone(n_chunks, chunk_samples, gaps, cycles_per_sample):
-    """The ideal observer by dictionaries of Fractions: every gap tuple, every order."""
-    combinations = list(itertools.product(gaps, repeat=n_chunks - 1))
-    table = defaultdict(lambda: defaultdict(Fraction))
-    orders = list(itertools.permutations(range(n_chunks)))
-    for steps in combinations:
-        phases = [Fraction(0)]
-        for gap in steps:
-            phases.append((phases[-1] + (chunk_samples + gap) * cycles_per_sample) % 1)
-        for order in orders:
-            seen = tuple((phases[order[i]] - phases[order[0]]) % 1 for i in range(1, n_chunks))
-            table[seen][order] += Fraction(1, len(combinations))
-    return float(sum(max(row.values()) for row in table.values()) / len(orders))
-
-
-@pytest.mark.parametrize("method, pad_max_samples", [("tiled", 50), ("exact", 30)])
-def test_ideal_tone_observer_equals_brute_force_for_three_chunks(method, pad_max_samples):
-    spec = PuzzleSpec(n_chunks=3, chunk_samples=1000, pad_min_samples=5, pad_max_samples=pad_max_samples)
-    cycles = Fraction(1, 36) if method == "tiled" else Fraction(440, 16000)
-    expected = brute_force_tone(3, 1000, range(5, pad_max_samples + 1), cycles)
-    assert ideal_tone_accuracy(spec, sample_rate=16000, method=method).exact_accuracy == pytest.approx(expected, abs=1e-12)
-
-
-def test_too_large_tone_enumeration_falls_back_to_pairwise():
-    spec = PuzzleSpec(n_chunks=4, chunk_samples=3200, pad_min_samples=0, pad_max_samples=160)
-    ideal = ideal_tone_accuracy(spec, sample_rate=16000, method="exact")
-    assert ideal.n_chunks == 2 and "pairwise" in ideal.method
-    assert ideal.exact_accuracy == pytest.approx(321 / 322)
-
-
-def test_white_noise_observer_is_exactly_chance():
-    assert ideal_noise_accuracy(PuzzleSpec(2, 800, 0, 0)).exact_accuracy == 0.5
-    assert ideal_noise_accuracy(PuzzleSpec(3, 800, 0, 160)).exact_accuracy == pytest.approx(1 / 6)
-
-
-def brown_puzzles(spec, n_puzzles=400):
-    tracks = [
-        audio.to_int16(synthetic.render("brown", 10.0, sample_rate=16000, rng=np.random.default_rng([3, k])))
-        for k in range(4)
-    ]
-    return make_puzzle_set(TrackTable.from_arrays(tracks), spec, n_puzzles, rng=np.random.default_rng(4))
-
-
-def test_brown_noise_observer_sorts_touching_chunks_and_not_distant_ones():
-    touching = PuzzleSpec(n_chunks=2, chunk_samples=800, pad_min_samples=0, pad_max_samples=0)
-    puzzles = brown_puzzles(touching)
-    assert ideal_brown_accuracy(puzzles.chunks, puzzles.order, touching, sample_rate=16000).exact_accuracy > 0.9
-    # Edges 0.5 s apart are nearly independent (correlation exp(-2 pi 5 x 0.5) = 1.5e-7).
-    distant = PuzzleSpec(n_chunks=3, chunk_samples=800, pad_min_samples=8000, pad_max_samples=8100)
-    puzzles = brown_puzzles(distant)
-    accuracy = ideal_brown_accuracy(puzzles.chunks, puzzles.order, distant, sample_rate=16000).exact_accuracy
-    low, high = metrics.wilson_interval(round(accuracy * 400), 400, confidence=0.999)
-    assert low <= 1 / 6 <= high
+    assert (eval_run / "confusion-mynoise.png").exists()

@@ -10,6 +10,7 @@ import yaml
 
 from audiosort.errors import ConfigError, InputError
 from audiosort.sweep import load_sweep, run_sweep
+from audiosort.sweep.report import collect_row
 from conftest import TINY_TRAIN, assert_one_line_error, run
 
 
@@ -98,12 +99,37 @@ def test_plot_axis_must_be_a_grid_key(tmp_path, music_corpus):
         run_sweep(load_sweep(path), runs_dir=tmp_path / "runs", plot=("n_chunks", "embedding_dim"))
 
 
+def _eval_entry(*, sanity, verdict, exact):
+    scores = {"exact_accuracy": {"value": exact}, "position_accuracy": {"value": exact}, "kendall_tau": {"value": 0.0}}
+    chance = {"exact_accuracy": 1 / 6, "position_accuracy": 1 / 3}
+    return {"sanity": sanity, "verdict": verdict, "hungarian": scores, "chance": chance}
+
+
+def test_results_row_names_the_sanity_sets_eval_found_above_chance(tmp_path, music_corpus):
+    sweep = load_sweep(_write_sweep(tmp_path, music_corpus, {"puzzle.n_chunks": [3]}))
+    (only,) = sweep.runs()
+    run_dir = tmp_path / "runs" / only.name
+    run_dir.mkdir(parents=True)
+    datasets = {
+        "test": _eval_entry(sanity=False, verdict="above_chance", exact=0.9),
+        "noise": _eval_entry(sanity=True, verdict="at_chance", exact=0.17),
+        "brown": _eval_entry(sanity=True, verdict="above_chance", exact=0.4),
+        "tone": _eval_entry(sanity=True, verdict="above_chance", exact=0.5),
+    }
+    (run_dir / "eval.json").write_text(json.dumps({"datasets": datasets}))
+    row = collect_row(tmp_path / "runs", only, sweep)
+    assert row["sanity_above_chance"] == "brown+tone"
+    assert row["exact_accuracy"] == 0.9 and row["exact_chance"] == pytest.approx(1 / 6)
+    assert row["status"] == "pending"  # no metrics.json: training has not finished
+
+
 @pytest.mark.slow
 def test_sweep_of_six_configs_in_subprocesses_keeps_memory_bounded_and_resumes(tmp_path, music_corpus):
     path = _write_sweep(
         tmp_path,
         music_corpus,
         {"model.encoder.embedding_dim": [8, 16, 32], "puzzle.chunk_seconds": [0.05, 0.04]},
+        eval={"puzzles": 100, "sanity": ["noise"]},
     )
     process = psutil.Process()
     resident = []
@@ -125,13 +151,15 @@ def test_sweep_of_six_configs_in_subprocesses_keeps_memory_bounded_and_resumes(t
         assert 0.0 <= float(row["exact_accuracy"]) <= 1.0
         assert float(row["exact_chance"]) == pytest.approx(1 / 6)
         assert float(row["train_seconds"]) > 0
+        # White noise carries no order: eval scored it in every run and found it at chance.
         assert row["sanity_above_chance"] == "none"
     markdown = (folder / "results.md").read_text()
     assert markdown.count("| done |") == 6 and "(0.167)" in markdown
     assert (folder / "heatmap-embedding_dim-chunk_seconds.png").read_bytes()[:4] == b"\x89PNG"
     for row in report.rows:
         run_dir = folder / row["run"]
-        assert (run_dir / "model.keras").exists() and (run_dir / "eval.json").exists()
+        assert (run_dir / "model.keras").exists()
+        assert list(json.loads((run_dir / "eval.json").read_text())["datasets"]) == ["test", "noise"]
 
     # Re-running finds every stage done and starts no process.
     lines = []

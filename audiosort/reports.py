@@ -1,0 +1,162 @@
+"""Write verdicts as JSON, markdown tables and figures.
+
+What ``eval.json``/``audit.json`` hold per dataset (:func:`entries`), the
+table eval and audit print (:func:`table`), the notes under it that say what
+the table means (:func:`notes`), and the confusion-matrix PNG
+(:func:`save_confusion`). Every function reads a :class:`~audiosort.verdicts.Verdicts`
+report; none computes a statistic of its own.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from audiosort import _files, metrics
+from audiosort.verdicts import VERDICT_DECODING, BaselineResult, DatasetResult, Verdicts
+
+
+def entries(report: Verdicts) -> dict:
+    """One JSON-ready entry per dataset (DESIGN.md, "Eval report"), with a verdict per decoding.
+
+    Where baselines were scored, ``entry["baselines"][name]`` has the same
+    keys as the model's part of the entry (per decoding: accuracies,
+    ``p_value``, ``verdict``; ``n_puzzles``, ``chance``, ``p_value``,
+    ``verdict``), plus ``model_better_p_value`` (one-sided McNemar, exact
+    order, hungarian) and ``model_better`` (that p-value below alpha over the
+    datasets). Where an ideal observer is known, ``ideal_observer_*`` give its
+    exact-order accuracy, the n it was computed for, how, and whether it sorts
+    the set above chance (``ideal_observer_sorts``).
+    """
+    out = {}
+    for result in report.datasets:
+        entry = {**result.source, "sanity": result.sanity, **_scored(report, result)}
+        if result.ideal is not None:
+            entry["ideal_observer_exact_accuracy"] = result.ideal.exact_accuracy
+            entry["ideal_observer_n_chunks"] = result.ideal.n_chunks
+            entry["ideal_observer_method"] = result.ideal.method
+            entry["ideal_observer_sorts"] = report.ideal_sorts(result)
+        if result.baselines:
+            entry["baselines"] = {
+                name: {
+                    **_scored(report, baseline),
+                    "model_better_p_value": baseline.model_better_p_value,
+                    "model_better": report.model_beats(baseline),
+                }
+                for name, baseline in result.baselines.items()
+            }
+        out[result.name] = entry
+    return out
+
+
+def _scored(report: Verdicts, result: DatasetResult | BaselineResult) -> dict:
+    """Its scores with a verdict per decoding, then the dataset's p-value and verdict (hungarian)."""
+    scored = {}
+    for key, value in result.scores.items():
+        if key in metrics.DECODINGS:
+            value = {**value, "verdict": report.verdict(result, key)}
+        scored[key] = value
+    scored["p_value"] = result.scores[VERDICT_DECODING]["p_value"]
+    scored["verdict"] = report.verdict(result)
+    return scored
+
+
+def table(report: Verdicts) -> list[str]:
+    """The markdown table: one row per dataset and decoding, then one per baseline (``test (continuity)``)."""
+    rows = [
+        "| dataset | decoding | exact acc [95% CI] | chance | position acc (chance) | Kendall tau | p | verdict "
+        "| ideal observer |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for result in report.datasets:
+        for decoding in metrics.DECODINGS:
+            rows.append(_row(report, result.name, decoding, result, _ideal_cell(result)))
+        # A baseline's scores are certain (0 or log 0), so both decodings give its one order.
+        for name, baseline in result.baselines.items():
+            rows.append(_row(report, f"{result.name} ({name})", VERDICT_DECODING, baseline, "-"))
+    return rows
+
+
+def _row(report: Verdicts, label: str, decoding: str, result: DatasetResult | BaselineResult, ideal_cell: str) -> str:
+    chance = result.scores["chance"]
+    scores = result.scores[decoding]
+    exact = scores["exact_accuracy"]
+    return (
+        f"| {label} | {decoding} | {exact['value']:.3f} [{exact['low']:.3f}, {exact['high']:.3f}] "
+        f"| {chance['exact_accuracy']:.3f} "
+        f"| {scores['position_accuracy']['value']:.3f} ({chance['position_accuracy']:.3f}) "
+        f"| {scores['kendall_tau']['value']:.3f} | {scores['p_value']:.2g} "
+        f"| {report.verdict(result, decoding).replace('_', ' ')} | {ideal_cell} |"
+    )
+
+
+def _ideal_cell(result: DatasetResult) -> str:
+    if result.ideal is None:
+        return "-"
+    text = f"{result.ideal.exact_accuracy:.3f}"
+    return text if result.ideal.n_chunks == result.scores["n_chunks"] else f"{text} (n=2)"
+
+
+def notes(report: Verdicts) -> list[str]:
+    """What the table means: the test behind the verdicts, the baselines, and where an ideal observer says more."""
+    out = [
+        f"verdict: one-sided binomial test of the exact-order count against chance (1/n!), alpha {report.alpha} "
+        f"Bonferroni-corrected over {report.n_tests} dataset(s), on the {VERDICT_DECODING} decoding.",
+    ]
+    for result in report.datasets:
+        model_exact = result.scores[VERDICT_DECODING]["exact_accuracy"]["value"]
+        for name, baseline in result.baselines.items():
+            beats = "beats" if report.model_beats(baseline) else "does not beat"
+            baseline_exact = baseline.scores[VERDICT_DECODING]["exact_accuracy"]["value"]
+            out.append(
+                f"{result.name}: the model {beats} the {name} baseline (exact {model_exact:.3f} vs "
+                f"{baseline_exact:.3f}, one-sided McNemar p={baseline.model_better_p_value:.2g})"
+            )
+    scored = list(dict.fromkeys(name for r in report.datasets for name in r.baselines))
+    if scored:
+        out.append(
+            f"baseline rows ({', '.join(scored)}): no training (audiosort.baselines), the same puzzles and tests; "
+            "they never change the exit code"
+        )
+    pairwise = [r.name for r in report.datasets if r.ideal and r.ideal.n_chunks != r.scores["n_chunks"]]
+    if pairwise:
+        names = ", ".join(pairwise)
+        out.append(f"ideal observer of {names}: pairwise (n=2, chance 0.5); n chunks are too many to enumerate")
+    at_chance = [r for r in report.datasets if r.sanity and report.verdict(r) == "at_chance"]
+    if at_chance:
+        out.append(f"sanity sets at chance: {', '.join(r.name for r in at_chance)}")
+    # A set at chance proves the pipeline clean only where an ideal observer is at chance too.
+    sortable = [f"{r.name} at {r.ideal.exact_accuracy:.3f}" for r in at_chance if report.ideal_sorts(r)]
+    if sortable:
+        out.append(
+            f"  yet an ideal observer sorts {', '.join(sortable)} (exact order): "
+            "there at chance means this model did not exploit the leak, not that there is none"
+        )
+    return out
+
+
+def save_confusion(path: str | Path, result: DatasetResult) -> None:
+    """Row-normalized confusion matrix of ``result`` (hungarian) as a PNG at ``path``, written atomically."""
+    confusion = result.confusion
+    n_chunks = len(confusion)
+    fractions = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
+    figure = Figure(figsize=(1.2 + 0.6 * n_chunks, 1.0 + 0.6 * n_chunks), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.imshow(fractions, vmin=0.0, vmax=1.0, cmap="viridis")
+    for true_position, predicted_position in np.ndindex(confusion.shape):
+        value = fractions[true_position, predicted_position]
+        axes.text(predicted_position, true_position, f"{value:.2f}", ha="center", va="center",
+                  color="black" if value > 0.5 else "white", fontsize=8)
+    axes.set_xticks(range(n_chunks))
+    axes.set_yticks(range(n_chunks))
+    axes.set_xlabel("predicted position")
+    axes.set_ylabel("true position")
+    exact = result.scores[VERDICT_DECODING]["exact_accuracy"]["value"]
+    axes.set_title(f"{result.name}: exact {exact:.3f}\n(chance {1 / math.factorial(n_chunks):.3f}, hungarian)", fontsize=9)
+    with _files.replacing(path) as tmp:
+        figure.savefig(tmp, format="png")

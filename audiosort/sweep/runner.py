@@ -1,0 +1,155 @@
+"""Run each run of a sweep in its own process, skipping the stages already done.
+
+:func:`run_sweep` starts one ``python -m audiosort.sweep JOB.json``
+process per run (``--jobs`` at once); :func:`run_job` is that process: train,
+evaluate and probe one run, recording a failure in ``logs/<run>.error``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+
+from audiosort import _files
+from audiosort.config import Config, dump_config, load_config
+from audiosort.errors import AudiosortError, InputError, check_positive_int
+from audiosort.sweep.grid import Sweep, sweep_dict
+from audiosort.sweep.report import SweepReport, collect_row, match_axis, pending_stages, probe_task_name, read_json
+
+
+def run_sweep(
+    sweep: Sweep, *, runs_dir: str | Path = "runs", jobs: int = 1, plot: tuple | None = None, echo=print
+) -> SweepReport:
+    """Run every unfinished stage of every run of ``sweep``, then write the results.
+
+    Parameters
+    ----------
+    sweep : Sweep
+        From :func:`load_sweep`.
+    runs_dir : str or Path
+        The sweep folder is ``runs_dir / sweep.name``; each run's folder is in it.
+    jobs : int >= 1
+        Runs executed at once, each in its own process.
+    plot : (str, str), optional
+        Two grid keys for the heatmap; default the first two axes.
+    echo : callable
+        Receives one progress line per finished run.
+
+    Returns
+    -------
+    SweepReport
+        The rows, also written as ``results.csv`` and ``results.md``.
+    """
+    check_positive_int(jobs, "--jobs")
+    folder = Path(runs_dir) / sweep.name
+    runs = sweep.configs()
+    axis_keys = [", ".join(keys) for keys, _ in sweep.axes]
+    if plot is not None:
+        plot = tuple(match_axis(key, axis_keys) for key in plot)
+    for sub in ("jobs", "logs"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    _files.write_text(folder / "sweep.yaml", yaml.safe_dump(sweep_dict(sweep), sort_keys=False))
+
+    def execute(index_run):
+        index, (run, config) = index_run
+        started = time.perf_counter()
+        if not pending_stages(folder / run.name, sweep):
+            return index, run, "skipped", 0.0
+        job = {
+            "base": str(sweep.base),
+            "overrides": list(run.overrides),
+            "runs_dir": str(folder),
+            "eval": sweep.eval,
+            "probe": list(sweep.probe),
+        }
+        job_path = folder / "jobs" / f"{run.name}.json"
+        _files.write_text(job_path, json.dumps(job, indent=1) + "\n")
+        log_path = folder / "logs" / f"{run.name}.log"
+        with open(log_path, "w") as log:
+            code = subprocess.call([sys.executable, "-m", "audiosort.sweep", str(job_path)], stdout=log, stderr=log)
+        error_path = folder / "logs" / f"{run.name}.error"
+        if code == 0:
+            error_path.unlink(missing_ok=True)
+        elif not error_path.exists():
+            # The process died without writing its error (killed, out of memory): keep what it printed.
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or [""]
+            _files.write_text(error_path, f"process exited with code {code}: {tail[0]}\n")
+        return index, run, "ok" if code == 0 else "failed", time.perf_counter() - started
+
+    total = len(runs)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for index, run, status, seconds in pool.map(execute, enumerate(runs)):
+            row = collect_row(folder, run, sweep)
+            echo(f"[{index + 1}/{total}] {run.name}: {_progress(row, status, seconds)}")
+
+    report = SweepReport(folder=folder, axis_keys=axis_keys, rows=[collect_row(folder, run, sweep) for run, _ in runs])
+    report.write(plot=plot)
+    return report
+
+
+def run_job(job_path: str | Path) -> int:
+    """The worker: train, evaluate and probe one run in this process, skipping finished stages.
+
+    Called as ``python -m audiosort.sweep JOB.json`` by :func:`run_sweep`. On
+    failure writes ``logs/<run>.error`` (one line) beside the job folder and
+    returns 1; returns 0 when every stage is done.
+    """
+    job = json.loads(Path(job_path).read_text())
+    folder = Path(job["runs_dir"])
+    config = load_config(job["base"], job["overrides"])
+    error_path = folder / "logs" / f"{config.name}.error"
+    try:
+        _run_stages(config, folder, job)
+    except Exception as e:  # noqa: BLE001 - any failure is this run's, recorded, and must not stop the sweep
+        traceback.print_exc()
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if not isinstance(e, AudiosortError):
+            message = f"{type(e).__name__}: {message}"
+        _files.write_text(error_path, message + "\n")
+        return 1
+    error_path.unlink(missing_ok=True)
+    return 0
+
+
+def _run_stages(config: Config, folder: Path, job: dict) -> None:
+    from audiosort.evaluate import evaluate
+    from audiosort.train import train
+
+    run_dir = folder / config.name
+    if not (run_dir / "metrics.json").exists():
+        resume = (run_dir / "config.yaml").exists()
+        print(f"train {run_dir}" + (" (resuming)" if resume else ""), flush=True)
+        train(config, runs_dir=folder, resume=resume, verbose=2)
+    elif (run_dir / "config.yaml").read_text() != dump_config(config):
+        raise InputError(f"{run_dir} holds a run of another config; move it away or rename the sweep")
+    evaluation = job["eval"]
+    if not (run_dir / "eval.json").exists():
+        print(f"eval {run_dir}", flush=True)
+        report = evaluate(
+            run_dir, split=evaluation["split"], sanity=tuple(evaluation["sanity"]), n_puzzles=evaluation["puzzles"]
+        )
+        print("\n".join(report.lines()), flush=True)
+    for data in job["probe"]:
+        if probe_task_name(data) not in (read_json(run_dir / "probe.json") or {}).get("tasks", {}):
+            from audiosort.probe import probe
+
+            print(f"probe {run_dir} on {data}", flush=True)
+            probe(run_dir, data)
+
+
+def _progress(row: dict, status: str, seconds: float) -> str:
+    if row["status"] == "failed":
+        return f"failed: {row.get('error', '')}"
+    if row.get("exact_accuracy") is None:
+        return row["status"]
+    text = f"exact {row['exact_accuracy']:.3f} (chance {row['exact_chance']:.3f})"
+    if row.get("continuity_exact_accuracy") is not None:
+        text += f", continuity {row['continuity_exact_accuracy']:.3f}"
+    return text + (" (already done)" if status == "skipped" else f" in {seconds:.0f} s")

@@ -1,0 +1,102 @@
+"""The ideal observers of the sanity sets (DESIGN.md, "Leaks to know"), checked against brute force and DESIGN.md."""
+
+import itertools
+from collections import defaultdict
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from audiosort import audio, metrics
+from audiosort.data import synthetic
+from audiosort.data.puzzles import PuzzleSpec, TrackTable, make_puzzle_set
+from audiosort.leaks import ideal_brown_accuracy, ideal_noise_accuracy, ideal_tone_accuracy
+
+DESIGN_N2 = dict(n_chunks=2, chunk_samples=3200, pad_min_samples=0)  # 0.2 s chunks at 16 kHz, as in DESIGN.md
+
+
+@pytest.mark.parametrize(
+    "method, pad_max_samples, expected",
+    [("exact", 160, 0.997), ("tiled", 160, 0.525), ("tiled", 143, 0.500)],
+)
+def test_ideal_tone_observer_matches_design_md(method, pad_max_samples, expected):
+    spec = PuzzleSpec(**DESIGN_N2, pad_max_samples=pad_max_samples)
+    ideal = ideal_tone_accuracy(spec, sample_rate=16000, method=method)
+    assert ideal.exact_accuracy == pytest.approx(expected, abs=0.002)
+    assert ideal.n_chunks == 2 and ideal.chance == 0.5
+
+
+@pytest.mark.parametrize("method", ["tiled", "exact"])
+def test_fixed_gap_tone_is_sorted_perfectly_by_the_ideal_observer(method):
+    spec = PuzzleSpec(**DESIGN_N2, pad_max_samples=160, pad_mode="fixed")
+    assert ideal_tone_accuracy(spec, sample_rate=16000, method=method).exact_accuracy == 1.0
+
+
+def test_tiled_tone_observer_depends_on_chunk_length_unless_gaps_cover_whole_periods():
+    # With 17 residues one count more likely, their reflection -r - 2L overlaps them by 2L mod 36.
+    short = PuzzleSpec(n_chunks=2, chunk_samples=800, pad_min_samples=0, pad_max_samples=160)
+    assert ideal_tone_accuracy(short, sample_rate=16000).exact_accuracy == pytest.approx(165 / 322)
+    whole = PuzzleSpec(n_chunks=3, chunk_samples=800, pad_min_samples=0, pad_max_samples=143)
+    assert ideal_tone_accuracy(whole, sample_rate=16000).exact_accuracy == pytest.approx(1 / 6)
+
+
+def test_shared_gap_tone_leaks_for_three_chunks_even_over_whole_periods():
+    per_gap = PuzzleSpec(n_chunks=3, chunk_samples=3200, pad_min_samples=0, pad_max_samples=143)
+    shared = PuzzleSpec(n_chunks=3, chunk_samples=3200, pad_min_samples=0, pad_max_samples=143, pad_mode="shared")
+    assert ideal_tone_accuracy(per_gap, sample_rate=16000).exact_accuracy == pytest.approx(1 / 6)
+    assert ideal_tone_accuracy(shared, sample_rate=16000).exact_accuracy > 0.45
+
+
+def brute_force_tone(n_chunks, chunk_samples, gaps, cycles_per_sample):
+    """The ideal observer by dictionaries of Fractions: every gap tuple, every order."""
+    combinations = list(itertools.product(gaps, repeat=n_chunks - 1))
+    table = defaultdict(lambda: defaultdict(Fraction))
+    orders = list(itertools.permutations(range(n_chunks)))
+    for steps in combinations:
+        phases = [Fraction(0)]
+        for gap in steps:
+            phases.append((phases[-1] + (chunk_samples + gap) * cycles_per_sample) % 1)
+        for order in orders:
+            seen = tuple((phases[order[i]] - phases[order[0]]) % 1 for i in range(1, n_chunks))
+            table[seen][order] += Fraction(1, len(combinations))
+    return float(sum(max(row.values()) for row in table.values()) / len(orders))
+
+
+@pytest.mark.parametrize("method, pad_max_samples", [("tiled", 50), ("exact", 30)])
+def test_ideal_tone_observer_equals_brute_force_for_three_chunks(method, pad_max_samples):
+    spec = PuzzleSpec(n_chunks=3, chunk_samples=1000, pad_min_samples=5, pad_max_samples=pad_max_samples)
+    cycles = Fraction(1, 36) if method == "tiled" else Fraction(440, 16000)
+    expected = brute_force_tone(3, 1000, range(5, pad_max_samples + 1), cycles)
+    assert ideal_tone_accuracy(spec, sample_rate=16000, method=method).exact_accuracy == pytest.approx(expected, abs=1e-12)
+
+
+def test_too_large_tone_enumeration_falls_back_to_pairwise():
+    spec = PuzzleSpec(n_chunks=4, chunk_samples=3200, pad_min_samples=0, pad_max_samples=160)
+    ideal = ideal_tone_accuracy(spec, sample_rate=16000, method="exact")
+    assert ideal.n_chunks == 2 and "pairwise" in ideal.method
+    assert ideal.exact_accuracy == pytest.approx(321 / 322)
+
+
+def test_white_noise_observer_is_exactly_chance():
+    assert ideal_noise_accuracy(PuzzleSpec(2, 800, 0, 0)).exact_accuracy == 0.5
+    assert ideal_noise_accuracy(PuzzleSpec(3, 800, 0, 160)).exact_accuracy == pytest.approx(1 / 6)
+
+
+def brown_puzzles(spec, n_puzzles=400):
+    tracks = [
+        audio.to_int16(synthetic.render("brown", 10.0, sample_rate=16000, rng=np.random.default_rng([3, k])))
+        for k in range(4)
+    ]
+    return make_puzzle_set(TrackTable.from_arrays(tracks), spec, n_puzzles, rng=np.random.default_rng(4))
+
+
+def test_brown_noise_observer_sorts_touching_chunks_and_not_distant_ones():
+    touching = PuzzleSpec(n_chunks=2, chunk_samples=800, pad_min_samples=0, pad_max_samples=0)
+    puzzles = brown_puzzles(touching)
+    assert ideal_brown_accuracy(puzzles.chunks, puzzles.order, touching, sample_rate=16000).exact_accuracy > 0.9
+    # Edges 0.5 s apart are nearly independent (correlation exp(-2 pi 5 x 0.5) = 1.5e-7).
+    distant = PuzzleSpec(n_chunks=3, chunk_samples=800, pad_min_samples=8000, pad_max_samples=8100)
+    puzzles = brown_puzzles(distant)
+    accuracy = ideal_brown_accuracy(puzzles.chunks, puzzles.order, distant, sample_rate=16000).exact_accuracy
+    low, high = metrics.wilson_interval(round(accuracy * 400), 400, confidence=0.999)
+    assert low <= 1 / 6 <= high
