@@ -122,7 +122,8 @@ def fit_multi_worker(
     val : Puzzles
         The val puzzles, the same on every worker.
     callbacks : sequence of keras.callbacks.Callback
-        What ``fit`` would get; ``model.stop_training`` ends the loop after a step or an epoch.
+        What ``fit`` would get; ``model.stop_training`` ends the loop as it ends ``fit``: a stop
+        during an epoch still validates and ends that epoch (``on_epoch_end``), then training ends.
     verbose : int or "auto"
         Prints one line per epoch unless 0.
     """
@@ -200,13 +201,12 @@ def fit_multi_worker(
             callback_list.on_train_batch_end(step, dict(zip(names, map(float, train_means / (step + 1)))))
             if model.stop_training:
                 break
-        if model.stop_training and step + 1 < steps_per_epoch:
-            break
+        steps_done = step + 1
         val_means = sum((
             val_sums(val.chunks[start : start + batch_size], val.order[start : start + batch_size]).numpy()
             for start in range(0, len(val), batch_size)
         ), np.zeros(3)) / len(val)
-        logs = dict(zip(names, map(float, train_means / steps_per_epoch)))
+        logs = dict(zip(names, map(float, train_means / steps_done)))
         logs.update({f"val_{name}": float(value) for name, value in zip(names, val_means)})
         callback_list.on_epoch_end(epoch, logs)
         if verbose:

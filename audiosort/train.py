@@ -281,6 +281,7 @@ class RunCheckpoints(keras.callbacks.Callback):
 
     Written through :func:`audiosort.run.save_checkpoint` (atomic, state last),
     so an interrupted or failed write leaves the previous checkpoint intact.
+    An epoch that ended on a non-finite loss is not checkpointed.
     """
 
     def __init__(self, run_dir: Path, *, best_val_loss: float = math.inf):
@@ -289,6 +290,8 @@ class RunCheckpoints(keras.callbacks.Callback):
         self.best_val_loss = best_val_loss
 
     def on_epoch_end(self, epoch, logs=None):
+        if not math.isfinite((logs or {}).get("loss", 0.0)):
+            return  # weights a NaN/inf loss left behind are no point to resume from: keep the last good ones
         val_loss = (logs or {}).get("val_loss", math.inf)
         best = val_loss < self.best_val_loss
         if best:

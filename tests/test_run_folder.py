@@ -59,7 +59,12 @@ def test_a_run_name_that_is_not_one_folder_name_touches_nothing(music_corpus, ne
 
 def test_overwrite_replaces_only_its_own_run_folder(music_corpus, neighbourhood):
     args = train_args(music_corpus, neighbourhood / "runs", "--set", "train.epochs=1", "--set", "train.steps_per_epoch=1")
-    assert run(*args).exit_code == 0
+    first = run(*args)
+    assert first.exit_code == 0, first.output
+    device_line = first.stdout.splitlines()[0]
+    assert device_line.startswith("training on tensorflow, ") and ", precision " in device_line
+    report = json.loads((neighbourhood / "runs" / "tiny" / "metrics.json").read_text())
+    assert device_line == f"training on {report['backend']}, {report['device']}, precision {report['dtype_policy']}"
     (neighbourhood / "runs" / "tiny" / "marker").write_text("from the first run")
     others = {path: snapshot(neighbourhood)[path] for path in ("outside.txt", "runs/other/keep.txt")}
     result = run(*args, "--overwrite")
@@ -209,3 +214,10 @@ def test_ctrl_c_exits_130_without_a_traceback(music_corpus, tmp_path):
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr[-2000:]
     assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == "Error: interrupted"
+
+
+def test_a_loss_that_diverges_in_the_first_epoch_leaves_no_run_folder(music_corpus, tmp_path):
+    result = run(*train_args(music_corpus, tmp_path / "runs", "--set", "train.learning_rate=1e30"))
+    assert_one_line_error(result, "training stopped: loss became")
+    assert "at epoch 1, step" in result.stderr and "lower train.learning_rate" in result.stderr
+    assert list((tmp_path / "runs").iterdir()) == []
