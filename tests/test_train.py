@@ -18,7 +18,7 @@ import psutil
 import pytest
 from click.testing import CliRunner
 
-import audiosort  # noqa: F401  (registers the custom layers for load_model)
+import audiosort.models  # noqa: F401  (registers the custom layers for load_model)
 from audiosort.cli import main
 from audiosort.config import load_config
 from audiosort.data.corpus import Corpus
