@@ -302,12 +302,11 @@ def _beam_path(successor, first, last, beam_width):
     # best of them (Held-Karp's merge), or the beam fills with reorderings of one prefix. A set of slots is
     # named by the sum of random 64-bit codes (wrapping), so any n fits; a collision is a 2**-64 event.
     codes = np.random.default_rng(0).integers(-(2**63), 2**63 - 1, size=n_chunks, dtype=np.int64)
-    width = min(beam_width, n_chunks)
-    start = np.argsort(-first, axis=1, kind="stable")[:, :width]
-    score = np.take_along_axis(first, start, axis=1)  # (B, K)
+    # Every slot starts a path: cutting to beam_width before any join is seen would judge starts blind.
+    start = np.broadcast_to(np.arange(n_chunks), (n_puzzles, n_chunks))
+    score = first  # (B, K)
     sequence = start[:, :, None]  # (B, K, t) slots so far
-    placed = np.zeros((n_puzzles, width, n_chunks), dtype=bool)
-    np.put_along_axis(placed, start[:, :, None], True, axis=2)
+    placed = np.broadcast_to(np.eye(n_chunks, dtype=bool), (n_puzzles, n_chunks, n_chunks))
     placed_code = codes[start]  # (B, K)
     for step in range(1, n_chunks):
         extended = score[:, :, None] + successor[rows, sequence[:, :, -1]]  # (B, K, n)
