@@ -200,10 +200,13 @@ def best_paths(successor, *, first=None, last=None, beam_width=PATH_BEAM_WIDTH):
     -----
     Up to :data:`EXACT_PATH_MAX_CHUNKS` chunks the Held-Karp dynamic program
     finds the best order exactly in O(2**n n**2) per puzzle, vectorized over
-    the batch and over all subsets of one size. Above it, a beam search extends
-    the ``beam_width`` best partial orders by every unplaced slot at each step:
-    O(n**2 beam_width) per puzzle, with no guarantee of the optimum. Ties go
-    to the lower slot index.
+    the batch and over all subsets of one size. Above it, a beam search starts
+    a path at every slot and, at each step, extends the partial orders by every
+    unplaced slot and keeps the ``beam_width`` best, ranked by their score plus
+    the best score each unplaced slot could still be entered with, and only the
+    best of those that place the same slots and end at the same one:
+    O(n**2 beam_width log(n beam_width)) per puzzle, with no guarantee of the
+    optimum. Ties go to the lower slot index.
     """
     successor = np.asarray(successor, dtype=np.float64)
     if successor.ndim != 3 or successor.shape[1] != successor.shape[2] or successor.shape[1] < 1:
@@ -302,6 +305,11 @@ def _beam_path(successor, first, last, beam_width):
     # best of them (Held-Karp's merge), or the beam fills with reorderings of one prefix. A set of slots is
     # named by the sum of random 64-bit codes (wrapping), so any n fits; a collision is a 2**-64 event.
     codes = np.random.default_rng(0).integers(-(2**63), 2**63 - 1, size=n_chunks, dtype=np.int64)
+    # Paths are ranked by score plus the best score each unplaced slot could still be entered with (its
+    # best predecessor or the start): a path that began mid-chain has thrown away one good join, and
+    # without this it looks as good as the true prefix until the end, when the beam has lost that prefix.
+    rest = np.where(np.eye(n_chunks, dtype=bool), -np.inf, successor).max(axis=1) if n_chunks > 1 else first
+    best_entry = np.maximum(rest, first)  # (B, n)
     # Every slot starts a path: cutting to beam_width before any join is seen would judge starts blind.
     start = np.broadcast_to(np.arange(n_chunks), (n_puzzles, n_chunks))
     score = first  # (B, K)
@@ -312,10 +320,13 @@ def _beam_path(successor, first, last, beam_width):
         extended = score[:, :, None] + successor[rows, sequence[:, :, -1]]  # (B, K, n)
         if step == n_chunks - 1:
             extended = extended + last[:, None, :]
-        extended = np.where(placed, -np.inf, extended).reshape(n_puzzles, -1)
+        extended = np.where(placed, -np.inf, extended)
+        still_to_enter = np.sum(np.where(placed, 0.0, best_entry[:, None, :]), axis=2, keepdims=True)
+        priority = (extended + still_to_enter - best_entry[:, None, :]).reshape(n_puzzles, -1)
+        extended = extended.reshape(n_puzzles, -1)
         with np.errstate(over="ignore"):
             state = ((placed_code[:, :, None] + codes) * 31 + np.arange(n_chunks)).reshape(n_puzzles, -1)
-        by_score = np.argsort(-extended, axis=1, kind="stable")
+        by_score = np.argsort(-priority, axis=1, kind="stable")
         state = np.take_along_axis(state, by_score, axis=1)
         by_state = np.argsort(state, axis=1, kind="stable")  # within a state, best score first
         grouped = np.take_along_axis(state, by_state, axis=1)
@@ -323,7 +334,7 @@ def _beam_path(successor, first, last, beam_width):
         repeated[:, 1:] = grouped[:, 1:] == grouped[:, :-1]
         duplicate = np.empty_like(repeated)
         np.put_along_axis(duplicate, by_state, repeated, axis=1)
-        candidate_score = np.where(duplicate, -np.inf, np.take_along_axis(extended, by_score, axis=1))
+        candidate_score = np.where(duplicate, -np.inf, np.take_along_axis(priority, by_score, axis=1))
         width = min(beam_width, (n_chunks - step) * sequence.shape[1])
         kept = np.take_along_axis(by_score, np.argsort(-candidate_score, axis=1, kind="stable")[:, :width], axis=1)
         beam, slot = np.divmod(kept, n_chunks)
