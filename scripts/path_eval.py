@@ -58,7 +58,7 @@ def main() -> None:
         pad_min_seconds=args.pad_min_seconds, pad_max_seconds=args.pad_max_seconds,
     )
     puzzles, _ = corpus.puzzles_for("test", PuzzleSpec.from_config(puzzle, sample_rate=corpus.sample_rate), n_puzzles=args.puzzles, seed=0)
-    model = keras.saving.load_model(Path(args.run) / "model.keras")
+    model = keras.saving.load_model(Path(args.run) / "model.keras", compile=False)
     started = time.perf_counter()
     successor, first, last = successor_scores(model, puzzles.chunks)
     sequence = metrics.best_paths(successor, first=first, last=last)
