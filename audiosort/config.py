@@ -30,7 +30,7 @@ from audiosort.errors import ConfigError
 PAD_MODES = ("per_gap", "shared", "fixed")
 POOLINGS = ("global", "flatten", "time")
 ENCODER_TYPES = ("mlp", "conv1d", "logmel")
-SORTER_TYPES = ("mlp", "attention", "pairwise", "precedence")
+SORTER_TYPES = ("mlp", "attention", "pairwise", "precedence", "rank")
 NORMALIZATIONS = ("softmax", "sinkhorn")
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
@@ -118,7 +118,7 @@ class EncoderConfig:
 class SorterConfig:
     """The sorter head: n embeddings -> n x n matrix, row i = position of slot i."""
 
-    type: str = "mlp"  # mlp | attention | pairwise (n <= 7) | precedence
+    type: str = "mlp"  # mlp | attention | pairwise (n <= 7) | precedence | rank (any n, softmax only)
     normalization: str = "softmax"  # softmax (each row) | sinkhorn (doubly stochastic)
     hidden_units: int = 1000  # mlp: width of its two wide layers (the seed's 1000); pairwise, precedence: their width
     attention_layers: int = 2
@@ -132,6 +132,11 @@ class SorterConfig:
             "model.sorter.normalization",
             self.normalization,
             f"must be one of {NORMALIZATIONS}",
+        )
+        # The rank head's loss reads its times back from row log-softmax differences, which Sinkhorn would change.
+        _check(
+            self.type != "rank" or self.normalization == "softmax",
+            "model.sorter.normalization", self.normalization, "must be softmax for model.sorter.type 'rank'",
         )
         for name in ("hidden_units", "attention_layers", "attention_heads", "sinkhorn_iterations"):
             _check(getattr(self, name) > 0, f"model.sorter.{name}", getattr(self, name), "must be > 0")
@@ -155,6 +160,10 @@ class TrainConfig:
     early_stopping_patience: int = 0  # epochs without val improvement before stopping; 0 = never
     mixed_precision: str = "auto"  # auto (bf16 on GPU, float32 on CPU) | float32 | mixed_bfloat16 | mixed_float16
     jit_compile: bool | str = "auto"  # true | false | auto (Keras decides)
+    # Curriculum: "epoch:n,epoch:n,...", train on n chunks from that epoch on (e.g. "0:5,4:10,8:20"); it must
+    # start at epoch 0 and end at puzzle.n_chunks (the n of val/test). Empty: puzzle.n_chunks throughout.
+    # Needs a sorter with no weight sized by n (rank).
+    n_chunks_schedule: str = ""
 
     def __post_init__(self):
         for name in ("batch_size", "epochs", "steps_per_epoch"):
@@ -166,6 +175,25 @@ class TrainConfig:
             self.mixed_precision in PRECISIONS, "train.mixed_precision", self.mixed_precision, f"must be one of {PRECISIONS}"
         )
         _check(self.jit_compile in (True, False, "auto"), "train.jit_compile", self.jit_compile, "must be true, false or auto")
+        n_chunks_schedule(self)
+
+
+def n_chunks_schedule(train: TrainConfig) -> list[tuple[int, int]]:
+    """``train.n_chunks_schedule`` parsed: ``[(first_epoch, n_chunks), ...]``, epochs rising from 0; [] when empty."""
+    if not train.n_chunks_schedule.strip():
+        return []
+    try:
+        steps = [tuple(int(x) for x in item.split(":")) for item in train.n_chunks_schedule.split(",")]
+    except ValueError:
+        steps = []
+    epochs = [step[0] for step in steps if len(step) == 2]
+    _check(
+        bool(steps) and all(len(step) == 2 and step[1] >= 2 for step in steps) and epochs[0] == 0
+        and all(a < b < train.epochs for a, b in zip(epochs, epochs[1:])),
+        "train.n_chunks_schedule", train.n_chunks_schedule,
+        f"must read 'epoch:n,epoch:n,...' with epochs rising from 0 below train.epochs ({train.epochs}) and n >= 2",
+    )
+    return steps
 
 
 @dataclass(frozen=True)

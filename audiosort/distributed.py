@@ -21,7 +21,7 @@ import numpy as np
 
 from audiosort.data.puzzles import Puzzles
 from audiosort.errors import ConfigError
-from audiosort.models.objectives import exact_order_accuracy, sorting_loss
+from audiosort.models.objectives import exact_order_accuracy
 
 
 def cluster_role() -> tuple[int, int]:
@@ -131,7 +131,7 @@ def fit_multi_worker(
 
     with strategy.scope():
         model.optimizer.build(model.trainable_variables)
-    row_loss = sorting_loss()
+    row_loss = model.loss  # the sorter's own loss (sorting_loss), as compile got it
     names = ["loss", "exact_accuracy", "position_accuracy"]
 
     def puzzle_stats(chunks, order, training):

@@ -220,7 +220,9 @@ def load_run_model(run_dir: str | Path, spec: PuzzleSpec | None = None) -> keras
     if not path.exists():
         raise InputError(f"{run_dir} has no model.keras (training did not finish?)")
     model = load_keras_file(path)
-    if tuple(model.input_shape[1:]) != (spec.n_chunks, spec.chunk_samples):
+    n_chunks, chunk_samples = model.input_shape[1:]
+    # n_chunks None: a model for any n (its run grew n, train.n_chunks_schedule).
+    if n_chunks not in (None, spec.n_chunks) or chunk_samples != spec.chunk_samples:
         raise InputError(
             f"{path} takes {model.input_shape[1]} chunks of {model.input_shape[2]} samples but its config.yaml cuts "
             f"{spec.n_chunks} of {spec.chunk_samples}; the run folder is inconsistent"

@@ -16,6 +16,7 @@ through it too).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import math
 import tempfile
@@ -27,7 +28,7 @@ import keras
 import numpy as np
 
 from audiosort import distributed, metrics, run
-from audiosort.config import Config
+from audiosort.config import Config, n_chunks_schedule
 from audiosort.data.corpus import Corpus
 from audiosort.data.puzzles import Puzzles, PuzzleSpec, TrackTable, puzzle_batches
 from audiosort.errors import AudiosortError, ConfigError, InputError
@@ -157,18 +158,21 @@ def _train_in(
     rng = np.random.default_rng([config.seed, epochs_done] if n_workers == 1 else [config.seed, worker_index])
     callbacks = run_callbacks(run_dir, config, best_val_loss=state.get("best_val_loss", math.inf), echo=echo)
     started = time.perf_counter()
-    fit(
-        model,
-        train_batches(train_tracks, spec, batch_size, rng=rng),
-        batch_size=batch_size,
-        epochs=config.train.epochs,
-        steps_per_epoch=steps_per_epoch,
-        initial_epoch=epochs_done,
-        val=val,
-        callbacks=callbacks,
-        verbose=verbose,
-        strategy=strategy,
-    )
+    for first_epoch, end_epoch, n_chunks in curriculum(config, n_workers):
+        if end_epoch <= epochs_done:
+            continue
+        fit(
+            model,
+            train_batches(train_tracks, dataclasses.replace(spec, n_chunks=n_chunks), batch_size, rng=rng),
+            batch_size=batch_size,
+            epochs=end_epoch,
+            steps_per_epoch=steps_per_epoch,
+            initial_epoch=max(first_epoch, epochs_done),
+            val=val,
+            callbacks=callbacks,
+            verbose=verbose,
+            strategy=strategy,
+        )
     train_seconds = time.perf_counter() - started
     epochs = run.finished_epochs(run_dir)
     fields = {"workers": n_workers} if n_workers > 1 else {}
@@ -183,6 +187,29 @@ def _train_in(
         "replicas": strategy.num_replicas_in_sync if strategy is not None else 1,
         **fields,
     })
+
+
+def curriculum(config: Config, n_workers: int = 1) -> list[tuple[int, int, int]]:
+    """``(first_epoch, end_epoch, n_chunks)`` per phase of ``train.n_chunks_schedule``; one phase without it.
+
+    Raises
+    ------
+    ConfigError
+        A schedule that does not end at ``puzzle.n_chunks`` (the n of val and
+        test), or one in a multi-worker run.
+    """
+    schedule = n_chunks_schedule(config.train)
+    if not schedule:
+        return [(0, config.train.epochs, config.puzzle.n_chunks)]
+    if schedule[-1][1] != config.puzzle.n_chunks:
+        raise ConfigError(
+            f"train.n_chunks_schedule = {config.train.n_chunks_schedule!r} must end at puzzle.n_chunks = "
+            f"{config.puzzle.n_chunks}, the n of the validation and test puzzles"
+        )
+    if n_workers > 1:
+        raise ConfigError("train.n_chunks_schedule is not supported by multi-worker training; leave it empty")
+    ends = [epoch for epoch, _ in schedule[1:]] + [config.train.epochs]
+    return [(epoch, end, n_chunks) for (epoch, n_chunks), end in zip(schedule, ends)]
 
 
 def train_batches(tracks: TrackTable, spec: PuzzleSpec, batch_size: int, *, rng: np.random.Generator) -> Iterator:
@@ -394,14 +421,17 @@ def compiled_model(
     # clear_session resets TensorFlow's default graph, which holds the strategy stack: enter the scope after it.
     with strategy.scope() if strategy else contextlib.nullcontext():
         model, encoder = build_model(
-            config.model, n_chunks=spec.n_chunks, chunk_samples=spec.chunk_samples, sample_rate=sample_rate
+            config.model,
+            n_chunks=None if config.train.n_chunks_schedule else spec.n_chunks,  # a growing n needs an any-n model
+            chunk_samples=spec.chunk_samples,
+            sample_rate=sample_rate,
         )
         learning_rate = config.train.learning_rate
         if config.train.lr_schedule == "cosine":
             learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=total_steps)
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate),
-            loss=sorting_loss(),
+            loss=sorting_loss(config.model.sorter.type),
             metrics=sorting_metrics(),
             jit_compile=config.train.jit_compile,
         )

@@ -126,7 +126,7 @@ def score_dataset(
     InputError
         Puzzles of another shape than the model takes.
     """
-    if puzzles.chunks.shape[1:] != tuple(model.input_shape[1:]):
+    if any(want not in (None, got) for want, got in zip(model.input_shape[1:], puzzles.chunks.shape[1:])):
         raise InputError(
             f"{name} puzzles are {puzzles.chunks.shape[1]} chunks of {puzzles.chunks.shape[2]} samples but the model "
             f"takes {model.input_shape[1]} of {model.input_shape[2]}"

@@ -40,8 +40,9 @@ def build_model(model_cfg: ModelConfig, *, n_chunks: int, chunk_samples: int, sa
     model_cfg : ModelConfig
         ``encoder.type``, ``sorter.type`` and ``sorter.normalization`` pick the
         parts by name (see ``ENCODERS``, ``SORTERS``, ``NORMALIZATIONS``).
-    n_chunks : int >= 2
-        Chunks per puzzle, n.
+    n_chunks : int >= 2 or None
+        Chunks per puzzle, n. None: any n (a head in ``ANY_N_SORTERS``); the
+        model then takes puzzles of any size, for a run whose n grows.
     chunk_samples : int > 0
         Chunk length L, in samples.
     sample_rate : int > 0
@@ -72,6 +73,8 @@ def build_model(model_cfg: ModelConfig, *, n_chunks: int, chunk_samples: int, sa
     chunks = keras.Input((n_chunks, chunk_samples), dtype="int16", name="chunks")
     # Folding the slots into the batch runs the encoder once on all B * n chunks:
     # shared weights, and batch-norm statistics over every chunk rather than per slot.
-    embeddings = UnfoldSlots(n_chunks, name="unfold_slots")(encoder(FoldSlots(name="fold_slots")(chunks)))
+    folded = encoder(FoldSlots(name="fold_slots")(chunks))
+    unfold = UnfoldSlots(n_chunks, name="unfold_slots")
+    embeddings = unfold(folded) if n_chunks is not None else unfold([folded, chunks])
     log_probs = NORMALIZATIONS[sorter_cfg.normalization](sorter_cfg)(sorter(embeddings))
     return keras.Model(chunks, log_probs, name="audiosort"), encoder

@@ -1,4 +1,4 @@
-"""Custom Keras layers: int16 front end, log-mel spectrogram, slot folding, row normalizations, order marginals.
+"""Custom Keras layers: int16 front end, log-mel spectrogram, slot folding, row normalizations, order marginals, times.
 
 Every layer here uses only ``keras.ops``, so a model runs unchanged under the
 TensorFlow and JAX backends, and is registered under the package name
@@ -187,20 +187,28 @@ class UnfoldSlots(keras.layers.Layer):
 
     Parameters
     ----------
-    n_chunks : int >= 1
-        Slots per puzzle, n.
+    n_chunks : int >= 1 or None
+        Slots per puzzle, n. None: any n, read at call time from a second
+        input, the puzzles ``(B, n, ...)`` that were folded (a model that grows
+        n during training, see ``train.n_chunks_schedule``).
     """
 
     def __init__(self, n_chunks, **kwargs):
         super().__init__(**kwargs)
-        if int(n_chunks) != n_chunks or n_chunks < 1:
-            raise ValueError(f"UnfoldSlots: n_chunks = {n_chunks!r} must be a positive integer")
-        self.n_chunks = int(n_chunks)
+        if n_chunks is not None and (int(n_chunks) != n_chunks or n_chunks < 1):
+            raise ValueError(f"UnfoldSlots: n_chunks = {n_chunks!r} must be a positive integer or None")
+        self.n_chunks = None if n_chunks is None else int(n_chunks)
 
     def call(self, inputs):
+        if self.n_chunks is None:
+            folded, puzzles = inputs
+            return ops.reshape(folded, (ops.shape(puzzles)[0], ops.shape(puzzles)[1], *folded.shape[1:]))
         return ops.reshape(inputs, (-1, self.n_chunks, *inputs.shape[1:]))
 
     def compute_output_shape(self, input_shape):
+        if self.n_chunks is None:
+            (_, *rest), (batch, n_chunks, *_) = input_shape
+            return (batch, n_chunks, *rest)
         batch, *rest = input_shape
         return (None if batch is None else batch // self.n_chunks, self.n_chunks, *rest)
 
@@ -377,3 +385,34 @@ class ExpectedRankScores(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+
+@keras.saving.register_keras_serializable(package="audiosort")
+class TimePositionScores(keras.layers.Layer):
+    """Position scores from one scalar "time" per slot: a unit-width peak at position ``time``.
+
+    ``output[b, i, j] = time[b, i] * j - j**2 / 2``, which is
+    ``-(j - time[b, i])**2 / 2`` up to a constant per row: after a row
+    softmax, a discretized Gaussian of width one position around the time.
+    Hungarian decoding of these scores is the argsort of the times (by the
+    rearrangement inequality, ``sum_i time_i * pos_i`` is largest when the
+    positions follow the times), and the times can be read back from the row
+    log-probabilities as ``log_probs[..., 1] - log_probs[..., 0] + 1/2``
+    (:class:`audiosort.models.objectives.PlackettLuceLoss` does so). Any n.
+
+    Input ``[shape=(B, n)]`` times; output ``[shape=(B, n, n)]`` raw scores
+    (row i over positions), computed in float32.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+
+    def call(self, inputs):
+        time = ops.cast(inputs, "float32")
+        positions = ops.cast(ops.arange(ops.shape(time)[1]), "float32")
+        return time[:, :, None] * positions[None, None, :] - 0.5 * ops.square(positions)[None, None, :]
+
+    def compute_output_shape(self, input_shape):
+        batch, n_chunks = input_shape
+        return (batch, n_chunks, n_chunks)

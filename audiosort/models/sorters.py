@@ -15,7 +15,7 @@ from keras import layers
 
 from audiosort.config import SorterConfig
 from audiosort.errors import ConfigError
-from audiosort.models.layers import ExpectedRankScores, PairFeatures, PermutationMarginals
+from audiosort.models.layers import ExpectedRankScores, PairFeatures, PermutationMarginals, TimePositionScores
 
 MLP_NARROW_UNITS = 200  # the seed's third sorter layer
 ATTENTION_MIN_WIDTH = 64
@@ -29,8 +29,9 @@ def build_sorter(cfg: SorterConfig, *, n_chunks: int, embedding_dim: int) -> ker
     ----------
     cfg : SorterConfig
         ``type`` picks the builder in ``SORTERS``; the other fields size it.
-    n_chunks : int >= 2
-        Slots per puzzle, n.
+    n_chunks : int >= 2 or None
+        Slots per puzzle, n. None builds a head for any n (only the heads in
+        ``ANY_N_SORTERS``), for a run whose n grows (``train.n_chunks_schedule``).
     embedding_dim : int > 0
         Width D of each chunk embedding.
 
@@ -43,11 +44,16 @@ def build_sorter(cfg: SorterConfig, *, n_chunks: int, embedding_dim: int) -> ker
     Raises
     ------
     ConfigError
-        Unknown ``cfg.type``; the message lists the valid names.
+        Unknown ``cfg.type``; the message lists the valid names. ``n_chunks``
+        None for a head whose weights depend on n.
     """
     if cfg.type not in SORTERS:
         raise ConfigError(f"model.sorter.type = {cfg.type!r} is not one of {sorted(SORTERS)}")
-    if n_chunks < 2:
+    if n_chunks is None and cfg.type not in ANY_N_SORTERS:
+        raise ConfigError(
+            f"model.sorter.type = {cfg.type!r} is built for one n; a run whose n grows needs one of {sorted(ANY_N_SORTERS)}"
+        )
+    if n_chunks is not None and n_chunks < 2:
         raise ConfigError(f"n_chunks = {n_chunks!r} must be >= 2")
     embeddings = keras.Input((n_chunks, embedding_dim), name="embeddings")
     scores = SORTERS[cfg.type](embeddings, cfg, n_chunks=n_chunks)
@@ -75,7 +81,30 @@ def _attention(embeddings, cfg: SorterConfig, *, n_chunks: int):
     No position information enters (no positional encoding, no mask), so the
     head is permutation-equivariant: permuting the input slots permutes the
     output rows the same way, and it learns one rule shared by all slots.
+
+    To name its position among n, a slot must count the slots before it, and
+    attention averages rather than counts: a weak route at n = 20, where the
+    head stayed at uniform output. The rank head keeps this encoder and asks
+    it for one scalar per slot instead; the sort does the counting.
     """
+    return layers.Dense(n_chunks, name="scores")(_set_encoder(embeddings, cfg))
+
+
+def _rank(embeddings, cfg: SorterConfig, *, n_chunks: int | None):
+    """The attention head's set encoder, then one scalar "time" per slot; decoding is an argsort of the times.
+
+    Permutation-equivariant and free of n (nothing is sized by it), so one
+    model serves any n and n may grow during training. Trained with the
+    Plackett-Luce likelihood of the true order (ListMLE, see
+    :class:`audiosort.models.objectives.PlackettLuceLoss`); its position
+    scores (:class:`TimePositionScores`) are a unit-width peak at the time.
+    """
+    time = layers.Dense(1, name="time")(_set_encoder(embeddings, cfg))
+    return TimePositionScores(name="scores")(layers.Reshape((-1,), name="times")(time))
+
+
+def _set_encoder(embeddings, cfg: SorterConfig):
+    """Pre-norm transformer over the slots, no positional encoding: ``(B, n, D)`` -> ``(B, n, width)``."""
     width = max(ATTENTION_MIN_WIDTH, embeddings.shape[-1])
     key_dim = max(1, width // cfg.attention_heads)
     x = layers.Dense(width, use_bias=False, name="project")(embeddings)
@@ -92,8 +121,7 @@ def _attention(embeddings, cfg: SorterConfig, *, n_chunks: int):
         h = layers.Dense(ATTENTION_MLP_RATIO * width, activation="gelu", name=f"block_{i}_mlp_in")(h)
         h = layers.Dense(width, name=f"block_{i}_mlp_out")(h)
         x = layers.Add(name=f"block_{i}_mlp_add")([x, h])
-    x = layers.LayerNormalization(name="final_norm")(x)
-    return layers.Dense(n_chunks, name="scores")(x)
+    return layers.LayerNormalization(name="final_norm")(x)
 
 
 def _pairwise(embeddings, cfg: SorterConfig, *, n_chunks: int):
@@ -138,4 +166,6 @@ def _precedence(embeddings, cfg: SorterConfig, *, n_chunks: int):
     return ExpectedRankScores(name="scores")(before)
 
 
-SORTERS = {"mlp": _mlp, "attention": _attention, "pairwise": _pairwise, "precedence": _precedence}
+SORTERS = {"mlp": _mlp, "attention": _attention, "pairwise": _pairwise, "precedence": _precedence, "rank": _rank}
+# Heads with no weight sized by n: one model for any number of chunks.
+ANY_N_SORTERS = frozenset({"rank"})

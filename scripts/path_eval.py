@@ -1,0 +1,82 @@
+"""Score a pairwise-head run on puzzles of any n: its successor scores decoded as the best path, beside continuity.
+
+The pairwise head scores "chunk j right after chunk i" (and "starts", "ends") with weights shared by
+every pair, so those scores exist for any n although its position output enumerates n! orders
+(n <= 7). This script takes them for n chunks, decodes them with metrics.best_paths (Held-Karp up
+to 12 chunks, beam search above) and scores the order on the corpus's test tracks, beside the
+continuity baseline decoded by the same search on the same puzzles. One markdown row. Usage:
+    python scripts/path_eval.py RUN CORPUS --n-chunks 20 --pad-min-seconds 0 --pad-max-seconds 0.005
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+import audiosort.models  # noqa: F401  (registers the custom layers for load_model)
+from audiosort import metrics
+from audiosort.baselines import continuity_scores
+from audiosort.config import PuzzleConfig
+from audiosort.data.corpus import Corpus
+from audiosort.data.puzzles import PuzzleSpec
+
+
+def successor_scores(model, chunks, *, batch_size=512):
+    """The pairwise head's (successor (B, n, n), first (B, n), last (B, n)) scores of puzzles (B, n, L) int16."""
+    n_puzzles, n_chunks, chunk_samples = chunks.shape
+    embeddings = model.get_layer("encoder").predict(chunks.reshape(-1, chunk_samples), batch_size=batch_size, verbose=0)
+    sorter = model.get_layer("sorter")
+    x = embeddings.reshape(n_puzzles, n_chunks, -1)
+    for name in ("project", "project_bn", "project_relu"):
+        x = sorter.get_layer(name)(x, training=False)
+    pairs = sorter.get_layer("pair_dense")(sorter.get_layer("pairs")(x))
+    as_numpy = keras.ops.convert_to_numpy
+    return (
+        as_numpy(sorter.get_layer("successor_score")(pairs))[..., 0],
+        as_numpy(sorter.get_layer("first_score")(x))[..., 0],
+        as_numpy(sorter.get_layer("last_score")(x))[..., 0],
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run")
+    parser.add_argument("corpus")
+    parser.add_argument("--n-chunks", type=int, required=True)
+    parser.add_argument("--chunk-seconds", type=float, default=0.2)
+    parser.add_argument("--pad-min-seconds", type=float, required=True)
+    parser.add_argument("--pad-max-seconds", type=float, required=True)
+    parser.add_argument("--puzzles", type=int, default=300)
+    args = parser.parse_args()
+    corpus = Corpus(args.corpus)
+    puzzle = PuzzleConfig(
+        n_chunks=args.n_chunks, chunk_seconds=args.chunk_seconds,
+        pad_min_seconds=args.pad_min_seconds, pad_max_seconds=args.pad_max_seconds,
+    )
+    puzzles, _ = corpus.puzzles_for("test", PuzzleSpec.from_config(puzzle, sample_rate=corpus.sample_rate), n_puzzles=args.puzzles, seed=0)
+    model = keras.saving.load_model(Path(args.run) / "model.keras", compile=False)
+    started = time.perf_counter()
+    successor, first, last = successor_scores(model, puzzles.chunks)
+    sequence = metrics.best_paths(successor, first=first, last=last)
+    seconds = time.perf_counter() - started
+    learned = metrics.score_puzzles(metrics.certain_scores(metrics.positions_of(sequence)), puzzles.order, decodings=("hungarian",))
+    baseline = metrics.score_puzzles(continuity_scores(puzzles.chunks, sample_rate=corpus.sample_rate), puzzles.order, decodings=("hungarian",))
+
+    def cells(report):
+        scored = report["hungarian"]
+        tau = scored["kendall_tau"]
+        return f"{tau['value']:.3f} [{tau['low']:.3f}, {tau['high']:.3f}] | {scored['position_accuracy']['value']:.3f} | {scored['exact_accuracy']['value']:.3f}"
+
+    print("| gaps (s) | n | puzzles | model tau [95%] | position | exact | continuity tau [95%] | position | exact | decode s |")
+    print(
+        f"| {args.pad_min_seconds}-{args.pad_max_seconds} | {args.n_chunks} | {len(puzzles.order)} | {cells(learned)} | "
+        f"{cells(baseline)} | {seconds:.1f} |"
+    )
+
+
+if __name__ == "__main__":
+    main()
