@@ -64,23 +64,30 @@ def test_cut_into_a_buffer_equals_the_fresh_cut():
     np.testing.assert_array_equal(fresh, sample_puzzles(tracks, SPEC, 500, rng=np.random.default_rng(7)).chunks)
 
 
-def test_a_batch_or_view_still_held_is_never_overwritten():
-    tracks = two_shard_tracks()
+def test_large_batches_reuse_buffers_but_never_one_still_held():
+    # 5 puzzles of 3 x 1.2 M samples: 36 MB a batch, above malloc's mmap threshold, so cut into the ring.
+    tracks = TrackTable.from_arrays([((np.arange(4_000_000) + 7 * k) % 32000).astype(np.int16) for k in range(2)])
+    spec = PuzzleSpec(n_chunks=3, chunk_samples=1_200_000, pad_min_samples=0, pad_max_samples=1000)
+    plain = puzzle_batches(tracks, spec, 5, rng=np.random.default_rng(8))
     prefetch = 2
     with contextlib.closing(
-        prefetched_puzzle_batches(tracks, SPEC, 16, rng=np.random.default_rng(8), workers=2, prefetch=prefetch)
+        prefetched_puzzle_batches(tracks, spec, 5, rng=np.random.default_rng(8), workers=2, prefetch=prefetch)
     ) as stream:
         held_batch = next(stream)[0]
         held_view = next(stream)[0][3:5]
         copies = held_batch.copy(), held_view.copy()
-        seen = set()
-        for _ in range(40):
-            chunks, _ = next(stream)
-            seen.add(chunks.__array_interface__["data"][0])
-            del chunks
+        next(plain), next(plain)
+        addresses = set()
+        for _ in range(12):
+            chunks, order = next(stream)
+            want_chunks, want_order = next(plain)
+            np.testing.assert_array_equal(chunks, want_chunks)
+            np.testing.assert_array_equal(order, want_order)
+            addresses.add(chunks.__array_interface__["data"][0])
+            del chunks, want_chunks
         np.testing.assert_array_equal(held_batch, copies[0])
         np.testing.assert_array_equal(held_view, copies[1])
-    assert len(seen) <= prefetch + 4, "buffers are reused once released"
+    assert len(addresses) <= prefetch + 4, "buffers are reused once released"
 
 
 def minor_faults_per_3mib_buffer(reps=20):

@@ -9,10 +9,10 @@ but cuts them on background threads while the model trains on earlier ones:
 - the cuts (:func:`~audiosort.data.puzzles.cut_chunks`, a memory copy during
   which numpy releases the GIL) run on ``workers`` threads, ``prefetch``
   batches ahead;
-- each batch is written into a buffer of a small ring, reused only once
-  nothing outside the ring holds it (the model's input pipeline may keep a
-  batch, or a tensor sharing its memory, for a while), so a large batch costs
-  no fresh pages from the kernel;
+- a batch larger than malloc's mmap threshold (32 MiB) is written into a
+  buffer of a small ring, reused only once nothing outside the ring holds it
+  (the model's input pipeline may keep a batch, or a tensor sharing its
+  memory, for a while), so a large batch costs no fresh pages from the kernel;
 - with ``min_rms`` rejection the next draw depends on the audio just cut, so
   whole batches are sampled by one background thread, in order.
 
@@ -153,6 +153,7 @@ class _Prefetcher:
         # (Keras keeps the two it peeks at, tf.data prefetches a few).
         self._ring: list[np.ndarray] = []
         self.ring_size = self.prefetch + 4
+        self._batch_bytes = batch_size * spec.n_chunks * spec.chunk_samples * np.dtype(np.int16).itemsize
 
     def next_batch(self) -> tuple[np.ndarray, np.ndarray]:
         while len(self._pending) <= self.prefetch:
@@ -163,7 +164,10 @@ class _Prefetcher:
         if self._whole_batches:
             return self._pool.submit(self._sample_whole)
         starts = draw_starts(self.tracks, self.spec, self.batch_size, rng=self.rng)
-        return self._pool.submit(self._cut, starts.rows, starts.starts, starts.order, self._free_buffer())
+        # Below malloc's mmap threshold a fresh batch comes from recycled memory, and the
+        # one-step cut is faster than the cut into a buffer through a small temporary.
+        out = self._free_buffer() if self._batch_bytes > _MAX_MMAP_THRESHOLD_BYTES else None
+        return self._pool.submit(self._cut, starts.rows, starts.starts, starts.order, out)
 
     def _sample_whole(self) -> tuple[np.ndarray, np.ndarray]:
         puzzles = sample_puzzles(self.tracks, self.spec, self.batch_size, rng=self.rng)
