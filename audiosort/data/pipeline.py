@@ -33,6 +33,7 @@ from __future__ import annotations
 import collections
 import ctypes
 import ctypes.util
+import functools
 import os
 import platform
 import sys
@@ -74,14 +75,12 @@ def keep_freed_memory() -> bool:
     )
 
 
-_libc = None
-
-
+@functools.cache
 def _glibc():
-    global _libc
-    if _libc is None and sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    return _libc
+    """The C library where it is glibc (whose mallopt parameters these are), else None."""
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    return None
 
 
 def prefetched_puzzle_batches(
