@@ -30,7 +30,8 @@ import numpy as np
 from audiosort import distributed, metrics, run
 from audiosort.config import Config, n_chunks_schedule
 from audiosort.data.corpus import Corpus
-from audiosort.data.puzzles import Puzzles, PuzzleSpec, TrackTable, puzzle_batches
+from audiosort.data.pipeline import prefetched_puzzle_batches
+from audiosort.data.puzzles import Puzzles, PuzzleSpec, TrackTable
 from audiosort.errors import AudiosortError, ConfigError, InputError
 from audiosort.models import build_model
 from audiosort.models.objectives import sorting_loss, sorting_metrics
@@ -216,10 +217,10 @@ def train_batches(tracks: TrackTable, spec: PuzzleSpec, batch_size: int, *, rng:
     """The endless stream of training batches ``(chunks, order)``: fresh puzzles from ``tracks`` every step.
 
     The one place batches are made for training (``fit``'s input on every
-    path, and audit's); see :func:`audiosort.data.puzzles.puzzle_batches` for
-    their shapes.
+    path, and audit's): the plain sampler's batches, cut ahead on background
+    threads (:func:`audiosort.data.pipeline.prefetched_puzzle_batches`).
     """
-    return puzzle_batches(tracks, spec, batch_size, rng=rng)
+    return prefetched_puzzle_batches(tracks, spec, batch_size, rng=rng)
 
 
 def fit(

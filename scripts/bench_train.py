@@ -1,29 +1,30 @@
-"""Benchmark a training step of the seed model beside its yardsticks, all measured in one run.
+"""Benchmark a training step beside its yardsticks, all measured in one run, over several batch sizes.
 
-    python scripts/bench_train.py [--batch 256] [--steps 30] [--config configs/seed.yaml] [--jit on|off|auto]
+    python scripts/bench_train.py [--batch 256,1024,4096] [--steps 30] [--config configs/seed.yaml] [--jit on|off|auto]
 
-Trains ``configs/seed.yaml`` (or, while that file does not exist, the
-defaults of :mod:`audiosort.config`, which are the seed's setup) on a
-synthetic music corpus rendered into a temporary folder, with the model and
-``compile`` of :func:`audiosort.train.compiled_model`, and prints:
+Trains ``configs/seed.yaml`` (or ``--config``) on a synthetic music corpus
+rendered into a temporary folder, with the model and ``compile`` of
+:func:`audiosort.train.compiled_model`, and prints for each batch size:
 
-- seconds per train step and puzzles/s, fed by ``model.fit`` from the endless
-  :func:`~audiosort.data.puzzles.puzzle_batches` sampler (as ``audiosort
-  train`` does);
-- the same steps fed one pre-made batch over and over through the same
-  generator path, so the two differ only by the sampling; the input
-  pipeline's share of step time is ``1 - t_repeated / t_sampled`` (goal
-  < 10 %), and ``sample_puzzles`` alone is timed as a fraction of the step;
+- seconds per train step and puzzles/s under ``model.fit`` for three feeds
+  (``FEEDS``): the plain sampler on the step's path (before), the prefetching
+  pipeline that ``audiosort train`` uses (after), and one pre-made batch
+  repeated (the step with no input work). A feed's input share of step time
+  is ``1 - t_repeated / t_feed`` (goal < 10 %); ``sample_puzzles`` alone is
+  timed too;
+- the user / system split of the process's CPU time per train step and its
+  minor page faults per step (``getrusage``; goal: system < 10 % on CPU);
 - achieved FLOP/s of the train step (FLOPs counted analytically, see
   :func:`train_step_flops`) over the FLOP/s of a large float32 matmul timed
-  in the same process: the utilisation (goal >= 0.5 on CPU).
+  in the same process, and, where a GPU or TPU is present, over a bfloat16
+  matmul too (the model computes in bfloat16 there): the utilisation.
 
 Everything is measured ``--rounds`` times, in alternation. Times are the
 fastest round, since other processes can only add time; a ratio is taken
 within each round (both sides under the same load) and the median printed,
 with every round's value beside it to show how noisy the machine was.
 Ratios, not absolute times, are the result (DESIGN.md, "Performance
-yardsticks").
+yardsticks"). The last lines are a markdown table of the sweep.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import argparse
 import dataclasses
 import math
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -43,6 +45,7 @@ from audiosort import AudiosortError  # first: importing audiosort silences Tens
 import keras
 from audiosort.config import Config, load_config
 from audiosort.data.corpus import Corpus, prepare_synthetic
+from audiosort.data.pipeline import keep_freed_memory, prefetched_puzzle_batches
 from audiosort.data.puzzles import PuzzleSpec, TrackTable, puzzle_batches, sample_puzzles
 from audiosort.train import compiled_model
 
@@ -104,36 +107,69 @@ def synthetic_train_tracks(folder: Path, config: Config) -> TrackTable:
     return Corpus(folder).tracks("train")
 
 
+@dataclasses.dataclass(frozen=True)
+class StepCost:
+    """What one train step cost, averaged over the steps of a fit: wall seconds and the process's CPU."""
+
+    seconds: float
+    user_seconds: float  # CPU time in user space, all threads
+    system_seconds: float  # CPU time in the kernel (page faults, mmap/munmap, ...)
+    minor_faults: float  # page faults served without I/O: fresh zeroed pages, mostly
+
+    @property
+    def system_share(self) -> float:
+        """System time over the step's CPU time (user + system)."""
+        return self.system_seconds / max(self.user_seconds + self.system_seconds, 1e-12)
+
+
 class StepClock(keras.callbacks.Callback):
-    """Wall-clock time at the end of every train step of one ``fit``."""
+    """Wall clock and ``getrusage`` of the whole process at the end of every train step of one ``fit``."""
 
     def __init__(self):
         super().__init__()
-        self.ends: list[float] = []
+        self.ends: list[tuple[float, resource.struct_rusage]] = []
 
     def on_train_batch_end(self, batch, logs=None):
-        self.ends.append(time.perf_counter())
+        self.ends.append((time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)))
 
-    def seconds_per_step(self) -> float:
-        """Mean step time in seconds, from the end of the first step to the end of the last.
+    def per_step(self) -> StepCost:
+        """Mean cost of a step, from the end of the first step to the end of the last.
 
-        The first step also starts the data iterator and its prefetch thread,
-        so it is left out.
+        The first step also starts the data iterator and its threads, so it is
+        left out.
         """
-        return (self.ends[-1] - self.ends[0]) / (len(self.ends) - 1)
+        (first_time, first), (last_time, last) = self.ends[0], self.ends[-1]
+        steps = len(self.ends) - 1
+        return StepCost(
+            seconds=(last_time - first_time) / steps,
+            user_seconds=(last.ru_utime - first.ru_utime) / steps,
+            system_seconds=(last.ru_stime - first.ru_stime) / steps,
+            minor_faults=(last.ru_minflt - first.ru_minflt) / steps,
+        )
 
 
-def fit_seconds_per_step(model: keras.Model, batches, steps: int) -> float:
-    """Train ``steps`` steps on the generator ``batches`` with ``model.fit``; seconds per step."""
+def fit_step_cost(model: keras.Model, batches, steps: int) -> StepCost:
+    """Train ``steps`` steps on the generator ``batches`` with ``model.fit``; the mean cost of a step."""
     clock = StepClock()
     model.fit(batches, epochs=1, steps_per_epoch=steps, callbacks=[clock], shuffle=False, verbose=0)
-    return clock.seconds_per_step()
+    batches.close()
+    return clock.per_step()
 
 
 def repeat_batch(chunks: np.ndarray, order: np.ndarray):
-    """Endless generator of one fixed batch: :func:`puzzle_batches` without the sampling."""
+    """Endless generator of one fixed batch, with the pipeline's allocator setting: a step with no input work."""
     while True:
+        keep_freed_memory()
         yield chunks, order
+
+
+# How each fit is fed; the pipeline's input share and system time are this change's "after",
+# the sampler's its "before" (main's feed: sampling on the step's path, TensorFlow's malloc setting).
+FEEDS = {
+    "sampler": "puzzle_batches: sample_puzzles on the step's path (before)",
+    "pipeline": "prefetched_puzzle_batches, as audiosort train feeds fit (after)",
+    "repeated": "one batch repeated: the step without input work",
+}
 
 
 def sampler_seconds(tracks: TrackTable, spec: PuzzleSpec, batch_size: int, *, rng: np.random.Generator, calls: int) -> float:
@@ -145,15 +181,15 @@ def sampler_seconds(tracks: TrackTable, spec: PuzzleSpec, batch_size: int, *, rn
     return (time.perf_counter() - start) / calls
 
 
-def matmul_flops_per_second(size: int, *, reps: int) -> float:
-    """FLOP/s of the fastest of ``reps`` float32 ``(size, size) @ (size, size)`` products (2 size^3 FLOPs each).
+def matmul_flops_per_second(size: int, *, reps: int, dtype: str = "float32") -> float:
+    """FLOP/s of the fastest of ``reps`` ``(size, size) @ (size, size)`` products in ``dtype`` (2 size^3 FLOPs each).
 
     Run with ``keras.ops.matmul`` on the backend's default device, after one
     warm-up product; each product is waited for by reading one element back.
     """
     rng = np.random.default_rng(0)
-    a = keras.ops.convert_to_tensor(rng.standard_normal((size, size), dtype=np.float32))
-    b = keras.ops.convert_to_tensor(rng.standard_normal((size, size), dtype=np.float32))
+    a = keras.ops.cast(keras.ops.convert_to_tensor(rng.standard_normal((size, size), dtype=np.float32)), dtype)
+    b = keras.ops.cast(keras.ops.convert_to_tensor(rng.standard_normal((size, size), dtype=np.float32)), dtype)
     keras.ops.convert_to_numpy(keras.ops.matmul(a, b)[0, 0])
     fastest = math.inf
     for _ in range(reps):
@@ -161,6 +197,11 @@ def matmul_flops_per_second(size: int, *, reps: int) -> float:
         keras.ops.convert_to_numpy(keras.ops.matmul(a, b)[0, 0])
         fastest = min(fastest, time.perf_counter() - start)
     return 2 * size**3 / fastest
+
+
+def accelerator_present() -> bool:
+    """Whether the backend's default devices include a GPU or TPU."""
+    return any(not device.lower().startswith("cpu") for device in keras.distribution.list_devices())
 
 
 def train_step_flops(model: keras.Model, *, n_chunks: int) -> tuple[float, float, list[str]]:
@@ -234,12 +275,14 @@ def describe_model(config: Config, spec: PuzzleSpec, model: keras.Model) -> str:
 def command_line(args: argparse.Namespace) -> str:
     """The command that reproduces this run, every option spelled out."""
     options = [
-        f"--batch {args.batch}",
+        f"--batch {','.join(map(str, args.batch))}",
         f"--steps {args.steps}",
         f"--warmup {args.warmup}",
         f"--rounds {args.rounds}",
         f"--matmul-size {args.matmul_size}",
     ]
+    if args.workers is not None:
+        options.append(f"--workers {args.workers}")
     if args.config is not None:
         options.append(f"--config {args.config}")
     if args.jit is not None:
@@ -249,74 +292,56 @@ def command_line(args: argparse.Namespace) -> str:
 
 @dataclasses.dataclass
 class Measurements:
-    """What one benchmark run measured, one entry per round (seconds, FLOP/s)."""
+    """What one batch size measured, one entry per round."""
 
-    sampled_step: list[float]  # train step fed by the sampler
-    repeated_step: list[float]  # train step fed one fixed batch
-    sampler_call: list[float]  # sample_puzzles alone, one batch
-    matmul_flops_per_second: list[float]
-    train_tracks: int
-    load_before: float  # 1-minute load average
-    load_after: float
+    steps: dict[str, list[StepCost]]  # per feed (see FEEDS)
+    sampler_call: list[float]  # sample_puzzles alone, one batch, seconds
+    matmul: dict[str, list[float]]  # FLOP/s per dtype
 
 
-def measure(model: keras.Model, config: Config, spec: PuzzleSpec, args: argparse.Namespace) -> Measurements:
-    """Render the corpus, warm up, then per round: the sampled fit, the repeated fit, the sampler, the matmul."""
-    load_before = os.getloadavg()[0]
-    rounds = Measurements([], [], [], [], 0, load_before, load_before)
-    with tempfile.TemporaryDirectory(prefix="bench_train-") as tmp:
-        tracks = synthetic_train_tracks(Path(tmp) / "music", config)
-        rng = np.random.default_rng(config.seed)
-        warmup = puzzle_batches(tracks, spec, args.batch, rng=rng)
-        model.fit(warmup, epochs=1, steps_per_epoch=args.warmup, shuffle=False, verbose=0)
-        fixed = sample_puzzles(tracks, spec, args.batch, rng=rng)
-        for _ in range(args.rounds):
-            fresh = puzzle_batches(tracks, spec, args.batch, rng=rng)
-            rounds.sampled_step.append(fit_seconds_per_step(model, fresh, args.steps))
-            same = repeat_batch(fixed.chunks, fixed.order)
-            rounds.repeated_step.append(fit_seconds_per_step(model, same, args.steps))
-            rounds.sampler_call.append(sampler_seconds(tracks, spec, args.batch, rng=rng, calls=args.steps))
-            rounds.matmul_flops_per_second.append(matmul_flops_per_second(args.matmul_size, reps=MATMUL_REPS))
-    rounds.train_tracks = len(tracks)
-    rounds.load_after = os.getloadavg()[0]
-    return rounds
+def measure(model: keras.Model, tracks: TrackTable, config: Config, spec: PuzzleSpec, batch_size: int,
+            args: argparse.Namespace) -> Measurements:
+    """Warm up, then per round: a fit on each feed, the sampler alone, the matmul yardsticks."""
+    rng = np.random.default_rng(config.seed)
+    model.fit(puzzle_batches(tracks, spec, batch_size, rng=rng), epochs=1, steps_per_epoch=args.warmup, shuffle=False,
+              verbose=0)
+    fixed = sample_puzzles(tracks, spec, batch_size, rng=rng)
+    dtypes = ["float32", "bfloat16"] if accelerator_present() else ["float32"]
+    m = Measurements({feed: [] for feed in FEEDS}, [], {dtype: [] for dtype in dtypes})
+    for _ in range(args.rounds):
+        feeds = {
+            "sampler": puzzle_batches(tracks, spec, batch_size, rng=rng),
+            "pipeline": prefetched_puzzle_batches(tracks, spec, batch_size, rng=rng, workers=args.workers),
+            "repeated": repeat_batch(fixed.chunks, fixed.order),
+        }
+        for feed, batches in feeds.items():
+            m.steps[feed].append(fit_step_cost(model, batches, args.steps))
+        m.sampler_call.append(sampler_seconds(tracks, spec, batch_size, rng=rng, calls=min(args.steps, 10)))
+        for dtype in dtypes:
+            m.matmul[dtype].append(matmul_flops_per_second(args.matmul_size, reps=MATMUL_REPS, dtype=dtype))
+    return m
 
 
-def per_round(values: np.ndarray, number_format: str) -> str:
+def per_round(values, number_format: str) -> str:
     """``"rounds 0.71 0.70 0.72"``: each round's value, to show how noisy the machine was."""
     return "rounds " + " ".join(format(v, number_format) for v in values)
 
 
-def print_report(
-    model: keras.Model, config: Config, source: str, spec: PuzzleSpec, args: argparse.Namespace, m: Measurements
-) -> None:
-    """The header lines (what ran, where, how FLOPs were counted) and the table of results.
-
-    Times and rates are each the fastest round; the ratios (pipeline share,
-    utilisation) are the median of ratios taken within one round, so that both
-    sides of a ratio saw the same load.
-    """
+def print_header(model: keras.Model, config: Config, source: str, spec: PuzzleSpec, args: argparse.Namespace,
+                 train_tracks: int) -> None:
+    """What ran, where, and how FLOPs were counted."""
     forward, train_step, uncounted = train_step_flops(model, n_chunks=spec.n_chunks)
-    step_flops = train_step * args.batch
-    sampled, repeated = np.array(m.sampled_step), np.array(m.repeated_step)
-    sampler, matmul = np.array(m.sampler_call), np.array(m.matmul_flops_per_second)
-    share = 1 - repeated / sampled
-    utilisation = step_flops / sampled / matmul
     policy = keras.mixed_precision.dtype_policy()
-    precision_note = "" if policy.compute_dtype == "float32" else f" (the model computes in {policy.compute_dtype})"
     print(f"command: {command_line(args)}")
     print(f"config:  {source}")
     print(f"model:   {describe_model(config, spec, model)}")
     print(
         f"runtime: keras {keras.__version__} ({keras.backend.backend()}), {policy.name}, "
         f"jit_compile={config.train.jit_compile!r} -> {model.jit_compile}, "
-        f"devices {', '.join(keras.distribution.list_devices())}, {len(os.sched_getaffinity(0))} CPU cores, "
-        f"load average {m.load_before:.1f} before / {m.load_after:.1f} after"
+        f"devices {', '.join(keras.distribution.list_devices())}, {len(os.sched_getaffinity(0))} CPU cores ({cpu_model()}), "
+        f"load average {os.getloadavg()[0]:.1f} at start"
     )
-    print(
-        f"data:    synthetic music, {CORPUS_SECONDS / 60:.0f} min rendered to a temp corpus "
-        f"({m.train_tracks} train tracks), batch {args.batch}"
-    )
+    print(f"data:    synthetic music, {CORPUS_SECONDS / 60:.0f} min rendered to a temp corpus ({train_tracks} train tracks)")
     print(
         f"FLOPs:   analytic, Dense/Conv only: forward {forward / 1e6:.1f} MFLOP/puzzle; train step "
         f"{train_step / 1e6:.1f} MFLOP/puzzle ({train_step / forward:.2f} x forward: weight + input gradients, "
@@ -324,63 +349,95 @@ def print_report(
         f"uncounted layers with weights: {', '.join(uncounted) or 'none'}"
     )
     print(
-        f"timing:  {args.rounds} rounds, each: fit {args.steps} steps on puzzle_batches, fit {args.steps} steps "
-        f"on one repeated batch (same generator path), sample_puzzles x {args.steps}, matmul x {MATMUL_REPS}; "
-        f"{args.warmup} warm-up steps first; times = fastest round, ratios = median of per-round ratios"
+        f"timing:  per batch size, {args.rounds} rounds, each: fit {args.steps} steps on each feed, "
+        f"sample_puzzles alone, matmul x {MATMUL_REPS}; {args.warmup} warm-up steps first; "
+        "times = fastest round, ratios and CPU splits = median over rounds"
     )
-    rows = [
-        ("train step, real sampling", f"{sampled.min() * 1e3:8.1f} ms/step", per_round(sampled * 1e3, ".1f")),
-        ("  throughput", f"{args.batch / sampled.min():8,.0f} puzzles/s", ""),
-        ("train step, one batch repeated", f"{repeated.min() * 1e3:8.1f} ms/step", per_round(repeated * 1e3, ".1f")),
-        ("  throughput", f"{args.batch / repeated.min():8,.0f} puzzles/s", ""),
-        (
-            "input pipeline share of step",
-            f"{np.median(share):8.1%}",
-            f"1 - repeated / sampled, goal < 10 %; {per_round(share, '.1%')}",
-        ),
-        (
-            "sample_puzzles alone",
-            f"{sampler.min() * 1e3:8.1f} ms/batch",
-            f"{np.median(sampler / sampled):.1%} of a sampled step; {per_round(sampler * 1e3, '.1f')}",
-        ),
-        ("achieved, train step", f"{step_flops / sampled.min() / 1e9:8.1f} GFLOP/s", "train-step FLOPs x batch / step time"),
-        (
-            f"float32 matmul {args.matmul_size}^3",
-            f"{matmul.max() / 1e9:8.1f} GFLOP/s",
-            f"keras.ops.matmul, same process; {per_round(matmul / 1e9, '.0f')}",
-        ),
-        (
-            "utilisation",
-            f"{np.median(utilisation):8.2f}",
-            f"achieved / matmul, goal >= 0.5 on CPU{precision_note}; {per_round(utilisation, '.2f')}",
-        ),
-    ]
-    width = max(len(name) for name, _, _ in rows)
-    print()
-    for name, value, note in rows:
-        print(f"{name:<{width}}  {value:<20}  {note}".rstrip())
+    print("feeds:   " + "; ".join(f"{feed} = {what}" for feed, what in FEEDS.items()))
+    print("CPU:     user / system seconds and minor page faults of the whole process (getrusage) per train step")
+
+
+def cpu_model() -> str:
+    """The CPU's model name and its widest vector extensions, from /proc/cpuinfo (Linux)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "CPU model unknown"
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    vectors = [name for name, flag in (("AVX2", "avx2"), ("AVX-512", "avx512f"), ("AMX", "amx_tile")) if flag in flags]
+    return f"{model}, {'/'.join(vectors) or 'no AVX2'}"
+
+
+def print_batch(model: keras.Model, spec: PuzzleSpec, batch_size: int, m: Measurements) -> list[str]:
+    """The table of one batch size; returns its summary row for the closing table."""
+    _, train_step, _ = train_step_flops(model, n_chunks=spec.n_chunks)
+    step_flops = train_step * batch_size
+    repeated = np.array([cost.seconds for cost in m.steps["repeated"]])
+    sampler = np.array(m.sampler_call)
+    print(f"\nbatch {batch_size}")
+    print(f"  {'feed':<9} {'ms/step':>9} {'puzzles/s':>10} {'input share':>12} {'user ms':>8} {'sys ms':>7} "
+          f"{'sys share':>9} {'minflt/step':>11}  per round: ms/step")
+    summary = [str(batch_size)]
+    for feed, costs in m.steps.items():
+        seconds = np.array([cost.seconds for cost in costs])
+        share = np.median(1 - repeated / seconds) if feed != "repeated" else float("nan")
+        user = np.median([cost.user_seconds for cost in costs])
+        system = np.median([cost.system_seconds for cost in costs])
+        faults = np.median([cost.minor_faults for cost in costs])
+        system_share = np.median([cost.system_share for cost in costs])
+        print(f"  {feed:<9} {seconds.min() * 1e3:9.1f} {batch_size / seconds.min():10,.0f} "
+              f"{'' if feed == 'repeated' else format(share, '.1%'):>12} {user * 1e3:8.1f} {system * 1e3:7.1f} "
+              f"{system_share:9.1%} {faults:11,.0f}  {per_round(seconds * 1e3, '.1f')}")
+        summary += [f"{batch_size / seconds.min():,.0f}", "" if feed == "repeated" else f"{share:.0%}", f"{system_share:.1%}",
+                    f"{faults:,.0f}"]
+    print(f"  sample_puzzles alone: {sampler.min() * 1e3:.1f} ms/batch, "
+          f"{np.median(sampler / np.array([c.seconds for c in m.steps['sampler']])):.1%} of a sampler-fed step")
+    pipeline = np.array([cost.seconds for cost in m.steps["pipeline"]])
+    for dtype, flops in m.matmul.items():
+        flops = np.array(flops)
+        utilisation = step_flops / pipeline / flops
+        print(f"  {dtype} matmul: {flops.max() / 1e9:.1f} GFLOP/s; achieved {step_flops / pipeline.min() / 1e9:.1f} GFLOP/s "
+              f"(pipeline feed); utilisation {np.median(utilisation):.2f} ({per_round(utilisation, '.2f')})")
+        summary.append(f"{np.median(utilisation):.2f}")
+    return summary
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=256, help="puzzles per train step (default 256)")
+    parser.add_argument("--batch", type=lambda text: [int(b) for b in text.split(",")], default=[256],
+                        help="puzzles per train step; a comma-separated list sweeps them in one run (default 256)")
     parser.add_argument("--steps", type=int, default=30, help="timed train steps per fit (default 30)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first, to trace and compile (default 3)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of all measurements, alternated (default 3)")
     parser.add_argument("--config", type=Path, default=None, help="config file (default configs/seed.yaml)")
     parser.add_argument("--jit", choices=sorted(JIT_SETTINGS), default=None, help="override train.jit_compile")
-    parser.add_argument("--matmul-size", type=int, default=2048, help="side of the square float32 matmul yardstick")
+    parser.add_argument("--matmul-size", type=int, default=2048, help="side of the square matmul yardsticks")
+    parser.add_argument("--workers", type=int, default=None, help="pipeline threads (default: as audiosort train)")
     args = parser.parse_args()
-    if args.steps < 2 or args.warmup < 1 or args.rounds < 1 or args.batch < 1 or args.matmul_size < 1:
+    if args.steps < 2 or args.warmup < 1 or args.rounds < 1 or min(args.batch) < 1 or args.matmul_size < 1:
         parser.error("need --steps >= 2 and --warmup, --rounds, --batch, --matmul-size >= 1")
 
     try:
-        config, source = bench_config(args.config, batch_size=args.batch, jit=args.jit)
+        config, source = bench_config(args.config, batch_size=args.batch[0], jit=args.jit)
     except AudiosortError as e:
         parser.error(str(e))
     spec = PuzzleSpec.from_config(config.puzzle, sample_rate=config.data.sample_rate)
     model, _ = compiled_model(config, spec, sample_rate=config.data.sample_rate, total_steps=args.steps)
-    print_report(model, config, source, spec, args, measure(model, config, spec, args))
+    summaries = []
+    with tempfile.TemporaryDirectory(prefix="bench_train-") as tmp:
+        tracks = synthetic_train_tracks(Path(tmp) / "music", config)
+        print_header(model, config, source, spec, args, len(tracks))
+        for batch_size in args.batch:
+            summaries.append(print_batch(model, spec, batch_size, measure(model, tracks, config, spec, batch_size, args)))
+    dtypes = ["float32", "bfloat16"] if accelerator_present() else ["float32"]
+    columns = ["batch"] + [f"{feed} {what}" for feed in FEEDS for what in ("puzzles/s", "input share", "sys share", "minflt/step")]
+    columns += [f"utilisation vs {dtype} matmul" for dtype in dtypes]
+    print(f"\nsummary (load average {os.getloadavg()[0]:.1f} at the end)\n")
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    for row in summaries:
+        print("| " + " | ".join(row) + " |")
 
 
 if __name__ == "__main__":

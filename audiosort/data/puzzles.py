@@ -211,6 +211,47 @@ def sample_puzzles(tracks: TrackTable, spec: PuzzleSpec, batch_size: int, *, rng
 
 
 def _draw(tracks: TrackTable, spec: PuzzleSpec, batch_size: int, rng: np.random.Generator) -> Puzzles:
+    starts = draw_starts(tracks, spec, batch_size, rng=rng)
+    return Puzzles(
+        chunks=cut_chunks(tracks, starts.rows, starts.starts, chunk_samples=spec.chunk_samples),
+        order=starts.order,
+        track=tracks.track_id[starts.rows],
+        starts=starts.starts,
+    )
+
+
+@dataclass(frozen=True)
+class PuzzleStarts:
+    """Where a batch of puzzles lies, before any audio is read: every random draw of a batch.
+
+    Attributes
+    ----------
+    rows : np.ndarray [shape=(B,), dtype=int64]
+        Row of each puzzle's track in the :class:`TrackTable` it was drawn from.
+    starts : np.ndarray [shape=(B, n), dtype=int64]
+        Sample offset, within its track, of the chunk in slot i.
+    order : np.ndarray [shape=(B, n), dtype=int32]
+        Temporal position (0 = earliest) of the chunk in slot i: the label.
+    """
+
+    rows: np.ndarray
+    starts: np.ndarray
+    order: np.ndarray
+
+
+def draw_starts(tracks: TrackTable, spec: PuzzleSpec, batch_size: int, *, rng: np.random.Generator) -> PuzzleStarts:
+    """Draw ``batch_size`` puzzles' tracks, chunk starts and labels, without reading audio.
+
+    Every draw of :func:`sample_puzzles` (without ``min_rms`` rejection) is
+    made here, in the same order, so ``draw_starts`` then :func:`cut_chunks`
+    gives the same puzzles as ``sample_puzzles`` for the same ``rng`` state.
+    The cut can then run elsewhere: on another thread, or on the device.
+
+    Raises
+    ------
+    InputError
+        No track is long enough for one chunk set.
+    """
     n, length = spec.n_chunks, spec.chunk_samples
     gaps = draw_gaps(spec, batch_size, rng=rng)
     # Offset of each chunk from the chunk set's start, in temporal order.
@@ -225,26 +266,61 @@ def _draw(tracks: TrackTable, spec: PuzzleSpec, batch_size: int, rng: np.random.
             "use shorter chunks, fewer chunks or smaller gaps"
         )
     weights = np.maximum(room, 0).astype(np.float64)
-    track = rng.choice(len(tracks), size=batch_size, p=weights / weights.sum())
-    start = (rng.random(batch_size) * (tracks.frames[track] - span + 1)).astype(np.int64)
+    rows = rng.choice(len(tracks), size=batch_size, p=weights / weights.sum())
+    start = (rng.random(batch_size) * (tracks.frames[rows] - span + 1)).astype(np.int64)
 
     # Slot i holds the chunk of temporal position perm[b, i]: that is the label.
     order = np.argsort(rng.random((batch_size, n)), axis=1).astype(np.int32)
     starts = start[:, None] + np.take_along_axis(chunk_offsets, order, axis=1)
+    return PuzzleStarts(rows=rows, starts=starts, order=order)
 
-    shard_of = tracks.shard[track]
-    absolute = tracks.offset[track][:, None] + starts
+
+# Puzzles cut per block when writing into a given buffer: the block's temporary stays
+# in cache, and the loop runs over blocks, not puzzles.
+_CUT_BLOCK_BYTES = 1 << 20
+
+
+def cut_chunks(
+    tracks: TrackTable, rows: np.ndarray, starts: np.ndarray, *, chunk_samples: int, out: np.ndarray | None = None
+) -> np.ndarray:
+    """The chunks of ``chunk_samples`` samples at ``starts`` in the tracks ``rows``.
+
+    Parameters
+    ----------
+    tracks : TrackTable
+        Where to cut from.
+    rows : np.ndarray [shape=(B,), dtype=int]
+        Row of each puzzle's track in ``tracks``.
+    starts : np.ndarray [shape=(B, n), dtype=int64]
+        Sample offset of each chunk within its track.
+    chunk_samples : int > 0
+        Chunk length L, in samples.
+    out : np.ndarray [shape=(B, n, L), dtype=int16], optional
+        Written in place and returned; a reused buffer costs no fresh pages
+        from the kernel, which a batch of hundreds of MB otherwise does.
+
+    Returns
+    -------
+    np.ndarray [shape=(B, n, L), dtype=int16]
+    """
+    batch_size, n = starts.shape
+    shard_of = tracks.shard[rows]
+    absolute = tracks.offset[rows][:, None] + starts
     used = np.unique(shard_of)
     # Row r of a window view is shard[r : r + L]; indexing it with (B, n) start
     # positions copies each chunk once, straight into the result.
-    if len(used) == 1:
-        chunks = np.asarray(sliding_window_view(tracks.shards[used[0]], length)[absolute])
-    else:
-        chunks = np.empty((batch_size, n, length), dtype=np.int16)
-        for shard_index in used:
-            rows = shard_of == shard_index
-            chunks[rows] = sliding_window_view(tracks.shards[shard_index], length)[absolute[rows]]
-    return Puzzles(chunks=chunks, order=order, track=tracks.track_id[track], starts=starts)
+    if out is None and len(used) == 1:
+        return np.asarray(sliding_window_view(tracks.shards[used[0]], chunk_samples)[absolute])
+    if out is None:
+        out = np.empty((batch_size, n, chunk_samples), dtype=np.int16)
+    block = max(1, _CUT_BLOCK_BYTES // (n * chunk_samples * 2))
+    for shard_index in used:
+        window = sliding_window_view(tracks.shards[shard_index], chunk_samples)
+        puzzles = np.flatnonzero(shard_of == shard_index)
+        for first in range(0, len(puzzles), block):
+            some = puzzles[first : first + block]
+            out[some] = window[absolute[some]]
+    return out
 
 
 def draw_gaps(spec: PuzzleSpec, batch_size: int, *, rng: np.random.Generator) -> np.ndarray:
