@@ -172,3 +172,50 @@ def test_music_at_a_fixed_tempo_is_heard_at_that_tempo(tempo_bpm):
 def test_music_refuses_a_tempo_that_is_not_positive(tempo_bpm):
     with pytest.raises(InputError, match="tempo_bpm"):
         synthetic.music(1.0, sample_rate=16000, rng=np.random.default_rng(0), tempo_bpm=tempo_bpm)
+
+
+def test_section_loudness_swells_through_a_build_and_fades_through_a_breakdown():
+    bar_samples = 100.0
+    sections = [("build", bar, 2) for bar in range(2)] + [("drop", 0, 1)] + [("breakdown", bar, 2) for bar in range(2)]
+    gain_db = 20 * np.log10(synthetic._section_loudness(sections, 500, bar_samples))
+    assert gain_db[0] == pytest.approx(-10.0)
+    assert gain_db[199] == pytest.approx(-0.05)
+    assert np.all(np.diff(gain_db[:200]) > 0)
+    assert np.all(gain_db[200:300] == 0.0)
+    assert gain_db[300] == pytest.approx(0.0)
+    assert gain_db[499] == pytest.approx(-9.0 * 199 / 200)
+    assert np.all(np.diff(gain_db[300:]) < 0)
+
+
+def sections_of(seed, duration_seconds, sample_rate=16000):
+    """The sections :func:`synthetic.music` lays out for this seed, drawn in the same order, with bar length."""
+    rng = np.random.default_rng(seed)
+    style = synthetic._draw_style(rng)
+    bar_samples = 16 * style.step_seconds * sample_rate
+    n_bars = int(np.ceil(duration_seconds * sample_rate / bar_samples))
+    return synthetic._draw_sections(rng, n_bars), bar_samples
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_music_gets_louder_and_brighter_through_each_build_and_quieter_through_each_breakdown(seed):
+    # The long-range cue the demo's sorter learns: which way a section is going.
+    duration_seconds, sample_rate = 40.0, 16000
+    y = rendered("music", duration_seconds, sample_rate, seed=seed).astype(np.float64)
+    sections, bar_samples = sections_of(seed, duration_seconds)
+    checked = 0
+    for bar, (kind, bar_in_section, section_bars) in enumerate(sections):
+        last_bar = bar + section_bars - 1
+        if bar_in_section != 0 or kind == "drop" or (last_bar + 1) * bar_samples > y.size:
+            continue
+        first = y[round(bar * bar_samples) : round((bar + 1) * bar_samples)]
+        last = y[round(last_bar * bar_samples) : round((last_bar + 1) * bar_samples)]
+        rms_first, rms_last = np.sqrt(np.mean(first**2)), np.sqrt(np.mean(last**2))
+        centroid_first, centroid_last = (
+            librosa.feature.spectral_centroid(y=part, sr=sample_rate).mean() for part in (first, last)
+        )
+        if kind == "build":
+            assert rms_last > 1.5 * rms_first and centroid_last > centroid_first
+        else:
+            assert rms_last < 0.7 * rms_first and centroid_last < centroid_first
+        checked += 1
+    assert checked >= 1

@@ -3,9 +3,13 @@
 ``music`` is the embedded default training corpus (no audio files are
 committed, so the demo corpus is generated): seeded, EDM-like tracks with a
 tempo, key, chord progression, drum pattern, bass line, melody and timbres of
-their own, laid out in build-ups, drops and breakdowns. Plucks that decay,
-kicks whose pitch falls, noise bursts and rising sweeps give short chunks a
-local arrow of time, so a sorter can learn something from 0.2-0.5 s chunks.
+their own, laid out in build-ups, drops and breakdowns. Each section has a
+direction a listener hears over seconds: a build-up swells (louder, brighter,
+faster snare roll, rising riser), a drop adds a layer every two bars, a
+breakdown fades and darkens. That is what lets a sorter order chunks cut
+0.5-1.0 s apart, where edges no longer join (docs/demo.md). Plucks that
+decay, kicks whose pitch falls and crashes give short chunks a local arrow of
+time too.
 
 ``noise`` (white), ``brown`` and ``tone`` are the sanity sets: the puzzle
 pipeline must leave them at chance (DESIGN.md, "Leaks to know"). Brown noise
@@ -234,10 +238,15 @@ def music(
     Each call draws a tempo (90-150 BPM), a key and mode, a four-chord
     progression (one chord per bar), kick, hi-hat and bass rhythms, two
     one-bar melody motifs on the chord tones, and timbres. The track runs
-    through sections of 4 or 8 bars: build-ups (rising riser noise, brightening
-    synths, a crescendo, denser hi-hats and a snare roll), drops (kick, bass
-    ducked by the kick, snare, a crash on the first beat) and breakdowns (pads
-    and echoing plucks).
+    through sections of 4 or 8 bars, each going somewhere:
+
+    - build-up: swells from -10 dB to 0 dB while the pads and plucks open
+      their filters, a riser noise sweeps up, the hi-hats double and the
+      snare roll goes from quarters to sixteenths;
+    - drop (8 bars): a crash on the first beat, then one layer more every two
+      bars: kick and ducked bass, hi-hats, the lead, the snare;
+    - breakdown: pads and echoing plucks without drums, fading from 0 dB to
+      -9 dB while the filters close and the plucks thin out.
 
     Parameters
     ----------
@@ -275,8 +284,10 @@ def music(
     for bar, (section, bar_in_section, section_bars) in enumerate(sections):
         chord_degree = style.progression[bar % 4]
         progress = bar_in_section / section_bars
+        lead_steps = style.motifs[bar % 2]
         if section == "build":
-            brightness, level = 0.2 + 0.8 * progress, 0.5 + 0.5 * progress
+            # A build-up: everything brightens and the snare roll speeds up toward the drop.
+            brightness = 0.1 + 0.9 * progress
             if bar_in_section == 0:
                 _add_at(effects, onset(bar, 0), 0.6 * _riser(round(section_bars * bar_samples), sample_rate, rng))
             kick_steps = (0, 4, 8, 12) if progress < 0.5 else ()
@@ -285,15 +296,21 @@ def music(
             hat_steps = tuple(range(2, 16, 4)) if progress < 0.5 else tuple(range(0, 16, 2))
             bass_steps = ()
         elif section == "drop":
-            brightness, level = 1.0, 1.0
+            # The arrangement builds in layers, one more every quarter of the drop:
+            # kick and bass, then hi-hats, then the lead, then the snare.
+            layers = int(4 * progress)
+            brightness = 1.0
             if bar_in_section == 0:
                 _add_at(effects, onset(bar, 0), _crash_wave(sample_rate, rng))
-            kick_steps, snare_steps, hat_steps = style.kick_steps, (4, 12), style.hat_steps
-            bass_steps = style.bass_steps
+            kick_steps, bass_steps = style.kick_steps, style.bass_steps
+            hat_steps = style.hat_steps if layers >= 1 else ()
+            lead_steps = lead_steps if layers >= 2 else ()
+            snare_steps = (4, 12) if layers >= 3 else ()
         else:  # breakdown
-            brightness, level = 0.5, 0.8
-            kick_steps, snare_steps, bass_steps = (), (), ()
-            hat_steps = (2, 6, 10, 14) if bar_in_section >= section_bars // 2 else ()
+            # The breakdown winds down: the pads close their filter and the lead thins out.
+            brightness = 1.0 - 0.85 * progress
+            kick_steps, snare_steps, bass_steps, hat_steps = (), (), (), ()
+            lead_steps = tuple(note for note in lead_steps if rng.random() < 1.0 - 0.7 * progress)
 
         for step in kick_steps:
             kick_onsets.append(onset(bar, step))
@@ -308,15 +325,37 @@ def music(
             midi = style.bass_midi + _degree_semitones(style.scale, chord_degree)
             _add_at(bass, onset(bar, step), 0.45 * _bass_note(style, midi, length_steps * step_samples, sample_rate))
         chord_midi = [style.pad_midi + _degree_semitones(style.scale, chord_degree + 2 * tone) for tone in range(3)]
-        _add_at(pads, onset(bar, 0), 0.12 * level * _pad_chord(style, chord_midi, bar_samples, brightness, sample_rate))
-        for step, chord_tone, passing in style.motifs[bar % 2]:
+        _add_at(pads, onset(bar, 0), 0.12 * _pad_chord(style, chord_midi, bar_samples, brightness, sample_rate))
+        for step, chord_tone, passing in lead_steps:
             midi = style.lead_midi + _degree_semitones(style.scale, chord_degree + 2 * chord_tone + passing)
-            _add_at(lead, onset(bar, step), 0.3 * level * _pluck_note(style, midi, brightness, sample_rate))
+            _add_at(lead, onset(bar, step), 0.3 * _pluck_note(style, midi, brightness, sample_rate))
 
     ducking = _sidechain_gain(kick_onsets, frames, sample_rate)
-    mix = drums + ducking * (bass + pads) + _echo(lead, round(3 * step_samples), sample_rate) + effects
+    mix = drums + ducking * (bass + pads) + _echo(lead, round(3 * step_samples), sample_rate)
+    mix = mix * _section_loudness(sections, frames, bar_samples) + effects
     peak = np.max(np.abs(mix))
     return (mix * (MUSIC_PEAK / peak if peak > 0 else 0.0)).astype(np.float32)
+
+
+def _section_loudness(sections: list[tuple[str, int, int]], frames: int, bar_samples: float) -> np.ndarray:
+    """Gain per sample: a build swells from -10 dB to 0 dB, a breakdown fades from 0 dB to -9 dB, a drop holds 0 dB.
+
+    The ramps run sample by sample across the whole section, so any two moments
+    of one build (or breakdown) differ in loudness, however close.
+    """
+    gain_db = np.zeros(frames)
+    section_start = 0
+    for bar, (section, bar_in_section, section_bars) in enumerate(sections):
+        if bar_in_section == 0:
+            section_start = bar
+        if section == "drop":
+            continue
+        first, last = round(bar * bar_samples), min(frames, round((bar + 1) * bar_samples))
+        if first >= last:
+            break
+        progress = (np.arange(first, last) - section_start * bar_samples) / (section_bars * bar_samples)
+        gain_db[first:last] = -10.0 * (1.0 - progress) if section == "build" else -9.0 * progress
+    return 10.0 ** (gain_db / 20.0)
 
 
 def _frames(duration_seconds: float, sample_rate: int) -> int:
