@@ -24,8 +24,7 @@ from audiosort import metrics
 from audiosort.baselines import continuity_scores
 from audiosort.data import synthetic
 from audiosort.data.puzzles import PuzzleSpec, load_puzzle_set
-from audiosort.evaluate import load_run_model
-from audiosort.train import load_run_config
+from audiosort.run import load_run_config, load_run_model
 
 
 def track_sections(track: dict, *, seed: int, sample_rate: int) -> tuple[list, float]:
