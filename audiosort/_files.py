@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
+import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from audiosort.errors import InputError
@@ -91,18 +93,37 @@ def _delete(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def new_folder(out: str | Path, *, overwrite: bool, what: str = "folder") -> Iterator[Path]:
+def new_folder(
+    out: str | Path,
+    *,
+    overwrite: bool,
+    what: str = "folder",
+    keep: Iterable[str | Path] = (),
+    marker: str | None = None,
+) -> Iterator[Path]:
     """Build a folder in ``.<out>.partial-<pid>`` beside ``out``; rename it into place when the block ends.
 
     Parameters
     ----------
     out : str or Path
-        The folder to create (or replace).
+        The folder to create (or replace). It must name a folder of its own:
+        not empty, not the working folder or one above it, not the
+        filesystem root (checked on the resolved path, symlinks followed).
     overwrite : bool, keyword-only
         Replace an existing ``out``; without it, an existing ``out`` is an
         error, checked before the block runs and again before the rename.
+        The old ``out`` is moved aside and deleted only once the new one is
+        in place; only ``out`` itself (a symlink: the link) is ever removed.
     what : str, keyword-only
         Names the folder in error messages ("corpus", "probe set").
+    keep : iterable of str or Path, keyword-only
+        Paths ``out`` must neither equal, lie inside nor contain (resolved,
+        symlinks followed): the inputs the folder is built from.
+    marker : str, keyword-only, optional
+        A file name an existing ``out`` must hold to be replaced
+        (``manifest.json`` for a corpus), so that ``--overwrite`` never
+        deletes a folder this code did not write. An empty folder is always
+        replaceable.
 
     Yields
     ------
@@ -115,22 +136,113 @@ def new_folder(out: str | Path, *, overwrite: bool, what: str = "folder") -> Ite
         ``out`` exists without ``overwrite``, or nothing can be written beside it.
         Whatever the block raises leaves ``out`` as it was and no temporary folder.
     """
+    _check_replaceable(out, what=what, keep=keep)
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise InputError(f"{out} already exists; pass --overwrite to replace it")
+    if out.exists() or out.is_symlink():
+        if not overwrite:
+            raise InputError(f"{out} already exists; pass --overwrite to replace it")
+        _check_overwritable(out, what=what, marker=marker)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(out)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
     except OSError as e:
         raise InputError(f"cannot write {what} beside {out}: {e.strerror or e}") from None
     try:
-        yield tmp
-        _move_into_place(tmp, out, overwrite)
-    except BaseException:
+        with _signals_raise():
+            yield tmp
+            _move_into_place(tmp, out, overwrite)
+    except BaseException as error:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(error, Terminated):
+            # Cleaned up: now let SIGTERM do what it would have done (the handler is restored).
+            os.kill(os.getpid(), signal.SIGTERM)
         raise
+
+
+def _check_replaceable(out: str | Path, *, what: str, keep: Iterable[str | Path]) -> None:
+    """Refuse an ``out`` whose replacement could delete the working folder or any of ``keep``."""
+    if str(out).strip() == "":
+        raise InputError(f"the {what} folder name is empty")
+    resolved = Path(out).resolve()
+    here = Path.cwd().resolve()
+    if resolved == here or resolved in here.parents:
+        raise InputError(f"{what} folder {out} is the working folder or one above it ({resolved}); name a new folder")
+    for given in keep:
+        kept = Path(given).resolve()
+        if resolved == kept or resolved in kept.parents or kept in resolved.parents:
+            raise InputError(f"{what} folder {out} overlaps input {given}; write the {what} outside its inputs")
+
+
+def _check_overwritable(out: Path, *, what: str, marker: str | None) -> None:
+    """An existing ``out`` may be replaced when it is a symlink, an empty folder, or holds ``marker``."""
+    if out.is_symlink():
+        return
+    if not out.is_dir():
+        raise InputError(f"{out} exists and is not a folder; --overwrite replaces only a {what} folder")
+    if marker is not None and not (out / marker).is_file() and any(out.iterdir()):
+        raise InputError(f"{out} is not a {what} (no {marker}); --overwrite replaces only a {what} folder")
+
+
+def remove_stale_partials(out: str | Path) -> list[Path]:
+    """Delete ``.<out>.partial-<pid>`` and ``.<out>.old-<pid>`` left beside ``out`` by processes that are gone.
+
+    A process killed outright (SIGKILL, power loss) cannot clean up after
+    itself; the next build of the same folder does. Returns what it removed.
+    """
+    out = Path(out)
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.(partial|old)-(\d+)")
+    removed = []
+    if not out.parent.is_dir():
+        return removed
+    for entry in out.parent.iterdir():
+        found = pattern.fullmatch(entry.name)
+        if found and not _process_alive(int(found.group(2))):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived while a folder was being built (raised so that the partial folder is removed)."""
+
+
+@contextlib.contextmanager
+def _signals_raise() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` for the block (main thread only), then restore the old handler.
+
+    SIGINT already raises KeyboardInterrupt. Without this, SIGTERM would end
+    the process with no cleanup and leave the hidden partial folder behind.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated(f"terminated by signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:

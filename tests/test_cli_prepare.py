@@ -4,6 +4,7 @@ import json
 import wave
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from conftest import assert_one_line_error, run, write_music_files
@@ -121,3 +122,90 @@ def test_config_typo_in_prepare_is_exit_2(tmp_path):
 def test_bad_duration_is_exit_2(tmp_path):
     result = run("prepare", "--synthetic", "noise", "--duration", "5x", "--out", tmp_path / "x")
     assert_one_line_error(result, "duration")
+
+
+def _snapshot(folder):
+    """Every path under `folder` with its bytes (files) or None (folders, links by target)."""
+    state = {}
+    for path in sorted(folder.rglob("*")):
+        key = path.relative_to(folder).as_posix()
+        if path.is_symlink():
+            state[key] = ("link", str(path.readlink()))
+        elif path.is_file():
+            state[key] = path.read_bytes()
+        else:
+            state[key] = None
+    return state
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    """tmp/root/{here (the working folder), src (audio, with src/inner holding audio too), corpus (a corpus)}."""
+    root = tmp_path / "root"
+    write_music_files(root / "src", 3, seconds=1.0)
+    write_music_files(root / "src" / "inner", 2, seconds=1.0, prefix="inner")
+    (root / "here").mkdir()
+    (root / "here" / "notes.txt").write_text("the user's own file")
+    (root / "link-to-src").symlink_to(root / "src")
+    monkeypatch.chdir(root / "here")
+    return root
+
+
+@pytest.mark.parametrize(
+    "out",
+    ["", ".", "..", "{root}/src", "{root}", "{root}/src/inner", "{root}/link-to-src", "{root}/link-to-src/inner",
+     "../src", "../src/../src/inner"],
+)
+def test_overwrite_never_deletes_the_source_or_the_working_folder(workspace, out):
+    before = _snapshot(workspace)
+    result = run("prepare", workspace / "src", "--out", out.format(root=workspace), "--overwrite", *PUZZLE_FLAGS)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    assert _snapshot(workspace) == before
+
+
+def test_overwrite_refuses_a_folder_holding_a_source_given_through_a_symlink(workspace):
+    before = _snapshot(workspace)
+    result = run("prepare", workspace / "link-to-src" / "inner", "--out", workspace / "src", "--overwrite", *PUZZLE_FLAGS)
+    assert_one_line_error(result, "overlaps input")
+    assert _snapshot(workspace) == before
+
+
+def test_overwrite_refuses_the_folder_of_a_source_file_given_directly(workspace):
+    before = _snapshot(workspace)
+    result = run("prepare", workspace / "src" / "song00.flac", "--out", workspace / "src", "--overwrite", *PUZZLE_FLAGS)
+    assert_one_line_error(result, "overlaps input")
+    assert _snapshot(workspace) == before
+
+
+def test_overwrite_refuses_a_folder_that_is_not_a_corpus(workspace):
+    (workspace / "other").mkdir()
+    (workspace / "other" / "thesis.tex").write_text("years of work")
+    before = _snapshot(workspace)
+    result = run("prepare", workspace / "src", "--out", workspace / "other", "--overwrite", *PUZZLE_FLAGS)
+    assert_one_line_error(result, "not a corpus")
+    (workspace / "file").write_text("a file")
+    result = run("prepare", workspace / "src", "--out", workspace / "file", "--overwrite", *PUZZLE_FLAGS)
+    assert_one_line_error(result, "not a folder")
+    assert _snapshot(workspace) == before | {"file": b"a file"}
+
+
+def test_relative_out_outside_the_working_folder_changes_only_itself(workspace):
+    before = _snapshot(workspace)
+    for attempt in range(2):
+        result = run("prepare", workspace / "src", "--out", "../x", "--overwrite", *PUZZLE_FLAGS)
+        assert result.exit_code == 0, result.output
+        after = _snapshot(workspace)
+        assert {k: v for k, v in after.items() if k != "x" and not k.startswith("x/")} == before
+        assert "x/manifest.json" in after
+
+
+def test_overwrite_of_a_symlinked_corpus_replaces_the_link_not_its_target(workspace):
+    assert run("prepare", workspace / "src", "--out", workspace / "real", *PUZZLE_FLAGS).exit_code == 0
+    (workspace / "alias").symlink_to(workspace / "real")
+    target_before = _snapshot(workspace / "real")
+    result = run("prepare", workspace / "src" / "inner", "--out", workspace / "alias", "--overwrite", *PUZZLE_FLAGS)
+    assert result.exit_code == 0, result.output
+    assert not (workspace / "alias").is_symlink() and (workspace / "alias" / "manifest.json").is_file()
+    assert _snapshot(workspace / "real") == target_before

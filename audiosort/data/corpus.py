@@ -120,7 +120,10 @@ def prepare(
     shard_bytes : int > 0
         Largest shard, in bytes (a longer track gets a shard of its own).
     overwrite : bool
-        Replace an existing ``out``.
+        Replace an existing corpus at ``out`` (a folder holding
+        ``manifest.json``, or an empty one). ``out`` may never be, hold or lie
+        inside a source, nor be the working folder or above it (paths
+        resolved, symlinks followed), with or without ``overwrite``.
     progress : bool
         Show a progress bar on stderr.
     group_pattern : str, optional
@@ -135,9 +138,11 @@ def prepare(
     ------
     InputError
         Missing source, no audio found, nothing decodable, ``out`` exists or is
-        not writable. A single bad file is skipped and recorded instead.
+        not writable, ``out`` overlaps a source. A single bad file is skipped
+        and recorded instead.
     """
-    files = audio.find_audio_files(list(sources))
+    sources = list(sources)
+    files = audio.find_audio_files(sources)
     if not files:
         raise InputError(f"no audio files found in {', '.join(str(s) for s in sources)}")
     root = Path(os.path.commonpath([str(r.resolve()) for r, _ in files]))
@@ -164,6 +169,7 @@ def prepare(
         overwrite=overwrite,
         progress=progress,
         group_pattern=group_pattern,
+        keep=sources,
     )
 
 
@@ -236,15 +242,16 @@ def _build_corpus(
     overwrite: bool = False,
     progress: bool = True,
     group_pattern: str | None = None,
+    keep: Iterable[str | Path] = (),
 ) -> PrepareSummary:
-    """Load each (source name, loader) pair and write the corpus atomically."""
+    """Load each (source name, loader) pair and write the corpus atomically; ``out`` may not overlap ``keep``."""
     if sample_rate <= 0:
         raise InputError(f"sample rate {sample_rate} Hz must be > 0")
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
         raise InputError(f"val ({val_fraction}) and test ({test_fraction}) fractions must be >= 0 and sum to < 1")
     spec = PuzzleSpec.from_config(puzzle, sample_rate=sample_rate)
     out = Path(out)
-    with _files.new_folder(out, overwrite=overwrite, what="corpus") as tmp:
+    with _files.new_folder(out, overwrite=overwrite, what="corpus", keep=keep, marker="manifest.json") as tmp:
         (tmp / "decoded").mkdir()
         tracks, skipped = _decode_all(jobs_in, tmp / "decoded", spec, sample_rate, jobs, progress)
         if not tracks:
