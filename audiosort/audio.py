@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -39,6 +40,11 @@ AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", 
 # One int16 step is 1 / INT16_SCALE in float. A power of two keeps the
 # float <-> int16 scaling exact, and makes from_int16 -> to_int16 the identity.
 INT16_SCALE = 32768
+
+# The highest rate music is commonly sold at. Above it nothing more is audible,
+# and a decoded hour of float32 already takes 2.8 GB; a typo such as 100000000
+# would ask for 1.4 TB per hour.
+MAX_SAMPLE_RATE = 192_000
 
 _MAX_REASON_CHARS = 200
 _SHA256_BLOCK_BYTES = 1 << 20
@@ -74,7 +80,9 @@ def find_audio_files(paths: Sequence[str | Path]) -> list[tuple[Path, Path]]:
         file within what the user gave. Paths come in the order given, and
         each folder's files sorted by their path relative to the folder, so
         the list is the same on every machine. A file reached twice (same
-        resolved path) is listed once, at its first occurrence.
+        resolved path) is listed once, at its first occurrence. Symlinks are
+        listed as found, dangling ones and loops included (the caller
+        decides what to do with them); folder symlinks are not followed.
 
     Raises
     ------
@@ -93,7 +101,9 @@ def find_audio_files(paths: Sequence[str | Path]) -> list[tuple[Path, Path]]:
             candidates = [(path.parent, path)]
         for root, file in candidates:
             # The same track listed twice could land in two splits and leak.
-            key = file.resolve()
+            # realpath, unlike Path.resolve, does not raise on a symlink loop;
+            # prepare skips broken links and loops itself.
+            key = os.path.realpath(file)
             if key not in seen:
                 seen.add(key)
                 pairs.append((root, file))
@@ -113,6 +123,17 @@ def _walk_audio_files(folder: Path) -> list[Path]:
     return [folder / relative_path for relative_path in sorted(relative_paths)]
 
 
+def check_sample_rate(sample_rate: int) -> None:
+    """Raise InputError unless ``sample_rate`` is an int in [1, :data:`MAX_SAMPLE_RATE`] (Hz)."""
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+        raise InputError(f"sample_rate must be a positive int (Hz), got {sample_rate!r}")
+    if sample_rate > MAX_SAMPLE_RATE:
+        raise InputError(
+            f"sample rate {sample_rate} Hz is above {MAX_SAMPLE_RATE} Hz, the highest supported "
+            "(nothing above it is audible, and decoding would need too much memory)"
+        )
+
+
 def load(path: str | Path, *, sample_rate: int) -> np.ndarray:
     """Decode an audio file to mono float32 at ``sample_rate``.
 
@@ -122,7 +143,7 @@ def load(path: str | Path, *, sample_rate: int) -> np.ndarray:
         Any file libsndfile can read (wav, flac, ogg/vorbis, opus, mp3, aiff,
         ...); other formats (m4a, ...) go through ``librosa.load``, which needs
         an audioread backend such as ffmpeg.
-    sample_rate : int > 0
+    sample_rate : int in [1, MAX_SAMPLE_RATE]
         Output rate in Hz. The file is resampled with soxr (quality "HQ")
         when its own rate differs.
 
@@ -137,20 +158,23 @@ def load(path: str | Path, *, sample_rate: int) -> np.ndarray:
     Raises
     ------
     DecodeError
-        If the file is missing, empty, cannot be decoded, has no audio frames
-        or holds NaN/inf samples. The message is one short line with the
+        If the file is missing, empty, cannot be decoded, has no audio frames,
+        holds NaN/inf samples, or is a WAV holding less audio than its header
+        declares (a cut-off copy: libsndfile would decode the part that is
+        there, and a corpus built from it would differ from one built from
+        the whole file without anyone noticing). The message is one short line with the
         reason and without the path (the caller knows which file it asked for).
     InputError
-        If ``sample_rate`` is not a positive int.
+        If ``sample_rate`` is not an int in [1, :data:`MAX_SAMPLE_RATE`].
     """
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
-        raise InputError(f"sample_rate must be a positive int (Hz), got {sample_rate!r}")
+    check_sample_rate(sample_rate)
     path = Path(path)
     if not path.is_file():
         raise DecodeError("no such file" if not path.exists() else "not a regular file")
     if path.stat().st_size == 0:
         raise DecodeError("empty file")
 
+    _check_wav_complete(path)
     samples, file_rate = _decode(path)
     if samples.shape[0] == 0:
         raise DecodeError("no audio frames")
@@ -165,6 +189,32 @@ def load(path: str | Path, *, sample_rate: int) -> np.ndarray:
     mono = np.ascontiguousarray(mono, dtype=np.float32)
     np.clip(mono, -1.0, 1.0, out=mono)
     return mono
+
+
+def _check_wav_complete(path: Path) -> None:
+    """Raise DecodeError when a RIFF/WAVE file's ``data`` chunk declares more bytes than the file holds.
+
+    A declared size of 0 or 0xFFFFFFFF is a stream written before its length
+    was known, and is accepted.
+    """
+    with open(path, "rb") as file:
+        head = file.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return
+        size = path.stat().st_size
+        position = 12
+        while position + 8 <= size:
+            file.seek(position)
+            chunk_id, chunk_bytes = struct.unpack("<4sI", file.read(8))
+            if chunk_id == b"data":
+                held = size - position - 8
+                if 0 < chunk_bytes < 0xFFFFFFFF and chunk_bytes > held:
+                    raise DecodeError(
+                        f"truncated WAV: the header declares {chunk_bytes} bytes of audio, the file holds {held} "
+                        f"({held / chunk_bytes:.0%})"
+                    )
+                return
+            position += 8 + chunk_bytes + (chunk_bytes & 1)
 
 
 def _decode(path: Path) -> tuple[np.ndarray, int]:
@@ -284,8 +334,7 @@ def write_wav(path: str | Path, y: np.ndarray, *, sample_rate: int) -> None:
     InputError
         If ``sample_rate`` is not a positive int.
     """
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
-        raise InputError(f"sample_rate must be a positive int (Hz), got {sample_rate!r}")
+    check_sample_rate(sample_rate)
     y = np.asarray(y)
     if y.ndim != 1:
         raise ValueError(f"write_wav expects mono samples of shape (frames,), got shape {y.shape}")

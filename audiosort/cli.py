@@ -11,6 +11,7 @@ parsed (:class:`_KerasCommand`), so ``--help`` and usage errors stay fast.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 
@@ -138,13 +139,26 @@ def _exit_on_sigterm(signum, frame):
     "--group-pattern",
     help="Regex removed from paths before the split hash, so versions of a piece share a split (e.g. '_enhanced').",
 )
-@click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--split",
+    type=click.Choice(["train", "val", "test"]),
+    help="Put every track in this split instead of hashing (test: score a run on a whole folder).",
+)
+@click.option(
+    "--test-sources",
+    multiple=True,
+    metavar="PATTERN",
+    help="Glob on the path relative to SOURCES ('*' crosses '/'): matching tracks go to an out-of-domain "
+    "split 'ood', never trained on (repeatable).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing corpus at --out (never a source folder).")
+@click.option("--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal).")
 def prepare(sources, out, synthetic, duration, track_seconds, tone_method, config_path, seed, quiet, shard_mb, **opts):
     """Turn audio files (or synthetic audio) into a corpus with fixed puzzle sets.
 
     SOURCES are audio files and folders (wav, flac, ogg, opus, mp3, ...).
-    Tracks are split into train/val/test by a hash of their path.
+    Tracks are split into train/val/test by a hash of their path, or all into
+    --split; --test-sources holds whole sources out as 'ood'.
     """
     from audiosort.config import load_config
     from audiosort.data import corpus
@@ -152,11 +166,13 @@ def prepare(sources, out, synthetic, duration, track_seconds, tone_method, confi
     flags = ("n_chunks", "chunk_seconds", "pad_min_seconds", "pad_max_seconds", "pad_mode", "min_rms")
     values = {name: opts.pop(name) for name in flags}
     overrides = [f"puzzle.{name}={value}" for name, value in values.items() if value is not None]
+    if not math.isfinite(shard_mb) or shard_mb <= 0:
+        raise UserError(f"--shard-mb {shard_mb} must be a finite number > 0")
     config = load_config(config_path, overrides)
     common = dict(
         puzzle=config.puzzle,
         seed=config.seed if seed is None else seed,
-        shard_bytes=int(shard_mb * 2**20),
+        shard_bytes=max(2, int(shard_mb * 2**20)),
         progress=not quiet,
         **opts,
     )

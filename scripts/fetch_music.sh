@@ -1,63 +1,151 @@
 #!/usr/bin/env bash
-# Fetch the Warzone 2100 soundtrack (Debian package warzone2100-music) into DIR:
-# the audio files, flat, plus the package's licence as DIR/COPYRIGHT.
-# Needs apt-get and dpkg (Debian/Ubuntu); no root, but the apt package lists
-# must be present (`apt-get update`, as root, once).
+# The corpus recipe: fetch the music of ten freely licensed game soundtracks
+# from Debian main (DFSG-free) into DIR, one folder per source:
 #
-# Usage: scripts/fetch_music.sh DIR
+#   DIR/<source>/*.ogg|*.opus   the music files, flat
+#   DIR/<source>/COPYRIGHT      the Debian package's copyright file (the licence)
+#   DIR/<source>/SOURCE.txt     package, version, style, licence lines, file count
+#
+# about 13.6 h in all (docs/corpus.md lists hours per source), in styles from
+# orchestral fantasy to chiptune. Needs apt-get and dpkg (Debian/Ubuntu), no
+# root: `apt-get download` only fetches the .deb files (kept in DIR/.debs, a
+# hidden folder that prepare ignores, so a rerun downloads nothing); the apt
+# package lists must be present (`apt-get update`, as root, once).
+#
+# With --travel OUT, also write 16 kHz mono Opus copies at 16 kbit/s into OUT
+# (same layout, licences included): about 7 MB per hour of music, for moving
+# the corpus to a GPU machine. Needs opusenc (Debian's opus-tools) and a
+# Python with audiosort installed ($PYTHON, default python3).
+#
+# Usage: scripts/fetch_music.sh DIR [--travel OUT]
+#
+# Then, holding one source out of training (docs/corpus.md):
+#   audiosort prepare DIR --out data/recipe --group-pattern "$(scripts/fetch_music.sh --group-pattern)" \
+#       --test-sources 'supertux/*'
 set -euo pipefail
 
-PACKAGE=warzone2100-music
+# name | Debian package | music files inside the package (find -path pattern) | style
+SOURCES=(
+    "warzone2100|warzone2100-music|*/games/warzone2100/music/*|electronic and ambient sci-fi"
+    "wesnoth|wesnoth-1.16-music|*/games/wesnoth/1.16/data/core/music/*|orchestral fantasy"
+    "widelands|widelands-data|*/games/widelands/data/music/*|orchestral and folk"
+    "hedgewars|hedgewars-data|*/games/hedgewars/Data/Music/*|comic themes in many styles"
+    "supertux|supertux-data|*/games/supertux2/music/*|chiptune and synth pop"
+    "freedroidrpg|freedroidrpg-data|*/freedroidrpg/data/sound/music/*|electronic and industrial"
+    "flare|flare-game|*/games/flare/mods/fantasycore/music/*|orchestral fantasy"
+    "megaglest|megaglest-data|*/games/megaglest/*/music/*|epic orchestral, world"
+    "openclonk|openclonk-data|*/games/openclonk/Music.ocg/*|ambient and orchestral"
+    "freecol|freecol|*/games/freecol/default/resources/music/*|classical and folk"
+)
+# Versions of one piece within a source (warzone's _enhanced, wesnoth's
+# frantic-old, victory2, hedgewars' _sd sudden-death themes) must share a split.
+GROUP_PATTERN='_enhanced(?=\.)|[-_]old(?=\.)|_remix(?=\.)|_sd(?=\.)|(?<![0-9])2(?=\.ogg$)'
 
-if [[ $# -ne 1 ]]; then
-    echo "usage: $0 DIR   (downloads Debian's $PACKAGE and puts its audio files in DIR)" >&2
+if [[ ${1:-} == --group-pattern ]]; then
+    printf '%s\n' "$GROUP_PATTERN"
+    exit 0
+fi
+travel_dir=
+if [[ $# -eq 3 && $2 == --travel ]]; then
+    travel_dir=$3
+elif [[ $# -ne 1 || $1 == -* ]]; then
+    echo "usage: $0 DIR [--travel OUT]   (or $0 --group-pattern)" >&2
     exit 2
 fi
 target_dir=$1
 
-for tool in apt-get dpkg; do
+for tool in apt-get dpkg dpkg-deb; do
     if ! command -v "$tool" >/dev/null; then
         echo "error: $tool not found; this script needs a Debian or Ubuntu system" >&2
         exit 2
     fi
 done
+if [[ -n $travel_dir ]] && ! command -v opusenc >/dev/null; then
+    echo "error: opusenc not found; install Debian's opus-tools for --travel" >&2
+    exit 2
+fi
 
 work_dir=$(mktemp -d)
 trap 'rm -rf "$work_dir"' EXIT
+deb_dir=$target_dir/.debs
+mkdir -p "$deb_dir"
 
-if ! (cd "$work_dir" && apt-get download "$PACKAGE") >"$work_dir/apt.log" 2>&1; then
-    if grep -qE "Unable to locate package|has no installation candidate" "$work_dir/apt.log"; then
-        echo "error: apt does not know $PACKAGE; run 'apt-get update' (as root) once, then retry" >&2
-        exit 2
+for entry in "${SOURCES[@]}"; do
+    IFS='|' read -r name package pattern style <<<"$entry"
+    deb_file=$(find "$deb_dir" -maxdepth 1 -name "${package}_*.deb" | sort | tail -n 1)
+    if [[ -z $deb_file ]]; then
+        if ! (cd "$deb_dir" && apt-get download "$package") >"$work_dir/apt.log" 2>&1; then
+            if grep -qE "Unable to locate package|has no installation candidate" "$work_dir/apt.log"; then
+                echo "error: apt does not know $package; run 'apt-get update' (as root) once, then retry" >&2
+                exit 2
+            fi
+            echo "error: apt-get download $package failed:" >&2
+            cat "$work_dir/apt.log" >&2
+            exit 1
+        fi
+        deb_file=$(find "$deb_dir" -maxdepth 1 -name "${package}_*.deb" | sort | tail -n 1)
     fi
-    echo "error: apt-get download $PACKAGE failed:" >&2
-    cat "$work_dir/apt.log" >&2
-    exit 1
-fi
+    root=$work_dir/$package
+    dpkg -x "$deb_file" "$root"
 
-deb_file=$(find "$work_dir" -maxdepth 1 -name "${PACKAGE}_*.deb" | head -n 1)
-dpkg -x "$deb_file" "$work_dir/root"
+    mapfile -t audio_files < <(find "$root" -type f -path "$pattern" \( -name '*.opus' -o -name '*.ogg' \) | sort)
+    if [[ ${#audio_files[@]} -eq 0 ]]; then
+        echo "error: no .opus or .ogg files match $pattern in $(basename "$deb_file")" >&2
+        exit 1
+    fi
+    # Copying flat would silently overwrite two tracks that share a name.
+    duplicates=$(printf '%s\n' "${audio_files[@]}" | xargs -d '\n' -n 1 basename | sort | uniq -d)
+    if [[ -n $duplicates ]]; then
+        echo "error: several music files of $package share these names: $duplicates" >&2
+        exit 1
+    fi
+    copyright=$root/usr/share/doc/$package/copyright
+    if [[ ! -f $copyright ]]; then
+        echo "error: $(basename "$deb_file") has no copyright file; not using music without a licence" >&2
+        exit 1
+    fi
 
-mapfile -t audio_files < <(find "$work_dir/root" -type f \( -name '*.opus' -o -name '*.ogg' \) | sort)
-if [[ ${#audio_files[@]} -eq 0 ]]; then
-    echo "error: no .opus or .ogg files found in $(basename "$deb_file")" >&2
-    exit 1
-fi
-# Moving flat would silently overwrite two tracks that share a name.
-duplicates=$(printf '%s\n' "${audio_files[@]}" | xargs -d '\n' -n 1 basename | sort | uniq -d)
-if [[ -n $duplicates ]]; then
-    echo "error: several files in the package share these names: $duplicates" >&2
-    exit 1
-fi
-
-mkdir -p "$target_dir"
-mv -f "${audio_files[@]}" "$target_dir/"
-cp "$work_dir/root/usr/share/doc/$PACKAGE/copyright" "$target_dir/COPYRIGHT"
-
-total_bytes=0
-for file in "${audio_files[@]}"; do
-    total_bytes=$((total_bytes + $(stat -c %s "$target_dir/$(basename "$file")")))
+    source_dir=$target_dir/$name
+    rm -rf "$source_dir"
+    mkdir -p "$source_dir"
+    cp "${audio_files[@]}" "$source_dir/"
+    cp "$copyright" "$source_dir/COPYRIGHT"
+    {
+        echo "source: $name"
+        echo "package: $package $(dpkg-deb -f "$deb_file" Version) (Debian main)"
+        echo "style: $style"
+        echo "files: ${#audio_files[@]}"
+        echo "licence: see COPYRIGHT; its License lines:"
+        grep -E '^(License:|  *License:)' "$copyright" | sort | uniq -c | sed 's/^/  /' || true
+    } >"$source_dir/SOURCE.txt"
+    rm -rf "$root"
+    mib=$(du -sm "$source_dir" | cut -f1)
+    echo "fetched $name: ${#audio_files[@]} files ($mib MiB) from $(basename "$deb_file")"
 done
-total_mib=$((total_bytes / 1024 / 1024))
-echo "fetched ${#audio_files[@]} audio files ($total_mib MiB) from $(basename "$deb_file") into $target_dir"
-echo "licence: $target_dir/COPYRIGHT"
+
+if [[ -n $travel_dir ]]; then
+    "${PYTHON:-python3}" - "$target_dir" "$travel_dir" <<'EOF'
+"""Write 16 kHz mono 16 kbit/s Opus copies of every music file, and the licences beside them."""
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from audiosort import audio
+
+source_root, travel_root = Path(sys.argv[1]), Path(sys.argv[2])
+with tempfile.TemporaryDirectory() as scratch:
+    wav = Path(scratch) / "track.wav"
+    for root, file in audio.find_audio_files([source_root]):
+        target = travel_root / file.relative_to(root).with_suffix(".opus")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for extra in ("COPYRIGHT", "SOURCE.txt"):
+            if (file.parent / extra).is_file():
+                shutil.copy(file.parent / extra, target.parent / extra)
+        audio.write_wav(wav, audio.load(file, sample_rate=16000), sample_rate=16000)
+        subprocess.run(["opusenc", "--quiet", "--bitrate", "16", str(wav), str(target)], check=True)
+EOF
+    echo "travel copies: $(du -sm "$travel_dir" | cut -f1) MiB in $travel_dir"
+fi
+echo "group pattern for prepare: $GROUP_PATTERN"

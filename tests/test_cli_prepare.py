@@ -1,6 +1,7 @@
 """`audiosort prepare` through the CLI: bad input is skipped or refused, never a traceback."""
 
 import json
+import os
 import wave
 
 import numpy as np
@@ -209,3 +210,113 @@ def test_overwrite_of_a_symlinked_corpus_replaces_the_link_not_its_target(worksp
     assert result.exit_code == 0, result.output
     assert not (workspace / "alias").is_symlink() and (workspace / "alias" / "manifest.json").is_file()
     assert _snapshot(workspace / "real") == target_before
+
+
+def test_broken_symlinks_and_links_leaving_the_folder_are_skipped_and_reported(tmp_path):
+    src = tmp_path / "src"
+    write_music_files(src, 3, seconds=1.0)
+    write_music_files(tmp_path / "elsewhere", 1, seconds=1.0, prefix="private")
+    (src / "dangling.flac").symlink_to(tmp_path / "gone.flac")
+    (src / "outside.flac").symlink_to(tmp_path / "elsewhere" / "private00.flac")
+    (src / "loop1.flac").symlink_to(src / "loop2.flac")
+    (src / "loop2.flac").symlink_to(src / "loop1.flac")
+    (src / "alias.flac").symlink_to(src / "song00.flac")
+    result = run("prepare", src, "--out", tmp_path / "corpus", *PUZZLE_FLAGS)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "corpus" / "manifest.json").read_text())
+    reasons = {s["source"]: s["reason"] for s in manifest["skipped"]}
+    assert reasons["dangling.flac"].startswith("dangling symlink")
+    assert reasons["outside.flac"].startswith("symlink to a file outside")
+    assert reasons["loop1.flac"] == reasons["loop2.flac"] == "symlink loop"
+    # A link to a file inside the folder is that file, listed once (under the first name in sorted order).
+    assert sorted(t["source"] for t in manifest["tracks"]) == ["alias.flac", "song01.flac", "song02.flac"]
+
+
+def test_a_non_utf8_file_name_is_skipped_with_a_readable_reason(tmp_path):
+    src = tmp_path / "src"
+    write_music_files(src, 3, seconds=1.0)
+    (src / "song00.flac").rename(os.fsdecode(bytes(src) + b"/caf\xe9.flac"))
+    result = run("prepare", src, "--out", tmp_path / "corpus", *PUZZLE_FLAGS)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "corpus" / "manifest.json").read_text())
+    assert manifest["skipped"] == [{"source": "caf\\xe9.flac", "reason": "file name is not valid UTF-8 (rename it)"}]
+
+
+def test_a_wav_holding_a_third_of_its_data_is_skipped(tmp_path):
+    src = tmp_path / "src"
+    write_music_files(src, 3, seconds=1.0)
+    sf.write(src / "cut.wav", np.random.default_rng(0).standard_normal(32000).astype(np.float32) * 0.1, 16000)
+    data = (src / "cut.wav").read_bytes()
+    (src / "cut.wav").write_bytes(data[: 44 + (len(data) - 44) // 3])
+    result = run("prepare", src, "--out", tmp_path / "corpus", *PUZZLE_FLAGS)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "corpus" / "manifest.json").read_text())
+    assert [s["source"] for s in manifest["skipped"]] == ["cut.wav"]
+    assert manifest["skipped"][0]["reason"].startswith("truncated WAV")
+
+
+@pytest.mark.parametrize(
+    "flags, fragment",
+    [
+        (["--puzzles", "-5"], "must be an int >= 0"),
+        (["--shard-mb", "nan"], "--shard-mb nan"),
+        (["--shard-mb", "inf"], "--shard-mb inf"),
+        (["--shard-mb", "-1"], "--shard-mb -1"),
+        (["--sample-rate", "100000000"], "above 192000 Hz"),
+        (["--sample-rate", "0"], "positive int"),
+        (["--seed", "-1"], "seed -1"),
+        (["--test-sources", "nothing/*"], "matches no track"),
+    ],
+)
+def test_bad_numbers_are_one_line_errors(tmp_path, flags, fragment):
+    src = tmp_path / "src"
+    write_music_files(src, 3, seconds=1.0)
+    result = run("prepare", src, "--out", tmp_path / "corpus", *PUZZLE_FLAGS, *flags)
+    assert_one_line_error(result, fragment)
+    assert not (tmp_path / "corpus").exists()
+
+
+def test_nothing_usable_without_quiet_prints_only_the_error(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.wav").write_bytes(b"garbage")
+    result = run("prepare", src, "--out", tmp_path / "corpus", "--puzzles", "5")
+    assert_one_line_error(result, "no usable audio")
+    assert result.stdout == ""
+
+
+def test_puzzle_sets_get_the_same_mode_as_the_other_corpus_files(tmp_path):
+    out = tmp_path / "corpus"
+    assert run("prepare", "--synthetic", "noise", "--duration", "30s", "--track-seconds", "3", "--out", out, *PUZZLE_FLAGS).exit_code == 0
+    modes = {p.relative_to(out).as_posix(): p.stat().st_mode & 0o777 for p in out.rglob("*") if p.is_file()}
+    assert set(modes.values()) == {modes["manifest.json"]}, modes
+    assert "puzzles/test.npz" in modes
+
+
+def test_split_test_puts_every_track_in_test(tmp_path):
+    src = tmp_path / "src"
+    write_music_files(src, 5, seconds=1.0)
+    result = run("prepare", src, "--out", tmp_path / "corpus", "--split", "test", *PUZZLE_FLAGS)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "corpus" / "manifest.json").read_text())
+    assert [t["split"] for t in manifest["tracks"]] == ["test"] * 5
+    assert sorted(p.name for p in (tmp_path / "corpus" / "puzzles").iterdir()) == ["test.npz"]
+
+
+def test_test_sources_hold_a_whole_source_out_with_its_versions(tmp_path):
+    src = tmp_path / "src"
+    write_music_files(src / "a", 6, seconds=1.0)
+    write_music_files(src / "b", 3, seconds=1.0, seed=1)
+    # The pattern names b/song00 only; its _enhanced version must follow it out of the training data.
+    write_music_files(src / "b", 1, seconds=1.0, seed=2, prefix="song00_enhanced")
+    (src / "b" / "song00_enhanced00.flac").rename(src / "b" / "song00_enhanced.flac")
+    result = run(
+        "prepare", src, "--out", tmp_path / "corpus", "--test-sources", "b/song00.*", "--group-pattern", "_enhanced",
+        *PUZZLE_FLAGS,
+    )
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "corpus" / "manifest.json").read_text())
+    split_of = {t["source"]: t["split"] for t in manifest["tracks"]}
+    assert {s for s, split in split_of.items() if split == "ood"} == {"b/song00.flac", "b/song00_enhanced.flac"}
+    assert manifest["test_sources"] == ["b/song00.*"]
+    assert "ood" in result.stdout and (tmp_path / "corpus" / "puzzles" / "ood.npz").is_file()

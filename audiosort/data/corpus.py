@@ -18,6 +18,7 @@ renamed into place at the end.
 from __future__ import annotations
 
 import concurrent.futures
+import fnmatch
 import hashlib
 import json
 import math
@@ -28,7 +29,7 @@ import struct
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -41,7 +42,11 @@ from audiosort.errors import DecodeError, InputError
 
 FORMAT = "audiosort-corpus/1"
 SPLITS = ("train", "val", "test")
-PUZZLE_SPLITS = ("val", "test")
+# Out of domain: every track of the sources named by --test-sources, never trained on.
+OOD_SPLIT = "ood"
+ALL_SPLITS = (*SPLITS, OOD_SPLIT)
+PUZZLE_SPLITS = ("val", "test", OOD_SPLIT)
+_TRACK_KEYS = ("id", "source", "split", "shard", "offset", "frames")
 DEFAULT_SHARD_BYTES = 1 << 30
 # Fixed .npy header size so a shard can be written as a stream and its length
 # filled in at the end (NPY 1.0: magic, version, uint16 header length, header).
@@ -62,7 +67,9 @@ class PrepareSummary:
     def lines(self) -> list[str]:
         """Human-readable summary, one line per fact."""
         out = [f"corpus: {self.out}  ({self.sample_rate} Hz, int16)"]
-        for split in SPLITS:
+        for split in ALL_SPLITS:
+            if split == OOD_SPLIT and not self.tracks.get(split):
+                continue
             out.append(
                 f"  {split:<5} {self.tracks.get(split, 0):5d} tracks  {self.hours.get(split, 0.0):8.3f} h"
                 + (f"  {self.puzzles[split]} fixed puzzles" if split in self.puzzles else "")
@@ -95,6 +102,8 @@ def prepare(
     overwrite: bool = False,
     progress: bool = True,
     group_pattern: str | None = None,
+    split: str | None = None,
+    test_sources: Sequence[str] = (),
 ) -> PrepareSummary:
     """Decode audio files into a corpus folder at ``out``.
 
@@ -107,8 +116,9 @@ def prepare(
     puzzle : PuzzleConfig
         Settings of the fixed val/test puzzle sets; a track too short for one
         chunk set of these settings is skipped.
-    sample_rate : int > 0
-        Rate of the corpus, in Hz; files are resampled with soxr (HQ).
+    sample_rate : int in [1, 192000]
+        Rate of the corpus, in Hz; files are resampled with soxr (HQ). The
+        bound is :data:`audiosort.audio.MAX_SAMPLE_RATE`.
     val_fraction, test_fraction : float in [0, 1)
         Expected share of tracks held out for validation and test.
     n_puzzles : int >= 0
@@ -117,7 +127,7 @@ def prepare(
         Seeds the fixed puzzle sets.
     jobs : int > 0, optional
         Files decoded at once; default all cores.
-    shard_bytes : int > 0
+    shard_bytes : int >= 2
         Largest shard, in bytes (a longer track gets a shard of its own).
     overwrite : bool
         Replace an existing corpus at ``out`` (a folder holding
@@ -125,10 +135,18 @@ def prepare(
         inside a source, nor be the working folder or above it (paths
         resolved, symlinks followed), with or without ``overwrite``.
     progress : bool
-        Show a progress bar on stderr.
+        Show a progress bar on stderr when stderr is a terminal.
     group_pattern : str, optional
         Regular expression removed from source paths before the split hash,
         so versions of one piece share a split (see :func:`assign_splits`).
+    split : {"train", "val", "test"}, optional
+        Put every track in this split instead of hashing (``"test"``: score a
+        trained model on a whole folder without wasting any of it); the
+        fractions are then unused.
+    test_sources : sequence of str
+        Glob patterns on the source paths (see :func:`hold_out`); matching
+        tracks go to the out-of-domain split ``ood``, with its own fixed
+        puzzle set, and never to train, val or test.
 
     Returns
     -------
@@ -145,8 +163,7 @@ def prepare(
     files = audio.find_audio_files(sources)
     if not files:
         raise InputError(f"no audio files found in {', '.join(str(s) for s in sources)}")
-    root = Path(os.path.commonpath([str(r.resolve()) for r, _ in files]))
-    named = [(path.resolve().relative_to(root).as_posix(), path) for _, path in files]
+    named, unreadable = _name_sources(files, {Path(s) for s in sources if not Path(s).is_dir()})
 
     def decode(path: Path) -> tuple[np.ndarray, str]:
         try:
@@ -170,7 +187,54 @@ def prepare(
         progress=progress,
         group_pattern=group_pattern,
         keep=sources,
+        skipped=unreadable,
+        split=split,
+        test_sources=test_sources,
     )
+
+
+def _name_sources(
+    files: list[tuple[Path, Path]], given_files: set[Path]
+) -> tuple[list[tuple[str, Path]], list[dict]]:
+    """Name each found file by its path relative to the sources' common folder; skip those that cannot be read.
+
+    Skipped, each with a reason: a dangling symlink, a symlink loop, a
+    symlink found in a folder that points outside that folder (its audio is
+    not part of what was given), and a name that is not UTF-8 (the manifest
+    is JSON text).
+
+    Returns
+    -------
+    named : list of (str, Path)
+        POSIX name relative to the common folder, and the file to read.
+    skipped : list of dict
+        ``{"source", "reason"}`` per skipped file.
+    """
+    root_of = {root: root.resolve() for root, _ in files}
+    common = Path(os.path.commonpath([str(resolved) for resolved in root_of.values()]))
+    named, skipped = [], []
+    for root, file in files:
+        name = (root_of[root] / file.relative_to(root)).relative_to(common).as_posix()
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            printable = os.fsencode(name).decode("utf-8", "backslashreplace")
+            skipped.append({"source": printable, "reason": "file name is not valid UTF-8 (rename it)"})
+            continue
+        try:
+            target = file.resolve(strict=True)
+        except FileNotFoundError:
+            skipped.append({"source": name, "reason": f"dangling symlink to {os.readlink(file)}"})
+            continue
+        except (OSError, RuntimeError):
+            skipped.append({"source": name, "reason": "symlink loop"})
+            continue
+        # A file given directly may link anywhere; a link found in a folder must stay inside that folder.
+        if file not in given_files and file.is_symlink() and not target.is_relative_to(root_of[root]):
+            skipped.append({"source": name, "reason": f"symlink to a file outside {root}"})
+            continue
+        named.append((name, file))
+    return named, skipped
 
 
 def prepare_synthetic(
@@ -243,48 +307,131 @@ def _build_corpus(
     progress: bool = True,
     group_pattern: str | None = None,
     keep: Iterable[str | Path] = (),
+    skipped: Iterable[dict] = (),
+    split: str | None = None,
+    test_sources: Sequence[str] = (),
 ) -> PrepareSummary:
     """Load each (source name, loader) pair and write the corpus atomically; ``out`` may not overlap ``keep``."""
-    if sample_rate <= 0:
-        raise InputError(f"sample rate {sample_rate} Hz must be > 0")
+    audio.check_sample_rate(sample_rate)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InputError(f"seed {seed!r} must be an int >= 0")
+    if isinstance(n_puzzles, bool) or not isinstance(n_puzzles, int) or n_puzzles < 0:
+        raise InputError(f"puzzles per fixed set = {n_puzzles!r} must be an int >= 0")
+    if isinstance(shard_bytes, bool) or not isinstance(shard_bytes, int) or shard_bytes < 2:
+        raise InputError(f"largest shard = {shard_bytes!r} bytes must be an int >= 2 (one int16 sample)")
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
         raise InputError(f"val ({val_fraction}) and test ({test_fraction}) fractions must be >= 0 and sum to < 1")
+    if split is not None and split not in SPLITS:
+        raise InputError(f"split {split!r} is not one of {', '.join(SPLITS)}")
     spec = PuzzleSpec.from_config(puzzle, sample_rate=sample_rate)
     out = Path(out)
     with _files.new_folder(out, overwrite=overwrite, what="corpus", keep=keep, marker="manifest.json") as tmp:
-        (tmp / "decoded").mkdir()
-        tracks, skipped = _decode_all(jobs_in, tmp / "decoded", spec, sample_rate, jobs, progress)
-        if not tracks:
-            reasons = "; ".join(f"{s['source']}: {s['reason']}" for s in skipped[:3])
-            raise InputError(f"no usable audio among {len(skipped)} file(s) ({reasons})")
-        splits = assign_splits(
-            [t.source for t in tracks], val_fraction=val_fraction, test_fraction=test_fraction, group_pattern=group_pattern
+        try:
+            return _write_corpus(
+                jobs_in, tmp, out, puzzle=puzzle, spec=spec, sample_rate=sample_rate, val_fraction=val_fraction,
+                test_fraction=test_fraction, n_puzzles=n_puzzles, seed=seed, jobs=jobs, shard_bytes=shard_bytes,
+                progress=progress, group_pattern=group_pattern, skipped=list(skipped), split=split,
+                test_sources=list(test_sources),
+            )
+        except OSError as e:
+            # Sources are read through audio.load, which turns every read failure into a skipped file;
+            # an OSError here is a failed write (a full disk, a quota), and new_folder removes the partial corpus.
+            reason = e.strerror or f"a write was cut short ({e}; is the disk full?)"
+            raise InputError(f"cannot write corpus {out}: {reason}; nothing was written") from None
+
+
+def _write_corpus(
+    jobs_in, tmp: Path, out: Path, *, puzzle, spec, sample_rate, val_fraction, test_fraction, n_puzzles, seed, jobs,
+    shard_bytes, progress, group_pattern, skipped, split, test_sources,
+) -> PrepareSummary:
+    """Fill the temporary folder ``tmp`` (see :func:`_build_corpus`); return the summary."""
+    (tmp / "decoded").mkdir()
+    tracks, unusable = _decode_all(jobs_in, tmp / "decoded", spec, sample_rate, jobs, progress)
+    skipped = [*skipped, *unusable]
+    if not tracks:
+        reasons = "; ".join(f"{s['source']}: {s['reason']}" for s in skipped[:3])
+        raise InputError(f"no usable audio among {len(skipped)} file(s) ({reasons})")
+    names = [t.source for t in tracks]
+    held_out = hold_out(names, test_sources, group_pattern=group_pattern)
+    if split is not None:
+        splits = [OOD_SPLIT if ood else split for ood in held_out]
+    else:
+        kept = [name for name, ood in zip(names, held_out) if not ood]
+        in_domain = iter(
+            assign_splits(kept, val_fraction=val_fraction, test_fraction=test_fraction, group_pattern=group_pattern)
         )
-        manifest_tracks = _write_shards(tracks, splits, tmp / "audio", shard_bytes)
-        shutil.rmtree(tmp / "decoded")
-        manifest = {
-            "format": FORMAT,
-            "sample_rate": sample_rate,
-            "dtype": "int16",
-            "tracks": manifest_tracks,
-            "skipped": skipped,
-            "group_pattern": group_pattern,
-            "puzzles": {**to_dict(puzzle), "seed": seed, "count": n_puzzles, **_spec_samples(spec)},
-        }
-        summary = PrepareSummary(out=out, sample_rate=sample_rate, skipped=skipped)
-        for split in SPLITS:
-            frames = [t["frames"] for t in manifest_tracks if t["split"] == split]
-            summary.tracks[split] = len(frames)
-            summary.hours[split] = sum(frames) / sample_rate / 3600
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        corpus = Corpus(tmp)
-        for code, split in enumerate(SPLITS):
-            if split in PUZZLE_SPLITS and summary.tracks[split] and n_puzzles:
-                # Each split's set has its own stream, so adding val tracks never changes the test set.
-                rng = np.random.default_rng([seed, code])
-                save_puzzle_set(tmp / "puzzles" / f"{split}.npz", make_puzzle_set(corpus.tracks(split), spec, n_puzzles, rng=rng))
-                summary.puzzles[split] = n_puzzles
+        splits = [OOD_SPLIT if ood else next(in_domain) for ood in held_out]
+    manifest_tracks = _write_shards(tracks, splits, tmp / "audio", shard_bytes)
+    shutil.rmtree(tmp / "decoded")
+    manifest = {
+        "format": FORMAT,
+        "sample_rate": sample_rate,
+        "dtype": "int16",
+        "tracks": manifest_tracks,
+        "skipped": skipped,
+        "group_pattern": group_pattern,
+        "test_sources": test_sources,
+        "split": split,
+        "puzzles": {**to_dict(puzzle), "seed": seed, "count": n_puzzles, **_spec_samples(spec)},
+    }
+    summary = PrepareSummary(out=out, sample_rate=sample_rate, skipped=skipped)
+    for name in ALL_SPLITS:
+        frames = [t["frames"] for t in manifest_tracks if t["split"] == name]
+        summary.tracks[name] = len(frames)
+        summary.hours[name] = sum(frames) / sample_rate / 3600
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    corpus = Corpus(tmp)
+    for code, name in enumerate(ALL_SPLITS):
+        if name in PUZZLE_SPLITS and summary.tracks[name] and n_puzzles:
+            # Each split's set has its own stream, so adding val tracks never changes the test set.
+            rng = np.random.default_rng([seed, code])
+            save_puzzle_set(tmp / "puzzles" / f"{name}.npz", make_puzzle_set(corpus.tracks(name), spec, n_puzzles, rng=rng))
+            summary.puzzles[name] = n_puzzles
     return summary
+
+
+def hold_out(sources: list[str], patterns: Sequence[str], *, group_pattern: str | None = None) -> list[bool]:
+    """Which sources go to the out-of-domain split: those whose path matches one of ``patterns``.
+
+    Parameters
+    ----------
+    sources : list of str
+        Source paths relative to the sources' common folder (POSIX).
+    patterns : sequence of str
+        Shell-style globs (:func:`fnmatch.fnmatchcase`, where ``*`` also
+        crosses ``/``): ``supertux/*`` holds out every file under
+        ``supertux/``. A pattern matching no source is an error (a typo would
+        otherwise hold out nothing, silently).
+    group_pattern : str, optional
+        As in :func:`assign_splits`: when one version of a piece is held out,
+        every version is, so no near-copy is trained on.
+
+    Returns
+    -------
+    list of bool
+        True for each held-out source.
+    """
+    if not patterns:
+        return [False] * len(sources)
+    for pattern in patterns:
+        if not any(fnmatch.fnmatchcase(source, pattern) for source in sources):
+            raise InputError(
+                f"--test-sources {pattern!r} matches no track (paths are relative to the sources' common folder, "
+                f"e.g. {sources[0]!r})"
+            )
+    keys = _group_keys(sources, group_pattern)
+    held_keys = {key for key, source in zip(keys, sources) if any(fnmatch.fnmatchcase(source, p) for p in patterns)}
+    return [key in held_keys for key in keys]
+
+
+def _group_keys(sources: list[str], group_pattern: str | None) -> list[str]:
+    if not group_pattern:
+        return list(sources)
+    try:
+        pattern = re.compile(group_pattern)
+    except re.error as e:
+        raise InputError(f"--group-pattern {group_pattern!r} is not a regular expression: {e}") from None
+    return [pattern.sub("", s) for s in sources]
 
 
 def _spec_samples(spec: PuzzleSpec) -> dict:
@@ -307,7 +454,9 @@ def _decode_all(jobs_in, folder: Path, spec: PuzzleSpec, sample_rate: int, jobs:
         raise InputError(f"--jobs {jobs} must be >= 1")
     tracks: list[_Track] = []
     skipped: list[dict] = []
-    bar = tqdm(total=len(jobs_in), desc="decoding", unit="file", disable=not progress, file=sys.stderr)
+    # A bar in a log file or a pipe is noise, and would precede a one-line error.
+    show = progress and sys.stderr.isatty()
+    bar = tqdm(total=len(jobs_in), desc="decoding", unit="file", disable=not show, file=sys.stderr)
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
         pending: list[tuple[str, concurrent.futures.Future]] = []
         queue = iter(jobs_in)
@@ -382,14 +531,7 @@ def assign_splits(
     list of str
         "train", "val" or "test" per source.
     """
-    if group_pattern:
-        try:
-            pattern = re.compile(group_pattern)
-        except re.error as e:
-            raise InputError(f"--group-pattern {group_pattern!r} is not a regular expression: {e}") from None
-        keys = [pattern.sub("", s) for s in sources]
-    else:
-        keys = list(sources)
+    keys = _group_keys(sources, group_pattern)
     groups = sorted(set(keys))
     u = np.array([split_fraction(g) for g in groups])
     splits = np.where(u < test_fraction, "test", np.where(u < test_fraction + val_fraction, "val", "train")).astype(object)
@@ -410,7 +552,7 @@ def _write_shards(tracks: list[_Track], splits: list[str], folder: Path, shard_b
     """Lay the tracks of each split end to end in ``<split>-<k>.npy`` shards; return manifest entries."""
     folder.mkdir()
     entries: list[dict] = [{} for _ in tracks]
-    for split in SPLITS:
+    for split in ALL_SPLITS:
         writer = None
         for index in (i for i, s in enumerate(splits) if s == split):
             track = tracks[index]
@@ -487,10 +629,50 @@ class Corpus:
             raise InputError(f"{self.path} is not a corpus: no manifest.json") from None
         except (OSError, json.JSONDecodeError) as e:
             raise InputError(f"cannot read {manifest_path}: {e}") from None
-        if self.manifest.get("format") != FORMAT:
-            raise InputError(f"{manifest_path} has format {self.manifest.get('format')!r}, expected {FORMAT!r}")
-        self.sample_rate: int = self.manifest["sample_rate"]
+        if not isinstance(self.manifest, dict) or self.manifest.get("format") != FORMAT:
+            found = self.manifest.get("format") if isinstance(self.manifest, dict) else type(self.manifest).__name__
+            raise InputError(f"{manifest_path} has format {found!r}, expected {FORMAT!r}")
+        self.sample_rate: int = self.manifest.get("sample_rate")
+        if isinstance(self.sample_rate, bool) or not isinstance(self.sample_rate, int) or self.sample_rate <= 0:
+            raise InputError(f"{manifest_path}: sample_rate {self.sample_rate!r} is not a positive int")
+        if not isinstance(self.manifest.get("puzzles"), dict):
+            raise InputError(f"{manifest_path} has no puzzle settings ('puzzles')")
         self._shards: dict[str, np.ndarray] = {}
+        self._check_tracks(manifest_path)
+
+    def _check_tracks(self, manifest_path: Path) -> None:
+        """Check every manifest entry and open every shard (headers only), naming the first damaged file.
+
+        Cheap (one header read per shard, no audio read) and done on open, so
+        that train and eval fail at once with the file's name instead of
+        deep inside a batch.
+        """
+        tracks = self.manifest.get("tracks")
+        if not isinstance(tracks, list) or not tracks:
+            raise InputError(f"{manifest_path} lists no tracks ('tracks' missing or empty)")
+        extent: dict[str, int] = {}
+        for index, entry in enumerate(tracks):
+            if not isinstance(entry, dict):
+                raise InputError(f"{manifest_path}: tracks[{index}] is not an object")
+            missing = [key for key in _TRACK_KEYS if key not in entry]
+            if missing:
+                raise InputError(f"{manifest_path}: tracks[{index}] lacks {', '.join(repr(k) for k in missing)}")
+            numbers = [entry[key] for key in ("id", "offset", "frames")]
+            if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in numbers) or entry["id"] != index:
+                raise InputError(f"{manifest_path}: tracks[{index}] has a bad id, offset or frames ({numbers})")
+            if entry["split"] not in ALL_SPLITS:
+                raise InputError(f"{manifest_path}: tracks[{index}] has unknown split {entry['split']!r}")
+            shard = entry["shard"]
+            if not isinstance(shard, str) or Path(shard).name != shard or not shard.endswith(".npy"):
+                raise InputError(f"{manifest_path}: tracks[{index}] names shard {shard!r}, not a file in audio/")
+            extent[shard] = max(extent.get(shard, 0), entry["offset"] + entry["frames"])
+        for name, needed in sorted(extent.items()):
+            samples = self.shard(name)
+            if len(samples) < needed:
+                raise InputError(
+                    f"corpus shard {self.path / 'audio' / name} holds {len(samples)} samples but the manifest "
+                    f"needs {needed}; prepare the corpus again"
+                )
 
     @property
     def track_entries(self) -> list[dict]:
@@ -500,8 +682,17 @@ class Corpus:
     def shard(self, name: str) -> np.ndarray:
         """A shard, memory-mapped: 1-D int16."""
         if name not in self._shards:
+            path = self.path / "audio" / name
+            try:
+                samples = np.load(path, mmap_mode="r", allow_pickle=False)
+            except FileNotFoundError:
+                raise InputError(f"corpus shard {path} is missing; prepare the corpus again") from None
+            except (OSError, ValueError, EOFError) as e:
+                raise InputError(f"corpus shard {path} is damaged ({_first_line(e)}); prepare the corpus again") from None
+            if not isinstance(samples, np.ndarray) or samples.dtype != np.int16 or samples.ndim != 1:
+                raise InputError(f"corpus shard {path} is not a 1-D int16 array; prepare the corpus again")
             # A plain ndarray view of the memory map: same pages, no memmap subclass in every gather.
-            self._shards[name] = np.asarray(np.load(self.path / "audio" / name, mmap_mode="r"))
+            self._shards[name] = np.asarray(samples)
         return self._shards[name]
 
     def tracks(self, split: str) -> TrackTable:
@@ -512,8 +703,8 @@ class Corpus:
         InputError
             Unknown split, or a split with no tracks.
         """
-        if split not in SPLITS:
-            raise InputError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+        if split not in ALL_SPLITS:
+            raise InputError(f"unknown split {split!r}; choose one of {', '.join(ALL_SPLITS)}")
         entries = [t for t in self.track_entries if t["split"] == split]
         if not entries:
             raise InputError(f"corpus {self.path} has no {split} tracks")
@@ -532,8 +723,27 @@ class Corpus:
         return self.shard(entry["shard"])[entry["offset"] : entry["offset"] + entry["frames"]]
 
     def puzzle_set(self, split: str) -> Puzzles:
-        """The fixed puzzle set of ``split`` (``val`` or ``test``)."""
-        return load_puzzle_set(self.path / "puzzles" / f"{split}.npz")
+        """The fixed puzzle set of ``split`` (``val``, ``test`` or ``ood``), checked against the manifest.
+
+        Raises
+        ------
+        InputError
+            Missing or unreadable file, or puzzles that do not fit the
+            manifest (chunk length, chunk count, track indices), naming the file.
+        """
+        path = self.path / "puzzles" / f"{split}.npz"
+        puzzles = load_puzzle_set(path)
+        settings = self.puzzle_settings
+        _, n_chunks, chunk_samples = puzzles.chunks.shape
+        if (n_chunks, chunk_samples) != (settings.get("n_chunks"), settings.get("chunk_samples")):
+            raise InputError(
+                f"{path} holds puzzles of {n_chunks} chunks of {chunk_samples} samples but the manifest says "
+                f"{settings.get('n_chunks')} of {settings.get('chunk_samples')}; prepare the corpus again"
+            )
+        in_split = {t["id"] for t in self.track_entries if t["split"] == split}
+        if not set(np.unique(puzzles.track).tolist()) <= in_split:
+            raise InputError(f"{path} cites tracks outside the {split} split; prepare the corpus again")
+        return puzzles
 
     def puzzles_for(self, split: str, spec: PuzzleSpec, *, n_puzzles: int, seed: int) -> tuple[Puzzles, bool]:
         """Puzzles of ``split`` cut as ``spec`` says: the fixed set when it was made so, else a new seeded one.
@@ -555,13 +765,18 @@ class Corpus:
         )
         if made_with == spec and (self.path / "puzzles" / f"{split}.npz").exists():
             return self.puzzle_set(split), True
-        rng = np.random.default_rng([seed, SPLITS.index(split)])
+        rng = np.random.default_rng([seed, ALL_SPLITS.index(split)])
         return make_puzzle_set(self.tracks(split), spec, n_puzzles, rng=rng), False
 
     @property
     def puzzle_settings(self) -> dict:
         """The puzzle settings the fixed sets were made with (manifest ``puzzles``)."""
         return self.manifest["puzzles"]
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def parse_duration(text: str) -> float:

@@ -17,8 +17,7 @@ Python loop per puzzle.
 from __future__ import annotations
 
 import itertools
-import os
-import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -26,6 +25,7 @@ from typing import Iterator
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from audiosort import _files
 from audiosort.config import PAD_MODES, PuzzleConfig
 from audiosort.errors import InputError
 
@@ -372,14 +372,9 @@ def save_puzzle_set(path: str | Path, puzzles: Puzzles) -> None:
     """Write a fixed puzzle set as ``.npz`` (chunks, order, track, starts), atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, chunks=puzzles.chunks, order=puzzles.order, track=puzzles.track, starts=puzzles.starts)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # Written through a path, not mkstemp's file: the set gets the usual mode (0644), like every other corpus file.
+    with _files.replacing(path) as tmp:
+        np.savez(tmp, chunks=puzzles.chunks, order=puzzles.order, track=puzzles.track, starts=puzzles.starts)
 
 
 def load_puzzle_set(path: str | Path) -> Puzzles:
@@ -398,8 +393,9 @@ def load_puzzle_set(path: str | Path) -> Puzzles:
         raise InputError(f"no puzzle set at {path}") from None
     except KeyError as e:
         raise InputError(f"{path} is not a puzzle set: missing array {e}") from None
-    except (OSError, ValueError) as e:
-        raise InputError(f"{path} is not a puzzle set: {e}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"{path} is not a puzzle set: {reason}") from None
     puzzles = Puzzles(**arrays)
     chunks, order = puzzles.chunks, puzzles.order
     if (
