@@ -259,18 +259,37 @@ def _score_line(name: str, scores: dict) -> str:
 )
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds sanity audio and new puzzles.")
 @click.option("--allow-train", is_flag=True, help="Permit --split train (training tracks inflate scores).")
-def eval_command(run_dir, corpus, split, sanity, n_puzzles, seed, allow_train):
+@click.option(
+    "--audio",
+    "audio_paths",
+    multiple=True,
+    type=click.Path(path_type=str),
+    help="Score on these audio files or folders instead of a corpus, every track a test track (repeatable).",
+)
+def eval_command(run_dir, corpus, split, sanity, n_puzzles, seed, allow_train, audio_paths):
     """Score a run on held-out tracks and sanity sets against chance.
 
-    Writes eval.json, eval.md and confusion-<set>.png into RUN_DIR. Exit 0 when
-    every sanity set is at chance, 1 naming each set sorted above chance.
+    With --audio, any folder of music is prepared into a temporary corpus at
+    the run's sample rate and puzzle settings, all of it test. The corpus's
+    'ood' split (prepare --test-sources) is scored beside test. Writes
+    eval.json, eval.md and confusion-<set>.png into RUN_DIR. Exit 0 when every
+    sanity set is at chance, 1 naming each set sorted above chance.
     """
-    from audiosort.evaluate import evaluate
+    from audiosort.evaluate import evaluate, evaluate_audio
 
     names = tuple(name.strip() for name in sanity.split(",") if name.strip())
-    report = evaluate(
-        run_dir, corpus=corpus, split=split, sanity=names, n_puzzles=n_puzzles, seed=seed, allow_train=allow_train
-    )
+    if audio_paths:
+        if corpus is not None or split != "test":
+            raise UserError("--audio scores its own tracks as test; leave out --corpus and --split")
+        report, summary = evaluate_audio(run_dir, list(audio_paths), sanity=names, n_puzzles=n_puzzles, seed=seed)
+        used = f"{summary.tracks['test']} tracks, {summary.hours['test']:.3f} h"
+        click.echo(f"audio: {', '.join(audio_paths)} ({used}; {len(summary.skipped)} file(s) skipped)")
+        for skipped in summary.skipped:
+            click.echo(f"warning: skipped {skipped['source']}: {skipped['reason']}", err=True)
+    else:
+        report = evaluate(
+            run_dir, corpus=corpus, split=split, sanity=names, n_puzzles=n_puzzles, seed=seed, allow_train=allow_train
+        )
     click.echo("\n".join(report.lines()))
     click.echo(f"wrote eval.json, eval.md and confusion-<set>.png in {report.run_dir}")
     for problem in report.problems():

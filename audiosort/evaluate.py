@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from audiosort import _files, reports
 from audiosort.config import DEFAULT_PUZZLES
-from audiosort.data.corpus import SPLITS, Corpus
+from audiosort.data.corpus import OOD_SPLIT, SPLITS, Corpus, PrepareSummary, prepare
 from audiosort.data.puzzles import PuzzleSpec
 from audiosort.errors import InputError, check_positive_int
 from audiosort.sanity import DEFAULT_SANITY, SANITY_KINDS, sanity_ideal_observer, sanity_puzzles
@@ -170,6 +171,11 @@ def evaluate(
     source = {"kind": "corpus", "corpus": str(main_corpus.path), "split": split, "fixed_set": fixed}
     scoring = {"batch_size": batch_size, "sample_rate": sample_rate}
     results = [score_dataset(puzzles, model, name=split, sanity=False, source=source, **scoring)]
+    if split == "test" and any(t["split"] == OOD_SPLIT for t in main_corpus.track_entries):
+        # Music of sources never trained on (prepare --test-sources), scored beside the in-domain test tracks.
+        puzzles, fixed = main_corpus.puzzles_for(OOD_SPLIT, spec, n_puzzles=n_puzzles, seed=seed)
+        source = {"kind": "corpus", "corpus": str(main_corpus.path), "split": OOD_SPLIT, "fixed_set": fixed}
+        results.append(score_dataset(puzzles, model, name=OOD_SPLIT, sanity=False, source=source, **scoring))
     for entry in sanity:
         if entry in SANITY_KINDS:
             name = entry
@@ -189,6 +195,48 @@ def evaluate(
     report = EvalReport(run_dir=run_dir, datasets=results)
     report.write(run_dir)
     return report
+
+
+def evaluate_audio(
+    run_dir: str | Path, audio_paths: list[str | Path], *, n_puzzles: int = DEFAULT_PUZZLES, seed: int = 0, **options
+) -> tuple[EvalReport, PrepareSummary]:
+    """Score a run on a folder of music, every track of it a test track.
+
+    The files are prepared into a temporary corpus (deleted afterwards) at
+    the run's sample rate, with the run's puzzle settings and ``split="test"``,
+    and scored as :func:`evaluate` scores a test split, with the baselines
+    beside the model.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        Run folder of ``audiosort train``.
+    audio_paths : list of str or Path
+        Audio files and folders (see :func:`audiosort.data.corpus.prepare`).
+    n_puzzles : int > 0
+        Puzzles cut from the music, and per sanity set.
+    seed : int
+        Seeds the puzzles and the sanity audio.
+    **options
+        ``sanity`` of :func:`evaluate`.
+
+    Returns
+    -------
+    report : EvalReport
+        Also written to ``run_dir``; its test dataset's source names the
+        temporary corpus, and ``summary`` what went into it.
+    summary : PrepareSummary
+        Tracks and hours used, and the files skipped with their reasons.
+    """
+    config = load_run_config(Path(run_dir))
+    with tempfile.TemporaryDirectory(prefix="audiosort-eval-audio-") as scratch:
+        folder = Path(scratch) / "corpus"
+        summary = prepare(
+            audio_paths, folder, puzzle=config.puzzle, sample_rate=config.data.sample_rate, split="test",
+            n_puzzles=n_puzzles, seed=seed, progress=False,
+        )
+        report = evaluate(run_dir, corpus=folder, split="test", n_puzzles=n_puzzles, seed=seed, **options)
+    return report, summary
 
 
 def _open_corpus(path: str | Path, sample_rate: int) -> Corpus:

@@ -9,7 +9,8 @@
 # about 13.6 h in all (docs/corpus.md lists hours per source), in styles from
 # orchestral fantasy to chiptune. Needs apt-get and dpkg (Debian/Ubuntu), no
 # root: `apt-get download` only fetches the .deb files (kept in DIR/.debs, a
-# hidden folder that prepare ignores, so a rerun downloads nothing); the apt
+# hidden folder that prepare ignores, so a rerun downloads nothing, and a
+# source already unpacked from the same version is kept); the apt
 # package lists must be present (`apt-get update`, as root, once).
 #
 # With --travel OUT, also write 16 kHz mono Opus copies at 16 kbit/s into OUT
@@ -85,6 +86,12 @@ for entry in "${SOURCES[@]}"; do
         fi
         deb_file=$(find "$deb_dir" -maxdepth 1 -name "${package}_*.deb" | sort | tail -n 1)
     fi
+    source_dir=$target_dir/$name
+    version=$(dpkg-deb -f "$deb_file" Version)
+    if grep -qxF "package: $package $version (Debian main)" "$source_dir/SOURCE.txt" 2>/dev/null; then
+        echo "kept $name: already fetched from $(basename "$deb_file")"
+        continue
+    fi
     root=$work_dir/$package
     dpkg -x "$deb_file" "$root"
 
@@ -105,14 +112,13 @@ for entry in "${SOURCES[@]}"; do
         exit 1
     fi
 
-    source_dir=$target_dir/$name
     rm -rf "$source_dir"
     mkdir -p "$source_dir"
     cp "${audio_files[@]}" "$source_dir/"
     cp "$copyright" "$source_dir/COPYRIGHT"
     {
         echo "source: $name"
-        echo "package: $package $(dpkg-deb -f "$deb_file" Version) (Debian main)"
+        echo "package: $package $version (Debian main)"
         echo "style: $style"
         echo "files: ${#audio_files[@]}"
         echo "licence: see COPYRIGHT; its License lines:"
