@@ -17,7 +17,6 @@ import contextlib
 import os
 import re
 import shutil
-import signal
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -133,8 +132,10 @@ def new_folder(
     Raises
     ------
     InputError
-        ``out`` exists without ``overwrite``, or nothing can be written beside it.
-        Whatever the block raises leaves ``out`` as it was and no temporary folder.
+        ``out`` exists without ``overwrite``, is not replaceable (see
+        ``out``, ``keep``, ``marker``), or nothing can be written beside it.
+        Whatever the block raises (SIGTERM too, as the command line turns it
+        into SystemExit) leaves ``out`` as it was and no temporary folder.
     """
     _check_replaceable(out, what=what, keep=keep)
     out = Path(out)
@@ -151,14 +152,10 @@ def new_folder(
     except OSError as e:
         raise InputError(f"cannot write {what} beside {out}: {e.strerror or e}") from None
     try:
-        with _signals_raise():
-            yield tmp
-            _move_into_place(tmp, out, overwrite)
-    except BaseException as error:
+        yield tmp
+        _move_into_place(tmp, out, overwrite)
+    except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(error, Terminated):
-            # Cleaned up: now let SIGTERM do what it would have done (the handler is restored).
-            os.kill(os.getpid(), signal.SIGTERM)
         raise
 
 
@@ -199,11 +196,11 @@ def remove_stale_partials(out: str | Path) -> list[Path]:
         return removed
     for entry in out.parent.iterdir():
         found = pattern.fullmatch(entry.name)
-        if found and not _process_alive(int(found.group(2))):
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
+        # An old folder with no new one in its place is the only copy left (the process died between
+        # the two renames): it stays, for the user to rename back.
+        orphan = found and found.group(1) == "old" and not out.exists()
+        if found and not orphan and not _process_alive(int(found.group(2))):
+            _delete(entry)
             removed.append(entry)
     return removed
 
@@ -218,31 +215,6 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-class Terminated(BaseException):
-    """SIGTERM arrived while a folder was being built (raised so that the partial folder is removed)."""
-
-
-@contextlib.contextmanager
-def _signals_raise() -> Iterator[None]:
-    """Turn SIGTERM into :class:`Terminated` for the block (main thread only), then restore the old handler.
-
-    SIGINT already raises KeyboardInterrupt. Without this, SIGTERM would end
-    the process with no cleanup and leave the hidden partial folder behind.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def terminate(signum, frame):
-        raise Terminated(f"terminated by signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:

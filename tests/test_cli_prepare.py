@@ -264,7 +264,7 @@ def test_a_wav_holding_a_third_of_its_data_is_skipped(tmp_path):
         (["--shard-mb", "-1"], "--shard-mb -1"),
         (["--sample-rate", "100000000"], "above 192000 Hz"),
         (["--sample-rate", "0"], "positive int"),
-        (["--seed", "-1"], "seed -1"),
+        (["--seed", "-1"], "'-1' must be an integer from 0"),
         (["--test-sources", "nothing/*"], "matches no track"),
     ],
 )

@@ -35,7 +35,7 @@ import numpy as np
 from tqdm import tqdm
 
 from audiosort import _files, audio
-from audiosort.config import PuzzleConfig, to_dict
+from audiosort.config import SEED_RULE, PuzzleConfig, is_valid_seed, to_dict
 from audiosort.data import synthetic
 from audiosort.data.puzzles import PuzzleSpec, Puzzles, TrackTable, load_puzzle_set, make_puzzle_set, save_puzzle_set
 from audiosort.errors import DecodeError, InputError
@@ -313,8 +313,8 @@ def _build_corpus(
 ) -> PrepareSummary:
     """Load each (source name, loader) pair and write the corpus atomically; ``out`` may not overlap ``keep``."""
     audio.check_sample_rate(sample_rate)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise InputError(f"seed {seed!r} must be an int >= 0")
+    if not is_valid_seed(seed):
+        raise InputError(f"seed {seed!r} {SEED_RULE}")
     if isinstance(n_puzzles, bool) or not isinstance(n_puzzles, int) or n_puzzles < 0:
         raise InputError(f"puzzles per fixed set = {n_puzzles!r} must be an int >= 0")
     if isinstance(shard_bytes, bool) or not isinstance(shard_bytes, int) or shard_bytes < 2:
