@@ -29,7 +29,7 @@ from audiosort.errors import ConfigError
 
 PAD_MODES = ("per_gap", "shared", "fixed")
 POOLINGS = ("global", "flatten", "time")
-ENCODER_TYPES = ("mlp", "conv1d", "logmel")
+ENCODER_TYPES = ("mlp", "conv1d", "logmel", "logmel_resnet")
 SORTER_TYPES = ("mlp", "attention", "pairwise", "precedence", "rank")
 NORMALIZATIONS = ("softmax", "sinkhorn")
 LR_SCHEDULES = ("constant", "cosine")
@@ -118,19 +118,19 @@ class AugmentConfig:
 class EncoderConfig:
     """The chunk encoder: int16 chunk of L samples -> embedding_dim floats."""
 
-    type: str = "mlp"  # mlp | conv1d | logmel
+    type: str = "mlp"  # mlp | conv1d | logmel | logmel_resnet (a 2-D ResNet on log-mel, sized for a GPU)
     embedding_dim: int = 64
     hidden_units: int = 1000  # mlp: width of its two hidden layers (the seed's 1000)
-    filters: int = 32  # conv1d, logmel: channels of the first conv block, doubled every other block
-    blocks: int = 4  # conv1d, logmel: number of residual / conv blocks
-    n_mels: int = 64  # logmel: mel bands
-    frame_seconds: float = 0.025  # logmel: STFT window length
-    hop_seconds: float = 0.010  # logmel: STFT hop
-    # conv1d, logmel: how the last feature map becomes one vector. global: average and max over
+    filters: int = 32  # conv1d, logmel, logmel_resnet: channels of the first block, doubled every other block (width)
+    blocks: int = 4  # conv1d, logmel, logmel_resnet: number of residual / conv blocks (depth)
+    n_mels: int = 64  # logmel, logmel_resnet: mel bands
+    frame_seconds: float = 0.025  # logmel, logmel_resnet: STFT window length
+    hop_seconds: float = 0.010  # logmel, logmel_resnet: STFT hop
+    # conv1d, logmel, logmel_resnet: how the last feature map becomes one vector. global: average and max over
     # time (and frequency), which forgets where in the chunk things happen; flatten: keep the
     # coarse time-frequency layout (start vs end of the chunk) and project it with one Dense.
     pooling: str = "global"
-    # conv1d, logmel: dropout rate on the pooled features before the embedding layer.
+    # conv1d, logmel, logmel_resnet: dropout rate on the pooled features before the embedding layer.
     dropout: float = 0.0
 
     def __post_init__(self):
