@@ -276,7 +276,8 @@ def _train_on_sanity_audio(config: Config, spec: PuzzleSpec, kind: str, *, steps
     model, _ = compiled_model(config, spec, sample_rate=config.data.sample_rate, total_steps=steps)
     batch_size = config.train.batch_size
     try:
-        fit(model, train_batches(tracks, spec, batch_size, rng=rng), batch_size=batch_size, epochs=1, steps_per_epoch=steps)
+        batches = train_batches(tracks, spec, batch_size, rng=rng, augment=config.augment, sample_rate=config.data.sample_rate)
+        fit(model, batches, batch_size=batch_size, epochs=1, steps_per_epoch=steps)
     except InputError as e:
         raise InputError(f"training on {kind}: {e}") from None
     return model

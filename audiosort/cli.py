@@ -385,31 +385,29 @@ def embed(run_dir, audio, out, hop_seconds):
 
 @main.command(name="probe")
 @click.argument("run_dir", type=click.Path(path_type=str))
-@click.option("--data", "data_dir", required=True, type=click.Path(path_type=str), help="Labelled folder to probe on.")
-@click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the random encoder, the split and the classifier.")
 @click.option(
-    "--test-fraction",
-    type=float,
-    default=0.3,
-    show_default=True,
-    help="Share of each class's files held out for test when labels.csv gives no split.",
+    "--data", "data_dirs", required=True, multiple=True, type=click.Path(path_type=str),
+    help="Labelled folder to probe on (one task each); repeat for a suite.",
 )
-def probe_command(run_dir, data_dir, seed, test_fraction):
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the random encoder, the splits and the classifiers.")
+@click.option("--splits", "n_splits", type=int, default=5, show_default=True, help="Train/test splits (group folds) per task.")
+def probe_command(run_dir, data_dirs, seed, n_splits):
     """Linear-probe the run's frozen encoder on labelled clips, beside two baselines.
 
-    --data holds one sub-folder of audio files per class, or a labels.csv with
-    path,label[,split] (paths relative to it; split train or test). Each file is
-    one clip. A logistic regression is fit on the train clips' features and
-    scored on the test clips, for three features: the run's encoder (mean over
-    the clip's chunks), the same architecture with random weights, and log-mel
-    statistics (mean and std of 64 bands). Without a split column, a seeded
-    share of each class's files goes to test; clips cut from one recording
-    must come with their split. Writes probe.json and probe.md into RUN_DIR,
-    keeping the tasks of other folders.
+    Each --data holds one sub-folder of audio files per class, or a labels.csv
+    with path,label[,group] (paths relative to it). Each file is one clip; the
+    clips of one group (a recording, an instrument) never straddle a split.
+    Over --splits group folds, a logistic regression whose L2 strength is chosen
+    by cross-validation on the train part is scored on the test part, for three
+    features: the run's encoder (mean over the clip's chunks), the same
+    architecture with random weights, and log-mel statistics (mean and std of
+    64 bands). Prints mean and spread over splits and a paired test of the
+    encoder against each baseline. Writes probe.json and probe.md into
+    RUN_DIR, keeping the tasks of other folders.
     """
     from audiosort.probe import probe
 
-    report = probe(run_dir, data_dir, seed=seed, test_fraction=test_fraction)
+    report = probe(run_dir, data_dirs, seed=seed, n_splits=n_splits)
     click.echo("\n".join(report.lines()))
     click.echo(f"wrote probe.json and probe.md in {report.run_dir}")
 

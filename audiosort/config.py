@@ -29,7 +29,7 @@ from audiosort.errors import ConfigError
 
 PAD_MODES = ("per_gap", "shared", "fixed")
 POOLINGS = ("global", "flatten", "time")
-ENCODER_TYPES = ("mlp", "conv1d", "logmel")
+ENCODER_TYPES = ("mlp", "conv1d", "logmel", "logmel_resnet")
 SORTER_TYPES = ("mlp", "attention", "pairwise", "precedence", "rank")
 NORMALIZATIONS = ("softmax", "sinkhorn")
 LR_SCHEDULES = ("constant", "cosine")
@@ -86,22 +86,51 @@ class PuzzleConfig:
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    """Training-only changes to the sampled chunks (:mod:`audiosort.data.augment`); off by default.
+
+    The model memorized its 22 warzone tracks (train exact 0.85 against val 0.52). Every draw
+    is per chunk or per puzzle and independent of the chunk's temporal position, so none can
+    carry order (tests/test_augment.py). A magnitude of 0 turns that one change off.
+    """
+
+    enabled: bool = False
+    gain_db: float = 6.0  # per chunk: attenuation drawn uniformly in [-gain_db, 0] dB (never louder: no clipping)
+    tilt_db_per_octave: float = 3.0  # per puzzle: spectral tilt around 1 kHz, drawn in [-x, x] dB per octave
+    eq_db: float = 6.0  # per puzzle: one bell band (1 octave wide, centre 100 Hz-6 kHz) of gain in [-eq_db, eq_db] dB
+    # per chunk: white noise whose RMS is drawn uniformly in [noise_min_dbfs, noise_max_dbfs] dB full scale.
+    noise_min_dbfs: float = -70.0
+    noise_max_dbfs: float = -45.0
+
+    def __post_init__(self):
+        for name in ("gain_db", "tilt_db_per_octave", "eq_db"):
+            _check(getattr(self, name) >= 0, f"augment.{name}", getattr(self, name), "must be >= 0")
+        _check(self.noise_max_dbfs <= 0, "augment.noise_max_dbfs", self.noise_max_dbfs, "must be <= 0 (full scale)")
+        _check(
+            self.noise_min_dbfs <= self.noise_max_dbfs,
+            "augment.noise_min_dbfs",
+            self.noise_min_dbfs,
+            f"must be <= noise_max_dbfs ({self.noise_max_dbfs})",
+        )
+
+
+@dataclass(frozen=True)
 class EncoderConfig:
     """The chunk encoder: int16 chunk of L samples -> embedding_dim floats."""
 
-    type: str = "mlp"  # mlp | conv1d | logmel
+    type: str = "mlp"  # mlp | conv1d | logmel | logmel_resnet (a 2-D ResNet on log-mel, sized for a GPU)
     embedding_dim: int = 64
     hidden_units: int = 1000  # mlp: width of its two hidden layers (the seed's 1000)
-    filters: int = 32  # conv1d, logmel: channels of the first conv block, doubled every other block
-    blocks: int = 4  # conv1d, logmel: number of residual / conv blocks
-    n_mels: int = 64  # logmel: mel bands
-    frame_seconds: float = 0.025  # logmel: STFT window length
-    hop_seconds: float = 0.010  # logmel: STFT hop
-    # conv1d, logmel: how the last feature map becomes one vector. global: average and max over
+    filters: int = 32  # conv1d, logmel, logmel_resnet: channels of the first block, doubled every other block (width)
+    blocks: int = 4  # conv1d, logmel, logmel_resnet: number of residual / conv blocks (depth)
+    n_mels: int = 64  # logmel, logmel_resnet: mel bands
+    frame_seconds: float = 0.025  # logmel, logmel_resnet: STFT window length
+    hop_seconds: float = 0.010  # logmel, logmel_resnet: STFT hop
+    # conv1d, logmel, logmel_resnet: how the last feature map becomes one vector. global: average and max over
     # time (and frequency), which forgets where in the chunk things happen; flatten: keep the
     # coarse time-frequency layout (start vs end of the chunk) and project it with one Dense.
     pooling: str = "global"
-    # conv1d, logmel: dropout rate on the pooled features before the embedding layer.
+    # conv1d, logmel, logmel_resnet: dropout rate on the pooled features before the embedding layer.
     dropout: float = 0.0
 
     def __post_init__(self):
@@ -204,6 +233,7 @@ class Config:
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     puzzle: PuzzleConfig = field(default_factory=PuzzleConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 

@@ -1,15 +1,16 @@
-"""``audiosort probe``: a linear probe of a run's frozen encoder on labelled clips.
+"""``audiosort probe``: linear probes of a run's frozen encoder on labelled clips, beside two baselines.
 
 Sorting accuracy shows that a model solved the puzzle; a probe shows whether its
 encoder learned something about audio that has nothing to do with order. A
-labelled folder DATA holds either
+labelled folder DATA (one task, named after the folder) holds either
 
 - one sub-folder per class of audio files (searched recursively; the folder's
   name is the label), or
-- a ``labels.csv`` with the header ``path,label`` or ``path,label,split``:
-  ``path`` relative to DATA, ``split`` ``train`` or ``test``; further columns
-  are ignored (``scripts/make_probe_sets.py`` records there where each clip was
-  cut). When DATA holds a ``labels.csv``, its sub-folders are not read.
+- a ``labels.csv`` with the header ``path,label`` or ``path,label,group``:
+  ``path`` relative to DATA; ``group`` names the recording (or the instrument,
+  or the stretch of a track) a clip comes from. Further columns are ignored
+  (``scripts/make_probe_sets.py`` records there where each clip was cut). When
+  DATA holds a ``labels.csv``, its sub-folders are not read.
 
 Each file is one clip, decoded at the run's sample rate, and described three ways:
 
@@ -23,31 +24,42 @@ Each file is one clip, decoded at the run's sample rate, and described three way
     mean and standard deviation over time of each of 64 log-mel bands (32 ms
     window, 10 ms hop): 128 values that know nothing about sorting.
 
-A logistic regression on standardized features (L2, C = 1, no tuning) is fit on
-the train clips and scored on the test clips. The split is the csv's ``split``
-column when it has one; otherwise, per class, a seeded random share
-``test_fraction`` of the files goes to test (a stratified split of files).
-Files are the unit of that split, so clips cut from one recording must come
-with their split given: neighbouring clips of one recording on both sides
-would let the probe recognise the recording instead of the class. No file
-(by path or by content) may be listed twice. Chance is the share of the most
-common class among the test clips, the accuracy of always answering it.
+Splits. The clips are dealt into ``n_splits`` (default 5) seeded folds by
+groups, stratified by class (scikit-learn's ``StratifiedGroupKFold``): the
+clips of one group are always on the same side, so a probe cannot answer by
+recognising a recording it was trained on. Without a ``group`` column each
+file is its own group. Each fold is the test part once, the other folds its
+train part; every clip is thus predicted exactly once.
+
+On each train part, for each feature, a logistic regression on standardized
+features is fit with its L2 strength ``C`` chosen among ``C_GRID`` by a
+3-fold group cross-validation *within the train part* (the test part is never
+seen), then refit on the whole train part and scored on the test part.
+
+Reported per task and feature: the accuracy of each split, their mean and
+standard deviation, and the pooled accuracy over all clips with its Wilson 95 %
+interval. The encoder is compared with each baseline by a paired test over
+groups, the unit that never straddles a split: a one-sided Wilcoxon
+signed-rank test that the encoder's per-group accuracy exceeds the baseline's
+(with one clip per group this is a sign test, McNemar's). Chance is the share
+of the most common class, the accuracy of always answering it.
 
 Output in the run folder (each written atomically)::
 
-    probe.json   {"tasks": {<task>: entry}}; <task> is DATA's folder name.
-                 Probing another folder adds a task; the same name replaces it.
+    probe.json   {"tasks": {<task>: entry}}; probing another folder adds a task,
+                 the same name replaces it.
     probe.md     one table row per task
 
-An entry holds ``accuracy`` and ``interval`` (Wilson 95 %) and ``correct`` per
-feature, ``chance``, ``p_encoder_better`` (one-sided exact McNemar test that the
-encoder is right on more test clips than the baseline), ``classes``,
-``n_classes``, ``n_train``, ``n_test``, ``split``, ``labels_from``, ``data``,
-``feature_dims``, ``seed``.
+An entry holds ``accuracy`` (mean over splits per feature), ``accuracy_std``,
+``accuracy_per_split``, ``pooled`` and ``interval`` (Wilson 95 %),
+``chosen_c`` (per feature, per split), ``difference`` (per baseline: mean and
+std over splits of encoder minus baseline), ``p_encoder_better``, ``chance``,
+``classes``, ``n_classes``, ``n_clips``, ``n_groups``, ``grouped_by``,
+``n_splits``, ``labels_from``, ``data``, ``feature_dims``, ``seed``.
 
 Example
 -------
->>> report = probe("runs/logmel", "data/probe-tracks")  # doctest: +SKIP
+>>> report = probe("runs/logmel", ["data/probe-tracks", "data/probe-instruments"])  # doctest: +SKIP
 >>> report.tasks["probe-tracks"]["accuracy"]  # doctest: +SKIP
 {'encoder': 0.61, 'random_encoder': 0.35, 'logmel_stats': 0.52}
 """
@@ -56,15 +68,20 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import librosa
 import numpy as np
-from sklearn.linear_model import LogisticRegression
+from scipy import stats
+from sklearn.linear_model import LogisticRegressionCV
+from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from audiosort import _files, audio, metrics
 from audiosort.data.puzzles import PuzzleSpec
@@ -74,8 +91,8 @@ from audiosort.models.encoders import build_encoder
 from audiosort.run import RunEncoder, load_encoder, load_run_config
 
 FEATURES = ("encoder", "random_encoder", "logmel_stats")
+BASELINES = ("random_encoder", "logmel_stats")
 FEATURE_TITLES = {"encoder": "encoder", "random_encoder": "random encoder", "logmel_stats": "log-mel stats"}
-SPLITS = ("train", "test")
 LABELS_FILE = "labels.csv"
 
 LOGMEL_BANDS = 64
@@ -85,6 +102,9 @@ LOGMEL_HOP_SECONDS = 0.010
 LOGMEL_FLOOR = 1e-10
 # L-BFGS on a few hundred standardized clips converges in well under this.
 MAX_ITERATIONS = 10_000
+# Inverse L2 strengths tried by the inner cross-validation, from heavy regularization to almost none.
+C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
+INNER_FOLDS = 3
 
 
 @dataclass(frozen=True)
@@ -97,15 +117,18 @@ class LabelledSet:
         One audio file per clip.
     labels : tuple of str
         Class of each file.
-    splits : tuple of str or None
-        ``"train"`` or ``"test"`` per file when ``labels.csv`` gives them, else None.
+    groups : tuple of str
+        The group of each file: the ``group`` column, else the file's own path.
+    grouped_by : str
+        ``"group column"`` or ``"file"``.
     labels_from : str
         ``"labels.csv"`` or ``"sub-folders"``.
     """
 
     files: tuple
     labels: tuple
-    splits: tuple | None
+    groups: tuple
+    grouped_by: str
     labels_from: str
 
 
@@ -125,10 +148,10 @@ def read_labelled(data_dir: str | Path) -> LabelledSet:
     ------
     InputError
         No such folder; a ``labels.csv`` without ``path`` and ``label`` columns,
-        with a missing file, an empty label, a split other than train/test, or
-        a file listed twice; a folder with no class sub-folders, audio files
-        outside them, or a class folder without audio; fewer than two classes;
-        two files with the same bytes.
+        with a ``split`` column (splits are drawn by the probe; give groups),
+        a missing file, an empty label or group, or a file listed twice; a
+        folder with no class sub-folders, audio files outside them, or a class
+        folder without audio; fewer than two classes; two files with the same bytes.
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -142,7 +165,7 @@ def read_labelled(data_dir: str | Path) -> LabelledSet:
         raise InputError(f"{data_dir} holds {len(classes)} class ({', '.join(classes)}); a probe needs at least 2")
     first_with = {}
     for file in labelled.files:
-        # A copy of one clip under two names could land on both sides of the split.
+        # A copy of one clip under two names could land on both sides of a split.
         digest = audio.sha256_file(file)
         if digest in first_with:
             raise InputError(f"{first_with[digest]} and {file} hold the same bytes; keep one of them")
@@ -159,30 +182,33 @@ def _read_labels_csv(path: Path) -> LabelledSet:
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise InputError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
     if "path" not in columns or "label" not in columns:
-        raise InputError(f"{path} needs the header path,label[,split]; it has {','.join(columns) or 'none'}")
+        raise InputError(f"{path} needs the header path,label[,group]; it has {','.join(columns) or 'none'}")
+    if "split" in columns:
+        raise InputError(
+            f"{path} has a split column; the probe draws its own splits: give a group column instead "
+            "(clips of one group never straddle a split)"
+        )
     if not rows:
         raise InputError(f"{path} lists no clips")
-    has_split = "split" in columns
-    files, labels, splits, line_of = [], [], [], {}
+    has_group = "group" in columns
+    files, labels, groups, line_of = [], [], [], {}
     for line, row in enumerate(rows, start=2):
         file = path.parent / row["path"]
         if not row["path"] or not file.is_file():
             raise InputError(f"{path} line {line}: no such file {row['path']!r}")
         if not row["label"]:
             raise InputError(f"{path} line {line}: empty label for {row['path']!r}")
-        if has_split and row["split"] not in SPLITS:
-            raise InputError(f"{path} line {line}: split {row['split']!r} is not one of {', '.join(SPLITS)}")
+        if has_group and not row["group"]:
+            raise InputError(f"{path} line {line}: empty group for {row['path']!r}")
         key = file.resolve()
         if key in line_of:
-            first = line_of[key]
-            if has_split and splits[first[1]] != row["split"]:
-                raise InputError(f"{path}: {row['path']!r} is listed in both train and test (lines {first[0]} and {line})")
-            raise InputError(f"{path}: {row['path']!r} is listed twice (lines {first[0]} and {line})")
-        line_of[key] = (line, len(files))
+            raise InputError(f"{path}: {row['path']!r} is listed twice (lines {line_of[key]} and {line})")
+        line_of[key] = line
         files.append(file)
         labels.append(row["label"])
-        splits.append(row["split"] if has_split else None)
-    return LabelledSet(tuple(files), tuple(labels), tuple(splits) if has_split else None, LABELS_FILE)
+        groups.append(row["group"] if has_group else str(file))
+    grouped_by = "group column" if has_group else "file"
+    return LabelledSet(tuple(files), tuple(labels), tuple(groups), grouped_by, LABELS_FILE)
 
 
 def _read_class_folders(data_dir: Path) -> LabelledSet:
@@ -203,51 +229,116 @@ def _read_class_folders(data_dir: Path) -> LabelledSet:
             raise InputError(f"class folder {class_dir} holds no audio files")
         files += found
         labels += [class_dir.name] * len(found)
-    return LabelledSet(tuple(files), tuple(labels), None, "sub-folders")
+    return LabelledSet(tuple(files), tuple(labels), tuple(str(file) for file in files), "file", "sub-folders")
 
 
-def split_labelled(labelled: LabelledSet, *, test_fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """Which clips are test clips: the given split, else a stratified random one.
+def group_folds(labelled: LabelledSet, *, n_splits: int, seed: int) -> np.ndarray:
+    """Deal the clips into ``n_splits`` folds by group, stratified by class.
 
     Parameters
     ----------
     labelled : LabelledSet
-    test_fraction : float in (0, 1), keyword-only
-        Share of each class's files that goes to test when no split is given,
-        rounded, with at least one file on each side.
-    rng : np.random.Generator, keyword-only
-        Draws the stratified split; unused when the split is given.
+    n_splits : int >= 2, keyword-only
+        Folds, hence train/test splits.
+    seed : int, keyword-only
+        Seeds the shuffle of the groups.
 
     Returns
     -------
-    is_test : np.ndarray [shape=(len(labelled.files),), dtype=bool]
+    fold : np.ndarray [shape=(len(labelled.files),), dtype=int64]
+        The fold, 0 .. n_splits - 1, whose test part holds each clip. All
+        clips of a group share a fold.
 
     Raises
     ------
     InputError
-        ``test_fraction`` outside (0, 1); without a given split, a class of
-        fewer than 2 files; with one, no test clips or a class with test clips
-        but no train clips (the probe could never answer it).
+        ``n_splits`` below 2, or a class spread over fewer groups than
+        ``n_splits`` (some split would test it with none of it to train on,
+        or train on none of it).
     """
-    if not 0.0 < test_fraction < 1.0:
-        raise InputError(f"--test-fraction {test_fraction!r} must lie strictly between 0 and 1")
-    labels = np.array(labelled.labels)
-    if labelled.splits is not None:
-        is_test = np.array(labelled.splits) == "test"
-        if not is_test.any():
-            raise InputError(f"{LABELS_FILE} puts no clip in test")
-        missing = sorted(set(labels[is_test].tolist()) - set(labels[~is_test].tolist()))
-        if missing:
-            raise InputError(f"{LABELS_FILE}: class {missing[0]!r} has test clips but no train clips")
-        return is_test
-    is_test = np.zeros(len(labels), dtype=bool)
+    if n_splits < 2:
+        raise InputError(f"--splits {n_splits!r} must be at least 2")
+    labels, groups = np.array(labelled.labels), np.array(labelled.groups)
     for label in sorted(set(labelled.labels)):
-        members = np.flatnonzero(labels == label)
-        if len(members) < 2:
-            raise InputError(f"class {label!r} has 1 file; a split needs at least 2 per class")
-        n_test = min(max(round(test_fraction * len(members)), 1), len(members) - 1)
-        is_test[rng.permutation(members)[:n_test]] = True
-    return is_test
+        n_groups = len(set(groups[labels == label].tolist()))
+        if n_groups < n_splits:
+            what = "files" if labelled.grouped_by == "file" else "groups"
+            raise InputError(
+                f"class {label!r} has {n_groups} {what}; {n_splits} splits need at least {n_splits} "
+                "(lower --splits or add clips)"
+            )
+    fold = np.empty(len(labels), dtype=np.int64)
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    for k, (_, test) in enumerate(splitter.split(np.zeros(len(labels)), labels, groups)):
+        fold[test] = k
+    return fold
+
+
+def fit_and_predict(
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    train_groups: np.ndarray,
+    test_features: np.ndarray,
+    *,
+    seed: int,
+) -> tuple[np.ndarray, float]:
+    """Choose C by group cross-validation on the train clips, refit on them all, predict the test clips.
+
+    Parameters
+    ----------
+    train_features : np.ndarray [shape=(n_train, D), dtype=float]
+    train_labels : np.ndarray [shape=(n_train,), dtype=str]
+    train_groups : np.ndarray [shape=(n_train,), dtype=str]
+        The inner folds keep each group on one side, as the outer ones do.
+    test_features : np.ndarray [shape=(n_test, D), dtype=float]
+    seed : int, keyword-only
+        Seeds the inner folds and the classifier.
+
+    Returns
+    -------
+    predicted : np.ndarray [shape=(n_test,), dtype=str]
+    chosen_c : float
+        The C (inverse L2 strength, on standardized features) of the best
+        mean inner accuracy; the smallest such C on a tie. The standardization
+        is fit on the whole train part (never on the test part).
+    """
+    n_inner = min(INNER_FOLDS, len(set(train_groups.tolist())))
+    inner = StratifiedGroupKFold(n_splits=n_inner, shuffle=True, random_state=seed)
+    # One BLAS thread: on a few hundred clips, threads cost 10-100 times more than they save.
+    with warnings.catch_warnings(), threadpool_limits(limits=1):
+        # Small classes leave some inner fold without them; its accuracy is still a fair vote for C.
+        warnings.simplefilter("ignore", UserWarning)
+        # scikit-learn 1.9 announces new defaults; scoring is set here, and C_ is read in either layout.
+        warnings.simplefilter("ignore", FutureWarning)
+        folds = list(inner.split(train_features, train_labels, train_groups))
+        classifier = LogisticRegressionCV(
+            Cs=list(C_GRID), cv=folds, scoring="accuracy", max_iter=MAX_ITERATIONS, random_state=seed
+        )
+        search = make_pipeline(StandardScaler(), classifier).fit(train_features, train_labels)
+    return search.predict(test_features), float(np.ravel(classifier.C_)[0])
+
+
+def paired_group_p_value(correct_a: np.ndarray, correct_b: np.ndarray, groups: np.ndarray) -> float:
+    """One-sided Wilcoxon signed-rank p-value that scorer A is right more often than B, over groups.
+
+    Parameters
+    ----------
+    correct_a, correct_b : np.ndarray [shape=(N,), dtype=bool]
+        Whether each clip was classified correctly by A and by B.
+    groups : np.ndarray [shape=(N,)]
+        The group of each clip; the test's units are the groups' accuracy differences.
+
+    Returns
+    -------
+    float
+        1.0 when A and B agree on every group (no evidence either way).
+    """
+    _, index = np.unique(groups, return_inverse=True)
+    counts = np.bincount(index)
+    difference = (np.bincount(index, correct_a) - np.bincount(index, correct_b)) / counts
+    if not np.any(difference):
+        return 1.0
+    return float(stats.wilcoxon(difference, zero_method="wilcox", alternative="greater").pvalue)
 
 
 def logmel_stats(y: np.ndarray, *, sample_rate: int) -> np.ndarray:
@@ -319,28 +410,6 @@ def random_encoder(run_dir: str | Path, *, seed: int) -> RunEncoder:
     return RunEncoder(encoder, sample_rate, chunk_samples, run_dir / "config.yaml")
 
 
-def fit_and_predict(
-    train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray, *, seed: int
-) -> np.ndarray:
-    """Fit standardization and a logistic regression on the train clips; predict the test clips.
-
-    Parameters
-    ----------
-    train_features : np.ndarray [shape=(n_train, D), dtype=float]
-    train_labels : np.ndarray [shape=(n_train,), dtype=str]
-    test_features : np.ndarray [shape=(n_test, D), dtype=float]
-    seed : int, keyword-only
-        ``random_state`` of the classifier.
-
-    Returns
-    -------
-    predicted : np.ndarray [shape=(n_test,), dtype=str]
-    """
-    classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=MAX_ITERATIONS, random_state=seed))
-    classifier.fit(train_features, train_labels)
-    return classifier.predict(test_features)
-
-
 @dataclass
 class ProbeReport:
     """What :func:`probe` wrote.
@@ -349,14 +418,14 @@ class ProbeReport:
     ----------
     run_dir : Path
         The run probed; ``probe.json`` and ``probe.md`` are in it.
-    task : str
-        The task just probed.
+    probed : list of str
+        The tasks just probed, in the order given.
     tasks : dict
         Every task now in ``probe.json``: name -> entry (module docstring).
     """
 
     run_dir: Path
-    task: str
+    probed: list
     tasks: dict
 
     def lines(self) -> list[str]:
@@ -364,21 +433,20 @@ class ProbeReport:
         return markdown_lines(self.run_dir, self.tasks)
 
 
-def probe(run_dir: str | Path, data_dir: str | Path, *, seed: int = 0, test_fraction: float = 0.3) -> ProbeReport:
-    """Probe a run's encoder, a random encoder of the same architecture and log-mel statistics on labelled clips.
+def probe(run_dir: str | Path, data_dirs: str | Path | Sequence, *, seed: int = 0, n_splits: int = 5) -> ProbeReport:
+    """Probe a run's encoder, a random encoder of the same architecture and log-mel statistics on labelled folders.
 
     Parameters
     ----------
     run_dir : str or Path
         A run folder of ``audiosort train``; ``probe.json`` and ``probe.md`` are
         written into it, keeping the tasks of other labelled folders.
-    data_dir : str or Path
-        A labelled folder (layout: module docstring); the task is named after it.
+    data_dirs : str, Path or sequence of them
+        Labelled folders (layout: module docstring), one task each, named after the folder.
     seed : int, keyword-only
-        Seeds the random encoder's weights, the split when none is given, and
-        the classifier.
-    test_fraction : float in (0, 1), keyword-only
-        Share of each class's files held out for test when no split is given.
+        Seeds the random encoder's weights, the folds and the classifiers.
+    n_splits : int >= 2, keyword-only
+        Train/test splits (group folds) per task.
 
     Returns
     -------
@@ -388,18 +456,33 @@ def probe(run_dir: str | Path, data_dir: str | Path, *, seed: int = 0, test_frac
     ------
     InputError
         A bad run folder or labelled folder (see :func:`read_labelled` and
-        :func:`split_labelled`), a file that cannot be decoded or is shorter
-        than one chunk of the run, or an unreadable ``probe.json``.
+        :func:`group_folds`), two folders of one name, a file that cannot be
+        decoded or is shorter than one chunk of the run, or an unreadable
+        ``probe.json``. Every folder is checked before any is probed.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputError(f"no run folder at {str(run_dir)!r}")
-    labelled = read_labelled(data_dir)
-    is_test = split_labelled(labelled, test_fraction=test_fraction, rng=np.random.default_rng(seed))
+    data_dirs = [Path(data_dirs)] if isinstance(data_dirs, (str, Path)) else [Path(d) for d in data_dirs]
+    names = [d.resolve().name for d in data_dirs]
+    if len(set(names)) < len(names):
+        raise InputError(f"two labelled folders are both named {max(names, key=names.count)!r}; a task is named after its folder")
+    labelled_sets = [read_labelled(d) for d in data_dirs]
+    folds = [group_folds(labelled, n_splits=n_splits, seed=seed) for labelled in labelled_sets]
     tasks = _read_tasks(run_dir / "probe.json")
-
     trained = load_encoder(run_dir)
     untrained = random_encoder(run_dir, seed=seed)
+    for data_dir, name, labelled, fold in zip(data_dirs, names, labelled_sets, folds):
+        columns = _features(labelled, trained, untrained)
+        tasks[name] = _score_task(columns, labelled, fold, data_dir=data_dir.resolve(), seed=seed)
+    _files.write_text(run_dir / "probe.json", json.dumps({"tasks": tasks}, indent=1) + "\n")
+    lines = markdown_lines(run_dir, tasks)
+    _files.write_text(run_dir / "probe.md", "\n".join([f"# {lines[0]}", *lines[1:]]) + "\n")
+    return ProbeReport(run_dir, names, tasks)
+
+
+def _features(labelled: LabelledSet, trained: RunEncoder, untrained: RunEncoder) -> dict:
+    """Each feature of every clip: name -> (n_clips, D) float32."""
     sample_rate, chunk_samples = trained.sample_rate, trained.chunk_samples
     columns = {name: [] for name in FEATURES}
     for file in labelled.files:
@@ -416,63 +499,69 @@ def probe(run_dir: str | Path, data_dir: str | Path, *, seed: int = 0, test_frac
         columns["encoder"].append(clip_embedding(trained, pcm))
         columns["random_encoder"].append(clip_embedding(untrained, pcm))
         columns["logmel_stats"].append(logmel_stats(y, sample_rate=sample_rate))
+    return {name: np.stack(values) for name, values in columns.items()}
 
-    labels = np.array(labelled.labels)
-    test_labels = labels[is_test]
-    correct = {}
-    for name in FEATURES:
-        features = np.stack(columns[name])
-        predicted = fit_and_predict(features[~is_test], labels[~is_test], features[is_test], seed=seed)
-        correct[name] = predicted == test_labels
-    n_test = int(is_test.sum())
-    _, test_counts = np.unique(test_labels, return_counts=True)
-    data_dir = Path(data_dir).resolve()
-    entry = {
+
+def _score_task(columns: dict, labelled: LabelledSet, fold: np.ndarray, *, data_dir: Path, seed: int) -> dict:
+    """Fit and score every feature on every split; the task's probe.json entry."""
+    labels, groups = np.array(labelled.labels), np.array(labelled.groups)
+    n_splits = int(fold.max()) + 1
+    correct = {name: np.zeros(len(labels), dtype=bool) for name in FEATURES}
+    per_split = {name: [] for name in FEATURES}
+    chosen_c = {name: [] for name in FEATURES}
+    for k in range(n_splits):
+        test = fold == k
+        for name in FEATURES:
+            features = columns[name]
+            predicted, c = fit_and_predict(features[~test], labels[~test], groups[~test], features[test], seed=seed + k)
+            correct[name][test] = predicted == labels[test]
+            per_split[name].append(float(correct[name][test].mean()))
+            chosen_c[name].append(c)
+    _, class_counts = np.unique(labels, return_counts=True)
+    n_clips = len(labels)
+    differences = {base: np.array(per_split["encoder"]) - np.array(per_split[base]) for base in BASELINES}
+    return {
         "data": str(data_dir),
         "labels_from": labelled.labels_from,
-        "split": "given" if labelled.splits is not None else f"stratified by class, seed {seed}, test fraction {test_fraction}",
+        "grouped_by": labelled.grouped_by,
         "classes": sorted(set(labelled.labels)),
-        "n_classes": len(set(labelled.labels)),
-        "n_train": int((~is_test).sum()),
-        "n_test": n_test,
-        "accuracy": {name: float(correct[name].mean()) for name in FEATURES},
-        "interval": {name: list(metrics.wilson_interval(int(correct[name].sum()), n_test)) for name in FEATURES},
-        "correct": {name: int(correct[name].sum()) for name in FEATURES},
-        "chance": float(test_counts.max() / n_test),
-        "p_encoder_better": {
-            name: metrics.mcnemar_p_value(correct["encoder"], correct[name]) for name in FEATURES if name != "encoder"
-        },
-        "feature_dims": {name: int(len(columns[name][0])) for name in FEATURES},
+        "n_classes": len(class_counts),
+        "n_clips": n_clips,
+        "n_groups": len(set(labelled.groups)),
+        "n_splits": n_splits,
+        "accuracy": {name: float(np.mean(per_split[name])) for name in FEATURES},
+        "accuracy_std": {name: float(np.std(per_split[name], ddof=1)) for name in FEATURES},
+        "accuracy_per_split": per_split,
+        "pooled": {name: float(correct[name].mean()) for name in FEATURES},
+        "interval": {name: list(metrics.wilson_interval(int(correct[name].sum()), n_clips)) for name in FEATURES},
+        "chosen_c": chosen_c,
+        "difference": {base: {"mean": float(d.mean()), "std": float(d.std(ddof=1))} for base, d in differences.items()},
+        "p_encoder_better": {base: paired_group_p_value(correct["encoder"], correct[base], groups) for base in BASELINES},
+        "chance": float(class_counts.max() / n_clips),
+        "feature_dims": {name: int(columns[name].shape[1]) for name in FEATURES},
         "seed": seed,
     }
-    task = data_dir.name
-    tasks[task] = entry
-    _files.write_text(run_dir / "probe.json", json.dumps({"tasks": tasks}, indent=1) + "\n")
-    lines = markdown_lines(run_dir, tasks)
-    _files.write_text(run_dir / "probe.md", "\n".join([f"# {lines[0]}", *lines[1:]]) + "\n")
-    return ProbeReport(run_dir, task, tasks)
 
 
 def markdown_lines(run_dir: Path, tasks: dict) -> list[str]:
-    """A title, one table row per task (accuracy with its 95 % interval per feature), and notes."""
-    header = ["task", "classes", "train / test clips", *(FEATURE_TITLES[name] for name in FEATURES), "chance"]
-    header += [f"p encoder > {FEATURE_TITLES[name]}" for name in FEATURES if name != "encoder"]
+    """A title, one table row per task (mean accuracy ± std over splits per feature), and notes."""
+    header = ["task", "classes", "clips / groups", "splits", *(FEATURE_TITLES[name] for name in FEATURES), "chance"]
+    header += [f"p encoder > {FEATURE_TITLES[name]}" for name in BASELINES]
     lines = [f"linear probes of {run_dir}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for task, entry in tasks.items():
-        cells = [task, str(entry["n_classes"]), f"{entry['n_train']} / {entry['n_test']}"]
-        for name in FEATURES:
-            low, high = entry["interval"][name]
-            cells.append(f"{entry['accuracy'][name]:.3f} [{low:.2f}, {high:.2f}]")
+        cells = [task, str(entry["n_classes"]), f"{entry['n_clips']} / {entry['n_groups']}", str(entry["n_splits"])]
+        cells += [f"{entry['accuracy'][name]:.3f} ± {entry['accuracy_std'][name]:.3f}" for name in FEATURES]
         cells.append(f"{entry['chance']:.3f}")
-        cells += [f"{entry['p_encoder_better'][name]:.2g}" for name in FEATURES if name != "encoder"]
+        cells += [f"{entry['p_encoder_better'][name]:.2g}" for name in BASELINES]
         lines.append("| " + " | ".join(cells) + " |")
     return lines + [
         "",
-        "Test accuracy of a logistic regression on standardized features fit on the train clips, with its "
-        "Wilson 95 % interval. encoder: the run's encoder, averaged over the clip's chunks; random encoder: "
-        "the same architecture with random weights; log-mel stats: mean and std of 64 log-mel bands. "
-        "Chance: share of the most common class among the test clips. p: one-sided exact McNemar test "
-        "that the encoder is right on more test clips.",
+        "Test accuracy of a logistic regression on standardized features, mean ± std over the splits (group "
+        "folds: the clips of one group never on both sides), its L2 strength chosen by cross-validation on "
+        "each train part. encoder: the run's encoder, averaged over the clip's chunks; random encoder: the "
+        "same architecture with random weights; log-mel stats: mean and std of 64 log-mel bands. Chance: "
+        "share of the most common class. p: one-sided Wilcoxon signed-rank test over groups that the "
+        "encoder is right more often.",
     ]
 
 
@@ -486,4 +575,5 @@ def _read_tasks(path: Path) -> dict:
         raise InputError(f"cannot read the tasks of {path} ({type(error).__name__}); move it away to start afresh") from None
     if not isinstance(tasks, dict):
         raise InputError(f"{path}: 'tasks' is not a mapping; move it away to start afresh")
-    return tasks
+    # Entries of the earlier one-split probe (no n_splits) are not comparable with these; they are dropped.
+    return {task: entry for task, entry in tasks.items() if isinstance(entry, dict) and "n_splits" in entry}

@@ -28,7 +28,8 @@ import keras
 import numpy as np
 
 from audiosort import distributed, metrics, run
-from audiosort.config import Config, n_chunks_schedule
+from audiosort.config import AugmentConfig, Config, n_chunks_schedule
+from audiosort.data.augment import augment_batch
 from audiosort.data.corpus import Corpus
 from audiosort.data.pipeline import prefetched_puzzle_batches
 from audiosort.data.puzzles import Puzzles, PuzzleSpec, TrackTable
@@ -164,7 +165,10 @@ def _train_in(
             continue
         fit(
             model,
-            train_batches(train_tracks, dataclasses.replace(spec, n_chunks=n_chunks), batch_size, rng=rng),
+            train_batches(
+                train_tracks, dataclasses.replace(spec, n_chunks=n_chunks), batch_size,
+                rng=rng, augment=config.augment, sample_rate=sample_rate,
+            ),
             batch_size=batch_size,
             epochs=end_epoch,
             steps_per_epoch=steps_per_epoch,
@@ -213,14 +217,28 @@ def curriculum(config: Config, n_workers: int = 1) -> list[tuple[int, int, int]]
     return [(epoch, end, n_chunks) for (epoch, n_chunks), end in zip(schedule, ends)]
 
 
-def train_batches(tracks: TrackTable, spec: PuzzleSpec, batch_size: int, *, rng: np.random.Generator) -> Iterator:
+def train_batches(
+    tracks: TrackTable,
+    spec: PuzzleSpec,
+    batch_size: int,
+    *,
+    rng: np.random.Generator,
+    augment: AugmentConfig,
+    sample_rate: int,
+) -> Iterator:
     """The endless stream of training batches ``(chunks, order)``: fresh puzzles from ``tracks`` every step.
 
     The one place batches are made for training (``fit``'s input on every
     path, and audit's): the plain sampler's batches, cut ahead on background
-    threads (:func:`audiosort.data.pipeline.prefetched_puzzle_batches`).
+    threads (:func:`audiosort.data.pipeline.prefetched_puzzle_batches`). With
+    ``augment.enabled``, each batch's chunks then pass through
+    :func:`audiosort.data.augment.augment_batch` (at ``sample_rate`` Hz, drawing
+    from ``rng``): training batches only, never val, test or eval.
     """
-    return prefetched_puzzle_batches(tracks, spec, batch_size, rng=rng)
+    batches = prefetched_puzzle_batches(tracks, spec, batch_size, rng=rng)
+    if not augment.enabled:
+        return batches
+    return ((augment_batch(chunks, rng, augment, sample_rate=sample_rate), order) for chunks, order in batches)
 
 
 def fit(

@@ -1,5 +1,5 @@
-"""audiosort probe: labelled folders, given and stratified splits, three features against chance, probe.json
-merging, one-line errors; and the probe sets of scripts/make_probe_sets.py."""
+"""audiosort probe: labelled folders, group folds, C chosen on the train part, three features against chance,
+paired tests, probe.json merging, one-line errors; and the probe sets of scripts/make_probe_sets.py."""
 
 import csv
 import json
@@ -7,6 +7,7 @@ import runpy
 import shutil
 from pathlib import Path
 
+import librosa
 import numpy as np
 import pytest
 import soundfile as sf
@@ -14,7 +15,7 @@ import soundfile as sf
 from audiosort import audio
 from audiosort.data import synthetic
 from audiosort.data.corpus import Corpus
-from audiosort.probe import FEATURES, probe, read_labelled
+from audiosort.probe import C_GRID, FEATURES, fit_and_predict, group_folds, paired_group_p_value, probe, read_labelled
 from conftest import SAMPLE_RATE, assert_one_line_error, run
 
 SCRIPT = runpy.run_path(str(Path(__file__).parents[1] / "scripts" / "make_probe_sets.py"))
@@ -44,60 +45,114 @@ def run_dir(tiny_run, tmp_path):
     return Path(shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoints", "logs")))
 
 
-def write_labels(folder, rows, header="path,label,split"):
+def write_labels(folder, rows, header="path,label,group"):
     folder.mkdir(parents=True, exist_ok=True)
     lines = [header, *(",".join(row) for row in rows)]
     (folder / "labels.csv").write_text("\n".join(lines) + "\n")
     return folder
 
 
-def test_logmel_stats_tell_tone_white_and_brown_noise_apart(run_dir, sounds):
+
+def test_logmel_stats_tell_tone_white_and_brown_noise_apart_on_every_split(run_dir, sounds):
     result = run("probe", run_dir, "--data", sounds)
     assert result.exit_code == 0, result.output
-    assert f"| {sounds.name} | 3 | 21 / 9 |" in result.stdout
+    assert f"| {sounds.name} | 3 | 30 / 30 | 5 |" in result.stdout
     entry = json.loads((run_dir / "probe.json").read_text())["tasks"][sounds.name]
-    assert entry["accuracy"]["logmel_stats"] == 1.0
-    assert entry["chance"] == pytest.approx(1 / 3)  # 3 test clips per class, stratified
-    assert (entry["n_train"], entry["n_test"], entry["classes"]) == (21, 9, ["brown", "noise", "tone"])
-    assert entry["labels_from"] == "sub-folders" and entry["split"].startswith("stratified")
+    assert entry["accuracy"]["logmel_stats"] == 1.0 and entry["accuracy_per_split"]["logmel_stats"] == [1.0] * 5
+    assert entry["accuracy_std"]["logmel_stats"] == 0.0 and entry["pooled"]["logmel_stats"] == 1.0
+    assert entry["chance"] == pytest.approx(1 / 3)
+    assert (entry["n_clips"], entry["n_groups"], entry["n_splits"], entry["classes"]) == (30, 30, 5, ["brown", "noise", "tone"])
+    assert entry["labels_from"] == "sub-folders" and entry["grouped_by"] == "file"
     assert entry["feature_dims"] == {"encoder": 16, "random_encoder": 16, "logmel_stats": 128}
     for name in FEATURES:
         low, high = entry["interval"][name]
-        assert low <= entry["accuracy"][name] <= high
-        assert entry["correct"][name] == round(entry["accuracy"][name] * 9)
-    assert set(entry["p_encoder_better"]) == {"random_encoder", "logmel_stats"}
+        assert low <= entry["pooled"][name] <= high
+        assert len(entry["accuracy_per_split"][name]) == 5 and set(entry["chosen_c"][name]) <= set(C_GRID)
+        assert entry["accuracy"][name] == pytest.approx(np.mean(entry["accuracy_per_split"][name]))
+    assert set(entry["p_encoder_better"]) == {"random_encoder", "logmel_stats"} == set(entry["difference"])
 
 
-def test_given_split_is_used_as_is(run_dir, sounds, tmp_path):
-    # Train calls tones "a" and noise "b", test the other way round: every feature that hears
-    # the difference scores 0, which a split of its own (mixing both sides) never would.
-    rows = [(f"{sounds}/tone/tone-{k}.wav", "a", "train") for k in range(6)]
-    rows += [(f"{sounds}/noise/noise-{k}.wav", "b", "train") for k in range(6)]
-    rows += [(f"{sounds}/noise/noise-{k}.wav", "a", "test") for k in range(6, 10)]
-    rows += [(f"{sounds}/tone/tone-{k}.wav", "b", "test") for k in range(6, 8)]
-    data = write_labels(tmp_path / "swapped", rows)
-    report = probe(run_dir, data)
-    entry = report.tasks["swapped"]
-    assert (entry["n_train"], entry["n_test"], entry["split"], entry["labels_from"]) == (12, 6, "given", "labels.csv")
-    assert entry["accuracy"]["logmel_stats"] == 0.0
-    assert entry["chance"] == pytest.approx(4 / 6)
+def tone_groups(folder, *, grouped):
+    """10 groups, each a tone of its own frequency in 4 clips; labels a/b alternate over groups, unrelated to sound."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for group, frequency in enumerate(np.geomspace(200, 4000, 10)):
+        for k in range(4):
+            y = synthetic.tone(CLIP_SECONDS, sample_rate=SAMPLE_RATE, frequency_hz=float(frequency), method="exact", rng=rng)
+            path = f"g{group}/{k}.wav"
+            audio.write_wav(folder / path, (y + rng.normal(0, 0.01, len(y))).astype(np.float32), sample_rate=SAMPLE_RATE)
+            rows.append((path, "ab"[group % 2], f"g{group}"))
+    return write_labels(folder, rows if grouped else [row[:2] for row in rows], header="path,label,group" if grouped else "path,label")
 
 
-def test_probing_a_second_folder_adds_a_task_and_keeps_the_first(run_dir, sounds, tmp_path):
+def test_group_folds_keep_a_recording_on_one_side(run_dir, tmp_path):
+    # Labels that only the recording tells: split by file, the probe recognises the recording and
+    # scores near 1; split by group, it must hear the label in sounds it never trained on, and cannot.
+    by_file = probe(run_dir, tone_groups(tmp_path / "by-file", grouped=False)).tasks["by-file"]
+    by_group = probe(run_dir, tone_groups(tmp_path / "by-group", grouped=True)).tasks["by-group"]
+    assert by_file["accuracy"]["logmel_stats"] >= 0.9 and by_file["grouped_by"] == "file"
+    assert by_group["accuracy"]["logmel_stats"] <= 0.7 and by_group["grouped_by"] == "group column"
+    assert by_group["n_groups"] == 10 and by_group["labels_from"] == "labels.csv"
+
+
+def test_group_folds_are_seeded_stratified_and_never_split_a_group(tmp_path):
+    data = tone_groups(tmp_path / "tones", grouped=True)
+    labelled = read_labelled(data)
+    fold = group_folds(labelled, n_splits=5, seed=0)
+    groups, labels = np.array(labelled.groups), np.array(labelled.labels)
+    for group in set(labelled.groups):
+        assert len(set(fold[groups == group].tolist())) == 1
+    for k in range(5):
+        assert set(labels[fold == k].tolist()) == {"a", "b"}  # 5 groups per class: one of each in every fold
+    np.testing.assert_array_equal(group_folds(labelled, n_splits=5, seed=0), fold)
+    assert any(not np.array_equal(group_folds(labelled, n_splits=5, seed=seed), fold) for seed in range(1, 5))
+
+
+def test_regularization_is_chosen_without_seeing_the_test_clips():
+    rng = np.random.default_rng(0)
+    labels = np.array(["a", "b"])[rng.integers(0, 2, 40)]
+    features = rng.normal(size=(40, 20)) + (labels == "a")[:, None] * 0.5
+    groups = np.arange(40).astype(str)
+    test_features = rng.normal(size=(10, 20))
+    predicted, chosen = fit_and_predict(features, labels, groups, test_features, seed=0)
+    other_predicted, other_chosen = fit_and_predict(features, labels, groups, np.vstack([test_features, 100 + test_features]), seed=0)
+    assert chosen in C_GRID and other_chosen == chosen
+    np.testing.assert_array_equal(other_predicted[:10], predicted)
+
+
+def test_paired_group_test_sees_which_side_is_better():
+    groups = np.repeat(np.arange(12), 3)
+    better, worse = np.ones(36, dtype=bool), np.zeros(36, dtype=bool)
+    assert paired_group_p_value(better, worse, groups) < 0.001
+    assert paired_group_p_value(worse, better, groups) > 0.99
+    assert paired_group_p_value(better, better, groups) == 1.0
+    # Right on one more clip in each of 3 groups out of 12 is weak evidence: not significant.
+    slightly = better.copy()
+    slightly[[0, 3, 6]] = False
+    assert 0.05 < paired_group_p_value(better, slightly, groups) < 1.0
+
+
+def test_one_call_probes_a_suite_and_keeps_earlier_tasks(run_dir, sounds, tmp_path):
     other = tmp_path / "two-kinds"
     for label in ("tone", "brown"):
         shutil.copytree(sounds / label, other / label)
     first = probe(run_dir, sounds).tasks[sounds.name]
-    report = probe(run_dir, other, seed=1)
+    report = probe(run_dir, [other, tone_groups(tmp_path / "tones", grouped=True)], seed=1)
     tasks = json.loads((run_dir / "probe.json").read_text())["tasks"]
-    assert list(tasks) == [sounds.name, "two-kinds"] and tasks == report.tasks
+    assert list(tasks) == [sounds.name, "two-kinds", "tones"] and tasks == report.tasks and report.probed == ["two-kinds", "tones"]
     assert tasks[sounds.name] == first and tasks["two-kinds"]["seed"] == 1
     table = (run_dir / "probe.md").read_text()
-    assert f"| {sounds.name} | 3 |" in table and "| two-kinds | 2 |" in table
+    assert f"| {sounds.name} | 3 |" in table and "| two-kinds | 2 | 20 / 20 | 5 |" in table and "| tones | 2 | 40 / 10 | 5 |" in table
 
-    probe(run_dir, other, seed=2)
+    result = run("probe", run_dir, "--data", other, "--seed", "2", "--splits", "2")
+    assert result.exit_code == 0, result.output
     tasks = json.loads((run_dir / "probe.json").read_text())["tasks"]
-    assert list(tasks) == [sounds.name, "two-kinds"] and tasks["two-kinds"]["seed"] == 2
+    assert list(tasks) == [sounds.name, "two-kinds", "tones"] and tasks["two-kinds"]["n_splits"] == 2
+
+
+def test_entries_of_the_one_split_probe_are_dropped(run_dir, sounds):
+    (run_dir / "probe.json").write_text(json.dumps({"tasks": {"old": {"accuracy": {"encoder": 0.5}}}}))
+    assert list(probe(run_dir, sounds).tasks) == [sounds.name]
 
 
 @pytest.mark.parametrize(
@@ -108,12 +163,13 @@ def test_probing_a_second_folder_adds_a_task_and_keeps_the_first(run_dir, sounds
         ("class without audio", "holds no audio files"),
         ("loose files", "outside class sub-folders"),
         ("one class", "a probe needs at least 2"),
-        ("both sides", "listed in both train and test"),
+        ("listed twice", "is listed twice (lines 2 and 4)"),
         ("unknown file", "no such file 'nowhere/x.wav'"),
-        ("bad split", "split 'dev' is not one of train, test"),
-        ("no label column", "needs the header path,label[,split]"),
+        ("split column", "the probe draws its own splits: give a group column"),
+        ("empty group", "empty group for"),
+        ("no label column", "needs the header path,label[,group]"),
         ("copy", "hold the same bytes"),
-        ("test only class", "class 'b' has test clips but no train clips"),
+        ("too few groups", "class 'a' has 3 groups; 5 splits need at least 5"),
         ("too short", "less than one chunk of the run"),
     ],
 )
@@ -130,33 +186,37 @@ def test_bad_labelled_folder_exits_2_with_one_line(case, fragment, run_dir, soun
         shutil.copy(noise, data)
     elif case == "one class":
         shutil.copytree(sounds / "tone", data / "tone")
-    elif case == "both sides":
-        write_labels(data, [(str(tone), "a", "train"), (str(noise), "b", "train"), (str(tone), "a", "test")])
+    elif case == "listed twice":
+        write_labels(data, [(str(tone), "a", "1"), (str(noise), "b", "2"), (str(tone), "a", "3")])
     elif case == "unknown file":
-        write_labels(data, [(str(tone), "a", "train"), ("nowhere/x.wav", "b", "test")])
-    elif case == "bad split":
-        write_labels(data, [(str(tone), "a", "train"), (str(noise), "b", "dev")])
+        write_labels(data, [(str(tone), "a", "1"), ("nowhere/x.wav", "b", "2")])
+    elif case == "split column":
+        write_labels(data, [(str(tone), "a", "train"), (str(noise), "b", "test")], header="path,label,split")
+    elif case == "empty group":
+        write_labels(data, [(str(tone), "a", "1"), (str(noise), "b", "")])
     elif case == "no label column":
         write_labels(data, [(str(tone), "a")], header="path,class")
     elif case == "copy":
         shutil.copytree(sounds / "tone", data / "tone")
         shutil.copytree(sounds / "noise", data / "noise")
         shutil.copy(tone, data / "noise" / "renamed.wav")
-    elif case == "test only class":
-        write_labels(data, [(str(tone), "a", "train"), (str(noise), "b", "test")])
+    elif case == "too few groups":
+        rows = [(str(sounds / "tone" / f"tone-{k}.wav"), "a", str(k % 3)) for k in range(10)]
+        write_labels(data, rows + [(str(sounds / "noise" / f"noise-{k}.wav"), "b", f"n{k}") for k in range(10)])
     elif case == "too short":
         for index, label in enumerate(("a", "b")):
             (data / label).mkdir(parents=True)
-            for k in range(2):
-                level = 0.1 * (2 * index + k + 1)  # distinct bytes in every file
+            for k in range(5):
+                level = 0.05 * (5 * index + k + 1)  # distinct bytes in every file
                 sf.write(data / label / f"{k}.wav", np.full(320, level, dtype=np.float32), SAMPLE_RATE)  # 0.02 s < 0.05 s
     assert_one_line_error(run("probe", run_dir, "--data", data), fragment)
     assert not (run_dir / "probe.json").exists()
 
 
-def test_test_fraction_outside_0_1_and_missing_run_exit_2(run_dir, sounds, tmp_path):
-    assert_one_line_error(run("probe", run_dir, "--data", sounds, "--test-fraction", "1.0"), "strictly between 0 and 1")
+def test_one_split_and_missing_run_exit_2(run_dir, sounds, tmp_path):
+    assert_one_line_error(run("probe", run_dir, "--data", sounds, "--splits", "1"), "must be at least 2")
     assert_one_line_error(run("probe", tmp_path / "no-run", "--data", sounds), "no run folder")
+    assert_one_line_error(run("probe", run_dir, "--data", sounds, "--data", sounds), "both named")
 
 
 def test_synthetic_probe_set_has_one_folder_per_tempo_and_is_seeded(tmp_path, capsys):
@@ -176,9 +236,9 @@ def test_synthetic_probe_set_has_one_folder_per_tempo_and_is_seeded(tmp_path, ca
     assert not list(tmp_path.glob(".a.partial-*"))
 
 
-def test_tracks_probe_set_cuts_held_out_tracks_with_no_audio_on_both_sides(music_corpus, tmp_path):
+def test_tracks_probe_set_cuts_stretches_apart_and_groups_by_stretch(music_corpus, tmp_path):
     out = tmp_path / "tracks"
-    args = ["tracks", str(music_corpus), "--out", str(out), "--clip-seconds", "1.0", "--clips-per-track", "8"]
+    args = ["tracks", str(music_corpus), "--out", str(out), "--clip-seconds", "1.0", "--clips-per-track", "10", "--blocks", "2"]
     assert SCRIPT["main"](args) == 0
     corpus = Corpus(music_corpus)
     held_out = {Path(t["source"]).stem: t for t in corpus.track_entries if t["split"] in ("val", "test")}
@@ -187,13 +247,65 @@ def test_tracks_probe_set_cuts_held_out_tracks_with_no_audio_on_both_sides(music
     assert {row["label"] for row in rows} == set(held_out) and len(held_out) >= 2
     for label, track in held_out.items():
         clips = [row for row in rows if row["label"] == label]
-        train = [(float(r["start_seconds"]), float(r["end_seconds"])) for r in clips if r["split"] == "train"]
-        test = [(float(r["start_seconds"]), float(r["end_seconds"])) for r in clips if r["split"] == "test"]
-        assert train and test and len(train) + len(test) <= 8 and len(test) <= 2
-        assert max(end for _, end in train) + 2.0 <= min(start for start, _ in test)  # the 2 s gap
+        stretches = [
+            [(float(r["start_seconds"]), float(r["end_seconds"])) for r in clips if r["group"] == f"{label}#{block}"]
+            for block in range(2)
+        ]
+        assert all(stretches) and sum(map(len, stretches)) == len(clips) <= 10
+        assert max(end for _, end in stretches[0]) + 2.0 <= min(start for start, _ in stretches[1])  # the 2 s gap
         for row in clips:
             start = round(float(row["start_seconds"]) * SAMPLE_RATE)
             pcm = audio.to_int16(audio.load(out / row["path"], sample_rate=SAMPLE_RATE))
             np.testing.assert_array_equal(pcm, corpus.track_audio(track["id"])[start : start + SAMPLE_RATE])
     labelled = read_labelled(out)
-    assert labelled.labels_from == "labels.csv" and set(labelled.splits) == {"train", "test"}
+    assert labelled.labels_from == "labels.csv" and labelled.grouped_by == "group column"
+
+
+def test_midi_variable_length_quantities_match_the_standard():
+    # The examples of the Standard MIDI File specification.
+    for value, encoded in [(0, "00"), (0x7F, "7F"), (0x80, "81 00"), (0x2000, "C0 00"), (0x3FFF, "FF 7F"), (0x4000, "81 80 00"), (0x0FFFFFFF, "FF FF FF 7F")]:
+        assert SCRIPT["_variable_length"](value) == bytes.fromhex(encoded)
+    midi = SCRIPT["midi_file"]([(0.5, bytes([0x90, 60, 100])), (0.0, bytes([0xC0, 5]))])
+    assert midi[:14] == bytes.fromhex("4d546864 00000006 0000 0001 03e8")
+    # Tempo, program change at 0, note-on 500 ms (= 500 ticks, 83 74) later, end of track.
+    assert midi[22:] == bytes.fromhex("00ff51030f4240 00c005 8374903c64 00ff2f00")
+
+
+FLUIDSYNTH = shutil.which("fluidsynth") is not None and Path(SCRIPT["DEFAULT_SOUNDFONT"]).is_file()
+needs_fluidsynth = pytest.mark.skipif(not FLUIDSYNTH, reason="needs fluidsynth and fluid-soundfont-gm (apt-get install)")
+
+
+@needs_fluidsynth
+def test_pitch_set_sounds_the_pitch_class_it_names(tmp_path):
+    out = tmp_path / "pitch"
+    assert SCRIPT["main"](["pitch", "--out", str(out), "--programs", "0,40", "--clips-per-class", "1", "--clip-seconds", "1.0"]) == 0
+    labelled = read_labelled(out)
+    assert len(labelled.files) == 24 and set(labelled.groups) == {"program000", "program040"}
+    names = [name.replace("#", "sharp") for name in SCRIPT["PITCH_CLASSES"]]
+    for file, label in zip(labelled.files, labelled.labels):
+        y = audio.load(file, sample_rate=SAMPLE_RATE)
+        assert len(y) == SAMPLE_RATE and 0.29 < np.max(np.abs(y)) < 0.81
+        chroma = librosa.feature.chroma_cqt(y=y, sr=SAMPLE_RATE).mean(axis=1)
+        assert names[int(chroma.argmax())] == label
+
+
+@needs_fluidsynth
+def test_instrument_set_groups_clips_by_program(tmp_path):
+    out = tmp_path / "instruments"
+    args = ["instruments", "--out", str(out), "--families", "piano,bass", "--programs-per-family", "2", "--clips-per-program", "2"]
+    assert SCRIPT["main"](args) == 0
+    labelled = read_labelled(out)
+    assert sorted(labelled.labels) == ["bass"] * 4 + ["piano"] * 4
+    assert set(labelled.groups) == {"program000", "program001", "program032", "program033"}
+    spectra = {}
+    for file, label in zip(labelled.files, labelled.labels):
+        y = audio.load(file, sample_rate=SAMPLE_RATE)
+        spectra.setdefault(label, []).append(librosa.feature.spectral_centroid(y=y, sr=SAMPLE_RATE).mean())
+    assert max(spectra["bass"]) < min(spectra["piano"])  # bass melodies sit two octaves lower
+
+
+def test_rendering_without_fluidsynth_exits_2_with_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert SCRIPT["main"](["pitch", "--out", str(tmp_path / "p")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "apt-get install fluidsynth" in error

@@ -109,9 +109,23 @@ def _residual_block_1d(x, filters: int, *, name: str):
 def _logmel(audio, cfg: EncoderConfig, *, sample_rate: int):
     """Log-mel spectrogram, per-band BN, ``blocks`` of 3x3 conv + BN + ReLU + 2x2 max pool, pooled.
 
-    A chunk shorter than one STFT frame gets a single frame as long as the
-    chunk, and pooling is skipped along any axis already shorter than 2, so
-    even 0.01 s chunks give a valid (if coarse) spectrogram.
+    Pooling is skipped along any axis already shorter than 2, so even 0.01 s
+    chunks (one STFT frame) give a valid, if coarse, spectrogram.
+    """
+    x = _log_mel_image(audio, cfg, sample_rate=sample_rate)
+    for block in range(cfg.blocks):
+        x = layers.Conv2D(_block_filters(cfg, block), 3, padding="same", use_bias=False, name=f"block_{block}_conv")(x)
+        x = layers.BatchNormalization(name=f"block_{block}_bn")(x)
+        x = layers.ReLU(name=f"block_{block}_relu")(x)
+        if _halving(x.shape) != (1, 1):
+            x = layers.MaxPooling2D(_halving(x.shape), name=f"block_{block}_pool")(x)
+    return _pool_and_project(x, cfg, global_pools=(layers.GlobalAveragePooling2D, layers.GlobalMaxPooling2D))
+
+
+def _log_mel_image(audio, cfg: EncoderConfig, *, sample_rate: int):
+    """Audio (B, L) -> per-band normalized log-mel spectrogram as a one-channel image (B, frames, n_mels, 1).
+
+    A chunk shorter than one STFT frame gets a single frame as long as the chunk.
     """
     chunk_samples = audio.shape[-1]
     frame_samples = round(cfg.frame_seconds * sample_rate)
@@ -132,15 +146,52 @@ def _logmel(audio, cfg: EncoderConfig, *, sample_rate: int):
         name="log_mel",
     )(audio)
     x = layers.BatchNormalization(name="band_norm")(x)
-    x = layers.Reshape((*x.shape[1:], 1), name="add_channel")(x)
+    return layers.Reshape((*x.shape[1:], 1), name="add_channel")(x)
+
+
+def _halving(shape) -> tuple:
+    """Stride or pool size 2 along each of (time, frequency) that is at least 2 long, else 1."""
+    return tuple(2 if size >= 2 else 1 for size in shape[1:3])
+
+
+def _logmel_resnet(audio, cfg: EncoderConfig, *, sample_rate: int):
+    """A 2-D ResNet on the log-mel image, sized by ``filters`` (width) and ``blocks`` (depth).
+
+    Stem: 3x3 conv (``filters``) + BN + ReLU + 2x2 max pool. Then ``blocks``
+    basic residual blocks (two 3x3 convs, BN, ReLU, identity or 1x1-conv
+    shortcut); block k has ``filters * 2 ** (k // 2)`` channels, and each
+    block that doubles the channels first halves time and frequency with a
+    stride of 2 (as ResNet-18's stages of two blocks). A 1 s chunk at a 10 ms
+    hop with 64 bands is a 98 x 64 image; with 6 blocks it ends as 13 x 8.
+    Axes already shorter than 2 are not halved, so short chunks still build.
+    Then ``pooling`` and the embedding layer, as for ``logmel``.
+    """
+    x = _log_mel_image(audio, cfg, sample_rate=sample_rate)
+    x = layers.Conv2D(cfg.filters, 3, padding="same", use_bias=False, name="stem_conv")(x)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.ReLU(name="stem_relu")(x)
+    if _halving(x.shape) != (1, 1):
+        x = layers.MaxPooling2D(_halving(x.shape), name="stem_pool")(x)
     for block in range(cfg.blocks):
-        x = layers.Conv2D(_block_filters(cfg, block), 3, padding="same", use_bias=False, name=f"block_{block}_conv")(x)
-        x = layers.BatchNormalization(name=f"block_{block}_bn")(x)
-        x = layers.ReLU(name=f"block_{block}_relu")(x)
-        pool = tuple(2 if size >= 2 else 1 for size in x.shape[1:3])
-        if pool != (1, 1):
-            x = layers.MaxPooling2D(pool, name=f"block_{block}_pool")(x)
+        filters = _block_filters(cfg, block)
+        strides = _halving(x.shape) if filters != x.shape[-1] else (1, 1)
+        x = _residual_block_2d(x, filters, strides=strides, name=f"block_{block}")
     return _pool_and_project(x, cfg, global_pools=(layers.GlobalAveragePooling2D, layers.GlobalMaxPooling2D))
+
+
+def _residual_block_2d(x, filters: int, *, strides: tuple, name: str):
+    """Basic 2-D ResNet block; a 1x1-conv shortcut where the channels or the resolution change."""
+    shortcut = x
+    if filters != x.shape[-1] or strides != (1, 1):
+        shortcut = layers.Conv2D(filters, 1, strides=strides, padding="same", use_bias=False, name=f"{name}_shortcut_conv")(x)
+        shortcut = layers.BatchNormalization(name=f"{name}_shortcut_bn")(shortcut)
+    y = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_conv_a")(x)
+    y = layers.BatchNormalization(name=f"{name}_bn_a")(y)
+    y = layers.ReLU(name=f"{name}_relu_a")(y)
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv_b")(y)
+    y = layers.BatchNormalization(name=f"{name}_bn_b")(y)
+    y = layers.Add(name=f"{name}_add")([shortcut, y])
+    return layers.ReLU(name=f"{name}_relu_b")(y)
 
 
 def _pool_and_project(x, cfg: EncoderConfig, *, global_pools):
@@ -173,4 +224,4 @@ def _pool_and_project(x, cfg: EncoderConfig, *, global_pools):
     return layers.Dense(cfg.embedding_dim, name="embedding")(x)
 
 
-ENCODERS = {"mlp": _mlp, "conv1d": _conv1d, "logmel": _logmel}
+ENCODERS = {"mlp": _mlp, "conv1d": _conv1d, "logmel": _logmel, "logmel_resnet": _logmel_resnet}
