@@ -23,7 +23,7 @@ from audiosort.models import build_model, build_sorter
 from audiosort.models.layers import TimePositionScores
 from audiosort.models.objectives import PlackettLuceLoss, sorting_loss
 from audiosort.train import train
-from tests.conftest import TINY_TRAIN
+from conftest import TINY_TRAIN
 
 SAMPLE_RATE = 16000
 CHUNK_SAMPLES = 160
