@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,14 +189,27 @@ class AuditReport(Verdicts):
 
     def write(self, folder: str | Path) -> Path:
         """Write ``audit.json`` into ``folder`` (created if missing), atomically; return its path."""
-        folder = Path(folder)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise InputError(f"cannot create {folder}: {e.strerror or e}") from None
-        path = folder / "audit.json"
+        path = writable_folder(folder) / "audit.json"
         _files.write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
         return path
+
+
+def writable_folder(folder: str | Path) -> Path:
+    """Create ``folder`` if missing and check it can be written, so a bad ``--out`` fails before any training.
+
+    Raises
+    ------
+    InputError
+        ``folder`` is a file, cannot be created, or is not writable.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create {folder}: {e.strerror or e}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write into {folder}: permission denied")
+    return folder
 
 
 def audit(

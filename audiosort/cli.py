@@ -314,10 +314,12 @@ def audit_command(config_path, overrides, steps, n_puzzles, seed, sanity, out):
     puzzles are cut (fixed or shared gaps, gaps too short). Exit 0 when every
     set is at chance, 1 with one line of diagnosis per set sorted above chance.
     """
-    from audiosort.audit import audit
+    from audiosort.audit import audit, writable_folder
     from audiosort.config import load_config
 
     config = load_config(config_path, overrides)
+    if out:
+        writable_folder(out)
     budget = {name: value for name, value in (("steps", steps), ("n_puzzles", n_puzzles)) if value is not None}
     names = tuple(name.strip() for name in sanity.split(",") if name.strip())
     report = audit(config, seed=seed, sanity=names, **budget)

@@ -228,3 +228,14 @@ def test_bad_budget_or_sanity_name_is_exit_2_before_any_training(tmp_path):
     assert_one_line_error(
         run("audit", "--config", config, "--set", "puzzle.pad_max_seconds=61"), "longer than a sanity track"
     )
+
+
+def test_unwritable_out_is_exit_2_before_any_training(tmp_path):
+    config = tmp_path / "good.yaml"
+    config.write_text("name: good\n")
+    a_file = tmp_path / "taken"
+    a_file.write_text("not a folder")
+    result = run("audit", "--config", config, "--steps", 1, "--puzzles", 10, "--out", a_file)
+    assert_one_line_error(result, f"cannot create {a_file}")
+    assert result.stdout == ""  # nothing trained or scored: the audit table would be printed first
+    assert a_file.read_text() == "not a folder"
