@@ -163,21 +163,24 @@ def _train_in(
     for first_epoch, end_epoch, n_chunks in curriculum(config, n_workers):
         if end_epoch <= epochs_done:
             continue
-        fit(
-            model,
-            train_batches(
-                train_tracks, dataclasses.replace(spec, n_chunks=n_chunks), batch_size,
-                rng=rng, augment=config.augment, sample_rate=sample_rate,
-            ),
-            batch_size=batch_size,
-            epochs=end_epoch,
-            steps_per_epoch=steps_per_epoch,
-            initial_epoch=max(first_epoch, epochs_done),
-            val=val,
-            callbacks=callbacks,
-            verbose=verbose,
-            strategy=strategy,
+        batches = train_batches(
+            train_tracks, dataclasses.replace(spec, n_chunks=n_chunks), batch_size,
+            rng=rng, augment=config.augment, sample_rate=sample_rate,
         )
+        # Closed before the next phase: its background threads must stop drawing from rng first.
+        with contextlib.closing(batches):
+            fit(
+                model,
+                batches,
+                batch_size=batch_size,
+                epochs=end_epoch,
+                steps_per_epoch=steps_per_epoch,
+                initial_epoch=max(first_epoch, epochs_done),
+                val=val,
+                callbacks=callbacks,
+                verbose=verbose,
+                strategy=strategy,
+            )
     train_seconds = time.perf_counter() - started
     epochs = run.finished_epochs(run_dir)
     fields = {"workers": n_workers} if n_workers > 1 else {}
@@ -238,7 +241,14 @@ def train_batches(
     batches = prefetched_puzzle_batches(tracks, spec, batch_size, rng=rng)
     if not augment.enabled:
         return batches
-    return ((augment_batch(chunks, rng, augment, sample_rate=sample_rate), order) for chunks, order in batches)
+    return _augmented(batches, rng, augment, sample_rate=sample_rate)
+
+
+def _augmented(batches: Iterator, rng: np.random.Generator, augment: AugmentConfig, *, sample_rate: int) -> Iterator:
+    """``batches`` with their chunks augmented; closing it closes ``batches`` (and their threads) too."""
+    with contextlib.closing(batches):
+        for chunks, order in batches:
+            yield augment_batch(chunks, rng, augment, sample_rate=sample_rate), order
 
 
 def fit(

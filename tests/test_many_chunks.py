@@ -159,7 +159,7 @@ _JAX_RANK_CHECK = textwrap.dedent(
     import keras, numpy as np
     from audiosort.models import build_model
     from audiosort.models.objectives import sorting_loss
-    from tests.test_many_chunks import CHUNK_SAMPLES, SAMPLE_RATE, drifting_puzzles, rank_model_config
+    from test_many_chunks import CHUNK_SAMPLES, SAMPLE_RATE, drifting_puzzles, rank_model_config
     assert keras.backend.backend() == "jax", keras.backend.backend()
     model, _ = build_model(rank_model_config(), n_chunks=None, chunk_samples=CHUNK_SAMPLES, sample_rate=SAMPLE_RATE)
     model.compile(optimizer="adam", loss=sorting_loss("rank"))
@@ -179,7 +179,8 @@ _JAX_RANK_CHECK = textwrap.dedent(
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
 def test_rank_head_trains_on_growing_n_under_jax():
     repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": repo_root}
+    # tests/ on the path too: this file imports conftest as pytest's own import does.
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": os.pathsep.join([repo_root, os.path.join(repo_root, "tests")])}
     result = subprocess.run([sys.executable, "-c", _JAX_RANK_CHECK], env=env, cwd=repo_root, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("ok")
