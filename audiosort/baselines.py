@@ -28,6 +28,7 @@ import librosa.filters
 import numpy as np
 
 from audiosort import metrics
+from audiosort.audio import INT16_SCALE
 
 # Measured on synthetic music at 16 kHz (n=3, 2000 puzzles, exact order): edges of 5/10/15/20/25 ms
 # sort 0.05 s chunks at 0.58/0.69/0.64/0.59/0.53, 0.2 s chunks at 0.71/0.80/0.78/0.74/0.71 and 0.5 s
@@ -113,7 +114,7 @@ def continuity_scores(chunks, *, sample_rate, edge_seconds=EDGE_SECONDS):
     for start in range(0, n_puzzles, block):
         part = chunks[start : start + block]
         # Edges in full-scale units: the ends of every chunk, then the starts.
-        edges = np.concatenate([part[..., -edge_samples:], part[..., :edge_samples]], axis=1) / 32768.0
+        edges = np.concatenate([part[..., -edge_samples:], part[..., :edge_samples]], axis=1) / INT16_SCALE
         spectrum = np.fft.rfft(edges * window, n=fft_length)
         power = (spectrum.real**2 + spectrum.imag**2) / np.sum(window**2)
         log_mel = np.log(np.maximum(power @ filterbank.T, _POWER_FLOOR))

@@ -35,7 +35,7 @@ import numpy as np
 from tqdm import tqdm
 
 from audiosort import _files, audio
-from audiosort.config import SEED_RULE, PuzzleConfig, is_valid_seed, to_dict
+from audiosort.config import DEFAULT_PUZZLES, SEED_RULE, PuzzleConfig, is_valid_seed, to_dict
 from audiosort.data import synthetic
 from audiosort.data.puzzles import PuzzleSpec, Puzzles, TrackTable, load_puzzle_set, make_puzzle_set, save_puzzle_set
 from audiosort.errors import DecodeError, InputError
@@ -79,6 +79,46 @@ class PrepareSummary:
         return out
 
 
+@dataclass(frozen=True)
+class CorpusSettings:
+    """What a corpus is made of, beyond its tracks: rate, splits, fixed puzzle sets, shards.
+
+    The keywords of :func:`prepare` that describe the corpus (not how it is
+    built); see there for each field. Defaults here are those of
+    :func:`prepare` and :func:`prepare_synthetic`.
+    """
+
+    puzzle: PuzzleConfig
+    sample_rate: int = 16000
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    n_puzzles: int = DEFAULT_PUZZLES
+    seed: int = 0
+    shard_bytes: int = DEFAULT_SHARD_BYTES
+    group_pattern: str | None = None
+    split: str | None = None
+    test_sources: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "test_sources", tuple(self.test_sources))
+
+    def check(self) -> None:
+        """Raise :class:`InputError` naming the first setting out of range."""
+        audio.check_sample_rate(self.sample_rate)
+        if not is_valid_seed(self.seed):
+            raise InputError(f"seed {self.seed!r} {SEED_RULE}")
+        n_puzzles, shard_bytes = self.n_puzzles, self.shard_bytes
+        if isinstance(n_puzzles, bool) or not isinstance(n_puzzles, int) or n_puzzles < 0:
+            raise InputError(f"puzzles per fixed set = {n_puzzles!r} must be an int >= 0")
+        if isinstance(shard_bytes, bool) or not isinstance(shard_bytes, int) or shard_bytes < 2:
+            raise InputError(f"largest shard = {shard_bytes!r} bytes must be an int >= 2 (one int16 sample)")
+        val, test = self.val_fraction, self.test_fraction
+        if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
+            raise InputError(f"val ({val}) and test ({test}) fractions must be >= 0 and sum to < 1")
+        if self.split is not None and self.split not in SPLITS:
+            raise InputError(f"split {self.split!r} is not one of {', '.join(SPLITS)}")
+
+
 @dataclass
 class _Track:
     source: str
@@ -92,13 +132,13 @@ def prepare(
     out: str | Path,
     *,
     puzzle: PuzzleConfig,
-    sample_rate: int = 16000,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.1,
-    n_puzzles: int = 2000,
-    seed: int = 0,
+    sample_rate: int = CorpusSettings.sample_rate,
+    val_fraction: float = CorpusSettings.val_fraction,
+    test_fraction: float = CorpusSettings.test_fraction,
+    n_puzzles: int = CorpusSettings.n_puzzles,
+    seed: int = CorpusSettings.seed,
     jobs: int | None = None,
-    shard_bytes: int = DEFAULT_SHARD_BYTES,
+    shard_bytes: int = CorpusSettings.shard_bytes,
     overwrite: bool = False,
     progress: bool = True,
     group_pattern: str | None = None,
@@ -159,6 +199,11 @@ def prepare(
         not writable, ``out`` overlaps a source. A single bad file is skipped
         and recorded instead.
     """
+    settings = CorpusSettings(
+        puzzle=puzzle, sample_rate=sample_rate, val_fraction=val_fraction, test_fraction=test_fraction,
+        n_puzzles=n_puzzles, seed=seed, shard_bytes=shard_bytes, group_pattern=group_pattern, split=split,
+        test_sources=test_sources,
+    )
     sources = list(sources)
     files = audio.find_audio_files(sources)
     if not files:
@@ -175,21 +220,12 @@ def prepare(
     return _build_corpus(
         [(name, (lambda p=path: decode(p))) for name, path in named],
         out,
-        puzzle=puzzle,
-        sample_rate=sample_rate,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        n_puzzles=n_puzzles,
-        seed=seed,
+        settings,
         jobs=jobs,
-        shard_bytes=shard_bytes,
         overwrite=overwrite,
         progress=progress,
-        group_pattern=group_pattern,
         keep=sources,
         skipped=unreadable,
-        split=split,
-        test_sources=test_sources,
     )
 
 
@@ -245,9 +281,12 @@ def prepare_synthetic(
     track_seconds: float = 60.0,
     tone_method: str = "tiled",
     puzzle: PuzzleConfig,
-    sample_rate: int = 16000,
-    seed: int = 0,
-    **options,
+    sample_rate: int = CorpusSettings.sample_rate,
+    seed: int = CorpusSettings.seed,
+    jobs: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    **other_settings,
 ) -> PrepareSummary:
     """Render a synthetic corpus (``music``, ``noise``, ``brown`` or ``tone``) at ``out``.
 
@@ -263,9 +302,13 @@ def prepare_synthetic(
         How ``tone`` is made (see :func:`audiosort.data.synthetic.tone`).
     seed : int
         Seeds both the audio (track k uses ``[seed, k]``) and the puzzle sets.
-    **options
-        The remaining keywords of :func:`prepare` (fractions, n_puzzles, jobs, ...).
+    jobs, overwrite, progress
+        As in :func:`prepare`.
+    **other_settings
+        The remaining corpus settings of :func:`prepare` (fractions,
+        n_puzzles, shard_bytes, ...): fields of :class:`CorpusSettings`.
     """
+    settings = CorpusSettings(puzzle=puzzle, sample_rate=sample_rate, seed=seed, **other_settings)
     if kind not in synthetic.KINDS:
         raise InputError(f"unknown synthetic kind {kind!r}; choose one of {', '.join(synthetic.KINDS)}")
     if duration_seconds <= 0 or track_seconds <= 0:
@@ -284,54 +327,32 @@ def prepare_synthetic(
     return _build_corpus(
         [(f"synthetic/{label}/{k:05d}", (lambda k=k: render(k))) for k in range(n_tracks)],
         out,
-        puzzle=puzzle,
-        sample_rate=sample_rate,
-        seed=seed,
-        **options,
+        settings,
+        jobs=jobs,
+        overwrite=overwrite,
+        progress=progress,
     )
 
 
 def _build_corpus(
     jobs_in: list[tuple[str, Callable[[], tuple[np.ndarray, str]]]],
     out: str | Path,
+    settings: CorpusSettings,
     *,
-    puzzle: PuzzleConfig,
-    sample_rate: int,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.1,
-    n_puzzles: int = 2000,
-    seed: int = 0,
-    jobs: int | None = None,
-    shard_bytes: int = DEFAULT_SHARD_BYTES,
-    overwrite: bool = False,
-    progress: bool = True,
-    group_pattern: str | None = None,
+    jobs: int | None,
+    overwrite: bool,
+    progress: bool,
     keep: Iterable[str | Path] = (),
     skipped: Iterable[dict] = (),
-    split: str | None = None,
-    test_sources: Sequence[str] = (),
 ) -> PrepareSummary:
     """Load each (source name, loader) pair and write the corpus atomically; ``out`` may not overlap ``keep``."""
-    audio.check_sample_rate(sample_rate)
-    if not is_valid_seed(seed):
-        raise InputError(f"seed {seed!r} {SEED_RULE}")
-    if isinstance(n_puzzles, bool) or not isinstance(n_puzzles, int) or n_puzzles < 0:
-        raise InputError(f"puzzles per fixed set = {n_puzzles!r} must be an int >= 0")
-    if isinstance(shard_bytes, bool) or not isinstance(shard_bytes, int) or shard_bytes < 2:
-        raise InputError(f"largest shard = {shard_bytes!r} bytes must be an int >= 2 (one int16 sample)")
-    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise InputError(f"val ({val_fraction}) and test ({test_fraction}) fractions must be >= 0 and sum to < 1")
-    if split is not None and split not in SPLITS:
-        raise InputError(f"split {split!r} is not one of {', '.join(SPLITS)}")
-    spec = PuzzleSpec.from_config(puzzle, sample_rate=sample_rate)
+    settings.check()
+    spec = PuzzleSpec.from_config(settings.puzzle, sample_rate=settings.sample_rate)
     out = Path(out)
     with _files.new_folder(out, overwrite=overwrite, what="corpus", keep=keep, marker="manifest.json") as tmp:
         try:
             return _write_corpus(
-                jobs_in, tmp, out, puzzle=puzzle, spec=spec, sample_rate=sample_rate, val_fraction=val_fraction,
-                test_fraction=test_fraction, n_puzzles=n_puzzles, seed=seed, jobs=jobs, shard_bytes=shard_bytes,
-                progress=progress, group_pattern=group_pattern, skipped=list(skipped), split=split,
-                test_sources=list(test_sources),
+                jobs_in, tmp, out, settings, spec=spec, jobs=jobs, progress=progress, skipped=list(skipped)
             )
         except OSError as e:
             # Sources are read through audio.load, which turns every read failure into a skipped file;
@@ -341,10 +362,10 @@ def _build_corpus(
 
 
 def _write_corpus(
-    jobs_in, tmp: Path, out: Path, *, puzzle, spec, sample_rate, val_fraction, test_fraction, n_puzzles, seed, jobs,
-    shard_bytes, progress, group_pattern, skipped, split, test_sources,
+    jobs_in, tmp: Path, out: Path, settings: CorpusSettings, *, spec: PuzzleSpec, jobs, progress, skipped
 ) -> PrepareSummary:
     """Fill the temporary folder ``tmp`` (see :func:`_build_corpus`); return the summary."""
+    sample_rate, split, group_pattern = settings.sample_rate, settings.split, settings.group_pattern
     (tmp / "decoded").mkdir()
     tracks, unusable = _decode_all(jobs_in, tmp / "decoded", spec, sample_rate, jobs, progress)
     skipped = [*skipped, *unusable]
@@ -352,16 +373,21 @@ def _write_corpus(
         reasons = "; ".join(f"{s['source']}: {s['reason']}" for s in skipped[:3])
         raise InputError(f"no usable audio among {len(skipped)} file(s) ({reasons})")
     names = [t.source for t in tracks]
-    held_out = hold_out(names, test_sources, group_pattern=group_pattern)
+    held_out = hold_out(names, settings.test_sources, group_pattern=group_pattern)
     if split is not None:
         splits = [OOD_SPLIT if ood else split for ood in held_out]
     else:
         kept = [name for name, ood in zip(names, held_out) if not ood]
         in_domain = iter(
-            assign_splits(kept, val_fraction=val_fraction, test_fraction=test_fraction, group_pattern=group_pattern)
+            assign_splits(
+                kept,
+                val_fraction=settings.val_fraction,
+                test_fraction=settings.test_fraction,
+                group_pattern=group_pattern,
+            )
         )
         splits = [OOD_SPLIT if ood else next(in_domain) for ood in held_out]
-    manifest_tracks = _write_shards(tracks, splits, tmp / "audio", shard_bytes)
+    manifest_tracks = _write_shards(tracks, splits, tmp / "audio", settings.shard_bytes)
     shutil.rmtree(tmp / "decoded")
     manifest = {
         "format": FORMAT,
@@ -370,9 +396,11 @@ def _write_corpus(
         "tracks": manifest_tracks,
         "skipped": skipped,
         "group_pattern": group_pattern,
-        "test_sources": test_sources,
+        "test_sources": list(settings.test_sources),
         "split": split,
-        "puzzles": {**to_dict(puzzle), "seed": seed, "count": n_puzzles, **_spec_samples(spec)},
+        "puzzles": {
+            **to_dict(settings.puzzle), "seed": settings.seed, "count": settings.n_puzzles, **_spec_samples(spec)
+        },
     }
     summary = PrepareSummary(out=out, sample_rate=sample_rate, skipped=skipped)
     for name in ALL_SPLITS:
@@ -382,11 +410,12 @@ def _write_corpus(
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     corpus = Corpus(tmp)
     for code, name in enumerate(ALL_SPLITS):
-        if name in PUZZLE_SPLITS and summary.tracks[name] and n_puzzles:
+        if name in PUZZLE_SPLITS and summary.tracks[name] and settings.n_puzzles:
             # Each split's set has its own stream, so adding val tracks never changes the test set.
-            rng = np.random.default_rng([seed, code])
-            save_puzzle_set(tmp / "puzzles" / f"{name}.npz", make_puzzle_set(corpus.tracks(name), spec, n_puzzles, rng=rng))
-            summary.puzzles[name] = n_puzzles
+            rng = np.random.default_rng([settings.seed, code])
+            puzzles = make_puzzle_set(corpus.tracks(name), spec, settings.n_puzzles, rng=rng)
+            save_puzzle_set(tmp / "puzzles" / f"{name}.npz", puzzles)
+            summary.puzzles[name] = settings.n_puzzles
     return summary
 
 

@@ -26,10 +26,10 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from audiosort import _files
+from audiosort.audio import INT16_SCALE
 from audiosort.config import PAD_MODES, PuzzleConfig
 from audiosort.errors import InputError
 
-INT16_FULL_SCALE = 32768.0
 # A rejection round redraws only the rejected puzzles; after this many rounds the
 # threshold is considered unreachable for this audio.
 _MAX_REJECTION_ROUNDS = 50
@@ -345,7 +345,7 @@ def draw_gaps(spec: PuzzleSpec, batch_size: int, *, rng: np.random.Generator) ->
 def _chunk_rms(chunks: np.ndarray) -> np.ndarray:
     """RMS of each chunk, full scale = 1.0: (B, n, L) int16 -> (B, n) float32."""
     power = np.square(chunks, dtype=np.float32).mean(axis=-1)
-    return np.sqrt(power) / INT16_FULL_SCALE
+    return np.sqrt(power) / INT16_SCALE
 
 
 def puzzle_batches(

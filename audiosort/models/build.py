@@ -18,18 +18,26 @@ from __future__ import annotations
 
 import keras
 
+from audiosort.config import NORMALIZATIONS as NORMALIZATION_NAMES
 from audiosort.config import ModelConfig, SorterConfig
 from audiosort.errors import ConfigError
 from audiosort.models.encoders import build_encoder
 from audiosort.models.layers import FoldSlots, RowLogSoftmax, Sinkhorn, UnfoldSlots
 from audiosort.models.sorters import build_sorter
 
+
 # The output layer computes in float32 whatever the global dtype policy, so that
 # log-probabilities, the loss and Sinkhorn's logsumexps stay exact under mixed precision.
-NORMALIZATIONS = {
-    "softmax": lambda cfg: RowLogSoftmax(dtype="float32", name="log_probs"),
-    "sinkhorn": lambda cfg: Sinkhorn(cfg.sinkhorn_iterations, dtype="float32", name="log_probs"),
-}
+def _softmax(cfg: SorterConfig) -> keras.layers.Layer:
+    return RowLogSoftmax(dtype="float32", name="log_probs")
+
+
+def _sinkhorn(cfg: SorterConfig) -> keras.layers.Layer:
+    return Sinkhorn(cfg.sinkhorn_iterations, dtype="float32", name="log_probs")
+
+
+# The names live once, in config.NORMALIZATIONS (which stays free of Keras); each has its layer maker _<name> here.
+NORMALIZATIONS = {name: globals()[f"_{name}"] for name in NORMALIZATION_NAMES}
 
 
 def build_model(model_cfg: ModelConfig, *, n_chunks: int, chunk_samples: int, sample_rate: int) -> tuple[keras.Model, keras.Model]:

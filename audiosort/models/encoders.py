@@ -15,7 +15,7 @@ import math
 import keras
 from keras import layers
 
-from audiosort.config import EncoderConfig
+from audiosort.config import ENCODER_TYPES, EncoderConfig
 from audiosort.errors import ConfigError
 from audiosort.models.layers import Int16ToFloat, LogMelSpectrogram
 
@@ -224,4 +224,5 @@ def _pool_and_project(x, cfg: EncoderConfig, *, global_pools):
     return layers.Dense(cfg.embedding_dim, name="embedding")(x)
 
 
-ENCODERS = {"mlp": _mlp, "conv1d": _conv1d, "logmel": _logmel, "logmel_resnet": _logmel_resnet}
+# The names live once, in config.ENCODER_TYPES (which stays free of Keras); each has its builder _<name> here.
+ENCODERS = {name: globals()[f"_{name}"] for name in ENCODER_TYPES}

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from audiosort.data.puzzles import INT16_FULL_SCALE
+from audiosort.audio import INT16_SCALE
 
 
 @keras.saving.register_keras_serializable(package="audiosort")
@@ -31,7 +31,7 @@ class Int16ToFloat(keras.layers.Layer):
     """
 
     def call(self, inputs):
-        return ops.cast(inputs, self.compute_dtype) * (1.0 / INT16_FULL_SCALE)
+        return ops.cast(inputs, self.compute_dtype) * (1.0 / INT16_SCALE)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -13,7 +13,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from audiosort.config import SorterConfig
+from audiosort.config import SORTER_TYPES, SorterConfig
 from audiosort.errors import ConfigError
 from audiosort.models.layers import ExpectedRankScores, PairFeatures, PermutationMarginals, TimePositionScores
 
@@ -166,6 +166,7 @@ def _precedence(embeddings, cfg: SorterConfig, *, n_chunks: int):
     return ExpectedRankScores(name="scores")(before)
 
 
-SORTERS = {"mlp": _mlp, "attention": _attention, "pairwise": _pairwise, "precedence": _precedence, "rank": _rank}
+# The names live once, in config.SORTER_TYPES (which stays free of Keras); each has its builder _<name> here.
+SORTERS = {name: globals()[f"_{name}"] for name in SORTER_TYPES}
 # Heads with no weight sized by n: one model for any number of chunks.
 ANY_N_SORTERS = frozenset({"rank"})
