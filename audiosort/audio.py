@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +32,7 @@ import numpy as np
 import soundfile
 import soxr
 
+from audiosort import _files
 from audiosort.errors import DecodeError, InputError
 
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".m4a"})
@@ -342,14 +342,8 @@ def write_wav(path: str | Path, y: np.ndarray, *, sample_rate: int) -> None:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as temp_file:
-            soundfile.write(temp_file, samples, sample_rate, format="WAV", subtype="PCM_16")
-        os.replace(temp_name, path)
-    except BaseException:
-        os.unlink(temp_name)
-        raise
+    with _files.replacing(path) as temp_path:
+        soundfile.write(temp_path, samples, sample_rate, format="WAV", subtype="PCM_16")
 
 
 def sha256_file(path: str | Path) -> str:

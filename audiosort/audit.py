@@ -50,13 +50,12 @@ from pathlib import Path
 import keras
 
 from audiosort import _files, reports
-from audiosort.config import Config, to_dict
+from audiosort.config import DEFAULT_SANITY, Config, to_dict
 from audiosort.data import synthetic
 from audiosort.data.puzzles import PuzzleSpec
 from audiosort.errors import ConfigError, InputError, check_positive_int
 from audiosort.leaks import IdealObserver
 from audiosort.sanity import (
-    DEFAULT_SANITY,
     SANITY_KINDS,
     SANITY_TONE_HZ,
     SANITY_TRACK_SECONDS,

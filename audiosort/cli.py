@@ -17,7 +17,7 @@ import signal
 
 import click
 
-from audiosort.config import SEED_RULE, is_valid_seed
+from audiosort.config import DEFAULT_PUZZLES, DEFAULT_SANITY, SEED_RULE, is_valid_seed
 from audiosort.errors import AudiosortError
 
 
@@ -124,7 +124,7 @@ def _exit_on_sigterm(signum, frame):
 @click.option("--sample-rate", type=int, default=16000, show_default=True, help="Corpus sample rate, Hz.")
 @click.option("--val-fraction", type=float, default=0.1, show_default=True)
 @click.option("--test-fraction", type=float, default=0.1, show_default=True)
-@click.option("--puzzles", "n_puzzles", type=int, default=2000, show_default=True, help="Puzzles per fixed val/test set.")
+@click.option("--puzzles", "n_puzzles", type=int, default=DEFAULT_PUZZLES, show_default=True, help="Puzzles per fixed val/test set.")
 @click.option("--config", "config_path", type=click.Path(path_type=str), help="Take puzzle settings and seed from this config.")
 @click.option("--n-chunks", type=int)
 @click.option("--chunk-seconds", type=float)
@@ -245,7 +245,7 @@ def _score_line(name: str, scores: dict) -> str:
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
 @click.option(
     "--sanity",
-    default="noise,brown,tone",
+    default=",".join(DEFAULT_SANITY),
     show_default=True,
     help="Comma-separated sets that must stay at chance: noise, brown, tone, tone-exact or corpus folders ('' for none).",
 )
@@ -253,7 +253,7 @@ def _score_line(name: str, scores: dict) -> str:
     "--puzzles",
     "n_puzzles",
     type=int,
-    default=2000,
+    default=DEFAULT_PUZZLES,
     show_default=True,
     help="Puzzles per sanity set (and for the split when its fixed set has other settings).",
 )
@@ -304,7 +304,7 @@ def eval_command(run_dir, corpus, split, sanity, n_puzzles, seed, allow_train, a
 @click.option("--puzzles", "n_puzzles", type=int, help="Held-out puzzles scored per sanity set (default 1000).")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the sanity audio and puzzles.")
 @click.option(
-    "--sanity", default="noise,brown,tone", show_default=True, help="Comma-separated sets: noise, brown, tone, tone-exact."
+    "--sanity", default=",".join(DEFAULT_SANITY), show_default=True, help="Comma-separated sets: noise, brown, tone, tone-exact."
 )
 @click.option("--out", type=click.Path(path_type=str), help="Folder to write audit.json into (default: write nothing).")
 def audit_command(config_path, overrides, steps, n_puzzles, seed, sanity, out):

@@ -39,6 +39,8 @@ MAX_SEED = 2**32 - 1
 # Puzzles in a scored set (fixed val/test sets, eval's sanity sets): the 95% interval of an
 # exact-order accuracy near 0.5 is then about +-0.022.
 DEFAULT_PUZZLES = 2000
+# The sanity sets eval and audit score unless told otherwise (audiosort.sanity.SANITY_KINDS has them all).
+DEFAULT_SANITY = ("noise", "brown", "tone")
 
 
 @dataclass(frozen=True)

@@ -38,11 +38,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from audiosort import _files, reports
-from audiosort.config import DEFAULT_PUZZLES
+from audiosort.config import DEFAULT_PUZZLES, DEFAULT_SANITY
 from audiosort.data.corpus import OOD_SPLIT, SPLITS, Corpus, PrepareSummary, prepare
 from audiosort.data.puzzles import PuzzleSpec
 from audiosort.errors import InputError, check_positive_int
-from audiosort.sanity import DEFAULT_SANITY, SANITY_KINDS, sanity_ideal_observer, sanity_puzzles
+from audiosort.sanity import SANITY_KINDS, sanity_ideal_observer, sanity_puzzles
 from audiosort.run import load_run_config, load_run_model
 from audiosort.verdicts import ALPHA, VERDICT_DECODING, DatasetResult, Verdicts, score_dataset
 

@@ -31,7 +31,6 @@ SANITY_KINDS = {
     "tone": ("tone", "tiled"),
     "tone-exact": ("tone", "exact"),
 }
-DEFAULT_SANITY = ("noise", "brown", "tone")
 # 8 tracks of 60 s: 2000 puzzles of 0.6 s (n=3, 0.2 s chunks) overlap little.
 SANITY_TRACKS = 8
 SANITY_TRACK_SECONDS = 60.0

@@ -144,7 +144,7 @@ def test_write_wav_leaves_no_temp_file_when_the_write_fails(tmp_path):
     target_is_a_folder = tmp_path / "out.wav"
     target_is_a_folder.mkdir()
 
-    with pytest.raises(OSError):
+    with pytest.raises(InputError, match="cannot write"):
         write_wav(target_is_a_folder, np.zeros(10, dtype=np.float32), sample_rate=16000)
 
     assert [p.name for p in tmp_path.iterdir()] == ["out.wav"]

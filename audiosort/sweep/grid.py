@@ -11,9 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from audiosort.config import DEFAULT_PUZZLES, Config, closest_key, load_config
+from audiosort.config import DEFAULT_PUZZLES, DEFAULT_SANITY, Config, closest_key, load_config
 from audiosort.errors import ConfigError
-from audiosort.sanity import DEFAULT_SANITY
 
 SWEEP_KEYS = ("name", "base", "set", "grid", "eval", "probe")
 EVAL_KEYS = ("split", "puzzles", "sanity")
