@@ -14,6 +14,7 @@ import json
 import math
 import os
 import signal
+import sys
 
 import click
 
@@ -219,9 +220,9 @@ def train(config_path, overrides, runs_dir, resume, overwrite, quiet):
     if resume and is_finished(Path(runs_dir) / config.name):
         click.echo(f"run {Path(runs_dir) / config.name} already finished; nothing to resume (--overwrite trains it afresh)")
         return
-    run_dir = train_run(
-        config, runs_dir=runs_dir, resume=resume, overwrite=overwrite, verbose=0 if quiet else "auto", echo=click.echo
-    )
+    # A progress bar only on a terminal; a log gets one line per epoch.
+    verbose = 0 if quiet else ("auto" if sys.stdout.isatty() else 2)
+    run_dir = train_run(config, runs_dir=runs_dir, resume=resume, overwrite=overwrite, verbose=verbose, echo=click.echo)
     report = json.loads((run_dir / "metrics.json").read_text())
     click.echo(f"run: {run_dir}")
     click.echo(_score_line("val", report["val"]))
