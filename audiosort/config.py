@@ -30,7 +30,7 @@ from audiosort.errors import ConfigError
 PAD_MODES = ("per_gap", "shared", "fixed")
 POOLINGS = ("global", "flatten", "time")
 ENCODER_TYPES = ("mlp", "conv1d", "logmel", "logmel_resnet")
-SORTER_TYPES = ("mlp", "attention", "pairwise", "precedence", "rank")
+SORTER_TYPES = ("mlp", "attention", "pairwise", "precedence", "rank", "successor")
 NORMALIZATIONS = ("softmax", "sinkhorn")
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
@@ -149,7 +149,7 @@ class EncoderConfig:
 class SorterConfig:
     """The sorter head: n embeddings -> n x n matrix, row i = position of slot i."""
 
-    type: str = "mlp"  # mlp | attention | pairwise (n <= 7) | precedence | rank (any n, softmax only)
+    type: str = "mlp"  # mlp | attention (n <= 7) | pairwise (n <= 7) | precedence | rank, successor (any n, softmax only)
     normalization: str = "softmax"  # softmax (each row) | sinkhorn (doubly stochastic)
     hidden_units: int = 1000  # mlp: width of its two wide layers (the seed's 1000); pairwise, precedence: their width
     attention_layers: int = 2
@@ -164,10 +164,11 @@ class SorterConfig:
             self.normalization,
             f"must be one of {NORMALIZATIONS}",
         )
-        # The rank head's loss reads its times back from row log-softmax differences, which Sinkhorn would change.
+        # The rank head's loss reads its times back from row log-softmax differences, which Sinkhorn would change;
+        # the successor head's loss normalizes the rows and the columns of its logits itself.
         _check(
-            self.type != "rank" or self.normalization == "softmax",
-            "model.sorter.normalization", self.normalization, "must be softmax for model.sorter.type 'rank'",
+            self.type not in ("rank", "successor") or self.normalization == "softmax",
+            "model.sorter.normalization", self.normalization, f"must be softmax for model.sorter.type {self.type!r}",
         )
         for name in ("hidden_units", "attention_layers", "attention_heads", "sinkhorn_iterations"):
             _check(getattr(self, name) > 0, f"model.sorter.{name}", getattr(self, name), "must be > 0")
@@ -193,7 +194,7 @@ class TrainConfig:
     jit_compile: bool | str = "auto"  # true | false | auto (Keras decides)
     # Curriculum: "epoch:n,epoch:n,...", train on n chunks from that epoch on (e.g. "0:5,4:10,8:20"); it must
     # start at epoch 0 and end at puzzle.n_chunks (the n of val/test). Empty: puzzle.n_chunks throughout.
-    # Needs a sorter with no weight sized by n (rank).
+    # Needs a sorter with no weight sized by n (rank, successor).
     n_chunks_schedule: str = ""
 
     def __post_init__(self):

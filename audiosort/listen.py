@@ -34,6 +34,7 @@ import numpy as np
 from audiosort import audio, metrics
 from audiosort.data.puzzles import PuzzleSpec, draw_gaps
 from audiosort.errors import DecodeError, InputError
+from audiosort.predict import position_scores
 from audiosort.run import load_run_config, load_run_model
 
 BOUNDARY_SILENCE_SECONDS = 0.05
@@ -158,7 +159,7 @@ def listen(
     chunks = np.stack([pcm[s : s + chunk_samples] for s in slot_starts])
 
     model = load_run_model(run_dir, spec)
-    scores = metrics.finite_scores(model.predict(chunks[None], verbose=0), what=str(source))
+    scores = position_scores(model, chunks[None], what=str(source))
     predicted = metrics.decode(scores, method="hungarian")[0]
 
     silence = np.zeros(round(BOUNDARY_SILENCE_SECONDS * sample_rate), dtype=np.int16)

@@ -36,6 +36,7 @@ from audiosort.data.puzzles import Puzzles, PuzzleSpec, TrackTable
 from audiosort.errors import AudiosortError, ConfigError, InputError
 from audiosort.models import build_model
 from audiosort.models.objectives import sorting_loss, sorting_metrics
+from audiosort.predict import to_position_scores
 
 
 def train(
@@ -97,6 +98,11 @@ def train(
         raise ConfigError(
             f"TF_CONFIG names {n_workers} workers, but multi-worker training needs the TensorFlow backend, "
             f"not KERAS_BACKEND={keras.backend.backend()}"
+        )
+    if n_workers > 1 and config.model.sorter.type == "successor":
+        raise ConfigError(
+            f"TF_CONFIG names {n_workers} workers, and multi-worker training scores positions, which the "
+            "successor head does not output; train it on one worker"
         )
     if n_workers > 1 and resume:
         raise ConfigError(
@@ -185,7 +191,7 @@ def _train_in(
     epochs = run.finished_epochs(run_dir)
     fields = {"workers": n_workers} if n_workers > 1 else {}
     run.finish_run(run_dir, model, encoder, {
-        "val": metrics.score_puzzles(metrics.finite_scores(val_scores(model, val, batch_size), what="val"), val.order),
+        "val": metrics.score_puzzles(to_position_scores(model, val_scores(model, val, batch_size), what="val"), val.order),
         "epochs": epochs,
         "train_seconds_this_session": round(train_seconds, 1),
         "puzzles_per_second": round((epochs - epochs_done) * steps_per_epoch * batch_size / max(train_seconds, 1e-9), 1),
@@ -415,7 +421,7 @@ class _ScalarLog(keras.callbacks.Callback):
 
 
 def val_scores(model: keras.Model, val: Puzzles, batch_size: int) -> np.ndarray:
-    """The model's log-probabilities for ``val`` [shape=(B, n, n), dtype=float32].
+    """The model's outputs for ``val``: log-probabilities [shape=(B, n, n), dtype=float32] (successor head: (B, n + 1, n + 1) logits).
 
     Plain calls, batch by batch: under a multi-worker strategy they read this
     worker's copy of the weights, with no collective op (unlike ``model.predict``).
@@ -461,7 +467,7 @@ def compiled_model(
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate),
             loss=sorting_loss(config.model.sorter.type),
-            metrics=sorting_metrics(),
+            metrics=sorting_metrics(config.model.sorter.type),
             jit_compile=config.train.jit_compile,
         )
     return model, encoder

@@ -32,6 +32,7 @@ import numpy as np
 from audiosort import baselines, leaks, metrics
 from audiosort.data.puzzles import Puzzles
 from audiosort.errors import InputError
+from audiosort.predict import position_scores
 
 ALPHA = 0.01
 VERDICT_DECODING = "hungarian"
@@ -131,7 +132,7 @@ def score_dataset(
             f"{name} puzzles are {puzzles.chunks.shape[1]} chunks of {puzzles.chunks.shape[2]} samples but the model "
             f"takes {model.input_shape[1]} of {model.input_shape[2]}"
         )
-    scores = metrics.finite_scores(model.predict(puzzles.chunks, batch_size=batch_size, verbose=0), what=name)
+    scores = position_scores(model, puzzles.chunks, batch_size=batch_size, what=name)
     order = np.asarray(puzzles.order, dtype=np.int64)
     n_chunks = order.shape[1]
     predicted = metrics.decode(scores, method=VERDICT_DECODING)

@@ -24,6 +24,7 @@ from audiosort import metrics
 from audiosort.baselines import continuity_scores
 from audiosort.data import synthetic
 from audiosort.data.puzzles import PuzzleSpec, load_puzzle_set
+from audiosort.predict import position_scores
 from audiosort.run import load_run_config, load_run_model
 
 
@@ -48,7 +49,7 @@ def main() -> None:
     spec = PuzzleSpec.from_config(config.puzzle, sample_rate=sample_rate)
     puzzles = load_puzzle_set(corpus / "puzzles" / f"{args.split}.npz")
     model = load_run_model(args.run_dir, spec)
-    scores = metrics.finite_scores(model.predict(puzzles.chunks, batch_size=256, verbose=0))
+    scores = position_scores(model, puzzles.chunks, batch_size=256)
     model_right = metrics.exact_correct(metrics.decode(scores, method="hungarian"), puzzles.order)
     baseline = continuity_scores(puzzles.chunks, sample_rate=sample_rate)
     baseline_right = metrics.exact_correct(metrics.decode(baseline, method="hungarian"), puzzles.order)

@@ -28,6 +28,7 @@ from audiosort.models.layers import (
     PermutationMarginals,
     RowLogSoftmax,
     Sinkhorn,
+    SuccessorLogits,
     TimePositionScores,
     UnfoldSlots,
 )
@@ -56,10 +57,21 @@ def test_registries_offer_exactly_the_names_config_accepts():
     assert tuple(NORMALIZATION_LAYERS) == NORMALIZATIONS
 
 
-# The rank head reads its times from softmax rows, so it takes no Sinkhorn (SorterConfig refuses it).
+# The rank head reads its times from softmax rows, so it takes no Sinkhorn (SorterConfig refuses it); the
+# successor head outputs no positions (tests/test_successor.py, and the test below).
 VALID_COMBINATIONS = [
-    names for names in itertools.product(ENCODER_TYPES, SORTER_TYPES, NORMALIZATIONS) if names[1:] != ("rank", "sinkhorn")
+    names for names in itertools.product(ENCODER_TYPES, SORTER_TYPES, NORMALIZATIONS)
+    if names[1:] != ("rank", "sinkhorn") and names[1] != "successor"
 ]
+
+
+@pytest.mark.parametrize("encoder", ENCODER_TYPES)
+def test_every_encoder_under_the_successor_head_gives_finite_float32_join_logits(encoder):
+    model, _ = build_model(tiny_model_config(encoder, "successor"), n_chunks=N_CHUNKS, chunk_samples=CHUNK_SAMPLES, sample_rate=SAMPLE_RATE)
+    logits = keras.ops.convert_to_numpy(model(random_chunks(np.random.default_rng(0), 4), training=False))
+    assert logits.shape == (4, N_CHUNKS + 1, N_CHUNKS + 1)
+    assert logits.dtype == np.float32
+    assert np.isfinite(logits).all()
 
 
 @pytest.mark.parametrize("encoder, sorter, normalization", VALID_COMBINATIONS)
@@ -254,6 +266,7 @@ def test_saved_model_reloads_with_identical_outputs(sorter, normalization, tmp_p
         ExpectedRankScores(),
         TimePositionScores(),
         UnfoldSlots(None),
+        SuccessorLogits(),
     ],
     ids=lambda layer: type(layer).__name__,
 )
@@ -272,7 +285,7 @@ def test_unknown_names_raise_config_error_listing_the_valid_ones():
         build_encoder(encoder_cfg, chunk_samples=CHUNK_SAMPLES, sample_rate=SAMPLE_RATE)
     sorter_cfg = tiny_model_config().sorter
     object.__setattr__(sorter_cfg, "type", "lstm")
-    with pytest.raises(ConfigError, match=r"'lstm'.*\['attention', 'mlp', 'pairwise', 'precedence', 'rank'\]"):
+    with pytest.raises(ConfigError, match=r"'lstm'.*\['attention', 'mlp', 'pairwise', 'precedence', 'rank', 'successor'\]"):
         build_sorter(sorter_cfg, n_chunks=N_CHUNKS, embedding_dim=16)
     model_cfg = tiny_model_config()
     object.__setattr__(model_cfg.sorter, "normalization", "sparsemax")

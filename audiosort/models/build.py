@@ -36,6 +36,10 @@ def _sinkhorn(cfg: SorterConfig) -> keras.layers.Layer:
     return Sinkhorn(cfg.sinkhorn_iterations, dtype="float32", name="log_probs")
 
 
+# The successor head's output layer: what predicts_successors looks for in a (loaded) model.
+SUCCESSOR_OUTPUT = "successor_logits"
+
+
 # The names live once, in config.NORMALIZATIONS (which stays free of Keras); each has its layer maker _<name> here.
 NORMALIZATIONS = {name: globals()[f"_{name}"] for name in NORMALIZATION_NAMES}
 
@@ -61,7 +65,8 @@ def build_model(model_cfg: ModelConfig, *, n_chunks: int, chunk_samples: int, sa
     model : keras.Model
         Input ``[shape=(B, n_chunks, chunk_samples), dtype=int16]``, output
         ``[shape=(B, n_chunks, n_chunks), float32]`` row-normalized
-        log-probabilities. Not compiled.
+        log-probabilities; for the successor head ``[shape=(B, n_chunks + 1,
+        n_chunks + 1)]`` logits (:func:`predicts_successors`). Not compiled.
     encoder : keras.Model
         The shared chunk encoder (also ``model.get_layer("encoder")``): input
         ``[shape=(B, chunk_samples), dtype=int16]``, output
@@ -84,5 +89,17 @@ def build_model(model_cfg: ModelConfig, *, n_chunks: int, chunk_samples: int, sa
     folded = encoder(FoldSlots(name="fold_slots")(chunks))
     unfold = UnfoldSlots(n_chunks, name="unfold_slots")
     embeddings = unfold(folded) if n_chunks is not None else unfold([folded, chunks])
+    if sorter_cfg.type == "successor":
+        # No position scores to normalize: its loss normalizes rows and columns of the logits itself.
+        return keras.Model(chunks, keras.layers.Identity(name=SUCCESSOR_OUTPUT)(sorter(embeddings)), name="audiosort"), encoder
     log_probs = NORMALIZATIONS[sorter_cfg.normalization](sorter_cfg)(sorter(embeddings))
     return keras.Model(chunks, log_probs, name="audiosort"), encoder
+
+
+def predicts_successors(model: keras.Model) -> bool:
+    """Whether a sorting model outputs successor logits ``(B, n + 1, n + 1)`` rather than position log-probabilities.
+
+    Anything else with a ``predict`` (no Keras layers) is taken to output positions.
+    """
+    layers = getattr(model, "layers", None)
+    return bool(layers) and layers[-1].name == SUCCESSOR_OUTPUT

@@ -288,9 +288,10 @@ class PairFeatures(keras.layers.Layer):
     """
 
     def call(self, inputs):
-        n = inputs.shape[1]
-        before = ops.repeat(ops.expand_dims(inputs, 2), n, axis=2)
-        after = ops.repeat(ops.expand_dims(inputs, 1), n, axis=1)
+        # Broadcasting against zeros rather than repeat(n): n may be unknown until the call.
+        zeros = ops.zeros_like(inputs)
+        before = ops.expand_dims(inputs, 2) + ops.expand_dims(zeros, 1)
+        after = ops.expand_dims(inputs, 1) + ops.expand_dims(zeros, 2)
         return ops.concatenate([before, after], axis=-1)
 
     def compute_output_shape(self, input_shape):
@@ -416,3 +417,44 @@ class TimePositionScores(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         batch, n_chunks = input_shape
         return (batch, n_chunks, n_chunks)
+
+
+@keras.saving.register_keras_serializable(package="audiosort")
+class SuccessorLogits(keras.layers.Layer):
+    """The successor head's output: "slot j right after slot i" logits over n slots and one edge node.
+
+    Index n is the edge of the puzzle, before its first chunk and after its
+    last, so that an order is a cycle through all n + 1 nodes and every node
+    has exactly one successor and one predecessor: ``output[b, i, j]`` is
+    ``successor[b, i, j]`` for slots i != j, ``output[b, i, n]`` is
+    ``last[b, i]`` (slot i ends the puzzle), ``output[b, n, j]`` is
+    ``first[b, j]`` (slot j starts it), and the diagonal, which no order
+    uses, is :data:`MASKED`. A row softmax then reads "what follows i", a
+    column softmax "what precedes j" (:class:`audiosort.models.objectives.SuccessorLoss`).
+    Nothing is sized by n.
+
+    Inputs ``[successor (B, n, n, 1), first (B, n, 1), last (B, n, 1)]`` raw
+    scores (the trailing axis of one Dense unit each); output
+    ``[shape=(B, n + 1, n + 1)]`` logits, computed in float32.
+    """
+
+    MASKED = -1e9
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+
+    def call(self, inputs):
+        successor, first, last = (ops.cast(ops.squeeze(x, axis=-1), "float32") for x in inputs)
+        n = ops.shape(successor)[1]
+        same_slot = ops.equal(ops.arange(n)[:, None], ops.arange(n)[None, :])
+        successor = ops.where(same_slot[None], self.MASKED, successor)
+        slots = ops.concatenate([successor, last[:, :, None]], axis=2)  # (B, n, n + 1)
+        edge_to_edge = ops.full_like(first[:, :1], self.MASKED)
+        edge = ops.concatenate([first, edge_to_edge], axis=1)[:, None, :]  # (B, 1, n + 1)
+        return ops.concatenate([slots, edge], axis=1)
+
+    def compute_output_shape(self, input_shape):
+        batch, n_chunks = input_shape[0][:2]
+        size = None if n_chunks is None else n_chunks + 1
+        return (batch, size, size)

@@ -1,7 +1,9 @@
 """Loss and training metrics of the sorting task, in keras.ops.
 
 The model outputs row-normalized log-probabilities ``[shape=(B, n, n)]``
-(row i: where the chunk in slot i belongs); labels are ``order [shape=(B, n)]``.
+(row i: where the chunk in slot i belongs), or, for the successor head,
+"what follows what" logits ``[shape=(B, n + 1, n + 1)]``; labels are
+``order [shape=(B, n)]``.
 Registered under package "audiosort" so a saved, compiled model reloads.
 """
 
@@ -16,10 +18,14 @@ def sorting_loss(sorter_type: str = "mlp") -> keras.losses.Loss:
 
     Mean cross-entropy of the rows against ``order`` (log-probs are valid
     logits), plus, for the rank head, the Plackett-Luce likelihood of the
-    order (:class:`PlackettLuceLoss`).
+    order (:class:`PlackettLuceLoss`); for the successor head, whose output is
+    not positions, the cross-entropy of its successor rows and columns
+    (:class:`SuccessorLoss`).
     """
     if sorter_type == "rank":
         return PlackettLuceLoss()
+    if sorter_type == "successor":
+        return SuccessorLoss()
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True, name="row_cross_entropy")
 
 
@@ -57,6 +63,76 @@ class PlackettLuceLoss(keras.losses.Loss):
         return plackett_luce + row_cross_entropy
 
 
+def successor_targets(order):
+    """The true neighbours of every node of the successor head's ``(n + 1) x (n + 1)`` matrix.
+
+    Node n is the puzzle's edge (:class:`audiosort.models.layers.SuccessorLogits`).
+
+    Parameters
+    ----------
+    order : tensor [shape=(B, n), int]
+        Temporal position of the chunk in each slot.
+
+    Returns
+    -------
+    following : tensor [shape=(B, n + 1), int32]
+        ``following[b, i]``: the slot right after slot i (n after the last
+        one); ``following[b, n]`` the first slot.
+    preceding : tensor [shape=(B, n + 1), int32]
+        ``preceding[b, j]``: the slot right before slot j (n before the first
+        one); ``preceding[b, n]`` the last slot.
+    """
+    order = ops.cast(order, "int32")
+    slot_at = ops.cast(ops.argsort(order, axis=-1), "int32")  # (B, n): slot at position k
+    edge = ops.full_like(slot_at[:, :1], ops.shape(order)[1])
+    after = ops.concatenate([slot_at, edge], axis=1)  # position k + 1 -> slot, n past the end
+    before = ops.concatenate([edge, slot_at], axis=1)  # position k - 1 (shifted by one) -> slot, n before the start
+    following = ops.concatenate([ops.take_along_axis(after, order + 1, axis=1), slot_at[:, :1]], axis=1)
+    preceding = ops.concatenate([ops.take_along_axis(before, order, axis=1), slot_at[:, -1:]], axis=1)
+    return following, preceding
+
+
+@keras.saving.register_keras_serializable(package="audiosort")
+class SuccessorLoss(keras.losses.Loss):
+    """The successor head's loss: cross-entropy of every row and every column of its logits.
+
+    Row i of the ``(n + 1) x (n + 1)`` logits is a softmax over what follows
+    slot i, column j one over what precedes slot j (node n is the puzzle's
+    edge, see :func:`successor_targets`). Each of the 2 (n + 1) softmaxes has
+    one right answer, so nothing is enumerated and n may be large; the column
+    terms make two slots compete for one successor, as they do in an order.
+
+    ``call(order (B, n) int, logits (B, n + 1, n + 1))`` returns ``(B, n + 1)``
+    float32: the mean of row k's and column k's cross-entropy, in nats.
+    """
+
+    def __init__(self, name="successor_cross_entropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        logits = ops.cast(y_pred, "float32")
+        following, preceding = successor_targets(y_true)
+        rows = -ops.take_along_axis(ops.log_softmax(logits, axis=-1), following[:, :, None], axis=2)[:, :, 0]
+        columns = -ops.take_along_axis(ops.log_softmax(logits, axis=-2), preceding[:, None, :], axis=1)[:, 0, :]
+        return 0.5 * (rows + columns)
+
+
+@keras.saving.register_keras_serializable(package="audiosort")
+def successor_row_accuracy(order, logits):
+    """Fraction of the n + 1 rows whose argmax is the true successor, per puzzle: ``(B,)``."""
+    following, _ = successor_targets(order)
+    right = ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), following)
+    return ops.mean(ops.cast(right, "float32"), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="audiosort")
+def successor_exact_accuracy(order, logits):
+    """1.0 per puzzle whose every row's argmax is its true successor (the whole order follows), else 0.0: ``(B,)``."""
+    following, _ = successor_targets(order)
+    right = ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), following)
+    return ops.cast(ops.all(right, axis=-1), "float32")
+
+
 @keras.saving.register_keras_serializable(package="audiosort")
 def exact_order_accuracy(order, log_probs):
     """1.0 per puzzle whose every row's argmax is its true position, else 0.0: ``(B,)``."""
@@ -65,8 +141,17 @@ def exact_order_accuracy(order, log_probs):
     return ops.cast(ops.all(right, axis=-1), "float32")
 
 
-def sorting_metrics() -> list:
-    """Position accuracy (per slot, argmax decoding) and exact-order accuracy (per puzzle)."""
+def sorting_metrics(sorter_type: str = "mlp") -> list:
+    """Position accuracy (per slot, argmax decoding) and exact-order accuracy (per puzzle).
+
+    The successor head reports successor accuracy (per row) in place of
+    position accuracy, and exact order when every row's argmax is right.
+    """
+    if sorter_type == "successor":
+        return [
+            keras.metrics.MeanMetricWrapper(successor_row_accuracy, name="successor_accuracy"),
+            keras.metrics.MeanMetricWrapper(successor_exact_accuracy, name="exact_accuracy"),
+        ]
     return [
         keras.metrics.SparseCategoricalAccuracy(name="position_accuracy"),
         keras.metrics.MeanMetricWrapper(exact_order_accuracy, name="exact_accuracy"),

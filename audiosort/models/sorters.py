@@ -4,7 +4,9 @@ Each builder returns a ``keras.Model`` named "sorter" with input
 ``[shape=(B, n, D)]`` (one embedding per slot) and output ``[shape=(B, n, n)]``
 raw scores, row i over the n temporal positions of the chunk in slot i. The
 row normalization (softmax or Sinkhorn) is applied after the head, in
-:mod:`audiosort.models.build`. ``SORTERS`` maps the names users type in
+:mod:`audiosort.models.build`. The successor head is the exception: it
+outputs "slot j right after slot i" logits ``[shape=(B, n + 1, n + 1)]``,
+decoded as the best path (:mod:`audiosort.predict`). ``SORTERS`` maps the names users type in
 ``model.sorter.type`` to the builders.
 """
 
@@ -15,11 +17,16 @@ from keras import layers
 
 from audiosort.config import SORTER_TYPES, SorterConfig
 from audiosort.errors import ConfigError
-from audiosort.models.layers import ExpectedRankScores, PairFeatures, PermutationMarginals, TimePositionScores
+from audiosort.models.layers import (
+    ExpectedRankScores, PairFeatures, PermutationMarginals, SuccessorLogits, TimePositionScores,
+)
 
 MLP_NARROW_UNITS = 200  # the seed's third sorter layer
 ATTENTION_MIN_WIDTH = 64
 ATTENTION_MLP_RATIO = 2
+# The attention head names each slot's position among n by classification, which stayed at uniform
+# output at n = 20 (docs/many-chunks.md); above this n, rank and successor are the heads to use.
+ATTENTION_MAX_CHUNKS = 7
 
 
 def build_sorter(cfg: SorterConfig, *, n_chunks: int, embedding_dim: int) -> keras.Model:
@@ -87,6 +94,11 @@ def _attention(embeddings, cfg: SorterConfig, *, n_chunks: int):
     head stayed at uniform output. The rank head keeps this encoder and asks
     it for one scalar per slot instead; the sort does the counting.
     """
+    if n_chunks > ATTENTION_MAX_CHUNKS:
+        raise ConfigError(
+            f"model.sorter.type = 'attention' stays at uniform output on many chunks (it must count the slots "
+            f"before each one): n_chunks must be <= {ATTENTION_MAX_CHUNKS}, got {n_chunks}; use 'rank' or 'successor'"
+        )
     return layers.Dense(n_chunks, name="scores")(_set_encoder(embeddings, cfg))
 
 
@@ -138,16 +150,37 @@ def _pairwise(embeddings, cfg: SorterConfig, *, n_chunks: int):
     if n_chunks > PermutationMarginals.MAX_ENUMERATED_CHUNKS:
         raise ConfigError(
             f"model.sorter.type = 'pairwise' enumerates all n! orders: n_chunks must be <= "
-            f"{PermutationMarginals.MAX_ENUMERATED_CHUNKS}, got {n_chunks}; use 'attention' for more chunks"
+            f"{PermutationMarginals.MAX_ENUMERATED_CHUNKS}, got {n_chunks}; use 'successor' for more chunks"
         )
+    successor, first, last = _join_scores(embeddings, cfg)
+    successor = layers.Reshape((n_chunks, n_chunks), name="successor")(successor)
+    first = layers.Reshape((n_chunks,), name="first")(first)
+    last = layers.Reshape((n_chunks,), name="last")(last)
+    return PermutationMarginals(n_chunks, name="scores")([successor, first, last])
+
+
+def _successor(embeddings, cfg: SorterConfig, *, n_chunks: int | None):
+    """The pairwise head's join scores, trained on any n without enumerating orders.
+
+    The same shared MLP scores "slot j right after slot i", "starts" and
+    "ends"; :class:`SuccessorLogits` lays them out as one ``(n + 1) x (n + 1)``
+    matrix (node n is the puzzle's edge), trained by the cross-entropy of its
+    rows and columns (:class:`audiosort.models.objectives.SuccessorLoss`) and
+    decoded as the best Hamiltonian path, by the search that decodes the
+    continuity baseline (:func:`audiosort.metrics.best_paths`). Nothing is
+    sized by n, so n may grow during training.
+    """
+    return SuccessorLogits(name="scores")(_join_scores(embeddings, cfg))
+
+
+def _join_scores(embeddings, cfg: SorterConfig):
+    """Successor ``(B, n, n, 1)``, first ``(B, n, 1)`` and last ``(B, n, 1)`` scores, from one MLP shared by every pair."""
     # As in the attention head: batch statistics remove what a puzzle's embeddings share.
     x = layers.Dense(cfg.hidden_units, use_bias=False, name="project")(embeddings)
     x = layers.ReLU(name="project_relu")(layers.BatchNormalization(name="project_bn")(x))
     h = layers.Dense(cfg.hidden_units, activation="relu", name="pair_dense")(PairFeatures(name="pairs")(x))
-    successor = layers.Reshape((n_chunks, n_chunks), name="successor")(layers.Dense(1, name="successor_score")(h))
-    first = layers.Reshape((n_chunks,), name="first")(layers.Dense(1, name="first_score")(x))
-    last = layers.Reshape((n_chunks,), name="last")(layers.Dense(1, name="last_score")(x))
-    return PermutationMarginals(n_chunks, name="scores")([successor, first, last])
+    successor = layers.Dense(1, name="successor_score")(h)
+    return [successor, layers.Dense(1, name="first_score")(x), layers.Dense(1, name="last_score")(x)]
 
 
 def _precedence(embeddings, cfg: SorterConfig, *, n_chunks: int):
@@ -169,4 +202,4 @@ def _precedence(embeddings, cfg: SorterConfig, *, n_chunks: int):
 # The names live once, in config.SORTER_TYPES (which stays free of Keras); each has its builder _<name> here.
 SORTERS = {name: globals()[f"_{name}"] for name in SORTER_TYPES}
 # Heads with no weight sized by n: one model for any number of chunks.
-ANY_N_SORTERS = frozenset({"rank"})
+ANY_N_SORTERS = frozenset({"rank", "successor"})

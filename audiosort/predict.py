@@ -1,0 +1,96 @@
+"""A sorting model's position scores for puzzles: what eval, audit and listen decode.
+
+Most sorter heads output position log-probabilities ``(B, n, n)``, row i over
+the temporal positions of the chunk in slot i, and are decoded row by row or
+by assignment (:func:`audiosort.metrics.decode`). The successor head outputs
+"slot j right after slot i" logits ``(B, n + 1, n + 1)`` instead (node n is the
+puzzle's edge, :class:`audiosort.models.layers.SuccessorLogits`); its order is
+the best Hamiltonian path through them, found by the search that decodes the
+continuity baseline (:func:`audiosort.metrics.best_paths`), and it is returned
+as certain position scores, which every decoding reads back as that order.
+
+Example
+-------
+>>> scores = position_scores(model, puzzles.chunks, batch_size=256)  # doctest: +SKIP
+>>> predicted = metrics.decode(scores, method="hungarian")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from audiosort import metrics
+from audiosort.models.build import predicts_successors
+
+
+def position_scores(model: keras.Model, chunks: np.ndarray, *, batch_size: int = 256, what: str = "these puzzles") -> np.ndarray:
+    """Score puzzles with a sorting model, as position log-probabilities ready to decode.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A sorting model of :func:`audiosort.models.build_model` (or loaded from a run).
+    chunks : np.ndarray [shape=(B, n, L), dtype=int16]
+        The puzzles' chunks, slot by slot.
+    batch_size : int > 0
+        Puzzles per predict batch.
+    what : str
+        What is scored, for error messages.
+
+    Returns
+    -------
+    np.ndarray [shape=(B, n, n), dtype=float64]
+        Finite log-probabilities; ``[b, i, j]`` scores slot i at position j.
+
+    Raises
+    ------
+    InputError
+        NaN scores: the model's weights are broken.
+    """
+    return to_position_scores(model, model.predict(chunks, batch_size=batch_size, verbose=0), what=what)
+
+
+def to_position_scores(model: keras.Model, outputs: np.ndarray, *, what: str = "these puzzles") -> np.ndarray:
+    """What ``model`` output for some puzzles, as finite position log-probabilities ``(B, n, n)``.
+
+    Position log-probabilities pass through (with -inf clipped,
+    :func:`audiosort.metrics.finite_scores`); successor logits ``(B, n + 1,
+    n + 1)`` become the certain scores of their best path
+    (:func:`best_successor_paths`). Raises InputError on NaN, as
+    :func:`position_scores`.
+    """
+    scores = metrics.finite_scores(outputs, what=what)
+    if not predicts_successors(model):
+        return scores
+    return metrics.certain_scores(metrics.positions_of(best_successor_paths(scores)))
+
+
+def best_successor_paths(logits: np.ndarray) -> np.ndarray:
+    """The best order of slots under the successor head's logits.
+
+    A path's score is the sum, over its n + 1 joins (edge -> first slot, slot
+    -> slot, last slot -> edge), of each join's row log-softmax ("j follows i")
+    plus its column log-softmax ("i precedes j"): the two halves of the
+    training loss.
+
+    Parameters
+    ----------
+    logits : np.ndarray [shape=(B, n + 1, n + 1), finite]
+        Successor logits; index n is the puzzle's edge.
+
+    Returns
+    -------
+    np.ndarray [shape=(B, n), dtype=int64]
+        Slot at each position, as :func:`audiosort.metrics.best_paths`.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    joins = _log_softmax(logits, axis=-1) + _log_softmax(logits, axis=-2)
+    joins = np.maximum(joins, metrics.LOWEST_SCORE)
+    n_chunks = logits.shape[1] - 1
+    return metrics.best_paths(joins[:, :n_chunks, :n_chunks], first=joins[:, n_chunks, :n_chunks], last=joins[:, :n_chunks, n_chunks])
+
+
+def _log_softmax(x: np.ndarray, *, axis: int) -> np.ndarray:
+    top = np.max(x, axis=axis, keepdims=True)
+    return x - top - np.log(np.sum(np.exp(x - top), axis=axis, keepdims=True))
