@@ -81,17 +81,32 @@ def _import_keras_quietly() -> None:
 class _Group(click.Group):
     command_class = _KerasCommand
 
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as e:  # a mistake before the command name: `audiosort --bogus`
+            raise _one_line(e) from None
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except AudiosortError as e:
             raise UserError(str(e)) from None
         except click.UsageError as e:
-            # One line, like every other mistake, instead of click's usage block.
-            hint = f" (see 'audiosort {e.ctx.info_name} --help')" if e.ctx else ""
-            raise UserError(e.format_message().rstrip(".") + hint) from None
+            raise _one_line(e) from None
         except KeyboardInterrupt:
             raise Interrupted() from None
+
+
+def _one_line(error: click.UsageError) -> UserError:
+    """One line, like every other mistake, instead of click's usage block."""
+    if error.ctx is None:
+        hint = ""
+    elif error.ctx.parent is None:  # the group itself, whatever name it was run by
+        hint = " (see 'audiosort --help')"
+    else:
+        hint = f" (see 'audiosort {error.ctx.info_name} --help')"
+    return UserError(error.format_message().rstrip(".") + hint)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

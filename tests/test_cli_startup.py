@@ -32,14 +32,18 @@ def test_help_and_usage_errors_import_no_keras(args, code):
     assert result.stdout.strip().splitlines()[-2:] == [str(code), "none"], result.stdout + result.stderr
 
 
-def test_a_usage_error_is_one_line():
-    result = subprocess.run(
-        [sys.executable, "-m", "audiosort.cli", "train", "--bogus"], capture_output=True, text=True, timeout=60
-    )
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (["train", "--bogus"], "Error: No such option '--bogus' (see 'audiosort train --help')"),
+        (["--bogus"], "Error: No such option '--bogus' (see 'audiosort --help')"),
+        (["bogus"], "Error: No such command 'bogus' (see 'audiosort --help')"),
+    ],
+)
+def test_a_usage_error_is_one_line(args, line):
+    result = subprocess.run([sys.executable, "-m", "audiosort.cli", *args], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "Error: No such option '--bogus' (see 'audiosort train --help')"
-    ]
+    assert result.stderr.strip().splitlines() == [line]
 
 
 def test_importing_the_package_imports_no_keras():
