@@ -282,7 +282,12 @@ def _score_line(name: str, scores: dict) -> str:
     type=click.Path(path_type=str),
     help="Score on these audio files or folders instead of a corpus, every track a test track (repeatable).",
 )
-def eval_command(run_dir, corpus, split, sanity, n_puzzles, seed, allow_train, audio_paths):
+@click.option(
+    "--n-chunks",
+    type=int,
+    help="Score puzzles of this many chunks instead of the run's (a model trained with train.n_chunks_schedule sorts any n).",
+)
+def eval_command(run_dir, corpus, split, sanity, n_puzzles, seed, allow_train, audio_paths, n_chunks):
     """Score a run on held-out tracks and sanity sets against chance.
 
     With --audio, any folder of music is prepared into a temporary corpus at
@@ -297,14 +302,17 @@ def eval_command(run_dir, corpus, split, sanity, n_puzzles, seed, allow_train, a
     if audio_paths:
         if corpus is not None or split != "test":
             raise UserError("--audio scores its own tracks as test; leave out --corpus and --split")
-        report, summary = evaluate_audio(run_dir, list(audio_paths), sanity=names, n_puzzles=n_puzzles, seed=seed)
+        report, summary = evaluate_audio(
+            run_dir, list(audio_paths), sanity=names, n_puzzles=n_puzzles, seed=seed, n_chunks=n_chunks
+        )
         used = f"{summary.tracks['test']} tracks, {summary.hours['test']:.3f} h"
         click.echo(f"audio: {', '.join(audio_paths)} ({used}; {len(summary.skipped)} file(s) skipped)")
         for skipped in summary.skipped:
             click.echo(f"warning: skipped {skipped['source']}: {skipped['reason']}", err=True)
     else:
         report = evaluate(
-            run_dir, corpus=corpus, split=split, sanity=names, n_puzzles=n_puzzles, seed=seed, allow_train=allow_train
+            run_dir, corpus=corpus, split=split, sanity=names, n_puzzles=n_puzzles, seed=seed, allow_train=allow_train,
+            n_chunks=n_chunks,
         )
     click.echo("\n".join(report.lines()))
     click.echo(f"wrote eval.json, eval.md and confusion-<set>.png in {report.run_dir}")

@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from audiosort import _files, reports
@@ -105,6 +105,7 @@ def evaluate(
     n_puzzles: int = DEFAULT_PUZZLES,
     seed: int = 0,
     allow_train: bool = False,
+    n_chunks: int | None = None,
 ) -> EvalReport:
     """Score a run's model on a corpus split and on sanity sets; write the report into the run folder.
 
@@ -128,6 +129,10 @@ def evaluate(
         every run, so that runs are scored on the same puzzles (paired tests).
     allow_train : bool
         Permit ``split="train"``.
+    n_chunks : int >= 2, optional
+        Score puzzles of this many chunks (the run's other puzzle settings
+        kept) instead of the run's ``puzzle.n_chunks``; only for a model that
+        takes any n (its run grew n, ``train.n_chunks_schedule``).
 
     Returns
     -------
@@ -160,11 +165,22 @@ def evaluate(
             raise InputError(f"--sanity {entry!r} is neither a sanity kind ({', '.join(SANITY_KINDS)}) nor a corpus folder")
     config = load_run_config(run_dir)
     sample_rate = config.data.sample_rate
-    spec = PuzzleSpec.from_config(config.puzzle, sample_rate=sample_rate)
+    run_spec = PuzzleSpec.from_config(config.puzzle, sample_rate=sample_rate)
+    spec = run_spec
+    if n_chunks is not None:
+        check_positive_int(n_chunks, "--n-chunks")
+        if n_chunks < 2:
+            raise InputError(f"--n-chunks {n_chunks}: a puzzle needs at least 2 chunks")
+        spec = PuzzleSpec.from_config(replace(config.puzzle, n_chunks=n_chunks), sample_rate=sample_rate)
     # Every input is checked before the model loads, so a usage error costs no time.
     main_corpus = _open_corpus(corpus if corpus is not None else config.data.corpus, sample_rate)
     sanity_corpora = {entry: _open_corpus(entry, sample_rate) for entry in sanity if entry not in SANITY_KINDS}
-    model = load_run_model(run_dir, spec)
+    model = load_run_model(run_dir, run_spec)
+    if model.input_shape[1] not in (None, spec.n_chunks):
+        raise InputError(
+            f"--n-chunks {spec.n_chunks}: this run's model sorts only {model.input_shape[1]} chunks; a model for any n "
+            "comes from a run with train.n_chunks_schedule and a rank or successor head"
+        )
     batch_size = config.train.batch_size
 
     puzzles, fixed = main_corpus.puzzles_for(split, spec, n_puzzles=n_puzzles, seed=seed)
@@ -218,7 +234,7 @@ def evaluate_audio(
     seed : int
         Seeds the puzzles and the sanity audio.
     **options
-        ``sanity`` of :func:`evaluate`.
+        ``sanity`` and ``n_chunks`` of :func:`evaluate`.
 
     Returns
     -------

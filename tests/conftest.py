@@ -1,5 +1,10 @@
 """Shared fixtures: tiny corpora made by the synthetic generators, and a tiny trained run, in tmp folders."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -71,3 +76,16 @@ def assert_one_line_error(result, fragment):
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and fragment in lines[0], result.stderr
+
+
+def run_under_jax(code, *, timeout=300):
+    """Run Python ``code`` in a fresh process under KERAS_BACKEND=jax; return its stdout, failing with its stderr.
+
+    The repository and tests/ are on its path, so ``code`` may import a test module as pytest does.
+    """
+    repo_root = Path(__file__).resolve().parent.parent
+    path = os.pathsep.join([str(repo_root), str(repo_root / "tests")])
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": path}
+    result = subprocess.run([sys.executable, "-c", code], env=env, cwd=repo_root, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout

@@ -6,9 +6,6 @@ import csv
 import importlib.util
 import itertools
 import math
-import os
-import subprocess
-import sys
 import textwrap
 
 import keras
@@ -23,7 +20,7 @@ from audiosort.models import build_model, build_sorter
 from audiosort.models.layers import TimePositionScores
 from audiosort.models.objectives import PlackettLuceLoss, sorting_loss
 from audiosort.train import train
-from conftest import TINY_TRAIN
+from conftest import TINY_TRAIN, run_under_jax
 
 SAMPLE_RATE = 16000
 CHUNK_SAMPLES = 160
@@ -178,9 +175,4 @@ _JAX_RANK_CHECK = textwrap.dedent(
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
 def test_rank_head_trains_on_growing_n_under_jax():
-    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    # tests/ on the path too: this file imports conftest as pytest's own import does.
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": os.pathsep.join([repo_root, os.path.join(repo_root, "tests")])}
-    result = subprocess.run([sys.executable, "-c", _JAX_RANK_CHECK], env=env, cwd=repo_root, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().endswith("ok")
+    assert run_under_jax(_JAX_RANK_CHECK).strip().endswith("ok")

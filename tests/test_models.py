@@ -23,6 +23,7 @@ from audiosort.models.layers import (
     ExpectedRankScores,
     FoldSlots,
     Int16ToFloat,
+    JoinMismatch,
     LogMelSpectrogram,
     PairFeatures,
     PermutationMarginals,
@@ -267,6 +268,7 @@ def test_saved_model_reloads_with_identical_outputs(sorter, normalization, tmp_p
         TimePositionScores(),
         UnfoldSlots(None),
         SuccessorLogits(),
+        JoinMismatch(),
     ],
     ids=lambda layer: type(layer).__name__,
 )

@@ -5,9 +5,6 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import math
-import os
-import subprocess
-import sys
 import textwrap
 
 import keras
@@ -16,7 +13,7 @@ import pytest
 
 from audiosort import metrics
 from audiosort.config import EncoderConfig, ModelConfig, SorterConfig, load_config
-from audiosort.errors import ConfigError
+from audiosort.errors import ConfigError, InputError
 from audiosort.evaluate import evaluate
 from audiosort.listen import listen
 from audiosort.models import build_model, build_sorter
@@ -25,7 +22,7 @@ from audiosort.models.layers import SuccessorLogits
 from audiosort.models.objectives import SuccessorLoss, sorting_loss, sorting_metrics, successor_targets
 from audiosort.predict import best_successor_paths, position_scores
 from audiosort.train import train
-from conftest import TINY_TRAIN, write_music_files
+from conftest import TINY_TRAIN, run_under_jax, write_music_files
 
 SAMPLE_RATE = 16000
 CHUNK_SAMPLES = 160
@@ -154,6 +151,13 @@ def test_tiny_successor_model_learns_joins_on_few_chunks_and_sorts_more():
         assert metrics.kendall_tau(predicted, order).mean() > 0.9, n_chunks
 
 
+def test_eval_at_another_n_needs_a_model_for_any_n(tiny_run):
+    with pytest.raises(InputError, match="sorts only 3 chunks"):
+        evaluate(tiny_run, sanity=(), n_puzzles=20, n_chunks=5)
+    with pytest.raises(InputError, match="at least 2"):
+        evaluate(tiny_run, sanity=(), n_puzzles=20, n_chunks=1)
+
+
 def test_attention_head_is_retired_for_many_chunks_and_successor_needs_softmax():
     with pytest.raises(ConfigError, match="'rank' or 'successor'"):
         build_sorter(SorterConfig(type="attention"), n_chunks=8, embedding_dim=8)
@@ -177,6 +181,9 @@ def test_a_successor_run_grows_n_and_eval_and_listen_decode_its_paths(music_corp
     assert test["n_chunks"] == 4 and test["n_puzzles"] == 40
     assert -1.0 <= test["hungarian"]["kendall_tau"]["value"] <= 1.0
     assert "continuity" in report.to_dict()["datasets"]["test"]["baselines"]
+    # The any-n model sorts puzzles of another n; a fixed-n model refuses to (tiny_run: 3 chunks).
+    six = evaluate(run_dir, sanity=(), n_puzzles=20, n_chunks=6).datasets[0].scores
+    assert six["n_chunks"] == 6 and six["n_puzzles"] == 20
     song = write_music_files(tmp_path / "songs", 1, seconds=3.0)[0]
     result = listen(run_dir, song, out=tmp_path / "listen", start_seconds=1.0)
     assert sorted(result.predicted.tolist()) == [0, 1, 2, 3]
@@ -207,8 +214,4 @@ _JAX_SUCCESSOR_CHECK = textwrap.dedent(
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
 def test_successor_head_trains_on_growing_n_under_jax():
-    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": os.pathsep.join([repo_root, os.path.join(repo_root, "tests")])}
-    result = subprocess.run([sys.executable, "-c", _JAX_SUCCESSOR_CHECK], env=env, cwd=repo_root, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().endswith("ok")
+    assert run_under_jax(_JAX_SUCCESSOR_CHECK).strip().endswith("ok")

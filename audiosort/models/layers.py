@@ -458,3 +458,25 @@ class SuccessorLogits(keras.layers.Layer):
         batch, n_chunks = input_shape[0][:2]
         size = None if n_chunks is None else n_chunks + 1
         return (batch, size, size)
+
+
+@keras.saving.register_keras_serializable(package="audiosort")
+class JoinMismatch(keras.layers.Layer):
+    """How far the end of each slot's chunk is from the start of every other: ``(tail_i - head_j)**2``.
+
+    ``output[b, i, j] = (tails[b, i] - heads[b, j])**2``, per feature: the
+    learned counterpart of the continuity baseline's distance between one
+    chunk's last frames and the next one's first, which an MLP on the two
+    embeddings side by side (:class:`PairFeatures`) would have to learn to
+    subtract and square by itself.
+
+    Inputs ``[tails (B, n, D), heads (B, n, D)]``; output ``[shape=(B, n, n, D)]``.
+    """
+
+    def call(self, inputs):
+        tails, heads = inputs
+        return ops.square(ops.expand_dims(tails, 2) - ops.expand_dims(heads, 1))
+
+    def compute_output_shape(self, input_shape):
+        (batch, n_chunks, width), _ = input_shape
+        return (batch, n_chunks, n_chunks, width)

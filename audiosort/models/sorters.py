@@ -18,7 +18,7 @@ from keras import layers
 from audiosort.config import SORTER_TYPES, SorterConfig
 from audiosort.errors import ConfigError
 from audiosort.models.layers import (
-    ExpectedRankScores, PairFeatures, PermutationMarginals, SuccessorLogits, TimePositionScores,
+    ExpectedRankScores, JoinMismatch, PairFeatures, PermutationMarginals, SuccessorLogits, TimePositionScores,
 )
 
 MLP_NARROW_UNITS = 200  # the seed's third sorter layer
@@ -170,15 +170,25 @@ def _successor(embeddings, cfg: SorterConfig, *, n_chunks: int | None):
     continuity baseline (:func:`audiosort.metrics.best_paths`). Nothing is
     sized by n, so n may grow during training.
     """
-    return SuccessorLogits(name="scores")(_join_scores(embeddings, cfg))
+    return SuccessorLogits(name="scores")(_join_scores(embeddings, cfg, mismatch=True))
 
 
-def _join_scores(embeddings, cfg: SorterConfig):
-    """Successor ``(B, n, n, 1)``, first ``(B, n, 1)`` and last ``(B, n, 1)`` scores, from one MLP shared by every pair."""
+def _join_scores(embeddings, cfg: SorterConfig, *, mismatch: bool = False):
+    """Successor ``(B, n, n, 1)``, first ``(B, n, 1)`` and last ``(B, n, 1)`` scores, from one MLP shared by every pair.
+
+    The MLP sees both embeddings side by side, and with ``mismatch`` also the
+    squared difference of a learned "how it ends" projection of the first and
+    a "how it starts" projection of the second (:class:`JoinMismatch`).
+    """
     # As in the attention head: batch statistics remove what a puzzle's embeddings share.
     x = layers.Dense(cfg.hidden_units, use_bias=False, name="project")(embeddings)
     x = layers.ReLU(name="project_relu")(layers.BatchNormalization(name="project_bn")(x))
-    h = layers.Dense(cfg.hidden_units, activation="relu", name="pair_dense")(PairFeatures(name="pairs")(x))
+    pairs = PairFeatures(name="pairs")(x)
+    if mismatch:
+        tails = layers.Dense(cfg.hidden_units, name="tail")(x)
+        heads = layers.Dense(cfg.hidden_units, name="head")(x)
+        pairs = layers.Concatenate(name="pairs_and_mismatch")([pairs, JoinMismatch(name="mismatch")([tails, heads])])
+    h = layers.Dense(cfg.hidden_units, activation="relu", name="pair_dense")(pairs)
     successor = layers.Dense(1, name="successor_score")(h)
     return [successor, layers.Dense(1, name="first_score")(x), layers.Dense(1, name="last_score")(x)]
 
