@@ -117,20 +117,22 @@ class SuccessorLoss(keras.losses.Loss):
         return 0.5 * (rows + columns)
 
 
+def _successor_rows_right(order, logits):
+    """Whether each of the n + 1 rows' argmax is the true successor: ``(B, n + 1)`` bool."""
+    following, _ = successor_targets(order)
+    return ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), following)
+
+
 @keras.saving.register_keras_serializable(package="audiosort")
 def successor_row_accuracy(order, logits):
     """Fraction of the n + 1 rows whose argmax is the true successor, per puzzle: ``(B,)``."""
-    following, _ = successor_targets(order)
-    right = ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), following)
-    return ops.mean(ops.cast(right, "float32"), axis=-1)
+    return ops.mean(ops.cast(_successor_rows_right(order, logits), "float32"), axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="audiosort")
 def successor_exact_accuracy(order, logits):
     """1.0 per puzzle whose every row's argmax is its true successor (the whole order follows), else 0.0: ``(B,)``."""
-    following, _ = successor_targets(order)
-    right = ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), following)
-    return ops.cast(ops.all(right, axis=-1), "float32")
+    return ops.cast(ops.all(_successor_rows_right(order, logits), axis=-1), "float32")
 
 
 @keras.saving.register_keras_serializable(package="audiosort")

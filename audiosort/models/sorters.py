@@ -6,8 +6,8 @@ raw scores, row i over the n temporal positions of the chunk in slot i. The
 row normalization (softmax or Sinkhorn) is applied after the head, in
 :mod:`audiosort.models.build`. The successor head is the exception: it
 outputs "slot j right after slot i" logits ``[shape=(B, n + 1, n + 1)]``,
-decoded as the best path (:mod:`audiosort.predict`). ``SORTERS`` maps the names users type in
-``model.sorter.type`` to the builders.
+decoded as the best path (:mod:`audiosort.predict`). ``SORTERS`` maps the
+names users type in ``model.sorter.type`` to the builders.
 """
 
 from __future__ import annotations
@@ -162,7 +162,10 @@ def _pairwise(embeddings, cfg: SorterConfig, *, n_chunks: int):
 def _successor(embeddings, cfg: SorterConfig, *, n_chunks: int | None):
     """The pairwise head's join scores, trained on any n without enumerating orders.
 
-    The same shared MLP scores "slot j right after slot i", "starts" and
+    The pairwise head's shared MLP, which here also sees how far one chunk's
+    learned "how it ends" is from the other's "how it starts"
+    (:class:`JoinMismatch`; at n = 20 on synthetic music it raised val Kendall
+    tau from 0.085 to 0.157), scores "slot j right after slot i", "starts" and
     "ends"; :class:`SuccessorLogits` lays them out as one ``(n + 1) x (n + 1)``
     matrix (node n is the puzzle's edge), trained by the cross-entropy of its
     rows and columns (:class:`audiosort.models.objectives.SuccessorLoss`) and
