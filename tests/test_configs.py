@@ -31,7 +31,9 @@ def test_shipped_config_loads_and_builds(path):
     model, encoder = build_model(
         config.model, n_chunks=spec.n_chunks, chunk_samples=spec.chunk_samples, sample_rate=config.data.sample_rate
     )
-    assert model.output_shape == (None, spec.n_chunks, spec.n_chunks)
+    # Position scores, or the successor head's joins over the n chunks and the puzzle's edge.
+    size = spec.n_chunks + 1 if config.model.sorter.type == "successor" else spec.n_chunks
+    assert model.output_shape == (None, size, size)
     assert encoder.output_shape == (None, config.model.encoder.embedding_dim)
 
 
