@@ -21,9 +21,10 @@ only the audio, as before, carries it. ``tests/test_augment.py`` checks this
 with a chi-square test and a trained classifier, beside a deliberately leaky
 augmentation that both catch.
 
-Only training batches are augmented (:func:`audiosort.train.train_batches`); the
-fixed val and test sets, evaluation, the sanity sets' scoring, embedding and
-probes see the audio as it is.
+Only training batches are augmented, on the input pipeline's worker threads
+(:func:`audiosort.data.pipeline.prefetched_puzzle_batches`, given the config by
+:func:`audiosort.train.train_batches`); the fixed val and test sets,
+evaluation, the sanity sets' scoring, embedding and probes see the audio as it is.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def augment_batch(chunks: np.ndarray, rng: np.random.Generator, config: AugmentC
         audio *= (10.0 ** (rng.uniform(-config.gain_db, 0.0, size=(batch, n_chunks, 1)) / 20.0)).astype(np.float32)
     noise_rms = -float(INT16.min) * 10.0 ** (rng.uniform(config.noise_min_dbfs, config.noise_max_dbfs, size=(batch, n_chunks, 1)) / 20.0)
     audio += rng.standard_normal((batch, n_chunks, length), dtype=np.float32) * noise_rms.astype(np.float32)
-    return np.clip(np.rint(audio), INT16.min, INT16.max).astype(np.int16)
+    return np.clip(np.rint(audio, out=audio), INT16.min, INT16.max, out=audio).astype(np.int16)
 
 
 def puzzle_response_db(
