@@ -23,9 +23,11 @@ rendered into a temporary folder, with the model and ``compile`` of
   feeds: the pipeline's batches augmented on the consuming thread, as
   ``train_batches`` did before (``augment-consumer``), and augmented on the
   pipeline's worker threads, as it does now (``augment-pipeline``), with the
-  ratio of their puzzles/s; and the augmented streams alone (no train step),
-  in batches/s: consumer-side, the pipeline with one worker and with
-  ``--workers``, to show what the threads add.
+  ratio of their puzzles/s; and the augmented streams alone (no train step):
+  consumer-side, the pipeline with one worker and with ``--workers``, in
+  batches/s and in CPU time per batch on the consuming thread (what a train
+  step on that thread waits for; unlike wall time, hardly changed by other
+  jobs on the machine) and in all threads.
 
 Everything is measured ``--rounds`` times, in alternation. Times are the
 fastest round, since other processes can only add time; a ratio is taken
@@ -247,14 +249,27 @@ def augmented_streams(tracks: TrackTable, config: Config, spec: PuzzleSpec, batc
     }
 
 
-def stream_batches_per_second(batches, *, calls: int) -> float:
-    """Batches/s of a stream consumed as fast as it comes, after two warm-up batches (threads started)."""
+@dataclasses.dataclass(frozen=True)
+class StreamCost:
+    """A stream consumed alone, as fast as it comes: its rate and whose CPU time it took."""
+
+    batches_per_second: float
+    consumer_cpu_seconds: float  # per batch, on the consuming thread: what a train step on that thread waits for
+    process_cpu_seconds: float  # per batch, all threads
+
+
+def stream_cost(batches, *, calls: int) -> StreamCost:
+    """Rate and CPU time per batch of ``batches``, after two warm-up batches (threads started)."""
     with contextlib.closing(batches):
         next(batches), next(batches)
-        start = time.perf_counter()
+        start, thread_start, process_start = time.perf_counter(), time.thread_time(), time.process_time()
         for _ in range(calls):
             next(batches)
-        return calls / (time.perf_counter() - start)
+        return StreamCost(
+            batches_per_second=calls / (time.perf_counter() - start),
+            consumer_cpu_seconds=(time.thread_time() - thread_start) / calls,
+            process_cpu_seconds=(time.process_time() - process_start) / calls,
+        )
 
 
 def sampler_seconds(tracks: TrackTable, spec: PuzzleSpec, batch_size: int, *, rng: np.random.Generator, calls: int) -> float:
@@ -385,7 +400,7 @@ class Measurements:
     sampler_call: list[float]  # sample_puzzles alone, one batch, seconds
     matmul: dict[str, list[float]]  # FLOP/s per dtype
     augment_call: list[float]  # augment_batch alone, one batch, seconds (with --augment)
-    streams: dict[str, list[float]]  # augmented streams alone, batches/s (with --augment)
+    streams: dict[str, list[StreamCost]]  # augmented streams alone (with --augment)
 
 
 def measure(model: keras.Model, tracks: TrackTable, config: Config, spec: PuzzleSpec, batch_size: int,
@@ -407,7 +422,7 @@ def measure(model: keras.Model, tracks: TrackTable, config: Config, spec: Puzzle
         if config.augment.enabled:
             m.augment_call.append(augment_seconds(fixed.chunks, config, calls=min(args.steps, 10)))
             for name, batches in augmented_streams(tracks, config, spec, batch_size, rng=rng, workers=args.workers).items():
-                m.streams.setdefault(name, []).append(stream_batches_per_second(batches, calls=args.steps))
+                m.streams.setdefault(name, []).append(stream_cost(batches, calls=args.steps))
     return m
 
 
@@ -516,12 +531,14 @@ def print_augmentation(batch_size: int, m: Measurements) -> None:
     ratio = consumer / pipeline
     print(f"  augmented train step, in-pipeline over consumer-side: {np.median(ratio):.2f} x the puzzles/s "
           f"({batch_size / pipeline.min():,.0f} vs {batch_size / consumer.min():,.0f}; {per_round(ratio, '.2f')})")
-    baseline = np.array(m.streams["consumer-side"])
-    print("  augmented stream alone (no train step), batches/s:")
-    for name, rates in m.streams.items():
-        rates = np.array(rates)
-        print(f"    {name:<22} {rates.max():8.1f}  {np.median(rates / baseline):5.2f} x consumer-side  "
-              f"({per_round(rates, '.1f')})")
+    baseline = np.array([cost.batches_per_second for cost in m.streams["consumer-side"]])
+    print("  augmented stream alone (no train step): batches/s; CPU ms per batch on the consuming thread and in all threads:")
+    for name, costs in m.streams.items():
+        rates = np.array([cost.batches_per_second for cost in costs])
+        consumer = np.median([cost.consumer_cpu_seconds for cost in costs])
+        process = np.median([cost.process_cpu_seconds for cost in costs])
+        print(f"    {name:<22} {rates.max():8.1f} batches/s  {np.median(rates / baseline):5.2f} x consumer-side  "
+              f"consuming thread {consumer * 1e3:6.1f} ms  all threads {process * 1e3:6.1f} ms  ({per_round(rates, '.1f')})")
 
 
 def main() -> None:
