@@ -29,7 +29,6 @@ import numpy as np
 
 from audiosort import distributed, metrics, run
 from audiosort.config import AugmentConfig, Config, n_chunks_schedule
-from audiosort.data.augment import augment_batch
 from audiosort.data.corpus import Corpus
 from audiosort.data.pipeline import prefetched_puzzle_batches
 from audiosort.data.puzzles import Puzzles, PuzzleSpec, TrackTable
@@ -239,22 +238,13 @@ def train_batches(
 
     The one place batches are made for training (``fit``'s input on every
     path, and audit's): the plain sampler's batches, cut ahead on background
-    threads (:func:`audiosort.data.pipeline.prefetched_puzzle_batches`). With
-    ``augment.enabled``, each batch's chunks then pass through
-    :func:`audiosort.data.augment.augment_batch` (at ``sample_rate`` Hz, drawing
-    from ``rng``): training batches only, never val, test or eval.
+    threads (:func:`audiosort.data.pipeline.prefetched_puzzle_batches`), which
+    with ``augment.enabled`` also pass each batch's chunks through
+    :func:`audiosort.data.augment.augment_batch` (at ``sample_rate`` Hz, each
+    batch with its own generator spawned from ``rng``): training batches only,
+    never val, test or eval.
     """
-    batches = prefetched_puzzle_batches(tracks, spec, batch_size, rng=rng)
-    if not augment.enabled:
-        return batches
-    return _augmented(batches, rng, augment, sample_rate=sample_rate)
-
-
-def _augmented(batches: Iterator, rng: np.random.Generator, augment: AugmentConfig, *, sample_rate: int) -> Iterator:
-    """``batches`` with their chunks augmented; closing it closes ``batches`` (and their threads) too."""
-    with contextlib.closing(batches):
-        for chunks, order in batches:
-            yield augment_batch(chunks, rng, augment, sample_rate=sample_rate), order
+    return prefetched_puzzle_batches(tracks, spec, batch_size, rng=rng, augment=augment, sample_rate=sample_rate)
 
 
 def fit(

@@ -1,6 +1,7 @@
 """Benchmark a training step beside its yardsticks, all measured in one run, over several batch sizes.
 
     python scripts/bench_train.py [--batch 256,1024,4096] [--steps 30] [--config configs/seed.yaml] [--jit on|off|auto]
+                                  [--augment]
 
 Trains ``configs/seed.yaml`` (or ``--config``) on a synthetic music corpus
 rendered into a temporary folder, with the model and ``compile`` of
@@ -17,7 +18,16 @@ rendered into a temporary folder, with the model and ``compile`` of
 - achieved FLOP/s of the train step (FLOPs counted analytically, see
   :func:`train_step_flops`) over the FLOP/s of a large float32 matmul timed
   in the same process, and, where a GPU or TPU is present, over a bfloat16
-  matmul too (the model computes in bfloat16 there): the utilisation.
+  matmul too (the model computes in bfloat16 there): the utilisation;
+- with ``--augment`` (the config's ``augment`` section, switched on), two more
+  feeds: the pipeline's batches augmented on the consuming thread, as
+  ``train_batches`` did before (``augment-consumer``), and augmented on the
+  pipeline's worker threads, as it does now (``augment-pipeline``), with the
+  ratio of their puzzles/s; and the augmented streams alone (no train step):
+  consumer-side, the pipeline with one worker and with ``--workers``, in
+  batches/s and in CPU time per batch on the consuming thread (what a train
+  step on that thread waits for; unlike wall time, hardly changed by other
+  jobs on the machine) and in all threads.
 
 Everything is measured ``--rounds`` times, in alternation. Times are the
 fastest round, since other processes can only add time; a ratio is taken
@@ -30,6 +40,7 @@ yardsticks"). The last lines are a markdown table of the sweep.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import math
 import os
@@ -43,7 +54,8 @@ import numpy as np
 from audiosort import AudiosortError  # first: importing audiosort silences TensorFlow's start-up notes
 
 import keras
-from audiosort.config import Config, load_config
+from audiosort.config import AugmentConfig, Config, load_config
+from audiosort.data.augment import augment_batch
 from audiosort.data.corpus import Corpus, prepare_synthetic
 from audiosort.data.pipeline import keep_freed_memory, prefetched_puzzle_batches
 from audiosort.data.puzzles import PuzzleSpec, TrackTable, puzzle_batches, sample_puzzles
@@ -62,8 +74,8 @@ ENCODER_NAME = "encoder"
 MATMUL_REPS = 10  # timed products per round, fastest kept
 
 
-def bench_config(path: Path | None, *, batch_size: int, jit: str | None) -> tuple[Config, str]:
-    """The config to benchmark, with the batch size and jit setting of the command line.
+def bench_config(path: Path | None, *, batch_size: int, jit: str | None, augment: bool) -> tuple[Config, str]:
+    """The config to benchmark, with the batch size, jit and augmentation settings of the command line.
 
     Parameters
     ----------
@@ -74,6 +86,8 @@ def bench_config(path: Path | None, *, batch_size: int, jit: str | None) -> tupl
         Puzzles per train step.
     jit : {"on", "off", "auto"}, optional
         Overrides ``train.jit_compile``; None keeps the config's.
+    augment : bool
+        Switches ``augment.enabled`` on (the config's magnitudes, else the defaults).
 
     Returns
     -------
@@ -89,6 +103,8 @@ def bench_config(path: Path | None, *, batch_size: int, jit: str | None) -> tupl
     train = dataclasses.replace(config.train, batch_size=batch_size)
     if jit is not None:
         train = dataclasses.replace(train, jit_compile=JIT_SETTINGS[jit])
+    if augment:
+        config = dataclasses.replace(config, augment=dataclasses.replace(config.augment, enabled=True))
     return dataclasses.replace(config, train=train), source
 
 
@@ -163,13 +179,97 @@ def repeat_batch(chunks: np.ndarray, order: np.ndarray):
         yield chunks, order
 
 
-# How each fit is fed; the pipeline's input share and system time are this change's "after",
+def consumer_side_augmented(batches, rng: np.random.Generator, augment: AugmentConfig, *, sample_rate: int):
+    """``train_batches`` with augmentation as it was before it moved into the pipeline (main at 494e93c).
+
+    The pipeline's batches, each augmented on the consuming thread (the train
+    step's) with draws from ``rng``: kept here only as the "before" of
+    ``--augment``.
+    """
+    with contextlib.closing(batches):
+        for chunks, order in batches:
+            yield augment_batch(chunks, rng, augment, sample_rate=sample_rate), order
+
+
+# How each fit is fed; the pipeline's input share and system time are issue 12's "after",
 # the sampler's its "before" (main's feed: sampling on the step's path, TensorFlow's malloc setting).
 FEEDS = {
     "sampler": "puzzle_batches: sample_puzzles on the step's path (before)",
     "pipeline": "prefetched_puzzle_batches, as audiosort train feeds fit (after)",
     "repeated": "one batch repeated: the step without input work",
 }
+# With --augment: augmentation on the step's thread (before) and on the pipeline's threads (after).
+AUGMENT_FEEDS = {
+    "augment-consumer": "pipeline batches augmented on the consuming thread (before)",
+    "augment-pipeline": "prefetched_puzzle_batches(augment=...), augmented on its worker threads (after)",
+}
+
+
+def active_feeds(config: Config) -> dict[str, str]:
+    """The feeds measured for ``config``: FEEDS, and AUGMENT_FEEDS where augmentation is on."""
+    return {**FEEDS, **AUGMENT_FEEDS} if config.augment.enabled else FEEDS
+
+
+def make_feeds(tracks: TrackTable, config: Config, spec: PuzzleSpec, batch_size: int, *, rng: np.random.Generator,
+               fixed, workers: int | None) -> dict:
+    """One fresh generator per active feed, all drawing from ``rng``."""
+    feeds = {
+        "sampler": puzzle_batches(tracks, spec, batch_size, rng=rng),
+        "pipeline": prefetched_puzzle_batches(tracks, spec, batch_size, rng=rng, workers=workers),
+        "repeated": repeat_batch(fixed.chunks, fixed.order),
+    }
+    if config.augment.enabled:
+        sample_rate = config.data.sample_rate
+        feeds["augment-consumer"] = consumer_side_augmented(
+            prefetched_puzzle_batches(tracks, spec, batch_size, rng=rng, workers=workers), rng, config.augment,
+            sample_rate=sample_rate,
+        )
+        feeds["augment-pipeline"] = prefetched_puzzle_batches(
+            tracks, spec, batch_size, rng=rng, augment=config.augment, sample_rate=sample_rate, workers=workers
+        )
+    return feeds
+
+
+def augmented_streams(tracks: TrackTable, config: Config, spec: PuzzleSpec, batch_size: int, *,
+                      rng: np.random.Generator, workers: int | None) -> dict[str, object]:
+    """The augmented streams timed alone: consumer-side, and the pipeline with one worker and with ``workers``."""
+    sample_rate = config.data.sample_rate
+    many = workers or max(1, min(4, len(os.sched_getaffinity(0))))
+    return {
+        "consumer-side": consumer_side_augmented(
+            prefetched_puzzle_batches(tracks, spec, batch_size, rng=rng, workers=workers), rng, config.augment,
+            sample_rate=sample_rate,
+        ),
+        "pipeline, 1 worker": prefetched_puzzle_batches(
+            tracks, spec, batch_size, rng=rng, augment=config.augment, sample_rate=sample_rate, workers=1
+        ),
+        f"pipeline, {many} workers": prefetched_puzzle_batches(
+            tracks, spec, batch_size, rng=rng, augment=config.augment, sample_rate=sample_rate, workers=many
+        ),
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamCost:
+    """A stream consumed alone, as fast as it comes: its rate and whose CPU time it took."""
+
+    batches_per_second: float
+    consumer_cpu_seconds: float  # per batch, on the consuming thread: what a train step on that thread waits for
+    process_cpu_seconds: float  # per batch, all threads
+
+
+def stream_cost(batches, *, calls: int) -> StreamCost:
+    """Rate and CPU time per batch of ``batches``, after two warm-up batches (threads started)."""
+    with contextlib.closing(batches):
+        next(batches), next(batches)
+        start, thread_start, process_start = time.perf_counter(), time.thread_time(), time.process_time()
+        for _ in range(calls):
+            next(batches)
+        return StreamCost(
+            batches_per_second=calls / (time.perf_counter() - start),
+            consumer_cpu_seconds=(time.thread_time() - thread_start) / calls,
+            process_cpu_seconds=(time.process_time() - process_start) / calls,
+        )
 
 
 def sampler_seconds(tracks: TrackTable, spec: PuzzleSpec, batch_size: int, *, rng: np.random.Generator, calls: int) -> float:
@@ -287,6 +387,8 @@ def command_line(args: argparse.Namespace) -> str:
         options.append(f"--config {args.config}")
     if args.jit is not None:
         options.append(f"--jit {args.jit}")
+    if args.augment:
+        options.append("--augment")
     return "python scripts/bench_train.py " + " ".join(options)
 
 
@@ -297,6 +399,8 @@ class Measurements:
     steps: dict[str, list[StepCost]]  # per feed (see FEEDS)
     sampler_call: list[float]  # sample_puzzles alone, one batch, seconds
     matmul: dict[str, list[float]]  # FLOP/s per dtype
+    augment_call: list[float]  # augment_batch alone, one batch, seconds (with --augment)
+    streams: dict[str, list[StreamCost]]  # augmented streams alone (with --augment)
 
 
 def measure(model: keras.Model, tracks: TrackTable, config: Config, spec: PuzzleSpec, batch_size: int,
@@ -307,19 +411,29 @@ def measure(model: keras.Model, tracks: TrackTable, config: Config, spec: Puzzle
               verbose=0)
     fixed = sample_puzzles(tracks, spec, batch_size, rng=rng)
     dtypes = ["float32", "bfloat16"] if accelerator_present() else ["float32"]
-    m = Measurements({feed: [] for feed in FEEDS}, [], {dtype: [] for dtype in dtypes})
+    m = Measurements({feed: [] for feed in active_feeds(config)}, [], {dtype: [] for dtype in dtypes}, [], {})
     for _ in range(args.rounds):
-        feeds = {
-            "sampler": puzzle_batches(tracks, spec, batch_size, rng=rng),
-            "pipeline": prefetched_puzzle_batches(tracks, spec, batch_size, rng=rng, workers=args.workers),
-            "repeated": repeat_batch(fixed.chunks, fixed.order),
-        }
+        feeds = make_feeds(tracks, config, spec, batch_size, rng=rng, fixed=fixed, workers=args.workers)
         for feed, batches in feeds.items():
             m.steps[feed].append(fit_step_cost(model, batches, args.steps))
         m.sampler_call.append(sampler_seconds(tracks, spec, batch_size, rng=rng, calls=min(args.steps, 10)))
         for dtype in dtypes:
             m.matmul[dtype].append(matmul_flops_per_second(args.matmul_size, reps=MATMUL_REPS, dtype=dtype))
+        if config.augment.enabled:
+            m.augment_call.append(augment_seconds(fixed.chunks, config, calls=min(args.steps, 10)))
+            for name, batches in augmented_streams(tracks, config, spec, batch_size, rng=rng, workers=args.workers).items():
+                m.streams.setdefault(name, []).append(stream_cost(batches, calls=args.steps))
     return m
+
+
+def augment_seconds(chunks: np.ndarray, config: Config, *, calls: int) -> float:
+    """Mean seconds of one ``augment_batch`` call on ``chunks``, on this thread, after one warm-up call."""
+    rng = np.random.default_rng(0)
+    augment_batch(chunks, rng, config.augment, sample_rate=config.data.sample_rate)
+    start = time.perf_counter()
+    for _ in range(calls):
+        augment_batch(chunks, rng, config.augment, sample_rate=config.data.sample_rate)
+    return (time.perf_counter() - start) / calls
 
 
 def per_round(values, number_format: str) -> str:
@@ -353,7 +467,9 @@ def print_header(model: keras.Model, config: Config, source: str, spec: PuzzleSp
         f"sample_puzzles alone, matmul x {MATMUL_REPS}; {args.warmup} warm-up steps first; "
         "times = fastest round, ratios and CPU splits = median over rounds"
     )
-    print("feeds:   " + "; ".join(f"{feed} = {what}" for feed, what in FEEDS.items()))
+    print("feeds:   " + "; ".join(f"{feed} = {what}" for feed, what in active_feeds(config).items()))
+    if config.augment.enabled:
+        print(f"augment: {config.augment}")
     print("CPU:     user / system seconds and minor page faults of the whole process (getrusage) per train step")
 
 
@@ -393,6 +509,8 @@ def print_batch(model: keras.Model, spec: PuzzleSpec, batch_size: int, m: Measur
                     f"{faults:,.0f}"]
     print(f"  sample_puzzles alone: {sampler.min() * 1e3:.1f} ms/batch, "
           f"{np.median(sampler / np.array([c.seconds for c in m.steps['sampler']])):.1%} of a sampler-fed step")
+    if m.augment_call:
+        print_augmentation(batch_size, m)
     pipeline = np.array([cost.seconds for cost in m.steps["pipeline"]])
     for dtype, flops in m.matmul.items():
         flops = np.array(flops)
@@ -401,6 +519,26 @@ def print_batch(model: keras.Model, spec: PuzzleSpec, batch_size: int, m: Measur
               f"(pipeline feed); utilisation {np.median(utilisation):.2f} ({per_round(utilisation, '.2f')})")
         summary.append(f"{np.median(utilisation):.2f}")
     return summary
+
+
+def print_augmentation(batch_size: int, m: Measurements) -> None:
+    """With --augment: augment_batch alone, the two augmented feeds' ratio, and the augmented streams alone."""
+    consumer = np.array([cost.seconds for cost in m.steps["augment-consumer"]])
+    pipeline = np.array([cost.seconds for cost in m.steps["augment-pipeline"]])
+    call = np.array(m.augment_call)
+    print(f"  augment_batch alone: {call.min() * 1e3:.1f} ms/batch, "
+          f"{np.median(call / consumer):.1%} of an augment-consumer step ({per_round(call * 1e3, '.1f')} ms)")
+    ratio = consumer / pipeline
+    print(f"  augmented train step, in-pipeline over consumer-side: {np.median(ratio):.2f} x the puzzles/s "
+          f"({batch_size / pipeline.min():,.0f} vs {batch_size / consumer.min():,.0f}; {per_round(ratio, '.2f')})")
+    baseline = np.array([cost.batches_per_second for cost in m.streams["consumer-side"]])
+    print("  augmented stream alone (no train step): batches/s; CPU ms per batch on the consuming thread and in all threads:")
+    for name, costs in m.streams.items():
+        rates = np.array([cost.batches_per_second for cost in costs])
+        consumer = np.median([cost.consumer_cpu_seconds for cost in costs])
+        process = np.median([cost.process_cpu_seconds for cost in costs])
+        print(f"    {name:<22} {rates.max():8.1f} batches/s  {np.median(rates / baseline):5.2f} x consumer-side  "
+              f"consuming thread {consumer * 1e3:6.1f} ms  all threads {process * 1e3:6.1f} ms  ({per_round(rates, '.1f')})")
 
 
 def main() -> None:
@@ -414,12 +552,14 @@ def main() -> None:
     parser.add_argument("--jit", choices=sorted(JIT_SETTINGS), default=None, help="override train.jit_compile")
     parser.add_argument("--matmul-size", type=int, default=2048, help="side of the square matmul yardsticks")
     parser.add_argument("--workers", type=int, default=None, help="pipeline threads (default: as audiosort train)")
+    parser.add_argument("--augment", action="store_true",
+                        help="augmentation on: time it on the consuming thread (before) and in the pipeline (after)")
     args = parser.parse_args()
     if args.steps < 2 or args.warmup < 1 or args.rounds < 1 or min(args.batch) < 1 or args.matmul_size < 1:
         parser.error("need --steps >= 2 and --warmup, --rounds, --batch, --matmul-size >= 1")
 
     try:
-        config, source = bench_config(args.config, batch_size=args.batch[0], jit=args.jit)
+        config, source = bench_config(args.config, batch_size=args.batch[0], jit=args.jit, augment=args.augment)
     except AudiosortError as e:
         parser.error(str(e))
     spec = PuzzleSpec.from_config(config.puzzle, sample_rate=config.data.sample_rate)
@@ -431,7 +571,9 @@ def main() -> None:
         for batch_size in args.batch:
             summaries.append(print_batch(model, spec, batch_size, measure(model, tracks, config, spec, batch_size, args)))
     dtypes = ["float32", "bfloat16"] if accelerator_present() else ["float32"]
-    columns = ["batch"] + [f"{feed} {what}" for feed in FEEDS for what in ("puzzles/s", "input share", "sys share", "minflt/step")]
+    columns = ["batch"] + [
+        f"{feed} {what}" for feed in active_feeds(config) for what in ("puzzles/s", "input share", "sys share", "minflt/step")
+    ]
     columns += [f"utilisation vs {dtype} matmul" for dtype in dtypes]
     print(f"\nsummary (load average {os.getloadavg()[0]:.1f} at the end)\n")
     print("| " + " | ".join(columns) + " |")

@@ -3,9 +3,12 @@
 The leak tests cut puzzles from white noise, whose chunks say nothing about their order, so whatever
 a test finds in the augmented chunks came from the augmentation. Each test is run beside a
 deliberately leaky augmentation (1 dB quieter per step of temporal position) that it must catch,
-so that a pass means "no leak", not "a test too weak to see one".
+so that a pass means "no leak", not "a test too weak to see one". The honest augmentation is tested
+both as a function and as the training pipeline applies it (on its worker threads, one spawned
+generator per batch).
 """
 
+import contextlib
 import dataclasses
 
 import numpy as np
@@ -15,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 
 from audiosort.config import AugmentConfig, ConfigError, load_config
 from audiosort.data.augment import augment_batch
+from audiosort.data.pipeline import prefetched_puzzle_batches
 from audiosort.data.puzzles import PuzzleSpec, TrackTable, puzzle_batches
 from audiosort.train import train_batches
 
@@ -26,22 +30,29 @@ SPEC = PuzzleSpec(n_chunks=3, chunk_samples=400, pad_min_samples=0, pad_max_samp
 N_PUZZLES = 6000
 
 
-def noise_batches(augment_fn, *, n_puzzles=N_PUZZLES, seed=0):
-    """Puzzles cut from white noise, passed through ``augment_fn(chunks, order, rng)``: (chunks, order)."""
+def noise_batches(augmented_batch, *, n_puzzles=N_PUZZLES, seed=0):
+    """``augmented_batch(tracks, n_puzzles, rng)`` on tracks of white noise: (chunks, order)."""
     rng = np.random.default_rng(seed)
     tracks = TrackTable.from_arrays([np.rint(rng.normal(0, 3000, 60 * SAMPLE_RATE)).astype(np.int16) for _ in range(4)])
+    return augmented_batch(tracks, n_puzzles, rng)
+
+
+def honest(tracks, n_puzzles, rng):
     chunks, order = next(puzzle_batches(tracks, SPEC, n_puzzles, rng=rng))
-    return augment_fn(chunks, order, rng), order
+    return augment_batch(chunks, rng, ON, sample_rate=SAMPLE_RATE), order
 
 
-def honest(chunks, order, rng):
-    return augment_batch(chunks, rng, ON, sample_rate=SAMPLE_RATE)
+def in_pipeline(tracks, n_puzzles, rng):
+    """The honest augmentation as training applies it: on a worker thread, with the batch's own generator."""
+    stream = prefetched_puzzle_batches(tracks, SPEC, n_puzzles, rng=rng, augment=ON, sample_rate=SAMPLE_RATE, workers=1, prefetch=1)
+    with contextlib.closing(stream):
+        return next(stream)
 
 
-def leaky(chunks, order, rng):
+def leaky(tracks, n_puzzles, rng):
     """The negative control: the same augmentation, then 1 dB quieter per step of temporal position."""
-    augmented = augment_batch(chunks, rng, ON, sample_rate=SAMPLE_RATE).astype(np.float32)
-    return np.rint(augmented * 10.0 ** (-order[..., None] / 20.0)).astype(np.int16)
+    augmented, order = honest(tracks, n_puzzles, rng)
+    return np.rint(augmented.astype(np.float32) * 10.0 ** (-order[..., None] / 20.0)).astype(np.int16), order
 
 
 def slot_features(chunks):
@@ -68,16 +79,21 @@ def classifier_accuracy(chunks, order):
     return classifier.score(features[half:], order[half:, 0]), len(chunks) - half
 
 
-@pytest.mark.parametrize("augment_fn, leaks", [(honest, False), (leaky, True)], ids=["augment", "leaky-control"])
-def test_loudest_chunk_position_is_uniform_only_without_a_leak(augment_fn, leaks):
-    chunks, order = noise_batches(augment_fn)
+LEAK_CASES = pytest.mark.parametrize(
+    "augmented_batch, leaks", [(honest, False), (in_pipeline, False), (leaky, True)], ids=["augment", "pipeline", "leaky-control"]
+)
+
+
+@LEAK_CASES
+def test_loudest_chunk_position_is_uniform_only_without_a_leak(augmented_batch, leaks):
+    chunks, order = noise_batches(augmented_batch)
     p_value = loudest_position_p_value(chunks, order)
     assert (p_value < 1e-6) if leaks else (p_value > 1e-3), p_value
 
 
-@pytest.mark.parametrize("augment_fn, leaks", [(honest, False), (leaky, True)], ids=["augment", "leaky-control"])
-def test_a_trained_classifier_cannot_tell_positions_apart_without_a_leak(augment_fn, leaks):
-    chunks, order = noise_batches(augment_fn, seed=1)
+@LEAK_CASES
+def test_a_trained_classifier_cannot_tell_positions_apart_without_a_leak(augmented_batch, leaks):
+    chunks, order = noise_batches(augmented_batch, seed=1)
     accuracy, n_test = classifier_accuracy(chunks, order)
     # Chance is 1/3; with 3000 test puzzles a binomial's 99.9 % band is about +-0.028.
     upper = stats.binom.ppf(0.999, n_test, 1 / 3) / n_test
@@ -132,13 +148,19 @@ def test_disabled_returns_the_chunks_and_enabled_is_seeded_int16():
     np.testing.assert_array_equal(first, second)
 
 
-def test_training_batches_are_augmented_and_their_labels_kept():
+def test_training_batches_are_the_same_puzzles_augmented():
     rng = np.random.default_rng(8)
     tracks = TrackTable.from_arrays([np.rint(rng.normal(0, 3000, SAMPLE_RATE)).astype(np.int16) for _ in range(2)])
-    plain = next(train_batches(tracks, SPEC, 16, rng=np.random.default_rng(9), augment=AugmentConfig(), sample_rate=SAMPLE_RATE))
-    augmented = next(train_batches(tracks, SPEC, 16, rng=np.random.default_rng(9), augment=ON, sample_rate=SAMPLE_RATE))
-    np.testing.assert_array_equal(plain[1], augmented[1])
-    assert not np.array_equal(plain[0], augmented[0])
+    plain = train_batches(tracks, SPEC, 16, rng=np.random.default_rng(9), augment=AugmentConfig(), sample_rate=SAMPLE_RATE)
+    augmented = train_batches(tracks, SPEC, 16, rng=np.random.default_rng(9), augment=ON, sample_rate=SAMPLE_RATE)
+    with contextlib.closing(plain), contextlib.closing(augmented):
+        for _ in range(5):
+            (plain_chunks, plain_order), (chunks, order) = next(plain), next(augmented)
+            np.testing.assert_array_equal(order, plain_order)
+            assert not np.array_equal(chunks, plain_chunks)
+            # The same audio under a gentle EQ, gain and noise: every chunk still follows its un-augmented self.
+            correlation = [np.corrcoef(a, b)[0, 1] for a, b in zip(chunks.reshape(-1, 400), plain_chunks.reshape(-1, 400))]
+            assert min(correlation) > 0.5, min(correlation)  # unrelated chunks: about 0 +- 0.05
 
 
 def test_augment_section_is_strict_and_off_by_default():

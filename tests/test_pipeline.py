@@ -3,10 +3,13 @@
 import contextlib
 import resource
 import sys
+import time
 
 import numpy as np
 import pytest
 
+from audiosort.config import AugmentConfig
+from audiosort.data.augment import augment_batch
 from audiosort.data.pipeline import keep_freed_memory, prefetched_puzzle_batches
 from audiosort.data.puzzles import PuzzleSpec, TrackTable, cut_chunks, draw_starts, puzzle_batches, sample_puzzles
 
@@ -52,6 +55,58 @@ def test_stream_with_min_rms_rejection_equals_the_plain_sampler():
             np.testing.assert_array_equal(order, want_order)
             np.testing.assert_array_equal(chunks, want_chunks)
             assert np.all(np.abs(chunks).max(axis=-1) > 0)
+
+
+AUGMENT = AugmentConfig(enabled=True)
+
+
+def augmented_stream(tracks, spec, seed, *, batches, workers, prefetch, consumer_pause=0.0):
+    """The first ``batches`` augmented batches of the pipeline, consumed with a random pause of up to ``consumer_pause`` s."""
+    pauses = np.random.default_rng(seed + 1).uniform(0, consumer_pause, batches)
+    stream = prefetched_puzzle_batches(
+        tracks, spec, 32, rng=np.random.default_rng(seed), augment=AUGMENT, sample_rate=16000, workers=workers, prefetch=prefetch
+    )
+    with contextlib.closing(stream):
+        got = []
+        for pause in pauses:
+            got.append(next(stream))
+            time.sleep(pause)
+        return got
+
+
+def expected_augmented(tracks, spec, seed, *, batches):
+    """The contract: batch k is the plain sampler's batch k, augmented with the k-th child of one generator spawned from the rng."""
+    rng = np.random.default_rng(seed)
+    batch_rngs = rng.spawn(1)[0].spawn(batches)
+    plain = puzzle_batches(tracks, spec, 32, rng=rng)
+    return [(augment_batch(chunks, batch_rng, AUGMENT, sample_rate=16000), order) for (chunks, order), batch_rng in zip(plain, batch_rngs)]
+
+
+@pytest.mark.parametrize("workers, prefetch, consumer_pause", [(1, 1, 0.0), (3, 2, 0.0), (4, 6, 0.02)])
+def test_augmented_batches_depend_only_on_the_seed_not_on_threads_or_timing(workers, prefetch, consumer_pause):
+    tracks = two_shard_tracks()
+    got = augmented_stream(tracks, SPEC, 11, batches=10, workers=workers, prefetch=prefetch, consumer_pause=consumer_pause)
+    want = expected_augmented(tracks, SPEC, 11, batches=10)
+    plain = puzzle_batches(tracks, SPEC, 32, rng=np.random.default_rng(11))
+    for (chunks, order), (want_chunks, want_order), (plain_chunks, _) in zip(got, want, plain):
+        np.testing.assert_array_equal(order, want_order)
+        np.testing.assert_array_equal(chunks, want_chunks)
+        assert not np.array_equal(chunks, plain_chunks)
+
+
+def test_augmented_batches_with_min_rms_rejection_follow_the_same_contract():
+    audio = [np.where(np.arange(20000) < 10000, 0, 3000).astype(np.int16) for _ in range(3)]
+    tracks = TrackTable.from_arrays(audio)
+    spec = PuzzleSpec(n_chunks=2, chunk_samples=500, pad_min_samples=0, pad_max_samples=100, min_rms=0.01)
+    got = augmented_stream(tracks, spec, 12, batches=6, workers=3, prefetch=3)
+    for (chunks, order), (want_chunks, want_order) in zip(got, expected_augmented(tracks, spec, 12, batches=6)):
+        np.testing.assert_array_equal(order, want_order)
+        np.testing.assert_array_equal(chunks, want_chunks)
+
+
+def test_augmentation_without_a_sample_rate_is_refused():
+    with pytest.raises(ValueError, match="sample_rate"):
+        next(prefetched_puzzle_batches(two_shard_tracks(), SPEC, 8, rng=np.random.default_rng(0), augment=AUGMENT))
 
 
 def test_cut_into_a_buffer_equals_the_fresh_cut():

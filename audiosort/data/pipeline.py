@@ -1,14 +1,20 @@
-"""The training input pipeline: puzzle batches cut ahead of time, off the train step's path.
+"""The training input pipeline: puzzle batches cut and augmented ahead of time, off the train step's path.
 
-:func:`prefetched_puzzle_batches` yields the same batches as
+:func:`prefetched_puzzle_batches` yields the same puzzles as
 :func:`~audiosort.data.puzzles.puzzle_batches` for the same generator state,
-but cuts them on background threads while the model trains on earlier ones:
+but cuts them (and, for training, augments them) on background threads while
+the model trains on earlier ones:
 
-- every random draw (:func:`~audiosort.data.puzzles.draw_starts`) stays on
-  the caller's thread, in order, so the stream is the plain sampler's stream;
+- every random draw of the puzzles (:func:`~audiosort.data.puzzles.draw_starts`)
+  stays on the caller's thread, in order, so the stream is the plain sampler's stream;
 - the cuts (:func:`~audiosort.data.puzzles.cut_chunks`, a memory copy during
   which numpy releases the GIL) run on ``workers`` threads, ``prefetch``
   batches ahead;
+- so does the augmentation (:func:`~audiosort.data.augment.augment_batch`:
+  FFTs, products and noise, during which numpy and scipy release the GIL), each
+  batch with its own generator, spawned for it in batch order on the caller's
+  thread, so what a batch becomes does not depend on which thread augments it
+  or when;
 - a batch larger than malloc's mmap threshold (32 MiB) is written into a
   buffer of a small ring, reused only once nothing outside the ring holds it
   (the model's input pipeline may keep a batch, or a tensor sharing its
@@ -42,6 +48,8 @@ from typing import Iterator
 
 import numpy as np
 
+from audiosort.config import AugmentConfig
+from audiosort.data.augment import augment_batch
 from audiosort.data.puzzles import PuzzleSpec, TrackTable, cut_chunks, draw_starts, sample_puzzles
 
 # glibc's mallopt parameters (malloc.h) and the largest mmap threshold it accepts
@@ -89,15 +97,27 @@ def prefetched_puzzle_batches(
     batch_size: int,
     *,
     rng: np.random.Generator,
+    augment: AugmentConfig = AugmentConfig(),
+    sample_rate: int | None = None,
     workers: int | None = None,
     prefetch: int | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Endless training batches ``(chunks (B, n, L) int16, order (B, n) int32)``, cut ahead on threads.
+    """Endless training batches ``(chunks (B, n, L) int16, order (B, n) int32)``, cut and augmented ahead on threads.
 
-    Batch k equals the k-th batch of
+    Batch k holds the puzzles of the k-th batch of
     :func:`~audiosort.data.puzzles.puzzle_batches` given the same ``rng``
-    state. The stream draws ahead: after k batches, ``rng`` has advanced by
-    up to ``prefetch + 1`` more.
+    state (the same chunks where ``augment`` is off, the same labels and
+    starts always). The stream draws ahead: after k batches, ``rng`` has
+    advanced by up to ``prefetch + 1`` more.
+
+    With ``augment.enabled``, batch k's chunks are then
+    ``augment_batch(chunks, augment_rngs[k], augment, sample_rate=sample_rate)``,
+    where ``augment_rngs = rng.spawn(1)[0].spawn(...)``: one generator spawned
+    from ``rng`` when the stream starts, and from it one child per batch, in
+    batch order. Spawning does not advance ``rng``'s own stream, so the
+    puzzles are those of augmentation off, and the augmented audio of batch k
+    depends only on ``rng``'s seed and k, never on ``workers``, ``prefetch``
+    or which thread ran first.
 
     Parameters
     ----------
@@ -110,8 +130,16 @@ def prefetched_puzzle_batches(
     rng : np.random.Generator
         The only source of randomness; used on the caller's thread only
         (on one background thread, in order, when ``spec.min_rms > 0``).
+        It must have a seed sequence to spawn from, as
+        ``np.random.default_rng(seed)`` has.
+    augment : AugmentConfig
+        Training-only augmentation; off by default (never give it for
+        validation, test or evaluation puzzles).
+    sample_rate : int > 0, optional
+        Hz, for the augmentation's EQ; required when ``augment.enabled``.
     workers : int > 0, optional
-        Threads cutting batches; default: the usable CPU cores, at most 4.
+        Threads cutting and augmenting batches; default: the usable CPU
+        cores, at most 4.
     prefetch : int > 0, optional
         Batches in flight beyond the one handed out; default ``workers + 1``.
 
@@ -125,7 +153,9 @@ def prefetched_puzzle_batches(
     A generator (``model.fit`` accepts only those): its threads stop when it
     is closed or garbage-collected.
     """
-    stream = _Prefetcher(tracks, spec, batch_size, rng=rng, workers=workers, prefetch=prefetch)
+    stream = _Prefetcher(
+        tracks, spec, batch_size, rng=rng, augment=augment, sample_rate=sample_rate, workers=workers, prefetch=prefetch
+    )
     try:
         while True:
             keep_freed_memory()
@@ -135,18 +165,23 @@ def prefetched_puzzle_batches(
 
 
 class _Prefetcher:
-    """The state of :func:`prefetched_puzzle_batches`: its thread pool, the batches in flight, the buffer ring."""
+    """The state of :func:`prefetched_puzzle_batches`: its thread pools, the batches in flight, the buffer ring."""
 
-    def __init__(self, tracks, spec, batch_size, *, rng, workers, prefetch):
+    def __init__(self, tracks, spec, batch_size, *, rng, augment, sample_rate, workers, prefetch):
         self.tracks, self.spec, self.batch_size, self.rng = tracks, spec, batch_size, rng
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         self.workers = workers or max(1, min(4, cores))
         self.prefetch = prefetch or self.workers + 1
         if batch_size < 1 or self.workers < 1 or self.prefetch < 1:
             raise ValueError(f"batch_size {batch_size}, workers {self.workers}, prefetch {self.prefetch} must be >= 1")
-        # Rejection draws depend on the audio cut, so batches are sampled whole, in order, by one thread.
-        self._whole_batches = spec.min_rms > 0
-        self._pool = ThreadPoolExecutor(1 if self._whole_batches else self.workers, thread_name_prefix="puzzles")
+        if augment.enabled and sample_rate is None:
+            raise ValueError("augmentation needs the sample_rate of the tracks")
+        self.augment, self.sample_rate = augment, sample_rate
+        self._augment_rngs = rng.spawn(1)[0] if augment.enabled else None
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="puzzles")
+        # Rejection draws depend on the audio cut, so batches are sampled whole, in order, by one thread
+        # (and augmented on the pool).
+        self._sampler = ThreadPoolExecutor(1, thread_name_prefix="puzzles-whole") if spec.min_rms > 0 else None
         self._pending: collections.deque[Future] = collections.deque()
         # Room for the batches in flight here and those a consumer typically holds
         # (Keras keeps the two it peeks at, tf.data prefetches a few).
@@ -160,20 +195,30 @@ class _Prefetcher:
         return self._pending.popleft().result()
 
     def _submit(self) -> Future:
-        if self._whole_batches:
-            return self._pool.submit(self._sample_whole)
+        augment_rng = self._augment_rngs.spawn(1)[0] if self._augment_rngs is not None else None
+        if self._sampler is not None:
+            sampled = self._sampler.submit(self._sample_whole)
+            return sampled if augment_rng is None else self._pool.submit(self._augment_sampled, sampled, augment_rng)
         starts = draw_starts(self.tracks, self.spec, self.batch_size, rng=self.rng)
         # Below malloc's mmap threshold a fresh batch comes from recycled memory, and the
         # one-step cut is faster than the cut into a buffer through a small temporary.
         out = self._free_buffer() if self._batch_bytes > _MAX_MMAP_THRESHOLD_BYTES else None
-        return self._pool.submit(self._cut, starts.rows, starts.starts, starts.order, out)
+        return self._pool.submit(self._cut, starts.rows, starts.starts, starts.order, out, augment_rng)
 
     def _sample_whole(self) -> tuple[np.ndarray, np.ndarray]:
         puzzles = sample_puzzles(self.tracks, self.spec, self.batch_size, rng=self.rng)
         return puzzles.chunks, puzzles.order
 
-    def _cut(self, rows, starts, order, out) -> tuple[np.ndarray, np.ndarray]:
-        return cut_chunks(self.tracks, rows, starts, chunk_samples=self.spec.chunk_samples, out=out), order
+    def _augment_sampled(self, sampled: Future, augment_rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        chunks, order = sampled.result()
+        return self._augmented(chunks, augment_rng), order
+
+    def _cut(self, rows, starts, order, out, augment_rng) -> tuple[np.ndarray, np.ndarray]:
+        chunks = cut_chunks(self.tracks, rows, starts, chunk_samples=self.spec.chunk_samples, out=out)
+        return (chunks if augment_rng is None else self._augmented(chunks, augment_rng)), order
+
+    def _augmented(self, chunks: np.ndarray, augment_rng: np.random.Generator) -> np.ndarray:
+        return augment_batch(chunks, augment_rng, self.augment, sample_rate=self.sample_rate)
 
     def _free_buffer(self) -> np.ndarray:
         """A ring buffer nobody else references (no batch, view or tensor alias), or a new one."""
@@ -191,4 +236,7 @@ class _Prefetcher:
         for future in self._pending:
             future.cancel()
         self._pending.clear()
-        self._pool.shutdown(wait=True)
+        # The sampler first: a pool thread waiting on one of its cancelled batches then returns.
+        if self._sampler is not None:
+            self._sampler.shutdown(wait=True, cancel_futures=True)
+        self._pool.shutdown(wait=True, cancel_futures=True)
