@@ -3,6 +3,9 @@
 import csv
 import json
 import re
+import subprocess
+import sys
+import time
 
 import psutil
 import pytest
@@ -192,3 +195,34 @@ def test_a_failed_run_is_recorded_and_the_others_go_on(tmp_path, music_corpus):
     assert json.loads((folder / "chunk_seconds=0.05" / "eval.json").read_text())["datasets"]["test"]
     assert (folder / "accuracy-chunk_seconds.png").exists()
     assert "Traceback" in (folder / "logs" / "chunk_seconds=6.0.log").read_text()
+
+
+def test_a_second_sweep_on_the_same_folder_is_refused_while_one_runs(tmp_path, music_corpus):
+    import fcntl
+
+    path = _write_sweep(tmp_path, music_corpus, {"model.encoder.embedding_dim": [8]})
+    folder = tmp_path / "runs" / "sweep"
+    folder.mkdir(parents=True)
+    with open(folder / "sweep.lock", "w") as lock:  # what a running sweep holds
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = run("sweep", "--config", path, "--runs-dir", tmp_path / "runs")
+        assert_one_line_error(result, "another sweep is running in")
+    assert not (folder / "embedding_dim=8").exists()
+
+
+def test_killing_a_sweep_stops_the_run_it_started(tmp_path, music_corpus):
+    # Long enough to be still training when the sweep is killed.
+    path = _write_sweep(tmp_path, music_corpus, {"train.steps_per_epoch": [2000]})
+    sweep = subprocess.Popen([sys.executable, "-m", "audiosort.cli", "sweep", "--config", str(path),
+                              "--runs-dir", str(tmp_path / "runs")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    children = []
+    while not children and time.monotonic() < deadline:
+        time.sleep(0.5)
+        children = psutil.Process(sweep.pid).children()
+    assert children, "the sweep started no run"
+    time.sleep(3)  # let the run get past its start
+    sweep.kill()
+    sweep.wait()
+    gone, alive = psutil.wait_procs(children, timeout=60)
+    assert not alive, "the run kept going after its sweep was killed"

@@ -7,7 +7,12 @@ evaluate and probe one run, recording a failure in ``logs/<run>.error``.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import fcntl
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -55,6 +60,25 @@ def run_sweep(
         plot = tuple(match_axis(key, axis_keys) for key in plot)
     for sub in ("jobs", "logs"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
+    with _sweep_lock(folder):
+        return _run_locked(sweep, folder, runs, axis_keys, jobs=jobs, plot=plot, echo=echo)
+
+
+@contextlib.contextmanager
+def _sweep_lock(folder: Path):
+    """Hold ``folder/sweep.lock`` for one sweep: a second sweep on the same folder is refused.
+
+    An flock, so the kernel releases it however the holder ends (``kill -9`` included).
+    """
+    with open(folder / "sweep.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(f"another sweep is running in {folder}; wait for it to end or stop it") from None
+        yield  # closing the file releases the lock
+
+
+def _run_locked(sweep: Sweep, folder: Path, runs: list, axis_keys: list, *, jobs: int, plot, echo) -> SweepReport:
     _files.write_text(folder / "sweep.yaml", yaml.safe_dump(sweep_dict(sweep), sort_keys=False))
 
     def execute(index_run):
@@ -68,6 +92,7 @@ def run_sweep(
             "runs_dir": str(folder),
             "eval": sweep.eval,
             "probe": list(sweep.probe),
+            "parent_pid": os.getpid(),
         }
         job_path = folder / "jobs" / f"{run.name}.json"
         _files.write_text(job_path, json.dumps(job, indent=1) + "\n")
@@ -102,6 +127,7 @@ def run_job(job_path: str | Path) -> int:
     returns 1; returns 0 when every stage is done.
     """
     job = json.loads(Path(job_path).read_text())
+    _exit_with_parent(job["parent_pid"])
     folder = Path(job["runs_dir"])
     config = load_config(job["base"], job["overrides"])
     error_path = folder / "logs" / f"{config.name}.error"
@@ -116,6 +142,21 @@ def run_job(job_path: str | Path) -> int:
         return 1
     error_path.unlink(missing_ok=True)
     return 0
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Have Linux send this run SIGTERM when the sweep that started it dies, so a killed sweep leaves none training.
+
+    A SIGTERM unwinds like an exception (the run's writes are atomic; an
+    unfinished run resumes). Elsewhere the run goes on, as before.
+    """
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    if not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1  # linux/prctl.h
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent_pid:  # it died before prctl took effect
+        sys.exit(128 + signal.SIGTERM)
 
 
 def _run_stages(config: Config, folder: Path, job: dict) -> None:
