@@ -9,7 +9,9 @@ fixed-gap tone (n=2) at 1.000 (chance 0.5), the shared-gap tone (n=3) at
 0-10 ms gaps (the default before the gap study) at 0.384-0.432 (chance 0.167),
 while with per-gap padding over whole tone periods and 0.2 s apart all three
 sets stayed at chance for seeds 0-9 (largest: tone 0.197, p=0.0065 > 0.01/3).
-The default gaps, 0.5-1.0 s, pass too.
+The default gaps, 0.5-1.0 s, pass too, and so they do with training augmentation on
+(issue 11: augmentation must keep the pipeline leak-free), while augmentation does not hide a
+leak from the model: zero-gap brown noise is still sorted (0.566 for seed 0, 0.599-0.635 without).
 
 A leak is a property of the pipeline: the audit fails where an ideal observer
 sorts a set above chance, even when the config's own model (a log-mel encoder,
@@ -143,6 +145,30 @@ def test_the_default_gaps_pass_all_three_sets():
     report = audited()
     assert (report.config.puzzle.pad_min_seconds, report.config.puzzle.pad_max_seconds) == (0.5, 1.0)
     assert report.exit_code == 0 and report.problems() == [], report.lines()
+
+
+@pytest.mark.slow
+def test_augmentation_on_at_the_default_gaps_passes_all_three_sets():
+    # Augmentation changes only the training batches; the held-out sets, and so the ideal observers, are the
+    # audio as it is. What this checks is that training on augmented puzzles teaches the model no order.
+    report = audited("augment.enabled=true")
+    assert report.config.augment.enabled and report.config.puzzle.pad_min_seconds == 0.5
+    assert report.exit_code == 0 and report.problems() == [], report.lines()
+    sets = by_name(report)
+    assert all(report.verdict(result) == "at_chance" for result in sets.values())
+    # Every ideal observer at chance too (the tone's 0.167: 8001 gap values are not whole periods, but near).
+    assert not any(report.ideal_sorts(result) for result in sets.values())
+    assert sets["noise"].ideal.exact_accuracy == pytest.approx(1 / 6)
+
+
+@pytest.mark.slow
+def test_augmentation_does_not_hide_zero_gap_brown_noise_from_the_model():
+    # The leaky control of the test above: per-chunk gain and noise must not mask what a leak offers,
+    # so the model itself (not only the ideal observer) still sorts brown noise whose edges touch.
+    report = audited("augment.enabled=true", "puzzle.pad_min_seconds=0", "puzzle.pad_max_seconds=0", sanity=("brown",))
+    (brown,) = report.datasets
+    assert report.verdict(brown) == "above_chance" and exact(brown) > 0.4, report.lines()
+    assert report.exit_code == 1 and "edges continue across gaps this small" in report.problems()[0]
 
 
 @pytest.mark.slow
