@@ -11,7 +11,7 @@ while with per-gap padding over whole tone periods and 0.2 s apart all three
 sets stayed at chance for seeds 0-9 (largest: tone 0.197, p=0.0065 > 0.01/3).
 The default gaps, 0.5-1.0 s, pass too, and so they do with training augmentation on
 (issue 11: augmentation must keep the pipeline leak-free), while augmentation does not hide a
-leak from the model: zero-gap brown noise is still sorted (0.566 for seed 0, 0.599-0.635 without).
+leak from the model: zero-gap brown noise is still sorted (0.508 for seed 0, 0.599-0.635 without).
 
 A leak is a property of the pipeline: the audit fails where an ideal observer
 sorts a set above chance, even when the config's own model (a log-mel encoder,
