@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+from scipy.special import log_softmax
 
 from audiosort import metrics
 from audiosort.models.build import predicts_successors
@@ -85,12 +86,8 @@ def best_successor_paths(logits: np.ndarray) -> np.ndarray:
         Slot at each position, as :func:`audiosort.metrics.best_paths`.
     """
     logits = np.asarray(logits, dtype=np.float64)
-    joins = _log_softmax(logits, axis=-1) + _log_softmax(logits, axis=-2)
+    joins = log_softmax(logits, axis=-1) + log_softmax(logits, axis=-2)
     joins = np.maximum(joins, metrics.LOWEST_SCORE)
     n_chunks = logits.shape[1] - 1
     return metrics.best_paths(joins[:, :n_chunks, :n_chunks], first=joins[:, n_chunks, :n_chunks], last=joins[:, :n_chunks, n_chunks])
 
-
-def _log_softmax(x: np.ndarray, *, axis: int) -> np.ndarray:
-    top = np.max(x, axis=axis, keepdims=True)
-    return x - top - np.log(np.sum(np.exp(x - top), axis=axis, keepdims=True))

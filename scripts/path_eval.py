@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import keras
-import numpy as np
 
 import audiosort.models  # noqa: F401  (registers the custom layers for load_model)
 from audiosort import metrics
