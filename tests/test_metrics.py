@@ -145,7 +145,7 @@ def test_score_puzzles_report_is_plain_json():
     assert json.loads(json.dumps(report)) == report
     assert (report["n_puzzles"], report["n_chunks"]) == (50, 3)
     assert report["chance"] == metrics.chance(3)
-    assert set(report["hungarian"]) == {"position_accuracy", "exact_accuracy", "kendall_tau", "exact_correct_count", "p_value"}
+    assert set(report["hungarian"]) == {"position_accuracy", "exact_accuracy", "kendall_tau", "exact_correct_count", "p_value", "tau_p_value", "exact_p_value"}
 
 
 def test_position_accuracy_interval_treats_puzzles_not_slots_as_independent():
