@@ -51,7 +51,7 @@ _MAX_ENUMERATED_CHUNKS = 6
 # Orders the brown-noise observer of a shared gap scores per puzzle at most (n <= 6).
 _MAX_BROWN_ORDERS = 720
 # Gap values the brown-noise observer averages its joins over at most.
-_MAX_BROWN_GAPS = 256
+_MAX_BROWN_GAPS = 64
 # Floats held at once by the brown-noise observer's per-gap likelihoods.
 _BLOCK_ELEMENTS = 1 << 22
 # Largest denominator of the exact tone's phase step per sample, in cycles: steps
@@ -310,8 +310,8 @@ def ideal_brown_accuracy(chunks: np.ndarray, order: np.ndarray, spec: PuzzleSpec
     Held-Karp, exact, up to 12 chunks; beam search above). A shared gap ties
     the joins together: up to 6 chunks every order is scored; above, the
     joins are scored as if each gap were drawn on its own (a weaker observer,
-    so a lower bound). Over more than 256 gap values the average runs over
-    256 evenly spaced ones (the density varies smoothly with the gap). This
+    so a lower bound). Over more than 64 gap values the average runs over
+    64 evenly spaced ones (the density varies smoothly with the gap). This
     is a Monte Carlo estimate of the Bayes-optimal observer, exact up to the
     per-track normalization and int16 rounding, which it ignores. Short gaps
     leave the edges strongly correlated (about 0.8 for n=2 with gaps of
