@@ -11,6 +11,8 @@ from audiosort import audio, baselines, evaluate as evaluate_module, metrics
 from audiosort.data import synthetic
 from audiosort.data.corpus import Corpus, prepare_synthetic
 from audiosort.data.puzzles import PuzzleSpec, TrackTable, make_puzzle_set
+from audiosort.audit import AuditReport
+from audiosort.config import load_config
 from audiosort.evaluate import EvalReport
 from audiosort.predict import position_scores
 from audiosort.run import load_run_model
@@ -261,3 +263,25 @@ def test_sanity_corpus_folder_is_scored_under_its_name(eval_run, tmp_path):
     entry = json.loads((eval_run / "eval.json").read_text())["datasets"]["mynoise"]
     assert entry["sanity"] and entry["kind"] == "corpus" and entry["corpus"] == str(folder)
     assert (eval_run / "confusion-mynoise.png").exists()
+
+
+def test_a_planted_partial_leak_at_20_chunks_fails_eval_and_audit_on_kendall_tau():
+    # Every puzzle's true order with 3 pairs of slots swapped: no puzzle exact, tau about 0.65.
+    rng = np.random.default_rng(0)
+    order = np.argsort(rng.random((300, 20)), axis=1)
+    pred = order.copy()
+    for _ in range(3):
+        first, second = rng.integers(0, 20, size=(2, 300))
+        pred[np.arange(300), first], pred[np.arange(300), second] = pred[np.arange(300), second], pred[np.arange(300), first]
+    scores = metrics.score_puzzles(metrics.certain_scores(pred), order)
+    leaky = DatasetResult("noise", True, {"kind": "noise"}, scores, np.eye(20, dtype=np.int64))
+    clean = fake_result("test", sanity=False, sortable=False)
+    report = EvalReport(run_dir=Path("runs/x"), datasets=[clean, leaky])
+    assert scores["hungarian"]["exact_correct_count"] == 0 and report.exit_code == 1
+    (problem,) = report.problems()
+    assert problem.startswith("noise sorted above chance (Kendall tau 0.") and "p < 1e-300" in problem
+    (row,) = [line for line in report.lines() if line.startswith("| noise | hungarian |")]
+    assert f"| **{scores['hungarian']['kendall_tau']['value']:.3f}** | < 1e-300 | above chance |" in row
+    config = load_config(None, ["puzzle.n_chunks=20"])
+    audit_report = AuditReport(config, PuzzleSpec.from_config(config.puzzle, sample_rate=16000), 10, 0, [leaky])
+    assert audit_report.exit_code == 1 and audit_report.problems()[0].startswith("noise sorted above chance (Kendall tau")
