@@ -1,13 +1,27 @@
 """Scoring a run on any folder of music (eval --audio), and on held-out sources (the ood split)."""
 
 import json
+import tempfile
+from pathlib import Path
 
 from conftest import assert_one_line_error, run, write_music_files
 
 QUICK = ["--puzzles", "50", "--sanity", "noise"]
 
 
-def test_eval_audio_scores_every_track_of_a_folder_as_test(tiny_run, tmp_path):
+def test_eval_audio_scores_every_track_of_a_folder_as_test(tiny_run, tmp_path, monkeypatch):
+    # Temporary folders go where this test can see them, and each one made is recorded.
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    made = []
+
+    def recording_mkdtemp(*args, **kwargs):
+        made.append(Path(real_mkdtemp(*args, **kwargs)))
+        return str(made[-1])
+
+    real_mkdtemp = tempfile.mkdtemp
+    monkeypatch.setattr(tempfile, "mkdtemp", recording_mkdtemp)
     music = tmp_path / "new music"
     write_music_files(music, 4, seconds=2.0, seed=7)
     (music / "broken.wav").write_bytes(b"RIFF")
@@ -19,7 +33,9 @@ def test_eval_audio_scores_every_track_of_a_folder_as_test(tiny_run, tmp_path):
     test = report["datasets"]["test"]
     assert test["n_puzzles"] == 50 and "continuity" in test["baselines"]
     assert set(report["datasets"]) == {"test", "noise"}
-    assert not list(tmp_path.glob("**/manifest.json"))
+    # The temporary corpus was made in the temp folder and is gone, with nothing else left there.
+    assert made and all(folder.parent == scratch and not folder.exists() for folder in made)
+    assert list(scratch.iterdir()) == []
 
 
 def test_eval_audio_with_a_corpus_is_one_line(tiny_run, music_corpus, tmp_path):
