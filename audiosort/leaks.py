@@ -38,7 +38,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy.special import logsumexp
 
-from audiosort import metrics
+from audiosort import decoding, metrics
 from audiosort.data import synthetic
 from audiosort.data.puzzles import PuzzleSpec
 from audiosort.errors import InputError
@@ -173,7 +173,7 @@ def ideal_tone_accuracy(
     Monte Carlo, per gap: the steps are independent, so P(phases | order) is
     the product of P(step) over consecutive chunks and the most likely order
     is the best path through ``log P(phase_j - phase_i)``, found by the search
-    that decodes the continuity baseline (:func:`audiosort.metrics.best_paths`:
+    that decodes the continuity baseline (:func:`audiosort.decoding.best_paths`:
     exact up to 12 chunks, beam search above). Shared or fixed: every step is
     the same v, so the phases in temporal order are ``p0 + k v``; the
     observer extrapolates that progression for each possible v, most likely
@@ -209,10 +209,10 @@ def ideal_tone_accuracy(
     # Relative phases of the slots, as the chunks show them (same track: the start phase cancels).
     phases = (starts - starts[:, :1]) % cycle_units * step_units % cycle_units
     if spec.pad_mode == "per_gap":
-        log_step = np.full(cycle_units, metrics.LOWEST_SCORE)
+        log_step = np.full(cycle_units, decoding.LOWEST_SCORE)
         log_step[values] = np.log(value_weights)
         steps = (phases[:, None, :] - phases[:, :, None]) % cycle_units  # steps[b, i, j]: slot i's phase to slot j's
-        guessed = metrics.positions_of(metrics.best_paths(log_step[steps]))
+        guessed = decoding.positions_of(decoding.best_paths(log_step[steps]))
         how = f"{method} tone: most likely order of the phase steps (best path), Monte Carlo on these {len(order)} puzzles"
     else:
         guessed = _progression_positions(phases, values, value_weights, cycle_units)
@@ -306,7 +306,7 @@ def ideal_brown_accuracy(chunks: np.ndarray, order: np.ndarray, spec: PuzzleSpec
     is the same under every order. Per gap (and fixed), the likelihood is a
     product of joins, so the most likely order is the best path through the
     join log-likelihoods, found by the search that decodes the continuity
-    baseline and the successor head (:func:`audiosort.metrics.best_paths`:
+    baseline and the successor head (:func:`audiosort.decoding.best_paths`:
     Held-Karp, exact, up to 12 chunks; beam search above). A shared gap ties
     the joins together: up to 6 chunks every order is scored; above, the
     joins are scored as if each gap were drawn on its own (a weaker observer,
@@ -349,8 +349,8 @@ def ideal_brown_accuracy(chunks: np.ndarray, order: np.ndarray, spec: PuzzleSpec
             likelihood = opening[:, sequence[:, 0]] + logsumexp(joined + log_weights, axis=-1)
             guessed[rows] = orders[np.argmax(likelihood, axis=1)]
         else:
-            joins = np.maximum(logsumexp(transition + log_weights, axis=-1), metrics.LOWEST_SCORE)
-            guessed[rows] = metrics.positions_of(metrics.best_paths(joins, first=opening))
+            joins = np.maximum(logsumexp(transition + log_weights, axis=-1), decoding.LOWEST_SCORE)
+            guessed[rows] = decoding.positions_of(decoding.best_paths(joins, first=opening))
     search = "every order scored" if enumerate_orders else "best path through the joins"
     return _observed(guessed, order, f"brown noise, most likely order from the chunk edges ({search}), Monte Carlo on "
                      f"these {len(chunks)} puzzles")

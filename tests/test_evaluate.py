@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audiosort import audio, baselines, evaluate as evaluate_module, metrics
+from audiosort import audio, baselines, decoding, evaluate as evaluate_module, metrics
 from audiosort.data import synthetic
 from audiosort.data.corpus import Corpus, prepare_synthetic
 from audiosort.data.puzzles import PuzzleSpec, TrackTable, make_puzzle_set
@@ -110,7 +110,7 @@ def fake_result(name, *, sanity, sortable, baseline_sortable=None, n_puzzles=300
 
     def scores_and_right(sorts):
         scores = np.log(np.eye(3)[order] * 0.9 + 0.05) if sorts else rng.normal(size=(n_puzzles, 3, 3))
-        return scores, metrics.exact_correct(metrics.decode(scores, method="hungarian"), order)
+        return scores, metrics.exact_correct(decoding.decode(scores, method="hungarian"), order)
 
     scores, model_right = scores_and_right(sortable)
     scored_baselines = {}
@@ -273,7 +273,7 @@ def test_a_planted_partial_leak_at_20_chunks_fails_eval_and_audit_on_kendall_tau
     for _ in range(3):
         first, second = rng.integers(0, 20, size=(2, 300))
         pred[np.arange(300), first], pred[np.arange(300), second] = pred[np.arange(300), second], pred[np.arange(300), first]
-    scores = metrics.score_puzzles(metrics.certain_scores(pred), order)
+    scores = metrics.score_puzzles(decoding.certain_scores(pred), order)
     leaky = DatasetResult("noise", True, {"kind": "noise"}, scores, np.eye(20, dtype=np.int64))
     clean = fake_result("test", sanity=False, sortable=False)
     report = EvalReport(run_dir=Path("runs/x"), datasets=[clean, leaky])
