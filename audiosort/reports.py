@@ -127,7 +127,7 @@ def notes(report: Verdicts) -> list[str]:
             baseline_exact = baseline.scores[VERDICT_DECODING]["exact_accuracy"]["value"]
             out.append(
                 f"{result.name}: the model {beats} the {name} baseline (exact {model_exact:.3f} vs "
-                f"{baseline_exact:.3f}, one-sided McNemar p={baseline.model_better_p_value:.2g})"
+                f"{baseline_exact:.3f}, one-sided McNemar {p_text(baseline.model_better_p_value)})"
             )
     scored = list(dict.fromkeys(name for r in report.datasets for name in r.baselines))
     if scored:
