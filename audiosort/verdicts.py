@@ -206,16 +206,18 @@ class Verdicts:
         count, :func:`audiosort.metrics.chance_p_values`), or its sampling
         noise alone would flag clean sets.
         """
-        ideal = result.ideal
-        if ideal is None:
-            return False
-        if ideal.p_value is None:
-            return ideal.exact_accuracy > ideal.chance + _IDEAL_MARGIN or ideal.kendall_tau > _IDEAL_MARGIN
-        return metrics.verdict(ideal.p_value, alpha=self.alpha, n_tests=self.n_tests) == "above_chance"
+        return result.ideal is not None and ideal_sorts(result.ideal, alpha=self.alpha, n_tests=self.n_tests)
 
     def ideal_leaking(self) -> list[DatasetResult]:
         """The sanity sets whose ideal observer sorts them above chance: the pipeline leaks there."""
         return [r for r in self.datasets if r.sanity and self.ideal_sorts(r)]
+
+
+def ideal_sorts(ideal: leaks.IdealObserver, *, alpha: float = ALPHA, n_tests: int = 1) -> bool:
+    """Whether an ideal observer sorts its set above chance (see :meth:`Verdicts.ideal_sorts`)."""
+    if ideal.p_value is None:
+        return ideal.exact_accuracy > ideal.chance + _IDEAL_MARGIN or ideal.kendall_tau > _IDEAL_MARGIN
+    return metrics.verdict(ideal.p_value, alpha=alpha, n_tests=n_tests) == "above_chance"
 
 
 def format_p_value(p_value: float) -> str:

@@ -3,8 +3,8 @@
 The observers of audiosort.leaks need no training, so this measures in minutes what the audit of a config
 would judge (docs/leaks-and-audit.md, "Many chunks"). Each row: one gap range (per gap), each sanity set's
 ideal observer as Kendall tau, exact-order accuracy and p-value against chance on the audit's held-out
-puzzles (audiosort.sanity), and whether it sorts the set (p below 0.01 / 3, or an exact observer above
-chance). Usage:
+puzzles (audiosort.sanity), and whether it sorts the set as the audit would judge it (verdicts.ideal_sorts, alpha 0.01 over
+the sets). Usage:
     python scripts/leak_free_gaps.py --n-chunks 20 --chunk-seconds 0.2 --puzzles 1000 \
         --gaps 0-0.005 0.05-0.1 0.1-0.25 0.2-0.2201875 0.5-1.0
 """
@@ -14,12 +14,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from audiosort import metrics
 from audiosort.config import PuzzleConfig
 from audiosort.data.puzzles import PuzzleSpec
 from audiosort.sanity import SANITY_KINDS, sanity_ideal_observer, sanity_puzzles
-
-ALPHA_PER_SET = 0.01 / 3  # the audit's threshold for three sets
+from audiosort.verdicts import ideal_sorts, p_text
 
 
 def main() -> None:
@@ -47,14 +45,9 @@ def main() -> None:
         for kind in kinds:
             puzzles, _ = sanity_puzzles(kind, spec, sample_rate=args.sample_rate, n_puzzles=args.puzzles, seed=0)
             ideal = sanity_ideal_observer(kind, puzzles, spec, args.sample_rate)
-            if ideal.p_value is None:
-                sorts = ideal.exact_accuracy > ideal.chance + 0.01 or ideal.kendall_tau > 0.01
-                tested = "exact"
-            else:
-                sorts = metrics.verdict(ideal.p_value, alpha=ALPHA_PER_SET) == "above_chance"
-                tested = f"p={ideal.p_value:.2g}"
+            tested = "exact" if ideal.p_value is None else p_text(ideal.p_value)
             cells.append(f"{ideal.kendall_tau:.3f} / {ideal.exact_accuracy:.3f} ({tested})")
-            leaking += [kind] if sorts else []
+            leaking += [kind] if ideal_sorts(ideal, n_tests=len(kinds)) else []
         print(f"| {low:g}-{high:g} | " + " | ".join(cells) + f" | {', '.join(leaking) or 'none'} |"
               f" <!-- {time.perf_counter() - started:.0f} s -->")
 

@@ -12,6 +12,7 @@ from audiosort.data import synthetic
 from audiosort.data.puzzles import PuzzleSpec, TrackTable, draw_gaps, make_puzzle_set
 from audiosort.leaks import ideal_brown_accuracy, ideal_noise_accuracy, ideal_tone_accuracy
 from audiosort.sanity import sanity_ideal_observer, sanity_puzzles
+from audiosort.verdicts import ideal_sorts
 
 DESIGN_N2 = dict(n_chunks=2, chunk_samples=3200, pad_min_samples=0)  # 0.2 s chunks at 16 kHz, as in DESIGN.md
 
@@ -99,13 +100,6 @@ def tone_puzzles(spec, n_puzzles, seed=0):
     return 1000 + temporal[np.arange(n_puzzles)[:, None], order], order
 
 
-def sorts(ideal, n_tests=3):
-    """Whether an ideal observer sorts its set above chance, as the audit judges (verdicts.Verdicts.ideal_sorts)."""
-    if ideal.p_value is None:
-        return ideal.exact_accuracy > ideal.chance + 0.01 or ideal.kendall_tau > 0.01
-    return metrics.verdict(ideal.p_value, alpha=0.01, n_tests=n_tests) == "above_chance"
-
-
 # 0.2 s chunks at 16 kHz; gaps of 0-143 samples are 4 whole periods of the tiled tone (36 samples).
 OBSERVED_SETS = {
     "tiled per gap over whole periods": ("tone", "per_gap", 0, 143, False),
@@ -130,7 +124,7 @@ def test_ideal_observers_see_each_known_leak_at_every_n_and_nothing_without_it(c
     puzzles, _ = sanity_puzzles(kind, spec, sample_rate=16000, n_puzzles=600, seed=1)
     ideal = sanity_ideal_observer(kind, puzzles, spec, 16000)
     assert ideal.n_chunks == n_chunks
-    assert sorts(ideal) == leaky, ideal
+    assert ideal_sorts(ideal, n_tests=3) == leaky, ideal
     if not leaky:
         assert abs(ideal.kendall_tau) < 0.05 and ideal.exact_accuracy < ideal.chance + 0.02, ideal
 
