@@ -204,7 +204,10 @@ def test_ideal_observer_fails_the_audit_even_when_the_config_model_stays_at_chan
     # Brown noise's edges stay correlated across 0-10 ms: its ideal observer sorts n=3 at about 0.55.
     assert brown["ideal_observer_sorts"] is True and brown["ideal_observer_exact_accuracy"] > 0.45
     (line,) = [line for line in problems if line.startswith("brown: its ideal observer (brown noise")]
-    assert f"sorts it at {brown['ideal_observer_exact_accuracy']:.3f} exact, chance 0.167 (+0." in line
+    assert (
+        f"sorts it at Kendall tau {brown['ideal_observer_kendall_tau']:.3f} (chance 0) and "
+        f"{brown['ideal_observer_exact_accuracy']:.3f} exact (chance 0.167; p" in line
+    )
     assert "pad_min_seconds >= 0.20" in line and brown["diagnosis"] in line
 
 
