@@ -5,7 +5,7 @@ learning (a sampler, encoder or schedule regression) would pass every other test
 here as it is but for its budget, shrunk by overrides: 40 synthetic tracks of 30 s instead of 120 of 60 s, and
 STEPS steps of BATCH puzzles instead of 800 of 64. Measured: model test exact 0.490, tau 0.478 against
 continuity's 0.410 and 0.244 on 300 puzzles; the test took 36 s on 2 cores shared with other jobs (load average
-about 10; 155 s at load average 23).
+6-9; 155 s at load average 23).
 """
 
 from pathlib import Path
