@@ -457,5 +457,43 @@ def listen(run_dir, audio, out, start_seconds, seed):
     click.echo("\n".join(result.lines()))
 
 
+@main.command(name="dream")
+@click.argument("run_dir", type=click.Path(path_type=str))
+@click.option("--out", required=True, type=click.Path(path_type=str), help="Folder for the wavs, the PNG and dream.json.")
+@click.option("--mode", type=click.Choice(["unit", "amplify", "continue"]), default="unit", show_default=True)
+@click.option("--audio", "source", type=click.Path(path_type=str),
+              help="unit: start from it instead of noise; amplify: the audio; continue: where chunk A is cut.")
+@click.option("--start", "start_seconds", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Where in --audio the clip (or chunk A) starts, seconds.")
+@click.option("--init-start", "init_seconds", type=click.FloatRange(min=0),
+              help="continue: start B from the chunk of --audio at this time, seconds (default: noise).")
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True, max=600),
+              help="Length of the dream, seconds, at least one chunk (default 2; not for continue).")
+@click.option("--layer", help="Encoder layer to dream with (default: the embedding); a wrong name lists them.")
+@click.option("--unit", type=click.IntRange(min=0), default=0, show_default=True, help="unit: the channel of --layer.")
+@click.option("--steps", type=click.IntRange(1, 100_000), help="Gradient steps per octave (default 40).")
+@click.option("--octaves", type=click.IntRange(1, 12), help="Coarse-to-fine stages (default 3).")
+@click.option("--step-size", type=click.FloatRange(min=0, min_open=True), help="RMS of each update (default 0.01).")
+@click.option("--tv-weight", type=click.FloatRange(0, 1, max_open=True),
+              help="Share of each step spent lowering total variation (default 0.3).")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the starting noise and the jitter.")
+@click.option("--quiet", is_flag=True, help="No progress bar or per-octave lines.")
+def dream_command(run_dir, out, quiet, **options):
+    """Follow the gradient of the run's network back to the waveform, to hear what it learned.
+
+    unit: from quiet noise (or --audio), maximise one unit of an encoder layer.
+    amplify: raise whatever --layer already hears in --audio (deep dream).
+    continue: change a chunk B until the run's sorter is sure B comes right
+    after chunk A of --audio (a pairwise or successor head). Writes
+    before.wav, dream.wav (16-bit, the run's rate), spectrogram.png and
+    dream.json (settings, seed, objective per step) into --out.
+    """
+    from audiosort.dream import dream
+
+    given = {name: value for name, value in options.items() if value is not None}
+    result = dream(run_dir, out=out, progress=not quiet, log=None if quiet else lambda line: click.echo(line, err=True), **given)
+    click.echo("\n".join(result.lines()))
+
+
 if __name__ == "__main__":
     main()
