@@ -16,12 +16,15 @@ samples themselves and no phase has to be guessed afterwards. Three modes:
 ``continue``
     Given a chunk A of a file, change a chunk B (from noise, or from another
     chunk of the file) until the sorter is confident that B comes right
-    after A: its join scores ("B right after A", "A starts", "B ends") against
-    the reverse order, the log-probability of the order A, B of a two-chunk
-    puzzle. The seam term of a successor head is part of its join score.
+    after A: the head's log-odds, in nats, of the two-chunk order A, B over
+    B, A, each order scored by its join scores as the head scores every
+    order ("A starts" + "B right after A" + "B ends"). The seam term of a
+    successor head is part of its join score.
 
 Each step is normalized gradient ascent on ``z``, the waveform being
-``AMPLITUDE_BOUND * tanh(z)`` so that it never leaves [-1, 1]. A total
+``AMPLITUDE_BOUND * tanh(z)`` so that it never leaves [-1, 1]; the step is
+a fixed fraction of the waveform's level, since the log-mel front end hears
+changes in proportion to it. A total
 variation penalty over time (the mean absolute sample-to-sample step) is
 subtracted, weighted as a fraction of the step, so the output stays audio
 rather than adversarial static. Steps run in octaves, coarse to fine: octave
@@ -66,8 +69,9 @@ MODES = ("unit", "amplify", "continue")
 DEFAULT_SECONDS = 2.0
 DEFAULT_STEPS = 40  # per octave
 DEFAULT_OCTAVES = 3
-# The step in z (where the waveform is AMPLITUDE_BOUND * tanh(z)), as the update's root mean square.
-DEFAULT_STEP_SIZE = 0.01
+# Each update's root mean square, as a fraction of the waveform's (z, the waveform over AMPLITUDE_BOUND
+# before tanh): 0.01 absolute steps made quiet noise worse, not better, through the log-mel front end.
+DEFAULT_STEP_SIZE = 0.1
 # The share of each step's direction that lowers total variation rather than raising the objective.
 DEFAULT_TV_WEIGHT = 0.3
 # Below full scale, so that a dream written as int16 never clips.
@@ -177,7 +181,9 @@ def dream(
     octaves : int > 0, keyword-only
         Coarse-to-fine stages; each halves the lowest cut-off of the update.
     step_size : float > 0, keyword-only
-        Root mean square of each update of z, the waveform's pre-tanh value.
+        Root mean square of each update of z (the waveform's pre-tanh value),
+        as a fraction of the waveform's root mean square (at least
+        :data:`NOISE_LEVEL`'s).
     tv_weight : float in [0, 1), keyword-only
         Share of each step's direction spent lowering total variation.
     seed : int, keyword-only
@@ -428,7 +434,9 @@ def _ascend(start, value_and_gradient, result: DreamResult, *, rng, steps, octav
             result.total_variation.append(float(np.mean(np.abs(np.diff(wave)))))
             direction = _unit_rms(gradient) - tv_weight * _unit_rms(_total_variation_gradient(wave))
             update = _low_pass(direction * (1.0 - np.tanh(z) ** 2), kept_fraction)
-            z += step_size * _unit_rms(update)
+            # Relative to the waveform's level: the log-mel front end hears changes in proportion to it.
+            level = max(float(np.sqrt(np.mean(np.square(wave)))), NOISE_LEVEL)
+            z += step_size * level * _unit_rms(update)
             bar.update()
         if not show and log is not None:
             log(f"octave {octave + 1}/{octaves}: objective {result.objective[-1]:.4g}, "
