@@ -246,7 +246,7 @@ def dream(
         first_chunk, jitter_samples = None, chunk_samples
         settings.update(seconds=clip_samples / sample_rate, layer=layer, unit=unit if mode == "unit" else None)
 
-    value_and_gradient = _value_and_gradient(objective)
+    value_and_gradient = value_and_gradient_function(objective)
     result = DreamResult(mode=mode, out=Path(out), settings=settings)
     dreamed = _ascend(
         start, value_and_gradient, result, rng=rng, steps=steps, octaves=octaves, step_size=step_size,
@@ -375,7 +375,7 @@ def _continue_objective(run_dir: Path, source, *, start_seconds: float, init_sec
     return objective, first_chunk, start, 0
 
 
-def _value_and_gradient(objective):
+def value_and_gradient_function(objective):
     """``objective`` (a keras.ops function of one float32 array) -> a numpy function returning (value, gradient).
 
     The one place that knows the backend: a TensorFlow GradientTape inside a
