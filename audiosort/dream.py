@@ -50,6 +50,7 @@ Example
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from collections.abc import Callable
@@ -63,6 +64,8 @@ from tqdm import tqdm
 
 from audiosort import _files, audio
 from audiosort.errors import DecodeError, InputError
+from audiosort.heads import HEADS, get_head
+from audiosort.models.sorters import JOIN_SCORE_LAYERS
 from audiosort.run import load_encoder, load_run_config, load_run_model
 
 MODES = ("unit", "amplify", "continue")
@@ -80,11 +83,10 @@ AMPLITUDE_BOUND = 0.95
 NOISE_LEVEL = 0.01
 # The front end's first layer: everything after it takes float audio in [-1, 1] and is differentiable.
 FRONT_LAYER = "int16_to_float"
-# The layers that hold a head's join scores; a head with all three serves `continue`.
-JOIN_LAYERS = ("successor_score", "first_score", "last_score")
 SPECTROGRAM_MELS = 64
 SPECTROGRAM_FRAME_SECONDS = 0.032
 SPECTROGRAM_HOP_SECONDS = 0.008
+PNG_COLOURS = 64
 
 
 @dataclass
@@ -337,15 +339,12 @@ def _encoder_objective(activations: keras.Model, mode: str, *, unit: int, chunk_
 
 def _continue_objective(run_dir: Path, source, *, start_seconds: float, init_seconds, rng, sample_rate: int):
     """``continue``: the objective of B, chunk A, B's starting point, and no jitter (the seam must stay put)."""
-    config = load_run_config(run_dir)
+    head = load_run_config(run_dir).model.sorter.type
+    if not get_head(head).join_scores:
+        serving = sorted(name for name, entry in HEADS.items() if entry.join_scores)
+        raise InputError(f"continue needs a sorter head with join scores ({' or '.join(serving)}); this run's head is {head!r}")
     model = load_run_model(run_dir)
     sorter = model.get_layer("sorter")
-    names = {each.name for each in sorter.layers}
-    if not set(JOIN_LAYERS) <= names:
-        raise InputError(
-            f"continue needs a sorter head with join scores (pairwise or successor); "
-            f"this run's head is {config.model.sorter.type!r}"
-        )
     if source is None:
         raise InputError("continue needs audio to cut chunk A from: pass a source file")
     encoder = model.get_layer("encoder")
@@ -357,7 +356,7 @@ def _continue_objective(run_dir: Path, source, *, start_seconds: float, init_sec
         else _cut(source, init_seconds, chunk_samples, sample_rate=sample_rate)
     )
     embed = _activations_model(encoder, encoder.layers[-1].name)
-    joins = keras.Model(sorter.input, [sorter.get_layer(name).output for name in JOIN_LAYERS], name="join_scores")
+    joins = keras.Model(sorter.input, [sorter.get_layer(name).output for name in JOIN_SCORE_LAYERS], name="join_scores")
     # A head built for n chunks takes n slots; the scores of the pair (A, B) depend on those two
     # slots alone (every pair is scored by the same MLP), so the rest are filled with A.
     slots = sorter.input_shape[1] or 2
@@ -495,6 +494,7 @@ def save_spectrograms(path: str | Path, clips: dict, *, sample_rate: int, seam_s
     import librosa
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from PIL import Image
 
     n_fft = round(SPECTROGRAM_FRAME_SECONDS * sample_rate)
     hop = round(SPECTROGRAM_HOP_SECONDS * sample_rate)
@@ -522,5 +522,9 @@ def save_spectrograms(path: str | Path, clips: dict, *, sample_rate: int, seam_s
         figure.colorbar(shown, ax=axes, label="dB")
     axes.set_xlabel("seconds", fontsize=8)
     figure.tight_layout()
-    with _files.replacing(path) as tmp:
-        figure.savefig(tmp, format="png")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    buffer.seek(0)
+    # A noise-like spectrogram compresses badly in full colour; 64 colours keep it small and look the same.
+    with _files.replacing(path) as tmp, Image.open(buffer) as image:
+        image.convert("RGB").quantize(colors=PNG_COLOURS).save(tmp, format="png", optimize=True)

@@ -11,9 +11,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiosort import audio, metrics
+from audiosort import audio, decoding
 from audiosort.config import load_config
+from audiosort.config import SorterConfig
 from audiosort.dream import AMPLITUDE_BOUND, dream
+from audiosort.heads import HEADS
+from audiosort.models import build_sorter
+from audiosort.models.sorters import JOIN_SCORE_LAYERS
 from audiosort.predict import position_scores
 from audiosort.run import load_run_model
 from audiosort.train import train
@@ -103,10 +107,17 @@ def test_continue_makes_the_runs_sorter_put_b_after_a_at_least_as_often_as_a_ran
         random.append(np.stack([pair[:CHUNK_SAMPLES], other, third]))
     rates = []
     for puzzles in (dreamed, random):
-        positions = metrics.decode(position_scores(model, np.stack(puzzles)), method="hungarian")
+        positions = decoding.decode(position_scores(model, np.stack(puzzles)), method="hungarian")
         rates.append(np.mean(positions[:, 1] == positions[:, 0] + 1))
     assert rates[0] >= rates[1], rates
     assert rates[0] > 0.5, rates  # chance is 1/3: the dreamed B is placed after A, not merely as often as noise would be
+
+
+@pytest.mark.parametrize("head", sorted(HEADS))
+def test_the_heads_said_to_have_join_scores_are_the_heads_that_build_them(head):
+    sorter = build_sorter(SorterConfig(type=head, hidden_units=8), n_chunks=3, embedding_dim=4)
+    names = {layer.name for layer in sorter.layers}
+    assert set(JOIN_SCORE_LAYERS) <= names if HEADS[head].join_scores else not set(JOIN_SCORE_LAYERS) & names
 
 
 def test_writes_nothing_outside_out(tiny_run, tmp_path, monkeypatch):
