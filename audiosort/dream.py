@@ -24,10 +24,9 @@ samples themselves and no phase has to be guessed afterwards. Three modes:
 Each step is normalized gradient ascent on ``z``, the waveform being
 ``AMPLITUDE_BOUND * tanh(z)`` so that it never leaves [-1, 1]; the step is
 a fixed fraction of the waveform's level, since the log-mel front end hears
-changes in proportion to it. A total
-variation penalty over time (the mean absolute sample-to-sample step) is
-subtracted, weighted as a fraction of the step, so the output stays audio
-rather than adversarial static. Steps run in octaves, coarse to fine: octave
+changes in proportion to it. A total variation penalty over time (the mean
+absolute sample-to-sample step) is subtracted, weighted as a fraction of the
+step, so the output stays audio rather than adversarial static. Steps run in octaves, coarse to fine: octave
 k of K keeps only the part of each update below ``sample_rate / 2 ** (K - k)``
 Hz, so slow changes come first and the last octave works on the full band. In
 ``unit`` and ``amplify``, each step first shifts the clip circularly by a
@@ -63,7 +62,7 @@ from keras import ops
 from tqdm import tqdm
 
 from audiosort import _files, audio
-from audiosort.errors import DecodeError, InputError
+from audiosort.errors import DecodeError, InputError, check_positive_int
 from audiosort.heads import HEADS, get_head
 from audiosort.models.sorters import JOIN_SCORE_LAYERS
 from audiosort.run import load_encoder, load_run_config, load_run_model
@@ -263,9 +262,8 @@ def dream(
 def _check_settings(*, mode: str, steps: int, octaves: int, step_size: float, tv_weight: float) -> None:
     if mode not in MODES:
         raise InputError(f"mode = {mode!r} is not one of {list(MODES)}")
-    for name, value in (("steps", steps), ("octaves", octaves)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"{name} = {value!r} must be an int >= 1")
+    check_positive_int(steps, "steps =")
+    check_positive_int(octaves, "octaves =")
     if not step_size > 0:
         raise InputError(f"step_size = {step_size!r} must be > 0")
     if not 0 <= tv_weight < 1:
