@@ -19,7 +19,7 @@ import sys
 import click
 
 from audiosort.config import DEFAULT_PUZZLES, DEFAULT_SANITY, SEED_RULE, is_valid_seed
-from audiosort.errors import AudiosortError
+from audiosort.errors import AudiosortError, InputError
 
 
 class UserError(click.ClickException):
@@ -177,7 +177,7 @@ def prepare(sources, out, synthetic, duration, track_seconds, tone_method, confi
     --split; --test-sources holds whole sources out as 'ood'.
     """
     from audiosort.config import load_config
-    from audiosort.data import corpus
+    from audiosort.data import prepare as corpus
 
     flags = ("n_chunks", "chunk_seconds", "pad_min_seconds", "pad_max_seconds", "pad_mode", "min_rms")
     values = {name: opts.pop(name) for name in flags}
@@ -198,7 +198,7 @@ def prepare(sources, out, synthetic, duration, track_seconds, tone_method, confi
         summary = corpus.prepare_synthetic(
             synthetic,
             out,
-            duration_seconds=corpus.parse_duration(duration or "2h"),
+            duration_seconds=parse_duration(duration or "2h"),
             track_seconds=track_seconds,
             tone_method=tone_method,
             **common,
@@ -210,6 +210,27 @@ def prepare(sources, out, synthetic, duration, track_seconds, tone_method, confi
             raise UserError("--duration applies only to --synthetic")
         summary = corpus.prepare(sources, out, **common)
     click.echo("\n".join(summary.lines()))
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``"90"``, ``"90s"``, ``"30m"`` or ``"2h"`` (``prepare --duration``).
+
+    Raises
+    ------
+    InputError
+        Not a positive number with an optional s/m/h suffix.
+    """
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    text = str(text).strip().lower()
+    scale = units.get(text[-1:], None)
+    number = text[:-1] if scale else text
+    try:
+        seconds = float(number) * (scale or 1.0)
+    except ValueError:
+        raise InputError(f"duration {text!r} is not a number of seconds or a number with s/m/h") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise InputError(f"duration {text!r} must be > 0")
+    return seconds
 
 
 @main.command()

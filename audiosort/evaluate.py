@@ -39,7 +39,9 @@ from pathlib import Path
 
 from audiosort import _files, reports
 from audiosort.config import DEFAULT_PUZZLES, DEFAULT_SANITY
-from audiosort.data.corpus import OOD_SPLIT, SPLITS, Corpus, PrepareSummary, prepare
+from audiosort.data.corpus import Corpus
+from audiosort.data.prepare import PrepareSummary, prepare
+from audiosort.data.splits import OOD_SPLIT, SPLITS
 from audiosort.data.puzzles import PuzzleSpec
 from audiosort.errors import InputError, check_positive_int
 from audiosort.sanity import SANITY_KINDS, sanity_ideal_observer, sanity_puzzles
@@ -228,7 +230,7 @@ def evaluate_audio(
     run_dir : str or Path
         Run folder of ``audiosort train``.
     audio_paths : list of str or Path
-        Audio files and folders (see :func:`audiosort.data.corpus.prepare`).
+        Audio files and folders (see :func:`audiosort.data.prepare.prepare`).
     n_puzzles : int > 0
         Puzzles cut from the music, and per sanity set.
     seed : int

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from audiosort.cli import main
 from audiosort.config import PuzzleConfig, load_config
 from audiosort.data import synthetic
-from audiosort.data.corpus import prepare_synthetic
+from audiosort.data.prepare import prepare_synthetic
 from audiosort.train import train
 
 SAMPLE_RATE = 16000

@@ -9,7 +9,7 @@ import pytest
 
 from audiosort import audio, evaluate as evaluate_module, metrics
 from audiosort.data import synthetic
-from audiosort.data.corpus import prepare_synthetic
+from audiosort.data.prepare import prepare_synthetic
 from audiosort.data.puzzles import PuzzleSpec, TrackTable, make_puzzle_set
 from audiosort.evaluate import EvalReport
 from audiosort.verdicts import BaselineResult, DatasetResult, score_dataset
