@@ -69,6 +69,11 @@ def run(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
+def latest_eval(run_dir):
+    """The folder of a run's newest eval report, as ``eval/latest`` names it."""
+    return Path(run_dir) / "eval" / (Path(run_dir) / "eval" / "latest").read_text().strip()
+
+
 def assert_one_line_error(result, fragment):
     """Exit code 2, no traceback, and exactly one non-empty line on stderr containing `fragment`."""
     assert result.exit_code == 2, result.output

@@ -27,7 +27,7 @@ from audiosort import _files, audio
 from audiosort.config import DEFAULT_PUZZLES, SEED_RULE, PuzzleConfig, is_valid_seed, to_dict
 from audiosort.data import synthetic
 from audiosort.data.corpus import FORMAT, Corpus
-from audiosort.data.puzzles import PuzzleSpec, make_puzzle_set, save_puzzle_set
+from audiosort.data.puzzles import PuzzleSpec, TrackTable, make_puzzle_set, save_puzzle_set
 from audiosort.data.splits import ALL_SPLITS, OOD_SPLIT, PUZZLE_SPLITS, SPLITS, assign_splits, hold_out
 from audiosort.errors import DecodeError, InputError
 
@@ -189,6 +189,88 @@ def prepare(
         test_sources=test_sources,
     )
     sources = list(sources)
+    named, unreadable, decode = _audio_loaders(sources, sample_rate)
+    return _build_corpus(
+        [(name, (lambda p=path: decode(p))) for name, path in named],
+        out,
+        settings,
+        jobs=jobs,
+        overwrite=overwrite,
+        progress=progress,
+        keep=sources,
+        skipped=unreadable,
+    )
+
+
+@dataclass
+class DecodedTracks:
+    """Audio files decoded into memory (see :func:`decode_tracks`).
+
+    Attributes
+    ----------
+    sources : list of str
+        Each track's name (its path relative to the sources' common folder).
+    tracks : TrackTable
+        The int16 samples, one in-memory shard per track, ids 0..T-1.
+    sample_rate : int
+        Hz.
+    skipped : list of dict
+        ``{"source", "reason"}`` per file left out.
+    """
+
+    sources: list
+    tracks: TrackTable
+    sample_rate: int
+    skipped: list
+
+    @property
+    def hours(self) -> float:
+        """Hours of audio decoded."""
+        return float(self.tracks.frames.sum()) / self.sample_rate / 3600
+
+
+def decode_tracks(
+    sources: Iterable[str | Path], *, sample_rate: int, spec: PuzzleSpec, jobs: int | None = None
+) -> DecodedTracks:
+    """Decode audio files into memory, as :func:`prepare` decodes them, without writing a corpus.
+
+    For scoring a run on a folder of music (``eval --audio``): the same files
+    are found, skipped and decoded as by :func:`prepare`, and a track too short
+    for one puzzle of ``spec`` is skipped; memory holds every track.
+
+    Parameters
+    ----------
+    sources : iterable of str or Path
+        Files and folders (walked recursively for audio extensions).
+    sample_rate : int in [1, 192000]
+        Hz; files are resampled with soxr (HQ).
+    spec : PuzzleSpec
+        The puzzles to be cut from the tracks.
+    jobs : int > 0, optional
+        Files decoded at once; default all cores.
+
+    Raises
+    ------
+    InputError
+        Missing source, no audio found, nothing decodable.
+    """
+    audio.check_sample_rate(sample_rate)
+    named, unreadable, decode = _audio_loaders(list(sources), sample_rate)
+    names, arrays = [], []
+
+    def keep(name: str, pcm: np.ndarray, digest: str) -> None:
+        names.append(name)
+        arrays.append(pcm)
+
+    loaders = [(name, (lambda p=path: decode(p))) for name, path in named]
+    skipped = [*unreadable, *_decode_all(loaders, keep, spec, sample_rate, jobs, progress=False)]
+    if not names:
+        raise InputError(f"no usable audio among {len(skipped)} file(s) ({_reasons(skipped)})")
+    return DecodedTracks(names, TrackTable.from_arrays(arrays), sample_rate, skipped)
+
+
+def _audio_loaders(sources: list, sample_rate: int):
+    """The audio files under ``sources``: (name, path) pairs, the files skipped, and the function that decodes one."""
     files = audio.find_audio_files(sources)
     if not files:
         raise InputError(f"no audio files found in {', '.join(str(s) for s in sources)}")
@@ -201,16 +283,11 @@ def prepare(
             raise DecodeError(str(e)) from None
         return audio.to_int16(audio.load(path, sample_rate=sample_rate)), digest
 
-    return _build_corpus(
-        [(name, (lambda p=path: decode(p))) for name, path in named],
-        out,
-        settings,
-        jobs=jobs,
-        overwrite=overwrite,
-        progress=progress,
-        keep=sources,
-        skipped=unreadable,
-    )
+    return named, unreadable, decode
+
+
+def _reasons(skipped: list[dict]) -> str:
+    return "; ".join(f"{s['source']}: {s['reason']}" for s in skipped[:3])
 
 
 def _name_sources(
@@ -351,11 +428,17 @@ def _write_corpus(
     """Fill the temporary folder ``tmp`` (see :func:`_build_corpus`); return the summary."""
     sample_rate, split, group_pattern = settings.sample_rate, settings.split, settings.group_pattern
     (tmp / "decoded").mkdir()
-    tracks, unusable = _decode_all(jobs_in, tmp / "decoded", spec, sample_rate, jobs, progress)
-    skipped = [*skipped, *unusable]
+    tracks: list[_Track] = []
+
+    def keep(name: str, pcm: np.ndarray, digest: str) -> None:
+        # Each track goes straight to disk, so memory never holds the corpus.
+        path = tmp / "decoded" / f"{len(tracks):06d}.npy"
+        np.save(path, pcm)
+        tracks.append(_Track(source=name, path=path, frames=len(pcm), sha256=digest))
+
+    skipped = [*skipped, *_decode_all(jobs_in, keep, spec, sample_rate, jobs, progress)]
     if not tracks:
-        reasons = "; ".join(f"{s['source']}: {s['reason']}" for s in skipped[:3])
-        raise InputError(f"no usable audio among {len(skipped)} file(s) ({reasons})")
+        raise InputError(f"no usable audio among {len(skipped)} file(s) ({_reasons(skipped)})")
     names = [t.source for t in tracks]
     held_out = hold_out(names, settings.test_sources, group_pattern=group_pattern)
     if split is not None:
@@ -411,17 +494,19 @@ def _spec_samples(spec: PuzzleSpec) -> dict:
     }
 
 
-def _decode_all(jobs_in, folder: Path, spec: PuzzleSpec, sample_rate: int, jobs: int | None, progress: bool):
-    """Run every loader in a thread pool, write each track to ``folder``; return (tracks, skipped).
+def _decode_all(
+    jobs_in, keep: Callable[[str, np.ndarray, str], None], spec: PuzzleSpec, sample_rate: int, jobs: int | None,
+    progress: bool,
+) -> list[dict]:
+    """Run every loader in a thread pool and hand each usable track to ``keep(name, pcm, sha256)``; return the skipped.
 
-    At most ``2 * jobs`` loaders are in flight, so memory holds a few tracks,
-    never the corpus. Results are taken in submission order, which keeps the
-    output independent of thread timing.
+    At most ``2 * jobs`` loaders are in flight, so memory holds a few tracks
+    beyond what ``keep`` holds. Results are taken in submission order, which
+    keeps the output independent of thread timing.
     """
     jobs = jobs or os.cpu_count() or 1
     if jobs < 1:
         raise InputError(f"--jobs {jobs} must be >= 1")
-    tracks: list[_Track] = []
     skipped: list[dict] = []
     # A bar in a log file or a pipe is noise, and would precede a one-line error.
     show = progress and sys.stderr.isatty()
@@ -445,12 +530,10 @@ def _decode_all(jobs_in, folder: Path, spec: PuzzleSpec, sample_rate: int, jobs:
             bar.update(1)
             if reason:
                 skipped.append({"source": name, "reason": reason})
-                continue
-            path = folder / f"{len(tracks):06d}.npy"
-            np.save(path, pcm)
-            tracks.append(_Track(source=name, path=path, frames=len(pcm), sha256=digest))
+            else:
+                keep(name, pcm, digest)
     bar.close()
-    return tracks, skipped
+    return skipped
 
 
 def _unusable(pcm: np.ndarray, spec: PuzzleSpec, sample_rate: int) -> str | None:
