@@ -20,7 +20,7 @@ import numpy as np
 
 from audiosort.data.puzzles import PuzzleSpec, Puzzles, TrackTable, load_puzzle_set, make_puzzle_set
 from audiosort.data.splits import ALL_SPLITS
-from audiosort.errors import InputError
+from audiosort.errors import InputError, is_int
 
 FORMAT = "audiosort-corpus/1"
 _TRACK_KEYS = ("id", "source", "split", "shard", "offset", "frames")
@@ -55,7 +55,7 @@ class Corpus:
             found = self.manifest.get("format") if isinstance(self.manifest, dict) else type(self.manifest).__name__
             raise InputError(f"{manifest_path} has format {found!r}, expected {FORMAT!r}")
         self.sample_rate: int = self.manifest.get("sample_rate")
-        if isinstance(self.sample_rate, bool) or not isinstance(self.sample_rate, int) or self.sample_rate <= 0:
+        if not is_int(self.sample_rate) or self.sample_rate <= 0:
             raise InputError(f"{manifest_path}: sample_rate {self.sample_rate!r} is not a positive int")
         if not isinstance(self.manifest.get("puzzles"), dict):
             raise InputError(f"{manifest_path} has no puzzle settings ('puzzles')")
@@ -80,7 +80,7 @@ class Corpus:
             if missing:
                 raise InputError(f"{manifest_path}: tracks[{index}] lacks {', '.join(repr(k) for k in missing)}")
             numbers = [entry[key] for key in ("id", "offset", "frames")]
-            if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in numbers) or entry["id"] != index:
+            if any(not is_int(n) or n < 0 for n in numbers) or entry["id"] != index:
                 raise InputError(f"{manifest_path}: tracks[{index}] has a bad id, offset or frames ({numbers})")
             if entry["split"] not in ALL_SPLITS:
                 raise InputError(f"{manifest_path}: tracks[{index}] has unknown split {entry['split']!r}")

@@ -29,7 +29,7 @@ from audiosort.data import synthetic
 from audiosort.data.corpus import FORMAT, Corpus
 from audiosort.data.puzzles import PuzzleSpec, TrackTable, make_puzzle_set, save_puzzle_set
 from audiosort.data.splits import ALL_SPLITS, OOD_SPLIT, PUZZLE_SPLITS, SPLITS, assign_splits, hold_out
-from audiosort.errors import DecodeError, InputError
+from audiosort.errors import DecodeError, InputError, is_int
 
 DEFAULT_SHARD_BYTES = 1 << 30
 # Fixed .npy header size so a shard can be written as a stream and its length
@@ -92,9 +92,9 @@ class CorpusSettings:
         if not is_valid_seed(self.seed):
             raise InputError(f"seed {self.seed!r} {SEED_RULE}")
         n_puzzles, shard_bytes = self.n_puzzles, self.shard_bytes
-        if isinstance(n_puzzles, bool) or not isinstance(n_puzzles, int) or n_puzzles < 0:
+        if not is_int(n_puzzles) or n_puzzles < 0:
             raise InputError(f"puzzles per fixed set = {n_puzzles!r} must be an int >= 0")
-        if isinstance(shard_bytes, bool) or not isinstance(shard_bytes, int) or shard_bytes < 2:
+        if not is_int(shard_bytes) or shard_bytes < 2:
             raise InputError(f"largest shard = {shard_bytes!r} bytes must be an int >= 2 (one int16 sample)")
         val, test = self.val_fraction, self.test_fraction
         if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
@@ -134,7 +134,9 @@ def prepare(
     Parameters
     ----------
     sources : iterable of str or Path
-        Files and folders (walked recursively for audio extensions).
+        Files and folders (walked recursively for audio extensions). A
+        symlink to a file is read through wherever it points and named by the
+        link; a dangling link or a loop is skipped with its reason.
     out : str or Path
         Corpus folder to create.
     puzzle : PuzzleConfig
@@ -156,8 +158,8 @@ def prepare(
     overwrite : bool
         Replace an existing corpus at ``out`` (a folder holding
         ``manifest.json``, or an empty one). ``out`` may never be, hold or lie
-        inside a source, nor be the working folder or above it (paths
-        resolved, symlinks followed), with or without ``overwrite``.
+        inside a source or a linked file, nor be the working folder or above
+        it (paths resolved, symlinks followed), with or without ``overwrite``.
     progress : bool
         Show a progress bar on stderr when stderr is a terminal.
     group_pattern : str, optional
@@ -191,13 +193,14 @@ def prepare(
     sources = list(sources)
     named, unreadable, decode = _audio_loaders(sources, sample_rate)
     return _build_corpus(
-        [(name, (lambda p=path: decode(p))) for name, path in named],
+        [(name, (lambda p=path: decode(p))) for name, path, _ in named],
         out,
         settings,
         jobs=jobs,
         overwrite=overwrite,
         progress=progress,
-        keep=sources,
+        # A link's target is an input too: --overwrite never deletes a file through a link.
+        keep=[*sources, *(target for _, path, target in named if path.is_symlink())],
         skipped=unreadable,
     )
 
@@ -262,7 +265,7 @@ def decode_tracks(
         names.append(name)
         arrays.append(pcm)
 
-    loaders = [(name, (lambda p=path: decode(p))) for name, path in named]
+    loaders = [(name, (lambda p=path: decode(p))) for name, path, _ in named]
     skipped = [*unreadable, *_decode_all(loaders, keep, spec, sample_rate, jobs, progress=False)]
     if not names:
         raise InputError(f"no usable audio among {len(skipped)} file(s) ({_reasons(skipped)})")
@@ -270,11 +273,11 @@ def decode_tracks(
 
 
 def _audio_loaders(sources: list, sample_rate: int):
-    """The audio files under ``sources``: (name, path) pairs, the files skipped, and the function that decodes one."""
+    """The audio files under ``sources`` as (name, path, target) (see :func:`_name_sources`), the files skipped, and the decoder."""
     files = audio.find_audio_files(sources)
     if not files:
         raise InputError(f"no audio files found in {', '.join(str(s) for s in sources)}")
-    named, unreadable = _name_sources(files, {Path(s) for s in sources if not Path(s).is_dir()})
+    named, unreadable = _name_sources(files)
 
     def decode(path: Path) -> tuple[np.ndarray, str]:
         try:
@@ -290,20 +293,19 @@ def _reasons(skipped: list[dict]) -> str:
     return "; ".join(f"{s['source']}: {s['reason']}" for s in skipped[:3])
 
 
-def _name_sources(
-    files: list[tuple[Path, Path]], given_files: set[Path]
-) -> tuple[list[tuple[str, Path]], list[dict]]:
+def _name_sources(files: list[tuple[Path, Path]]) -> tuple[list[tuple[str, Path, Path]], list[dict]]:
     """Name each found file by its path relative to the sources' common folder; skip those that cannot be read.
 
-    Skipped, each with a reason: a dangling symlink, a symlink loop, a
-    symlink found in a folder that points outside that folder (its audio is
-    not part of what was given), and a name that is not UTF-8 (the manifest
-    is JSON text).
+    A symlink is read through, wherever it points (a folder of links into a
+    music library is a playlist), and named by the link. Skipped, each with a
+    reason: a dangling symlink, a symlink loop, and a name that is not UTF-8
+    (the manifest is JSON text).
 
     Returns
     -------
-    named : list of (str, Path)
-        POSIX name relative to the common folder, and the file to read.
+    named : list of (str, Path, Path)
+        POSIX name relative to the common folder, the file to read, and the
+        file it resolves to (a link's target).
     skipped : list of dict
         ``{"source", "reason"}`` per skipped file.
     """
@@ -326,11 +328,7 @@ def _name_sources(
         except (OSError, RuntimeError):
             skipped.append({"source": name, "reason": "symlink loop"})
             continue
-        # A file given directly may link anywhere; a link found in a folder must stay inside that folder.
-        if file not in given_files and file.is_symlink() and not target.is_relative_to(root_of[root]):
-            skipped.append({"source": name, "reason": f"symlink to a file outside {root}"})
-            continue
-        named.append((name, file))
+        named.append((name, file, target))
     return named, skipped
 
 
@@ -466,7 +464,7 @@ def _write_corpus(
         "test_sources": list(settings.test_sources),
         "split": split,
         "puzzles": {
-            **to_dict(settings.puzzle), "seed": settings.seed, "count": settings.n_puzzles, **_spec_samples(spec)
+            **to_dict(settings.puzzle), "seed": settings.seed, "count": int(settings.n_puzzles), **_spec_samples(spec)
         },
     }
     summary = PrepareSummary(out=out, sample_rate=sample_rate, skipped=skipped)
