@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 
-from audiosort import metrics
+from audiosort import decoding, metrics
 from audiosort.config import EncoderConfig, ModelConfig, SorterConfig, TrainConfig, load_config, n_chunks_schedule
 from audiosort.errors import ConfigError
 from audiosort.evaluate import evaluate
@@ -45,7 +45,7 @@ def drifting_puzzles(rng, n_puzzles, n_chunks):
 def test_time_position_scores_decode_to_the_argsort_of_the_times_and_give_them_back():
     time = np.random.default_rng(0).normal(size=(50, 9)) * 3
     log_probs = keras.ops.convert_to_numpy(keras.ops.log_softmax(TimePositionScores()(time), axis=-1))
-    np.testing.assert_array_equal(metrics.decode(log_probs, method="hungarian"), np.argsort(np.argsort(time, axis=1), axis=1))
+    np.testing.assert_array_equal(decoding.decode(log_probs, method="hungarian"), np.argsort(np.argsort(time, axis=1), axis=1))
     np.testing.assert_allclose(log_probs[..., 1] - log_probs[..., 0] + 0.5, time, atol=1e-4)
 
 
@@ -108,8 +108,8 @@ def test_tiny_rank_model_learns_a_drift_on_few_chunks_and_sorts_more():
         chunks, order = drifting_puzzles(rng, 2048, n_chunks)
         model.fit(chunks, order, batch_size=32, verbose=0)
     chunks, order = drifting_puzzles(rng, 200, 8)
-    scores = metrics.finite_scores(model.predict(chunks, verbose=0))
-    tau = metrics.kendall_tau(metrics.decode(scores, method="hungarian"), order).mean()
+    scores = decoding.finite_scores(model.predict(chunks, verbose=0))
+    tau = metrics.kendall_tau(decoding.decode(scores, method="hungarian"), order).mean()
     assert tau > 0.9
 
 

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 import audiosort.models  # noqa: F401  (registers the custom layers for load_model)
-from audiosort import metrics
+from audiosort import decoding, metrics
 from audiosort.cli import main
 from audiosort.config import load_config
 from audiosort.data.corpus import Corpus
@@ -49,7 +49,7 @@ def test_train_writes_a_complete_run_folder(music_corpus, tmp_path):
     # The reported val score is the saved model's, decoded and counted again here from its raw scores.
     val_set = Corpus(music_corpus).puzzle_set("val")
     saved = keras.saving.load_model(run_dir / "model.keras")
-    correct = metrics.exact_correct(metrics.decode(saved.predict(val_set.chunks, verbose=0), method="hungarian"), val_set.order)
+    correct = metrics.exact_correct(decoding.decode(saved.predict(val_set.chunks, verbose=0), method="hungarian"), val_set.order)
     assert val["hungarian"]["exact_correct_count"] == int(np.sum(correct))
 
 
@@ -212,7 +212,7 @@ def test_training_replicates_over_two_devices_with_mirrored_strategy(music_corpu
         "from audiosort.data.corpus import Corpus\n"
         "model = keras.saving.load_model(run / 'model.keras')\n"
         f"val = Corpus({str(music_corpus)!r}).puzzle_set('val')\n"
-        "pred = metrics.decode(model.predict(val.chunks, verbose=0), method='hungarian')\n"
+        "pred = decoding.decode(model.predict(val.chunks, verbose=0), method='hungarian')\n"
         "report = json.loads((run / 'metrics.json').read_text())\n"
         "report['recounted'] = int(metrics.exact_correct(pred, val.order).sum())\n"
         "print(json.dumps(report))\n"

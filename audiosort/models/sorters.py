@@ -170,7 +170,7 @@ def _successor(embeddings, cfg: SorterConfig, *, n_chunks: int | None):
     matrix (node n is the puzzle's edge), trained by the cross-entropy of its
     rows and columns (:class:`audiosort.models.objectives.SuccessorLoss`) and
     decoded as the best Hamiltonian path, by the search that decodes the
-    continuity baseline (:func:`audiosort.metrics.best_paths`). Nothing is
+    continuity baseline (:func:`audiosort.decoding.best_paths`). Nothing is
     sized by n, so n may grow during training.
     """
     return SuccessorLogits(name="scores")(_join_scores(embeddings, cfg, mismatch=True))
