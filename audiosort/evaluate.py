@@ -48,7 +48,7 @@ import numpy as np
 from audiosort import reports, run
 from audiosort.config import DEFAULT_PUZZLES, DEFAULT_SANITY, Config
 from audiosort.data.corpus import Corpus
-from audiosort.data.prepare import DecodedTracks, decode_tracks
+from audiosort.data.prepare import decode_tracks
 from audiosort.data.puzzles import PuzzleSpec, make_puzzle_set
 from audiosort.data.splits import ALL_SPLITS, OOD_SPLIT, SPLITS
 from audiosort.errors import InputError, check_positive_int
@@ -243,7 +243,19 @@ def evaluate(
 
 @dataclass(frozen=True)
 class AudioSummary:
-    """What ``eval --audio`` scored: tracks, hours, and the files skipped with their reasons."""
+    """What ``eval --audio`` scored.
+
+    Attributes
+    ----------
+    name : str
+        The dataset's name in the report: the folder's (names joined by ``+`` for several).
+    tracks : int
+        Tracks decoded and used.
+    hours : float
+        Their audio, in hours.
+    skipped : list of dict
+        ``{"source", "reason"}`` per file left out.
+    """
 
     name: str
     tracks: int
@@ -290,7 +302,7 @@ def evaluate_audio(
         raise InputError("--audio: give at least one audio file or folder")
     sample_rate = asked.config.data.sample_rate
     sanity_corpora = {entry: _open_corpus(entry, sample_rate) for entry in asked.sanity if entry not in SANITY_KINDS}
-    decoded: DecodedTracks = decode_tracks(audio_paths, sample_rate=sample_rate, spec=asked.spec)
+    decoded = decode_tracks(audio_paths, sample_rate=sample_rate, spec=asked.spec)
     model = asked.load_model()
     name = "+".join(_label_part(Path(path)) for path in audio_paths)
     # The stream a corpus prepared with --split test gives its test set, so the puzzles are those of before.
