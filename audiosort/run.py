@@ -634,12 +634,6 @@ def read_eval(path: str | Path, *, settings: Mapping | None = None) -> EvalResul
     return _read_eval_file(latest.parent / name / "eval.json")
 
 
-def eval_reports(run_dir: str | Path) -> list[EvalResult]:
-    """Every eval report of a run, oldest first (by the time its ``eval.json`` was written)."""
-    folders = sorted(_eval_folders(Path(run_dir)), key=lambda f: (f / "eval.json").stat().st_mtime_ns)
-    return [_read_eval_file(folder / "eval.json") for folder in folders]
-
-
 def read_probe(path: str | Path) -> dict[str, ProbeTask]:
     """The tasks of a run's ``probe.json`` by name, in file order ({} when the run was never probed).
 
