@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from audiosort.config import load_config
-from audiosort.data.corpus import prepare_synthetic
+from audiosort.data.prepare import prepare_synthetic
 from audiosort.evaluate import evaluate
 from audiosort.train import train
 
