@@ -283,7 +283,7 @@ def test_unknown_names_raise_config_error_listing_the_valid_ones():
     # Config validation rejects these names first; bypass it to reach the builders.
     encoder_cfg = cfg.encoder
     object.__setattr__(encoder_cfg, "type", "rnn")
-    with pytest.raises(ConfigError, match=r"'rnn'.*\['conv1d', 'logmel', 'logmel_resnet', 'mlp'\]"):
+    with pytest.raises(ConfigError, match=r"'rnn'.*\['conv1d', 'logmel', 'logmel1d', 'logmel_resnet', 'mlp'\]"):
         build_encoder(encoder_cfg, chunk_samples=CHUNK_SAMPLES, sample_rate=SAMPLE_RATE)
     sorter_cfg = tiny_model_config().sorter
     object.__setattr__(sorter_cfg, "type", "lstm")

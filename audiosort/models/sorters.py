@@ -17,8 +17,9 @@ from keras import layers
 
 from audiosort.config import SORTER_TYPES, SorterConfig
 from audiosort.errors import ConfigError
+from audiosort.baselines import N_MELS as SEAM_BANDS
 from audiosort.models.layers import (
-    ExpectedRankScores, JoinMismatch, PairFeatures, PermutationMarginals, SuccessorLogits, TimePositionScores,
+    ExpectedRankScores, JoinMismatch, PairFeatures, PermutationMarginals, SeamScores, SuccessorLogits, TimePositionScores,
 )
 
 MLP_NARROW_UNITS = 200  # the seed's third sorter layer
@@ -45,7 +46,9 @@ def build_sorter(cfg: SorterConfig, *, n_chunks: int, embedding_dim: int) -> ker
     Returns
     -------
     keras.Model
-        Input ``[shape=(B, n_chunks, embedding_dim)]``, output
+        Input ``[shape=(B, n_chunks, embedding_dim)]``, and with ``cfg.seam``
+        also the edge spectra ``[shape=(B, n_chunks, 2, SEAM_BANDS)]``
+        (:class:`audiosort.models.layers.EdgeLogMel` per slot); output
         ``[shape=(B, n_chunks, n_chunks)]`` unnormalized scores.
 
     Raises
@@ -63,8 +66,11 @@ def build_sorter(cfg: SorterConfig, *, n_chunks: int, embedding_dim: int) -> ker
     if n_chunks is not None and n_chunks < 2:
         raise ConfigError(f"n_chunks = {n_chunks!r} must be >= 2")
     embeddings = keras.Input((n_chunks, embedding_dim), name="embeddings")
-    scores = SORTERS[cfg.type](embeddings, cfg, n_chunks=n_chunks)
-    return keras.Model(embeddings, scores, name="sorter")
+    if not cfg.seam:
+        return keras.Model(embeddings, SORTERS[cfg.type](embeddings, cfg, n_chunks=n_chunks), name="sorter")
+    edges = keras.Input((n_chunks, 2, SEAM_BANDS), name="edges")
+    scores = SORTERS[cfg.type](embeddings, cfg, n_chunks=n_chunks, edges=edges)
+    return keras.Model([embeddings, edges], scores, name="sorter")
 
 
 def _mlp(embeddings, cfg: SorterConfig, *, n_chunks: int):
@@ -136,7 +142,7 @@ def _set_encoder(embeddings, cfg: SorterConfig):
     return layers.LayerNormalization(name="final_norm")(x)
 
 
-def _pairwise(embeddings, cfg: SorterConfig, *, n_chunks: int):
+def _pairwise(embeddings, cfg: SorterConfig, *, n_chunks: int, edges=None):
     """Score every "slot j right after slot i" with one shared MLP, then marginalize over all n! orders.
 
     An order's score is the sum of its n - 1 successor scores plus a "starts
@@ -145,21 +151,22 @@ def _pairwise(embeddings, cfg: SorterConfig, *, n_chunks: int):
     log-probabilities under the softmax over orders. The rule is learned once
     for every pair, so the head is permutation-equivariant and needs no
     normalization (rows and columns already sum to 1). The learned twin of the
-    continuity baseline, which scores pairs by how smoothly they join.
+    continuity baseline, which scores pairs by how smoothly they join; with
+    ``cfg.seam`` it starts as that baseline (:func:`_join_scores`).
     """
     if n_chunks > PermutationMarginals.MAX_ENUMERATED_CHUNKS:
         raise ConfigError(
             f"model.sorter.type = 'pairwise' enumerates all n! orders: n_chunks must be <= "
             f"{PermutationMarginals.MAX_ENUMERATED_CHUNKS}, got {n_chunks}; use 'successor' for more chunks"
         )
-    successor, first, last = _join_scores(embeddings, cfg)
+    successor, first, last = _join_scores(embeddings, cfg, mismatch=cfg.mismatch, edges=edges)
     successor = layers.Reshape((n_chunks, n_chunks), name="successor")(successor)
     first = layers.Reshape((n_chunks,), name="first")(first)
     last = layers.Reshape((n_chunks,), name="last")(last)
     return PermutationMarginals(n_chunks, name="scores")([successor, first, last])
 
 
-def _successor(embeddings, cfg: SorterConfig, *, n_chunks: int | None):
+def _successor(embeddings, cfg: SorterConfig, *, n_chunks: int | None, edges=None):
     """The pairwise head's join scores, trained on any n without enumerating orders.
 
     The pairwise head's shared MLP, which here also sees how far one chunk's
@@ -173,15 +180,21 @@ def _successor(embeddings, cfg: SorterConfig, *, n_chunks: int | None):
     continuity baseline (:func:`audiosort.metrics.best_paths`). Nothing is
     sized by n, so n may grow during training.
     """
-    return SuccessorLogits(name="scores")(_join_scores(embeddings, cfg, mismatch=True))
+    return SuccessorLogits(name="scores")(_join_scores(embeddings, cfg, mismatch=True, edges=edges))
 
 
-def _join_scores(embeddings, cfg: SorterConfig, *, mismatch: bool = False):
+def _join_scores(embeddings, cfg: SorterConfig, *, mismatch: bool = False, edges=None):
     """Successor ``(B, n, n, 1)``, first ``(B, n, 1)`` and last ``(B, n, 1)`` scores, from one MLP shared by every pair.
 
     The MLP sees both embeddings side by side, and with ``mismatch`` also the
     squared difference of a learned "how it ends" projection of the first and
     a "how it starts" projection of the second (:class:`JoinMismatch`).
+
+    With ``edges`` (the flush edge spectra, ``(B, n, 2, SEAM_BANDS)``), the
+    successor scores add the learned seam term (:class:`SeamScores`), and the
+    three output layers start at zero, so that the untrained head scores
+    every order by the continuity baseline's distances alone and sorts as it
+    does; what the encoder adds is learned on top of the seam.
     """
     # As in the attention head: batch statistics remove what a puzzle's embeddings share.
     x = layers.Dense(cfg.hidden_units, use_bias=False, name="project")(embeddings)
@@ -192,8 +205,13 @@ def _join_scores(embeddings, cfg: SorterConfig, *, mismatch: bool = False):
         heads = layers.Dense(cfg.hidden_units, name="head")(x)
         pairs = layers.Concatenate(name="pairs_and_mismatch")([pairs, JoinMismatch(name="mismatch")([tails, heads])])
     h = layers.Dense(cfg.hidden_units, activation="relu", name="pair_dense")(pairs)
-    successor = layers.Dense(1, name="successor_score")(h)
-    return [successor, layers.Dense(1, name="first_score")(x), layers.Dense(1, name="last_score")(x)]
+    start = "zeros" if edges is not None else "glorot_uniform"
+    successor = layers.Dense(1, kernel_initializer=start, name="successor_score")(h)
+    first = layers.Dense(1, kernel_initializer=start, name="first_score")(x)
+    last = layers.Dense(1, kernel_initializer=start, name="last_score")(x)
+    if edges is not None:
+        successor = layers.Add(name="successor_and_seam")([successor, SeamScores(name="seam")(edges)])
+    return [successor, first, last]
 
 
 def _precedence(embeddings, cfg: SorterConfig, *, n_chunks: int):
