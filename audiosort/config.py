@@ -26,13 +26,11 @@ from pathlib import Path
 import yaml
 
 from audiosort.errors import ConfigError
+from audiosort.heads import HEADS
 
 PAD_MODES = ("per_gap", "shared", "fixed")
 POOLINGS = ("global", "flatten", "time", "stats")
 ENCODER_TYPES = ("mlp", "conv1d", "logmel", "logmel_resnet", "logmel1d")
-SORTER_TYPES = ("mlp", "attention", "pairwise", "precedence", "rank", "successor")
-# The heads that score joins and so can take the seam term (model.sorter.seam).
-SEAM_SORTERS = ("pairwise", "successor")
 NORMALIZATIONS = ("softmax", "sinkhorn")
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
@@ -167,8 +165,9 @@ class SorterConfig:
     mismatch: bool = False
 
     def __post_init__(self):
-        _check(self.type in SORTER_TYPES, "model.sorter.type", self.type, f"must be one of {SORTER_TYPES}")
-        _check(not self.seam or self.type in SEAM_SORTERS, "model.sorter.seam", self.seam, f"needs model.sorter.type in {SEAM_SORTERS}")
+        _check(self.type in HEADS, "model.sorter.type", self.type, f"must be one of {tuple(HEADS)}")
+        seam_heads = tuple(name for name, head in HEADS.items() if head.seam)
+        _check(not self.seam or HEADS[self.type].seam, "model.sorter.seam", self.seam, f"needs model.sorter.type in {seam_heads}")
         _check(not self.mismatch or self.type == "pairwise", "model.sorter.mismatch", self.mismatch, "needs model.sorter.type 'pairwise'")
         _check(
             self.normalization in NORMALIZATIONS,
@@ -176,10 +175,8 @@ class SorterConfig:
             self.normalization,
             f"must be one of {NORMALIZATIONS}",
         )
-        # The rank head's loss reads its times back from row log-softmax differences, which Sinkhorn would change;
-        # the successor head's loss normalizes the rows and the columns of its logits itself.
         _check(
-            self.type not in ("rank", "successor") or self.normalization == "softmax",
+            not HEADS[self.type].softmax_only or self.normalization == "softmax",
             "model.sorter.normalization", self.normalization, f"must be softmax for model.sorter.type {self.type!r}",
         )
         for name in ("hidden_units", "attention_layers", "attention_heads", "sinkhorn_iterations"):
@@ -206,7 +203,7 @@ class TrainConfig:
     jit_compile: bool | str = "auto"  # true | false | auto (Keras decides)
     # Curriculum: "epoch:n,epoch:n,...", train on n chunks from that epoch on (e.g. "0:5,4:10,8:20"); it must
     # start at epoch 0 and end at puzzle.n_chunks (the n of val/test). Empty: puzzle.n_chunks throughout.
-    # Needs a sorter with no weight sized by n (rank, successor).
+    # Needs a sorter with no weight sized by n (a head with any_n in audiosort.heads: rank, successor).
     n_chunks_schedule: str = ""
 
     def __post_init__(self):

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from audiosort import baselines, metrics
+from audiosort import baselines, decoding, metrics
 from audiosort.config import EncoderConfig, ModelConfig, SorterConfig
 from audiosort.data import synthetic
 from audiosort.errors import ConfigError
@@ -64,8 +64,8 @@ def test_an_untrained_seam_head_sorts_as_the_continuity_baseline(sorter, n_chunk
     chunks, order = music_puzzles(200, n_chunks, 4000)
     keras.utils.set_random_seed(0)
     model, _ = build_model(seam_config(sorter), n_chunks=n_chunks, chunk_samples=chunks.shape[2], sample_rate=SAMPLE_RATE)
-    model_pred = metrics.decode(position_scores(model, chunks), method="hungarian")
-    baseline_pred = metrics.decode(baselines.continuity_scores(chunks, sample_rate=SAMPLE_RATE), method="hungarian")
+    model_pred = decoding.decode(position_scores(model, chunks), method="hungarian")
+    baseline_pred = decoding.decode(baselines.continuity_scores(chunks, sample_rate=SAMPLE_RATE), method="hungarian")
     baseline_right = metrics.exact_correct(baseline_pred, order)
     assert baseline_right.mean() > 1.5 * metrics.chance(n_chunks)["exact_accuracy"]  # the baseline sorts this music: a real comparison
     assert np.mean(np.all(model_pred == baseline_pred, axis=1)) >= 0.97
@@ -77,8 +77,8 @@ def test_without_the_seam_term_an_untrained_head_does_not_sort_as_the_baseline()
     chunks, _ = music_puzzles(200, 3, 4000)
     keras.utils.set_random_seed(0)
     model, _ = build_model(seam_config("pairwise", seam=False), n_chunks=3, chunk_samples=chunks.shape[2], sample_rate=SAMPLE_RATE)
-    model_pred = metrics.decode(position_scores(model, chunks), method="hungarian")
-    baseline_pred = metrics.decode(baselines.continuity_scores(chunks, sample_rate=SAMPLE_RATE), method="hungarian")
+    model_pred = decoding.decode(position_scores(model, chunks), method="hungarian")
+    baseline_pred = decoding.decode(baselines.continuity_scores(chunks, sample_rate=SAMPLE_RATE), method="hungarian")
     assert np.mean(np.all(model_pred == baseline_pred, axis=1)) < 0.6
 
 
