@@ -27,6 +27,9 @@ from audiosort.models.layers import (
 MLP_NARROW_UNITS = 200  # the seed's third sorter layer
 ATTENTION_MIN_WIDTH = 64
 ATTENTION_MLP_RATIO = 2
+# The layers of _join_scores that hold "slot j right after slot i", "slot i starts" and "slot i ends"
+# (heads.Head.join_scores): what `audiosort dream --mode continue` reads from a trained sorter.
+JOIN_SCORE_LAYERS = ("successor_score", "first_score", "last_score")
 
 
 def build_sorter(cfg: SorterConfig, *, n_chunks: int, embedding_dim: int) -> keras.Model:
@@ -199,11 +202,13 @@ def _join_scores(embeddings, cfg: SorterConfig, *, mismatch: bool = False, edges
         heads = layers.Dense(cfg.hidden_units, name="head")(x)
         pairs = layers.Concatenate(name="pairs_and_mismatch")([pairs, JoinMismatch(name="mismatch")([tails, heads])])
     h = layers.Dense(cfg.hidden_units, activation="relu", name="pair_dense")(pairs)
+    successor_name, first_name, last_name = JOIN_SCORE_LAYERS
     start = "zeros" if edges is not None else "glorot_uniform"
-    successor = layers.Dense(1, kernel_initializer=start, name="successor_score")(h)
-    first = layers.Dense(1, kernel_initializer=start, name="first_score")(x)
-    last = layers.Dense(1, kernel_initializer=start, name="last_score")(x)
+    successor = layers.Dense(1, kernel_initializer=start, name=successor_name)(h)
+    first = layers.Dense(1, kernel_initializer=start, name=first_name)(x)
+    last = layers.Dense(1, kernel_initializer=start, name=last_name)(x)
     if edges is not None:
+        # Not in the layer named successor_name: what dream reads there is the encoder's part alone.
         successor = layers.Add(name="successor_and_seam")([successor, SeamScores(name="seam")(edges)])
     return [successor, first, last]
 
