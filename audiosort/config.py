@@ -32,6 +32,7 @@ PAD_MODES = ("per_gap", "shared", "fixed")
 POOLINGS = ("global", "flatten", "time", "stats")
 ENCODER_TYPES = ("mlp", "conv1d", "logmel", "logmel_resnet", "logmel1d")
 NORMALIZATIONS = ("softmax", "sinkhorn")
+SORTER_LOSSES = ("rows", "orders")
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 # numpy's legacy global seed, which keras.utils.set_random_seed sets, takes 0 <= seed < 2**32.
@@ -163,12 +164,17 @@ class SorterConfig:
     seam: bool = False
     # pairwise: also feed the pair MLP the learned tail/head mismatch (the successor head always has it).
     mismatch: bool = False
+    # pairwise: rows (cross-entropy of each slot's position marginal) | orders (-log P(true order) under the
+    # softmax over all n! orders the head enumerates: the whole order's likelihood, not each slot's).
+    loss: str = "rows"
 
     def __post_init__(self):
         _check(self.type in HEADS, "model.sorter.type", self.type, f"must be one of {tuple(HEADS)}")
         seam_heads = tuple(name for name, head in HEADS.items() if head.seam)
         _check(not self.seam or HEADS[self.type].seam, "model.sorter.seam", self.seam, f"needs model.sorter.type in {seam_heads}")
         _check(not self.mismatch or self.type == "pairwise", "model.sorter.mismatch", self.mismatch, "needs model.sorter.type 'pairwise'")
+        _check(self.loss in SORTER_LOSSES, "model.sorter.loss", self.loss, f"must be one of {SORTER_LOSSES}")
+        _check(self.loss == "rows" or self.type == "pairwise", "model.sorter.loss", self.loss, "needs model.sorter.type 'pairwise'")
         _check(
             self.normalization in NORMALIZATIONS,
             "model.sorter.normalization",

@@ -49,8 +49,10 @@ class Head:
         normalizes after the head; ``successors`` heads give ``(B, n + 1, n + 1)``
         logits, left as they are.
     loss : callable
-        ``loss()`` -> a ``keras.losses.Loss`` whose ``call(order (B, n), outputs)``
-        gives per-puzzle terms ``(B, k)``; training minimizes their mean.
+        ``loss(sorter=None)``: the :class:`audiosort.config.SorterConfig` the
+        model was built from (None: its defaults) -> a ``keras.losses.Loss``
+        whose ``call(order (B, n), outputs)`` gives per-puzzle terms ``(B, k)``;
+        training minimizes their mean.
     metrics : callable
         ``metrics()`` -> ``{name: fn}``, ``fn(order (B, n), outputs) -> (B,)``
         float32, one value per puzzle; training logs each name's mean over the
@@ -121,9 +123,19 @@ def _lazy(module: str, name: str) -> Callable:
     return call
 
 
+def _without_sorter(loss: Callable) -> Callable:
+    """A loss entry for a head whose loss no ``model.sorter`` key changes."""
+
+    def call(sorter=None):
+        return loss()
+
+    call.__qualname__ = call.__name__ = loss.__name__
+    return call
+
+
 def _read_positions(scores):
-    """Position log-probabilities are already position scores."""
-    return scores
+    """Position log-probabilities are already position scores; columns after the n-th (order log-probabilities) go."""
+    return scores[:, :, : scores.shape[1]]
 
 
 def _best_successor_path(logits):
@@ -135,7 +147,7 @@ def _best_successor_path(logits):
 
 _SORTERS = "audiosort.models.sorters"
 _OBJECTIVES = "audiosort.models.objectives"
-_POSITION_LOSS = _lazy(_OBJECTIVES, "row_cross_entropy")
+_POSITION_LOSS = _without_sorter(_lazy(_OBJECTIVES, "row_cross_entropy"))
 _POSITION_METRICS = _lazy(_OBJECTIVES, "position_metrics")
 # The attention head names each slot's position among n by classification, which stayed at uniform
 # output at n = 20 (docs/many-chunks.md); above this n, rank and successor are the heads to use.
@@ -151,18 +163,18 @@ HEADS: dict[str, Head] = {
         max_n_reason="stays at uniform output on many chunks (it must count the slots before each one)",
     ),
     "pairwise": Head(
-        build=_lazy(_SORTERS, "build_pairwise"), loss=_POSITION_LOSS, metrics=_POSITION_METRICS,
+        build=_lazy(_SORTERS, "build_pairwise"), loss=_lazy(_OBJECTIVES, "pairwise_loss"), metrics=_POSITION_METRICS,
         max_n=PAIRWISE_MAX_CHUNKS, max_n_reason="enumerates all n! orders", join_scores=True, seam=True,
     ),
     "precedence": Head(build=_lazy(_SORTERS, "build_precedence"), loss=_POSITION_LOSS, metrics=_POSITION_METRICS),
     # Its loss reads the times back from row log-softmax differences, which Sinkhorn would change.
     "rank": Head(
-        build=_lazy(_SORTERS, "build_rank"), loss=_lazy(_OBJECTIVES, "PlackettLuceLoss"), metrics=_POSITION_METRICS,
+        build=_lazy(_SORTERS, "build_rank"), loss=_without_sorter(_lazy(_OBJECTIVES, "PlackettLuceLoss")), metrics=_POSITION_METRICS,
         any_n=True, softmax_only=True,
     ),
     # Its loss normalizes the rows and the columns of its logits itself.
     "successor": Head(
-        build=_lazy(_SORTERS, "build_successor"), loss=_lazy(_OBJECTIVES, "SuccessorLoss"),
+        build=_lazy(_SORTERS, "build_successor"), loss=_without_sorter(_lazy(_OBJECTIVES, "SuccessorLoss")),
         metrics=_lazy(_OBJECTIVES, "successor_metrics"), outputs="successors", any_n=True, softmax_only=True,
         join_scores=True, seam=True,
     ),

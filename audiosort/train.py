@@ -452,7 +452,7 @@ def compiled_model(
         head = get_head(config.model.sorter.type)
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate),
-            loss=head.loss(),
+            loss=head.loss(config.model.sorter),
             metrics=head.compile_metrics(),
             jit_compile=config.train.jit_compile,
         )

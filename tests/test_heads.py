@@ -44,7 +44,7 @@ def toy_head(monkeypatch):
 
     head = Head(
         build=toy_build,
-        loss=lambda: keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        loss=lambda sorter: keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=lambda: {"first_slot_accuracy": first_slot_right},
         decode=decode,
         max_n=TOY_MAX_CHUNKS,

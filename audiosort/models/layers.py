@@ -332,14 +332,20 @@ class PermutationMarginals(keras.layers.Layer):
     n! orders are enumerated, so n is at most :data:`MAX_ENUMERATED_CHUNKS`.
 
     Inputs ``[successor (B, n, n), first (B, n), last (B, n)]`` raw scores;
-    output ``[shape=(B, n, n)]`` log-probabilities, computed in float32.
+    output ``[shape=(B, n, n)]`` log-probabilities, computed in float32. With
+    ``with_orders`` the log-probabilities of the n! orders (in the order of
+    ``itertools.permutations(range(n))``, each a sequence of slots) follow as
+    n! more columns, the same in every row: ``[shape=(B, n, n + n!)]``, for
+    the order-level loss (:class:`audiosort.models.objectives.OrderLoss`),
+    which the marginals alone cannot give.
     """
 
     MAX_ENUMERATED_CHUNKS = 7
 
-    def __init__(self, n_chunks, **kwargs):
+    def __init__(self, n_chunks, with_orders=False, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
+        self.with_orders = bool(with_orders)
         if int(n_chunks) != n_chunks or not 2 <= n_chunks <= self.MAX_ENUMERATED_CHUNKS:
             raise ValueError(
                 f"PermutationMarginals: n_chunks = {n_chunks!r} must be an integer in [2, {self.MAX_ENUMERATED_CHUNKS}]"
@@ -361,14 +367,19 @@ class PermutationMarginals(keras.layers.Layer):
         scores = ops.sum(ops.take(flat, self._successor_index, axis=1), axis=-1)  # (B, n!)
         scores = scores + ops.take(first, self._orders[:, 0], axis=1) + ops.take(last, self._orders[:, -1], axis=1)
         log_p = ops.log_softmax(scores, axis=-1)
-        return ops.logsumexp(log_p[:, :, None, None] + self._placement[None], axis=1)
+        marginals = ops.logsumexp(log_p[:, :, None, None] + self._placement[None], axis=1)
+        if not self.with_orders:
+            return marginals
+        orders = ops.repeat(log_p[:, None, :], n, axis=1)
+        return ops.concatenate([marginals, orders], axis=-1)
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0][0], self.n_chunks, self.n_chunks)
+        width = self.n_chunks + (len(self._orders) if self.with_orders else 0)
+        return (input_shape[0][0], self.n_chunks, width)
 
     def get_config(self):
         config = super().get_config()
-        config.update(n_chunks=self.n_chunks)
+        config.update(n_chunks=self.n_chunks, with_orders=self.with_orders)
         return config
 
 

@@ -11,13 +11,49 @@ Registered under package "audiosort" so a saved, compiled model reloads.
 
 from __future__ import annotations
 
+import itertools
+
 import keras
+import numpy as np
 from keras import ops
 
 
 def row_cross_entropy() -> keras.losses.Loss:
     """The position heads' loss: mean cross-entropy of the rows against ``order`` (log-probs are valid logits)."""
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True, name="row_cross_entropy")
+
+
+def pairwise_loss(sorter=None) -> keras.losses.Loss:
+    """The pairwise head's loss: ``model.sorter.loss`` rows (:func:`row_cross_entropy`) or orders (:class:`OrderLoss`)."""
+    return OrderLoss() if sorter is not None and sorter.loss == "orders" else row_cross_entropy()
+
+
+@keras.saving.register_keras_serializable(package="audiosort")
+class OrderLoss(keras.losses.Loss):
+    """-log P(true order) under the softmax over all n! orders, for the pairwise head.
+
+    The row cross-entropy scores each slot's position marginal on its own; this
+    scores the whole order, so probability the head puts on orders that get
+    some slots right but the order wrong is not rewarded.
+
+    ``call(order (B, n) int, outputs (B, n, n + n!))``: the head's output with
+    the order log-probabilities in columns n onwards, in the order of
+    ``itertools.permutations(range(n))`` (each a sequence of slots;
+    :class:`audiosort.models.layers.PermutationMarginals` ``with_orders``).
+    Returns ``(B, 1)`` float32.
+    """
+
+    def __init__(self, name="order_cross_entropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        outputs = ops.cast(y_pred, "float32")
+        n = outputs.shape[1]
+        orders = np.array(list(itertools.permutations(range(n))), dtype=np.int32)  # (n!, n) slots by position
+        log_p = outputs[:, 0, n:]  # (B, n!)
+        slots_by_position = ops.cast(ops.argsort(ops.cast(y_true, "int32"), axis=-1), "int32")  # (B, n)
+        is_true = ops.all(ops.equal(slots_by_position[:, None, :], orders[None]), axis=-1)  # (B, n!)
+        return -ops.sum(ops.where(is_true, log_p, 0.0), axis=-1, keepdims=True)
 
 
 @keras.saving.register_keras_serializable(package="audiosort")
@@ -126,10 +162,16 @@ def successor_exact_accuracy(order, logits):
     return ops.cast(ops.all(_successor_rows_right(order, logits), axis=-1), "float32")
 
 
+def _positions(log_probs):
+    """The position columns ``(B, n, n)`` of a position head's output (the pairwise head may add order columns)."""
+    n = log_probs.shape[1]
+    return log_probs if n is None else log_probs[:, :, :n]
+
+
 @keras.saving.register_keras_serializable(package="audiosort")
 def exact_order_accuracy(order, log_probs):
     """1.0 per puzzle whose every row's argmax is its true position, else 0.0: ``(B,)``."""
-    predicted = ops.argmax(log_probs, axis=-1)
+    predicted = ops.argmax(_positions(log_probs), axis=-1)
     right = ops.equal(predicted, ops.cast(order, predicted.dtype))
     return ops.cast(ops.all(right, axis=-1), "float32")
 
@@ -137,7 +179,7 @@ def exact_order_accuracy(order, log_probs):
 @keras.saving.register_keras_serializable(package="audiosort")
 def position_accuracy(order, log_probs):
     """Fraction of the n slots whose row argmax is their true position, per puzzle: ``(B,)``."""
-    predicted = ops.argmax(log_probs, axis=-1)
+    predicted = ops.argmax(_positions(log_probs), axis=-1)
     return ops.mean(ops.cast(ops.equal(predicted, ops.cast(order, predicted.dtype)), "float32"), axis=-1)
 
 

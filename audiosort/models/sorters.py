@@ -154,13 +154,16 @@ def build_pairwise(embeddings, cfg: SorterConfig, *, n_chunks: int, edges=None):
     for every pair, so the head is permutation-equivariant and needs no
     normalization (rows and columns already sum to 1). The learned twin of the
     continuity baseline, which scores pairs by how smoothly they join; with
-    ``cfg.seam`` it starts as that baseline (:func:`_join_scores`).
+    ``cfg.seam`` it starts as that baseline (:func:`_join_scores`). With
+    ``cfg.loss == "orders"`` the order log-probabilities follow the
+    positions' as more columns (:class:`PermutationMarginals` ``with_orders``).
     """
     successor, first, last = _join_scores(embeddings, cfg, mismatch=cfg.mismatch, edges=edges)
     successor = layers.Reshape((n_chunks, n_chunks), name="successor")(successor)
     first = layers.Reshape((n_chunks,), name="first")(first)
     last = layers.Reshape((n_chunks,), name="last")(last)
-    return PermutationMarginals(n_chunks, name="scores")([successor, first, last])
+    with_orders = cfg.loss == "orders"
+    return PermutationMarginals(n_chunks, with_orders=with_orders, name="scores")([successor, first, last])
 
 
 def build_successor(embeddings, cfg: SorterConfig, *, n_chunks: int | None, edges=None):
