@@ -67,15 +67,30 @@ def _import_keras_quietly() -> None:
     # TensorFlow prints C++ notes (oneDNN, "could not find cuda drivers", "failed call to cuInit"
     # when it first looks for a GPU) before its log level applies; they would break the promise
     # of one line on stderr. Under JAX, nothing here imports TensorFlow.
-    from audiosort._stderr import native_stderr_silenced
+    from audiosort._stderr import native_stderr_silenced, quiet_tensorflow_logs
 
-    with native_stderr_silenced():
-        import keras
+    quiet_tensorflow_logs()
+    try:
+        with native_stderr_silenced():
+            import keras
 
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
+            if keras.backend.backend() == "tensorflow":
+                import tensorflow as tf
 
-            tf.config.list_physical_devices("GPU")
+                tf.config.list_physical_devices("GPU")
+    except ImportError as e:
+        missing = (e.name or "").partition(".")[0]
+        if missing not in _BACKEND_EXTRAS:
+            raise
+        raise UserError(_BACKEND_EXTRAS[missing]) from None
+
+
+# The one line a missing Keras backend gets: which extra installs it (pyproject.toml).
+_BACKEND_EXTRAS = {
+    "tensorflow": "Keras's backend is TensorFlow (KERAS_BACKEND unset or tensorflow), which is not installed: "
+    "pip install 'audiosort[tf]' (or '[cuda]'), or pip install 'audiosort[jax]' and set KERAS_BACKEND=jax",
+    "jax": "KERAS_BACKEND=jax, but JAX is not installed: pip install 'audiosort[jax]' (or '[jax-cuda]')",
+}
 
 
 class _Group(click.Group):
