@@ -58,3 +58,43 @@ def test_the_cli_keeps_tensorflows_notes_and_retracing_warnings_off_stderr():
     result = subprocess.run([sys.executable, "-c", NOISY], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0 and result.stdout == "done\n", result.stderr[-2000:]
     assert result.stderr == ""
+
+
+def _closure(requirements, extras_of=None):
+    """Canonical names of every distribution that ``requirements`` pull in, read from the installed metadata.
+
+    The resolution pip does, without a download: each requirement whose marker holds on this machine
+    (with its extras), then the requirements of the installed distribution it names, recursively.
+    """
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    seen = set()
+    pending = [(Requirement(text), ("",)) for text in requirements]
+    while pending:
+        requirement, extras = pending.pop()
+        if requirement.marker and not any(requirement.marker.evaluate({"extra": extra}) for extra in extras):
+            continue
+        name = canonicalize_name(requirement.name)
+        if (name, tuple(sorted(requirement.extras))) in seen:
+            continue
+        seen.add((name, tuple(sorted(requirement.extras))))
+        # A requirement not installed here cannot be inspected: fail rather than call the closure clean.
+        distribution = metadata.distribution(name)
+        pending += [(Requirement(text), ("", *requirement.extras)) for text in distribution.requires or ()]
+    return {name for name, _ in seen}
+
+
+def test_installing_the_jax_extra_pulls_in_no_tensorflow():
+    # The fresh-venv proof (pip install -e '.[jax]', then prepare/train/eval, `import tensorflow` failing) is
+    # scripts/check_jax_install.sh: minutes of installing, too slow for the suite. This is its resolution step.
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    base, extras = project["dependencies"], project["optional-dependencies"]
+    jax = _closure([*base, *extras["jax"]])
+    assert {"jax", "jaxlib", "keras", "librosa"} <= jax
+    assert not {name for name in jax if name.startswith(("tensorflow", "tf-"))}, sorted(jax)
+    assert "tensorflow" in _closure([*base, *extras["tf"]])  # the walk does find TensorFlow where it is pulled in
+    assert extras["test"][0] == "audiosort[tf,jax]"  # the suite needs both backends
