@@ -227,6 +227,20 @@ def prepare(sources, out, synthetic, duration, track_seconds, tone_method, confi
     click.echo("\n".join(summary.lines()))
 
 
+@main.command(name="config", cls=click.Command)
+@click.argument("config_path", required=False, metavar="[CONFIG]", type=click.Path(path_type=str))
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a config key (repeatable).")
+def config_command(config_path, overrides):
+    """Print CONFIG with every key resolved (defaults, base:, --set) as YAML; without CONFIG, the defaults.
+
+    A key that differs from its default says the default in a comment. What
+    each key means: docs/config-keys.md. The output is a valid config.
+    """
+    from audiosort.config import describe_config, load_config
+
+    click.echo(describe_config(load_config(config_path, overrides)), nl=False)
+
+
 @main.command()
 @click.option("--config", "config_path", required=True, type=click.Path(path_type=str), help="YAML config.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a config key (repeatable).")
