@@ -23,7 +23,7 @@ class DecodeError(AudiosortError):
     """One audio file cannot be decoded; ``prepare`` skips it and records why."""
 
 
-def check_positive_int(value, flag: str) -> None:
-    """Raise :class:`InputError` unless ``value`` is an int >= 1 (a bool is not); ``flag`` names it: ``"--steps"``."""
+def check_positive_int(value, name: str) -> None:
+    """Raise :class:`InputError` unless ``value`` is an int >= 1 (a bool is not); ``name`` is the parameter's: ``"steps"``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{flag} {value!r} must be an int >= 1")
+        raise InputError(f"{name} = {value!r} must be an int >= 1")

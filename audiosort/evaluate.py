@@ -158,7 +158,7 @@ def evaluate(
             "--split train scores puzzles from the tracks the model was trained on, which inflates accuracy; "
             "use val or test, or pass --allow-train"
         )
-    check_positive_int(n_puzzles, "--puzzles")
+    check_positive_int(n_puzzles, "n_puzzles")
     sanity = tuple(sanity)
     for entry in sanity:
         if entry not in SANITY_KINDS and not Path(entry).is_dir():
@@ -168,9 +168,9 @@ def evaluate(
     run_spec = PuzzleSpec.from_config(config.puzzle, sample_rate=sample_rate)
     spec = run_spec
     if n_chunks is not None:
-        check_positive_int(n_chunks, "--n-chunks")
+        check_positive_int(n_chunks, "n_chunks")
         if n_chunks < 2:
-            raise InputError(f"--n-chunks {n_chunks}: a puzzle needs at least 2 chunks")
+            raise InputError(f"n_chunks = {n_chunks}: a puzzle needs at least 2 chunks")
         spec = PuzzleSpec.from_config(replace(config.puzzle, n_chunks=n_chunks), sample_rate=sample_rate)
     # Every input is checked before the model loads, so a usage error costs no time.
     main_corpus = _open_corpus(corpus if corpus is not None else config.data.corpus, sample_rate)
@@ -178,7 +178,7 @@ def evaluate(
     model = load_run_model(run_dir, run_spec)
     if model.input_shape[1] not in (None, spec.n_chunks):
         raise InputError(
-            f"--n-chunks {spec.n_chunks}: this run's model sorts only {model.input_shape[1]} chunks; a model for any n "
+            f"n_chunks = {spec.n_chunks}: this run's model sorts only {model.input_shape[1]} chunks; a model for any n "
             "comes from a run with train.n_chunks_schedule and a rank or successor head"
         )
     batch_size = config.train.batch_size

@@ -480,7 +480,7 @@ def _decode_all(jobs_in, folder: Path, spec: PuzzleSpec, sample_rate: int, jobs:
     """
     jobs = jobs or os.cpu_count() or 1
     if jobs < 1:
-        raise InputError(f"--jobs {jobs} must be >= 1")
+        raise InputError(f"jobs = {jobs} must be >= 1")
     tracks: list[_Track] = []
     skipped: list[dict] = []
     # A bar in a log file or a pipe is noise, and would precede a one-line error.
