@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audiosort import audio, metrics
+from audiosort import audio, decoding
 from audiosort.data.puzzles import PuzzleSpec, draw_gaps
 from audiosort.errors import DecodeError, InputError
 from audiosort.predict import position_scores
@@ -160,7 +160,7 @@ def listen(
 
     model = load_run_model(run_dir, spec)
     scores = position_scores(model, chunks[None], what=str(source))
-    predicted = metrics.decode(scores, method="hungarian")[0]
+    predicted = decoding.decode(scores, method="hungarian")[0]
 
     silence = np.zeros(round(BOUNDARY_SILENCE_SECONDS * sample_rate), dtype=np.int16)
     for name, slots in (
