@@ -40,10 +40,10 @@ NOISY = """
 from audiosort.cli import _import_keras_quietly
 _import_keras_quietly()
 import numpy as np, tensorflow as tf
-from audiosort.models.objectives import sorting_loss
+from audiosort.heads import get_head
 rng = np.random.default_rng(0)
 order = np.stack([rng.permutation(20) for _ in range(8)]).astype(np.int32)
-sorting_loss("successor")(order, rng.normal(size=(8, 21, 21)).astype(np.float32))
+get_head("successor").loss()(order, rng.normal(size=(8, 21, 21)).astype(np.float32))
 double = tf.function(lambda x: 2 * x)
 for k in range(1, 9):
     double(tf.zeros((k,)))
