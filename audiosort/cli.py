@@ -272,6 +272,9 @@ def config_command(config_path, overrides):
 def train(config_path, overrides, runs_dir, resume, overwrite, quiet):
     """Train a sorter on fresh puzzles from a corpus; write the run folder.
 
+    Config keys: 'audiosort config CONFIG' prints every key resolved;
+    docs/config-keys.md says what each means.
+
     --resume of a run that already finished changes nothing: it says so in one
     line and exits 0.
     """
