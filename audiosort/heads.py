@@ -60,7 +60,9 @@ class Head:
         (logits ``(B, n + 1, n + 1)``, node n the puzzle's edge).
     decode : callable
         ``decode(outputs)``: finite outputs as numpy -> position scores
-        ``(B, n, n)`` that :func:`audiosort.decoding.decode` reads.
+        ``(B, n, n)`` that :func:`audiosort.decoding.decode` reads. Default:
+        positions pass through; successor logits become the certain scores of
+        their best path (:func:`audiosort.decoding.best_successor_paths`).
     any_n : bool
         No weight is sized by n: one model takes puzzles of any n, and n may
         grow during training (``train.n_chunks_schedule``).
@@ -77,7 +79,7 @@ class Head:
     loss: Callable
     metrics: Callable
     outputs: str = "positions"
-    decode: Callable = None
+    decode: Callable | None = None
     any_n: bool = False
     max_n: int | None = None
     max_n_reason: str = ""

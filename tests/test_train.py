@@ -208,7 +208,7 @@ def test_training_replicates_over_two_devices_with_mirrored_strategy(music_corpu
         f"cfg = load_config(None, {['name=mirrored', f'data.corpus={music_corpus}', *TINY_TRAIN]!r})\n"
         "strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])\n"
         f"run = train(cfg, runs_dir={str(tmp_path)!r}, verbose=0, strategy=strategy)\n"
-        "from audiosort import metrics\n"
+        "from audiosort import decoding, metrics\n"
         "from audiosort.data.corpus import Corpus\n"
         "model = keras.saving.load_model(run / 'model.keras')\n"
         f"val = Corpus({str(music_corpus)!r}).puzzle_set('val')\n"
