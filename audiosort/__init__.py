@@ -11,13 +11,12 @@ file, or load it with :func:`audiosort.run.load_encoder` /
 :func:`audiosort.run.load_run_model`, which do that.
 """
 
-import os
-
+from audiosort._stderr import set_tensorflow_log_level
 from audiosort.errors import AudiosortError
 
-# TensorFlow 2.21 prints start-up notes from C++ below this level once it is imported (by whichever
+# TensorFlow 2.21 prints start-up notes from C++ below WARNING once it is imported (by whichever
 # module needs it); audiosort.cli also silences the notes printed before the level applies.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+set_tensorflow_log_level("2")
 
 __version__ = "0.1.0"
 __all__ = ["AudiosortError", "__version__"]

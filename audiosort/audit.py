@@ -252,8 +252,8 @@ def audit(
     ConfigError
         Puzzle settings whose chunk set is longer than a sanity track (60 s).
     """
-    check_positive_int(steps, "--steps")
-    check_positive_int(n_puzzles, "--puzzles")
+    check_positive_int(steps, "steps")
+    check_positive_int(n_puzzles, "n_puzzles")
     sanity = tuple(sanity)
     if not sanity:
         raise InputError(f"no sanity set to audit; choose from {', '.join(SANITY_KINDS)}")

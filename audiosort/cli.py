@@ -54,6 +54,24 @@ class SeedType(click.ParamType):
 SEED = SeedType()
 
 
+class FiniteFloatRange(click.FloatRange):
+    """click.FloatRange that also refuses NaN and inf, which its comparisons let through."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+# The ranges every numeric flag is checked against here, at the edge; the library checks its
+# parameters again under their own names (n_puzzles, not --puzzles).
+AT_LEAST_ONE = click.IntRange(min=1)
+SECONDS = FiniteFloatRange(min=0)
+POSITIVE_SECONDS = FiniteFloatRange(min=0, min_open=True)
+FRACTION = FiniteFloatRange(min=0, max=1, max_open=True)
+
+
 class _KerasCommand(click.Command):
     """A command that needs Keras: import it, with native start-up notes silenced, after parsing."""
 
@@ -66,15 +84,30 @@ def _import_keras_quietly() -> None:
     # TensorFlow prints C++ notes (oneDNN, "could not find cuda drivers", "failed call to cuInit"
     # when it first looks for a GPU) before its log level applies; they would break the promise
     # of one line on stderr. Under JAX, nothing here imports TensorFlow.
-    from audiosort._stderr import native_stderr_silenced
+    from audiosort._stderr import native_stderr_silenced, quiet_tensorflow_logs
 
-    with native_stderr_silenced():
-        import keras
+    quiet_tensorflow_logs()
+    try:
+        with native_stderr_silenced():
+            import keras
 
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
+            if keras.backend.backend() == "tensorflow":
+                import tensorflow as tf
 
-            tf.config.list_physical_devices("GPU")
+                tf.config.list_physical_devices("GPU")
+    except ImportError as e:
+        missing = (e.name or "").partition(".")[0]
+        if missing not in _BACKEND_EXTRAS:
+            raise
+        raise UserError(_BACKEND_EXTRAS[missing]) from None
+
+
+# The one line a missing Keras backend gets: which extra installs it (pyproject.toml).
+_BACKEND_EXTRAS = {
+    "tensorflow": "Keras's backend is TensorFlow (KERAS_BACKEND unset or tensorflow), which is not installed: "
+    "pip install 'audiosort[tf]' (or '[cuda]'), or pip install 'audiosort[jax]' and set KERAS_BACKEND=jax",
+    "jax": "KERAS_BACKEND=jax, but JAX is not installed: pip install 'audiosort[jax]' (or '[jax-cuda]')",
+}
 
 
 class _Group(click.Group):
@@ -134,22 +167,27 @@ def _exit_on_sigterm(signum, frame):
     help="Synthetic audio in total: seconds, or with s/m/h [default: 2h, as the seed's sanity sets; "
     "a 20m music corpus was too few tracks to generalise]",
 )
-@click.option("--track-seconds", type=float, default=60.0, show_default=True, help="Synthetic track length.")
+@click.option("--track-seconds", type=POSITIVE_SECONDS, default=60.0, show_default=True, help="Synthetic track length.")
 @click.option("--tone-method", type=click.Choice(["tiled", "exact"]), default="tiled", show_default=True)
-@click.option("--sample-rate", type=int, default=16000, show_default=True, help="Corpus sample rate, Hz.")
-@click.option("--val-fraction", type=float, default=0.1, show_default=True)
-@click.option("--test-fraction", type=float, default=0.1, show_default=True)
-@click.option("--puzzles", "n_puzzles", type=int, default=DEFAULT_PUZZLES, show_default=True, help="Puzzles per fixed val/test set.")
+@click.option("--sample-rate", type=click.IntRange(1, 192000), default=16000, show_default=True, help="Corpus sample rate, Hz.")
+@click.option("--val-fraction", type=FRACTION, default=0.1, show_default=True)
+@click.option("--test-fraction", type=FRACTION, default=0.1, show_default=True)
+@click.option(
+    "--puzzles", "n_puzzles", type=click.IntRange(min=0), default=DEFAULT_PUZZLES, show_default=True,
+    help="Puzzles per fixed val/test set.",
+)
 @click.option("--config", "config_path", type=click.Path(path_type=str), help="Take puzzle settings and seed from this config.")
-@click.option("--n-chunks", type=int)
-@click.option("--chunk-seconds", type=float)
-@click.option("--pad-min-seconds", type=float)
-@click.option("--pad-max-seconds", type=float)
+@click.option("--n-chunks", type=click.IntRange(min=2))
+@click.option("--chunk-seconds", type=POSITIVE_SECONDS)
+@click.option("--pad-min-seconds", type=SECONDS)
+@click.option("--pad-max-seconds", type=SECONDS)
 @click.option("--pad-mode", type=click.Choice(["per_gap", "shared", "fixed"]))
-@click.option("--min-rms", type=float)
+@click.option("--min-rms", type=FiniteFloatRange(min=0))
 @click.option("--seed", type=SEED, help="Seeds synthetic audio and the fixed puzzle sets (default: the config's).")
-@click.option("--jobs", type=int, help="Files decoded at once (default: all cores).")
-@click.option("--shard-mb", type=float, default=1024, show_default=True, help="Largest shard, MiB.")
+@click.option("--jobs", type=AT_LEAST_ONE, help="Files decoded at once (default: all cores).")
+@click.option(
+    "--shard-mb", type=FiniteFloatRange(min=0, min_open=True), default=1024, show_default=True, help="Largest shard, MiB."
+)
 @click.option(
     "--group-pattern",
     help="Regex removed from paths before the split hash, so versions of a piece share a split (e.g. '_enhanced').",
@@ -181,8 +219,6 @@ def prepare(sources, out, synthetic, duration, track_seconds, tone_method, confi
     flags = ("n_chunks", "chunk_seconds", "pad_min_seconds", "pad_max_seconds", "pad_mode", "min_rms")
     values = {name: opts.pop(name) for name in flags}
     overrides = [f"puzzle.{name}={value}" for name, value in values.items() if value is not None]
-    if not math.isfinite(shard_mb) or shard_mb <= 0:
-        raise UserError(f"--shard-mb {shard_mb} must be a finite number > 0")
     config = load_config(config_path, overrides)
     common = dict(
         puzzle=config.puzzle,
@@ -232,6 +268,20 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
+@main.command(name="config", cls=click.Command)
+@click.argument("config_path", required=False, metavar="[CONFIG]", type=click.Path(path_type=str))
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a config key (repeatable).")
+def config_command(config_path, overrides):
+    """Print CONFIG with every key resolved (defaults, base:, --set) as YAML; without CONFIG, the defaults.
+
+    A key that differs from its default says the default in a comment. What
+    each key means: docs/config-keys.md. The output is a valid config.
+    """
+    from audiosort.config import describe_config, load_config
+
+    click.echo(describe_config(load_config(config_path, overrides)), nl=False)
+
+
 @main.command()
 @click.option("--config", "config_path", required=True, type=click.Path(path_type=str), help="YAML config.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a config key (repeatable).")
@@ -241,6 +291,9 @@ def parse_duration(text: str) -> float:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(config_path, overrides, runs_dir, resume, overwrite, quiet):
     """Train a sorter on fresh puzzles from a corpus; write the run folder.
+
+    Config keys: 'audiosort config CONFIG' prints every key resolved;
+    docs/config-keys.md says what each means.
 
     --resume of a run that already finished changes nothing: it says so in one
     line and exits 0.
@@ -286,7 +339,7 @@ def _score_line(name: str, scores) -> str:
 @click.option(
     "--puzzles",
     "n_puzzles",
-    type=int,
+    type=AT_LEAST_ONE,
     default=DEFAULT_PUZZLES,
     show_default=True,
     help="Puzzles per sanity set (and for the split when its fixed set has other settings).",
@@ -302,7 +355,7 @@ def _score_line(name: str, scores) -> str:
 )
 @click.option(
     "--n-chunks",
-    type=int,
+    type=click.IntRange(min=2),
     help="Score puzzles of this many chunks instead of the run's (a model trained with train.n_chunks_schedule sorts any n).",
 )
 def eval_command(run_dir, corpus, split, sanity, n_puzzles, seed, allow_train, audio_paths, n_chunks):
@@ -345,8 +398,8 @@ def eval_command(run_dir, corpus, split, sanity, n_puzzles, seed, allow_train, a
 @main.command(name="audit")
 @click.option("--config", "config_path", required=True, type=click.Path(path_type=str), help="YAML config to audit.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a config key (repeatable).")
-@click.option("--steps", type=int, help="Training steps per sanity set (default 400).")
-@click.option("--puzzles", "n_puzzles", type=int, help="Held-out puzzles scored per sanity set (default 1000).")
+@click.option("--steps", type=AT_LEAST_ONE, help="Training steps per sanity set (default 400).")
+@click.option("--puzzles", "n_puzzles", type=AT_LEAST_ONE, help="Held-out puzzles scored per sanity set (default 1000).")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the sanity audio and puzzles.")
 @click.option(
     "--sanity", default=",".join(DEFAULT_SANITY), show_default=True, help="Comma-separated sets: noise, brown, tone, tone-exact."
@@ -380,7 +433,7 @@ def audit_command(config_path, overrides, steps, n_puzzles, seed, sanity, out):
 @click.option("--config", "sweep_path", required=True, type=click.Path(path_type=str), help="Sweep YAML (base, set, grid).")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a key in every run (repeatable).")
 @click.option("--runs-dir", default="runs", show_default=True, type=click.Path(path_type=str))
-@click.option("--jobs", type=int, default=1, show_default=True, help="Runs at once, each in its own process.")
+@click.option("--jobs", type=AT_LEAST_ONE, default=1, show_default=True, help="Runs at once, each in its own process.")
 @click.option("--plot", help="Two grid keys for the heatmap, 'x,y' (default: the first two axes).")
 def sweep(sweep_path, overrides, runs_dir, jobs, plot):
     """Train, evaluate and probe every config of a grid; write results.csv, results.md and plots.
@@ -409,7 +462,7 @@ def sweep(sweep_path, overrides, runs_dir, jobs, plot):
 @click.argument("run_dir", type=click.Path(path_type=str))
 @click.argument("audio", nargs=-1, type=click.Path(path_type=str))
 @click.option("--out", required=True, type=click.Path(path_type=str), help="The .npz to write.")
-@click.option("--hop-seconds", type=float, help="Time between frame starts (default: the run's chunk length).")
+@click.option("--hop-seconds", type=POSITIVE_SECONDS, help="Time between frame starts (default: the run's chunk length).")
 def embed(run_dir, audio, out, hop_seconds):
     """Embed audio files with a run's encoder, frame by frame, into one .npz.
 
@@ -437,7 +490,7 @@ def embed(run_dir, audio, out, hop_seconds):
     help="Labelled folder to probe on (one task each); repeat for a suite.",
 )
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the random encoder, the splits and the classifiers.")
-@click.option("--splits", "n_splits", type=int, default=5, show_default=True, help="Train/test splits (group folds) per task.")
+@click.option("--splits", "n_splits", type=click.IntRange(min=2), default=5, show_default=True, help="Train/test splits (group folds) per task.")
 def probe_command(run_dir, data_dirs, seed, n_splits):
     """Linear-probe the run's frozen encoder on labelled clips, beside two baselines.
 
@@ -463,7 +516,7 @@ def probe_command(run_dir, data_dirs, seed, n_splits):
 @click.argument("run_dir", type=click.Path(path_type=str))
 @click.argument("audio", type=click.Path(path_type=str))
 @click.option("--out", required=True, type=click.Path(path_type=str), help="Folder for the three wavs.")
-@click.option("--start", "start_seconds", type=float, help="Start of the puzzle in the file, seconds (default: random).")
+@click.option("--start", "start_seconds", type=SECONDS, help="Start of the puzzle in the file, seconds (default: random).")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the gaps, the random start and the shuffle.")
 def listen(run_dir, audio, out, start_seconds, seed):
     """Cut one puzzle from AUDIO, sort it with the run's model, and write it to hear.

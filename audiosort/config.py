@@ -61,12 +61,12 @@ class DataConfig:
 class PuzzleConfig:
     """How a chunk set is cut from a track (all lengths in seconds)."""
 
-    n_chunks: int = 3
-    chunk_seconds: float = 0.2
+    n_chunks: int = 3  # chunks per puzzle (n); chance of the exact order is 1/n!
+    chunk_seconds: float = 0.2  # length of each chunk
     # Gaps of 0.5-1.0 s: the gap study (configs/sweep-gaps.yaml, docs/gap-study.md) found the encoders
     # probed best after training with these, and nothing sorts brown noise or a tone across them.
     pad_min_seconds: float = 0.5
-    pad_max_seconds: float = 1.0
+    pad_max_seconds: float = 1.0  # gaps between consecutive chunks are drawn from [pad_min_seconds, pad_max_seconds]
     # per_gap: every gap drawn independently (the only leak-free mode);
     # shared: one random gap for all gaps of a set (the seed's first attempt, leaks for n >= 3);
     # fixed: every gap is pad_max_seconds (leaks the tone's phase step).
@@ -97,7 +97,7 @@ class AugmentConfig:
     carry order (tests/test_augment.py). A magnitude of 0 turns that one change off.
     """
 
-    enabled: bool = False
+    enabled: bool = False  # apply the changes below to training batches (never to val, test or eval)
     gain_db: float = 6.0  # per chunk: attenuation drawn uniformly in [-gain_db, 0] dB (never louder: no clipping)
     tilt_db_per_octave: float = 3.0  # per puzzle: spectral tilt around 1 kHz, drawn in [-x, x] dB per octave
     eq_db: float = 6.0  # per puzzle: one bell band (1 octave wide, centre 100 Hz-6 kHz) of gain in [-eq_db, eq_db] dB
@@ -124,7 +124,7 @@ class EncoderConfig:
     # mlp | conv1d | logmel | logmel_resnet (a 2-D ResNet on log-mel, sized for a GPU) | logmel1d (1-D convs over
     # time with the mel bands as channels: a fraction of logmel's CPU time)
     type: str = "mlp"
-    embedding_dim: int = 64
+    embedding_dim: int = 64  # length of one chunk's embedding (what embed, probe and HEAR give)
     hidden_units: int = 1000  # mlp: width of its two hidden layers (the seed's 1000)
     filters: int = 32  # conv1d, logmel, logmel_resnet: channels of the first block, doubled every other block (width)
     blocks: int = 4  # conv1d, logmel, logmel_resnet: number of residual / conv blocks (depth)
@@ -156,9 +156,9 @@ class SorterConfig:
     type: str = "mlp"  # mlp | attention (n <= 7) | pairwise (n <= 7) | precedence | rank, successor (any n, softmax only)
     normalization: str = "softmax"  # softmax (each row) | sinkhorn (doubly stochastic)
     hidden_units: int = 1000  # mlp: width of its two wide layers (the seed's 1000); pairwise, precedence: their width
-    attention_layers: int = 2
-    attention_heads: int = 4
-    sinkhorn_iterations: int = 20
+    attention_layers: int = 2  # attention, rank: self-attention blocks over the n embeddings
+    attention_heads: int = 4  # attention, rank: heads per block
+    sinkhorn_iterations: int = 20  # normalization sinkhorn: row and column normalizations (log space)
     # pairwise, successor: add a learned seam term, a per-band distance between the log-mel spectra of one
     # chunk's last and the next one's first 15 ms, initialised to the continuity baseline (docs/transfer.md).
     seam: bool = False
@@ -199,10 +199,10 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation. One epoch = steps_per_epoch batches of fresh puzzles."""
 
-    batch_size: int = 256
+    batch_size: int = 256  # puzzles per step, over all devices and workers
     epochs: int = 20
-    steps_per_epoch: int = 500
-    learning_rate: float = 0.001
+    steps_per_epoch: int = 500  # batches per epoch (the puzzles are fresh every step)
+    learning_rate: float = 0.001  # Adam's (the peak of the cosine schedule)
     lr_schedule: str = "constant"  # constant | cosine (decay to 0 over all steps)
     early_stopping_patience: int = 0  # epochs without val improvement before stopping; 0 = never
     mixed_precision: str = "auto"  # auto (bf16 on GPU, float32 on CPU) | float32 | mixed_bfloat16 | mixed_float16
@@ -247,8 +247,8 @@ def n_chunks_schedule(train: TrainConfig) -> list[tuple[int, int]]:
 class Config:
     """A whole run: its name, seed and one dataclass per YAML section."""
 
-    name: str = "default"
-    seed: int = 0
+    name: str = "default"  # the run folder's name under --runs-dir
+    seed: int = 0  # seeds the weights, the puzzle stream and the fixed sets; 0 to 2**32 - 1
     data: DataConfig = field(default_factory=DataConfig)
     puzzle: PuzzleConfig = field(default_factory=PuzzleConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -493,6 +493,32 @@ def to_dict(cfg) -> dict:
 def dump_config(cfg: Config) -> str:
     """The fully resolved config as YAML text, sections in definition order."""
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def describe_config(cfg: Config) -> str:
+    """The resolved config as YAML: every key, in definition order; one that differs from its default says it.
+
+    ``load_config`` reads the text back to ``cfg``. Example line: ``n_chunks: 20  # default: 3``.
+    """
+    lines = []
+
+    def walk(node, default, indent: str) -> None:
+        for f in dataclasses.fields(node):
+            value, default_value = getattr(node, f.name), getattr(default, f.name)
+            if dataclasses.is_dataclass(value):
+                lines.append(f"{indent}{f.name}:")
+                walk(value, default_value, indent + "  ")
+            else:
+                changed = "" if value == default_value else f"  # default: {_yaml_scalar(default_value)}"
+                lines.append(f"{indent}{f.name}: {_yaml_scalar(value)}{changed}")
+
+    walk(cfg, Config(), "")
+    return "\n".join(lines) + "\n"
+
+
+def _yaml_scalar(value) -> str:
+    """``value`` as one YAML scalar, quoted where YAML would read it as something else."""
+    return yaml.safe_dump(value, default_flow_style=True, width=math.inf).removesuffix("\n...\n").strip()
 
 
 def _field_types(cls) -> dict:

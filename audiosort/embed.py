@@ -141,7 +141,7 @@ def embed_files(
     sample_rate, chunk_samples = model.sample_rate, model.chunk_samples
     hop_samples = chunk_samples if hop_seconds is None else round(hop_seconds * sample_rate)
     if hop_samples < 1:
-        raise InputError(f"--hop-seconds {hop_seconds!r} is less than one sample at {sample_rate} Hz")
+        raise InputError(f"hop_seconds = {hop_seconds!r} is less than one sample at {sample_rate} Hz")
 
     arrays = {}
     files, frame_counts, clips, skipped = [], [], [], []

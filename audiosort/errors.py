@@ -31,7 +31,7 @@ def is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def check_positive_int(value, flag: str) -> None:
-    """Raise :class:`InputError` unless ``value`` is an int >= 1 (a bool is not); ``flag`` names it: ``"--steps"``."""
+def check_positive_int(value, name: str) -> None:
+    """Raise :class:`InputError` unless ``value`` is an int >= 1 (a bool is not); ``name`` is the parameter's: ``"steps"``."""
     if not is_int(value) or value < 1:
-        raise InputError(f"{flag} {value!r} must be an int >= 1")
+        raise InputError(f"{name} = {value!r} must be an int >= 1")

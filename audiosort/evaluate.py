@@ -334,7 +334,7 @@ class _Asked:
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise InputError(f"no run folder at {run_dir}")
-        check_positive_int(n_puzzles, "--puzzles")
+        check_positive_int(n_puzzles, "n_puzzles")
         sanity = tuple(sanity)
         for entry in sanity:
             if entry not in SANITY_KINDS and not Path(entry).is_dir():
@@ -346,9 +346,9 @@ class _Asked:
         run_spec = PuzzleSpec.from_config(config.puzzle, sample_rate=sample_rate)
         spec = run_spec
         if n_chunks is not None:
-            check_positive_int(n_chunks, "--n-chunks")
+            check_positive_int(n_chunks, "n_chunks")
             if n_chunks < 2:
-                raise InputError(f"--n-chunks {n_chunks}: a puzzle needs at least 2 chunks")
+                raise InputError(f"n_chunks = {n_chunks}: a puzzle needs at least 2 chunks")
             spec = PuzzleSpec.from_config(replace(config.puzzle, n_chunks=n_chunks), sample_rate=sample_rate)
         return cls(run_dir, config, run_spec, spec, sanity, n_puzzles)
 
@@ -356,7 +356,7 @@ class _Asked:
         model = run.load_run_model(self.run_dir, self.run_spec)
         if model.input_shape[1] not in (None, self.spec.n_chunks):
             raise InputError(
-                f"--n-chunks {self.spec.n_chunks}: this run's model sorts only {model.input_shape[1]} chunks; a model "
+                f"n_chunks = {self.spec.n_chunks}: this run's model sorts only {model.input_shape[1]} chunks; a model "
                 "for any n comes from a run with train.n_chunks_schedule and a rank or successor head"
             )
         return model

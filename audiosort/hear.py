@@ -40,6 +40,7 @@ Example
 from __future__ import annotations
 
 import functools
+import sys
 
 import numpy as np
 
@@ -55,8 +56,8 @@ MAX_HOP_SECONDS = 0.05
 class HearModel:
     """A run's encoder with the attributes the HEAR API requires.
 
-    On the TensorFlow backend :func:`load_model` returns it as a ``tf.Module``
-    (see :func:`_model_class`).
+    :func:`load_model` returns it as a ``tf.Module`` on the TensorFlow backend,
+    and on any other backend once TensorFlow is imported (see :func:`_model_class`).
 
     Parameters
     ----------
@@ -101,6 +102,10 @@ def load_model(model_file_path: str = "") -> HearModel:
     Returns
     -------
     HearModel
+        A ``tf.Module`` too on the TensorFlow backend, and under JAX when
+        TensorFlow is already imported (HEAR's validator and evaluation kit
+        import it before they call this); under JAX otherwise a plain
+        :class:`HearModel`, and TensorFlow is not imported.
 
     Raises
     ------
@@ -114,17 +119,25 @@ def load_model(model_file_path: str = "") -> HearModel:
     return _model_class()(load_encoder(model_file_path))
 
 
-@functools.cache
 def _model_class() -> type[HearModel]:
-    """:class:`HearModel`, made a ``tf.Module`` on the TensorFlow backend.
+    """:class:`HearModel`, made a ``tf.Module`` when TensorFlow is the backend or already imported.
 
     HEAR's own validator (``hearvalidator``) accepts only a ``tf.Module`` or a
-    ``torch.nn.Module``; TensorFlow is imported only when it is the backend.
+    ``torch.nn.Module``, and imports both TensorFlow and PyTorch before it
+    loads the model, so under JAX too it gets a ``tf.Module`` (a container:
+    the encoder still runs on JAX). TensorFlow is never imported here unless
+    it is the backend, so a JAX machine without TensorFlow loads a plain
+    :class:`HearModel`.
     """
     import keras
 
-    if keras.backend.backend() != "tensorflow":
+    if keras.backend.backend() != "tensorflow" and sys.modules.get("tensorflow") is None:
         return HearModel
+    return _tensorflow_model_class()
+
+
+@functools.cache
+def _tensorflow_model_class() -> type[HearModel]:
     import tensorflow as tf
 
     class TensorFlowHearModel(HearModel, tf.Module):

@@ -121,7 +121,7 @@ def listen(
     """
     run_dir = Path(run_dir)
     if start_seconds is not None and not math.isfinite(start_seconds):
-        raise InputError(f"--start {start_seconds} is not a number of seconds")
+        raise InputError(f"start_seconds = {start_seconds} is not a number of seconds")
     config = load_run_config(run_dir)
     sample_rate = config.data.sample_rate
     spec = PuzzleSpec.from_config(config.puzzle, sample_rate=sample_rate)
@@ -151,7 +151,7 @@ def listen(
         start = round(start_seconds * sample_rate)
         if start < 0 or start + span > len(pcm):
             raise InputError(
-                f"--start {start_seconds} s does not leave room for one puzzle ({span / sample_rate:.3f} s) "
+                f"start_seconds = {start_seconds} s does not leave room for one puzzle ({span / sample_rate:.3f} s) "
                 f"in {source} ({len(pcm) / sample_rate:.3f} s long)"
             )
     order = rng.permutation(spec.n_chunks)

@@ -256,7 +256,7 @@ def group_folds(labelled: LabelledSet, *, n_splits: int, seed: int) -> np.ndarra
         or train on none of it).
     """
     if n_splits < 2:
-        raise InputError(f"--splits {n_splits!r} must be at least 2")
+        raise InputError(f"n_splits = {n_splits!r} must be at least 2")
     labels, groups = np.array(labelled.labels), np.array(labelled.groups)
     for label in sorted(set(labelled.labels)):
         n_groups = len(set(groups[labels == label].tolist()))

@@ -47,6 +47,7 @@ def train(
     verbose: int | str = "auto",
     strategy=None,
     echo: Callable[[str], None] | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> Path:
     """Train ``config`` and write its run folder ``runs_dir / config.name``.
 
@@ -64,8 +65,8 @@ def train(
     overwrite : bool
         Replace an existing run folder of the same name (that folder only) and start afresh.
     verbose : int or "auto"
-        Keras progress output (0 silent, 1 progress bar, 2 one line per epoch);
-        a multi-worker run prints one line per epoch unless 0.
+        Progress output (0 silent, 1 Keras's progress bar, 2 one line per
+        epoch, for logs); a multi-worker run prints one line per epoch unless 0.
     strategy : tf.distribute.Strategy or None
         Replicates the model over devices (TensorFlow backend). None picks
         :func:`audiosort.distributed.default_strategy`. ``train.batch_size`` is
@@ -74,6 +75,11 @@ def train(
     echo : callable or None
         Called with one line before training (backend, device, precision) and
         with notes such as a skipped TensorBoard log; None prints nothing.
+    callbacks : sequence of keras.callbacks.Callback
+        Yours (a W&B or MLflow logger, a custom one), called after the run's
+        own (:func:`run_callbacks`) on every epoch of every training path, a
+        resumed run's remaining epochs included; ``on_epoch_end`` gets the
+        epoch's logs (``loss``, metrics, ``val_`` columns).
 
     Returns
     -------
@@ -132,7 +138,7 @@ def train(
         _train_in(
             run_dir, config, spec, train_tracks, val, strategy,
             sample_rate=corpus.sample_rate, epochs_done=epochs_done, worker_index=worker_index,
-            n_workers=n_workers, verbose=verbose, echo=echo,
+            n_workers=n_workers, verbose=verbose, echo=echo, user_callbacks=callbacks,
         )
     except AudiosortError:
         if not resume:
@@ -144,7 +150,7 @@ def train(
 def _train_in(
     run_dir: Path, config: Config, spec: PuzzleSpec, train_tracks: TrackTable, val: Puzzles, strategy,
     *, sample_rate: int, epochs_done: int, worker_index: int, n_workers: int, verbose: int | str,
-    echo: Callable[[str], None],
+    echo: Callable[[str], None], user_callbacks: Sequence[keras.callbacks.Callback],
 ) -> None:
     """Build the model, restore a resumed run's checkpoint, train the remaining epochs, finish the run folder."""
     batch_size, steps_per_epoch = config.train.batch_size, config.train.steps_per_epoch
@@ -158,7 +164,10 @@ def _train_in(
     run.restore_checkpoint(model, run_dir, epochs_done)
     # Each worker, and a resumed run, draws its own stream (seeded by the epochs already done), not a replay.
     rng = np.random.default_rng([config.seed, epochs_done] if n_workers == 1 else [config.seed, worker_index])
-    callbacks = run_callbacks(run_dir, config, best_val_loss=state.get("best_val_loss", math.inf), echo=echo)
+    callbacks = [
+        *run_callbacks(run_dir, config, best_val_loss=state.get("best_val_loss", math.inf), echo=echo),
+        *user_callbacks,
+    ]
     started = time.perf_counter()
     for first_epoch, end_epoch, n_chunks in curriculum(config, n_workers):
         if end_epoch <= epochs_done:
@@ -257,6 +266,8 @@ def fit(
 ) -> None:
     """Train a compiled ``model`` on ``batches``; stop, and raise, at the first non-finite loss.
 
+    ``verbose`` as for :func:`train`: 2 prints one line per epoch (:class:`EpochLine`).
+
     ``model.fit`` on one machine; :func:`audiosort.distributed.fit_multi_worker`
     under a multi-worker ``strategy``, with the same ``callbacks``.
 
@@ -276,6 +287,10 @@ def fit(
     """
     divergence = StopOnNonFinite()
     callbacks = [*callbacks, divergence]
+    if verbose == 2 and not distributed.is_multi_worker(strategy):
+        # Keras's verbose=2 writes two lines per epoch ("Epoch 1/20", then the logs); a log wants one.
+        callbacks.append(EpochLine(epochs))
+        verbose = 0
     if distributed.is_multi_worker(strategy):
         distributed.fit_multi_worker(
             model, strategy, batches, batch_size=batch_size, epochs=epochs,
@@ -344,6 +359,26 @@ class RunCheckpoints(keras.callbacks.Callback):
         if best:
             self.best_val_loss = float(val_loss)
         run.save_checkpoint(self.model, self.run_dir, epochs=epoch + 1, best_val_loss=self.best_val_loss, best=best)
+
+
+class EpochLine(keras.callbacks.Callback):
+    """One line on stdout per epoch, for logs: ``epoch 3/20: loss 1.0986, ..., val_loss 1.0412, ... (4.2 s)``."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs = epochs
+        self.started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        # loss, then the metrics; then val_loss, then the val_ metrics.
+        names = sorted(logs, key=lambda name: (name.startswith("val_"), name.removeprefix("val_") != "loss"))
+        values = ", ".join(f"{name} {float(logs[name]):.4g}" for name in names)
+        seconds = time.perf_counter() - self.started
+        print(f"epoch {epoch + 1}/{self.epochs}: {values} ({seconds:.1f} s)", flush=True)
 
 
 class StopOnNonFinite(keras.callbacks.Callback):

@@ -5,6 +5,8 @@
 # PACKAGES (default .hear-validator/, git-ignored), apart from the project's environment; run it with the
 # project's venv active. It checks load_model's type and attributes and the shapes, dtypes and timestamps of
 # get_timestamp_embeddings / get_scene_embeddings on white noise, and prints "Looks good!" on success.
+# KERAS_BACKEND=jax scripts/validate_hear.sh RUN validates under JAX (TensorFlow must be installed: the
+# validator imports it).
 set -euo pipefail
 run=${1:?usage: scripts/validate_hear.sh RUN [PACKAGES]}
 packages=${2:-.hear-validator}
@@ -13,4 +15,4 @@ if [ ! -d "$packages/hearvalidator" ]; then
     # --no-deps: its other requirement, TensorFlow, is the project's own.
     pip install -q --no-deps --target "$packages" hearvalidator
 fi
-KERAS_BACKEND=tensorflow PYTHONPATH="$packages${PYTHONPATH:+:$PYTHONPATH}" python -m hearvalidator.validate audiosort.hear --model "$run"
+KERAS_BACKEND=${KERAS_BACKEND:-tensorflow} PYTHONPATH="$packages${PYTHONPATH:+:$PYTHONPATH}" python -m hearvalidator.validate audiosort.hear --model "$run"

@@ -264,8 +264,8 @@ def test_config_typo_is_exit_2_with_one_line_naming_the_closest_key(tmp_path):
 def test_bad_budget_or_sanity_name_is_exit_2_before_any_training(tmp_path):
     config = tmp_path / "good.yaml"
     config.write_text("name: good\n")
-    assert_one_line_error(run("audit", "--config", config, "--steps", 0), "--steps 0 must be an int >= 1")
-    assert_one_line_error(run("audit", "--config", config, "--puzzles", -1), "--puzzles -1 must be an int >= 1")
+    assert_one_line_error(run("audit", "--config", config, "--steps", 0), "'--steps': 0 is not in the range x>=1")
+    assert_one_line_error(run("audit", "--config", config, "--puzzles", -1), "'--puzzles': -1 is not in the range x>=1")
     assert_one_line_error(run("audit", "--config", config, "--sanity", "noise,pink"), "unknown sanity set 'pink'")
     assert_one_line_error(
         run("audit", "--config", config, "--set", "puzzle.pad_max_seconds=61"), "longer than a sanity track"

@@ -154,3 +154,34 @@ def test_the_api_gives_the_same_embeddings_under_jax(model, tiny_run, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     np.testing.assert_allclose(np.load(tmp_path / "jax.npy"), expected, rtol=1e-4, atol=1e-5)
+
+
+_JAX_MODULE_TYPE = """
+import sys
+if sys.argv[2] == "tensorflow-imported":  # as hearvalidator and HEAR's evaluation kit do before load_model
+    import tensorflow as tf
+import keras
+from audiosort import hear
+model = hear.load_model(sys.argv[1])
+is_tf_module = "tensorflow" in sys.modules and isinstance(model, sys.modules["tensorflow"].Module)
+print(keras.backend.backend(), is_tf_module, "tensorflow" in sys.modules)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
+@pytest.mark.parametrize(
+    "imported, expected",
+    [("tensorflow-imported", "jax True True"), ("tensorflow-not-imported", "jax False False")],
+)
+def test_under_jax_load_model_gives_hears_validator_a_tf_module_without_importing_tensorflow_itself(
+    tiny_run, imported, expected
+):
+    repo_root = str(Path(__file__).resolve().parents[1])
+    result = subprocess.run(
+        [sys.executable, "-c", _JAX_MODULE_TYPE, str(tiny_run), imported],
+        env={**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": repo_root},
+        cwd=repo_root, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == expected

@@ -214,7 +214,7 @@ def test_bad_labelled_folder_exits_2_with_one_line(case, fragment, run_dir, soun
 
 
 def test_one_split_and_missing_run_exit_2(run_dir, sounds, tmp_path):
-    assert_one_line_error(run("probe", run_dir, "--data", sounds, "--splits", "1"), "must be at least 2")
+    assert_one_line_error(run("probe", run_dir, "--data", sounds, "--splits", "1"), "'--splits': 1 is not in the range x>=2")
     assert_one_line_error(run("probe", tmp_path / "no-run", "--data", sounds), "no run folder")
     assert_one_line_error(run("probe", run_dir, "--data", sounds, "--data", sounds), "both named")
 

@@ -200,7 +200,7 @@ def test_hear_takes_the_run_folder_or_either_model_file(tiny_run, tmp_path):
 def test_embed_out_naming_a_folder_and_listen_start_nan_are_one_line(tiny_run, tmp_path):
     song = write_music_files(tmp_path / "songs", 1, seconds=2.0)[0]
     assert_one_line_error(run("embed", tiny_run, song, "--out", tmp_path), f"--out {tmp_path} is a folder")
-    assert_one_line_error(run("listen", tiny_run, song, "--out", tmp_path / "o", "--start", "nan"), "--start nan is not")
+    assert_one_line_error(run("listen", tiny_run, song, "--out", tmp_path / "o", "--start", "nan"), "'--start': 'nan' is not a finite number")
     assert not (tmp_path / "o").exists()
 
 

@@ -504,7 +504,7 @@ def _decode_all(
     """
     jobs = jobs or os.cpu_count() or 1
     if jobs < 1:
-        raise InputError(f"--jobs {jobs} must be >= 1")
+        raise InputError(f"jobs = {jobs} must be >= 1")
     skipped: list[dict] = []
     # A bar in a log file or a pipe is noise, and would precede a one-line error.
     show = progress and sys.stderr.isatty()

@@ -53,7 +53,7 @@ def run_sweep(
     SweepReport
         The rows, also written as ``results.csv`` and ``results.md``.
     """
-    check_positive_int(jobs, "--jobs")
+    check_positive_int(jobs, "jobs")
     folder = Path(runs_dir) / sweep.name
     runs = sweep.configs()
     axis_keys = [", ".join(keys) for keys, _ in sweep.axes]
