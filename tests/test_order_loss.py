@@ -15,7 +15,7 @@ from audiosort.models import build_model
 from audiosort.models.layers import PermutationMarginals
 from audiosort.models.objectives import OrderLoss
 from audiosort.predict import position_scores
-from tests.test_models import CHUNK_SAMPLES, SAMPLE_RATE, random_chunks, tiny_model_config
+from test_models import CHUNK_SAMPLES, SAMPLE_RATE, random_chunks, tiny_model_config
 
 
 def all_orders(n: int) -> list[list[int]]:
