@@ -237,7 +237,9 @@ def train(config_path, overrides, runs_dir, resume, overwrite, quiet):
         return
     # A progress bar only on a terminal; a log gets one line per epoch.
     verbose = 0 if quiet else ("auto" if sys.stdout.isatty() else 2)
-    run_dir = train_run(config, runs_dir=runs_dir, resume=resume, overwrite=overwrite, verbose=verbose, echo=click.echo)
+    run_dir = train_run(
+        config, runs_dir=runs_dir, resume=resume, overwrite=overwrite, verbose=verbose, echo=click.echo, keep=(config_path,)
+    )
     report = json.loads((run_dir / "metrics.json").read_text())
     click.echo(f"run: {run_dir}")
     click.echo(_score_line("val", report["val"]))
@@ -297,7 +299,10 @@ def eval_command(run_dir, corpus, split, sanity, n_puzzles, seed, allow_train, a
     sanity set is at chance, 1 naming each set sorted above chance.
     """
     from audiosort.evaluate import evaluate, evaluate_audio
+    from audiosort.run import run_in_use
 
+    # Held until the command ends: a `train --overwrite` of this run is refused meanwhile, so the report lands in it.
+    click.get_current_context().with_resource(run_in_use(run_dir))
     names = tuple(name.strip() for name in sanity.split(",") if name.strip())
     if audio_paths:
         if corpus is not None or split != "test":
@@ -389,7 +394,8 @@ def sweep(sweep_path, overrides, runs_dir, jobs, plot):
 @click.argument("audio", nargs=-1, type=click.Path(path_type=str))
 @click.option("--out", required=True, type=click.Path(path_type=str), help="The .npz to write.")
 @click.option("--hop-seconds", type=float, help="Time between frame starts (default: the run's chunk length).")
-def embed(run_dir, audio, out, hop_seconds):
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out file (never an input or a file in the run folder).")
+def embed(run_dir, audio, out, hop_seconds, overwrite):
     """Embed audio files with a run's encoder, frame by frame, into one .npz.
 
     AUDIO are files and folders (their audio files). Each file is decoded at the
@@ -403,7 +409,7 @@ def embed(run_dir, audio, out, hop_seconds):
     """
     from audiosort.embed import embed_files
 
-    report = embed_files(run_dir, audio, out=out, hop_seconds=hop_seconds)
+    report = embed_files(run_dir, audio, out=out, hop_seconds=hop_seconds, overwrite=overwrite)
     for name, reason in report.skipped:
         click.echo(f"warning: skipped {name}: {reason}", err=True)
     click.echo("\n".join(report.lines()))
@@ -432,7 +438,9 @@ def probe_command(run_dir, data_dirs, seed, n_splits):
     RUN_DIR, keeping the tasks of other folders.
     """
     from audiosort.probe import probe
+    from audiosort.run import run_in_use
 
+    click.get_current_context().with_resource(run_in_use(run_dir))
     report = probe(run_dir, data_dirs, seed=seed, n_splits=n_splits)
     click.echo("\n".join(report.lines()))
     click.echo(f"wrote probe.json and probe.md in {report.run_dir}")

@@ -36,6 +36,7 @@ Example
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 from audiosort import _files, audio
 from audiosort.errors import DecodeError, InputError
 from audiosort.run import load_encoder
+
+# A hop of a day: frames farther apart than any recording is long.
+MAX_HOP_SECONDS = 86400.0
+
 
 def frame(pcm: np.ndarray, *, chunk_samples: int, hop_samples: int) -> np.ndarray:
     """Cut signals into frames of ``chunk_samples`` every ``hop_samples``, as a view.
@@ -105,7 +110,12 @@ class EmbedReport:
 
 
 def embed_files(
-    run_dir: str | Path, paths: Sequence[str | Path], *, out: str | Path, hop_seconds: float | None = None
+    run_dir: str | Path,
+    paths: Sequence[str | Path],
+    *,
+    out: str | Path,
+    hop_seconds: float | None = None,
+    overwrite: bool = False,
 ) -> EmbedReport:
     """Embed audio files with a run's encoder and save them to one ``.npz`` (layout: module docstring).
 
@@ -118,9 +128,14 @@ def embed_files(
         see :func:`audiosort.audio.find_audio_files`) are all embedded.
     out : str or Path, keyword-only
         The ``.npz`` to write (atomically; missing parent folders are created).
+        Never an input file, a file in the run folder, or anything but a
+        regular file (see :func:`audiosort._files.check_output`).
     hop_seconds : float > 0, optional, keyword-only
         Time between the starts of consecutive frames, rounded to the nearest
-        sample; default the run's chunk length (frames end to end).
+        sample, at most :data:`MAX_HOP_SECONDS`; default the run's chunk
+        length (frames end to end).
+    overwrite : bool, keyword-only
+        Replace an existing ``out``; without it, one is an error.
 
     Returns
     -------
@@ -129,14 +144,19 @@ def embed_files(
     Raises
     ------
     InputError
-        A bad run folder, no paths, an ``out`` that is a folder, a hop under one sample, or no file embedded
+        A bad run folder, no paths, an ``out`` that may not be written (see
+        ``out``), a hop under one sample or not finite, or no file embedded
         (every one missing, undecodable or shorter than one chunk).
     """
     if not paths:
         raise InputError("give at least one audio file or folder to embed")
-    out = Path(out)
-    if out.is_dir():
+    if hop_seconds is not None and not (math.isfinite(hop_seconds) and 0 < hop_seconds <= MAX_HOP_SECONDS):
+        raise InputError(f"--hop-seconds {hop_seconds!r} must be a number of seconds in (0, {MAX_HOP_SECONDS:g}]")
+    files_in = _expand(paths)
+    run_folder = Path(run_dir) if Path(run_dir).is_dir() else Path(run_dir).parent
+    if Path(out).is_dir() and not Path(out).is_symlink():
         raise InputError(f"--out {out} is a folder; give the .npz file to write")
+    out = _files.check_output(out, what="--out", overwrite=overwrite, keep=(run_folder, *files_in), kind="file")
     model = load_encoder(run_dir)
     sample_rate, chunk_samples = model.sample_rate, model.chunk_samples
     hop_samples = chunk_samples if hop_seconds is None else round(hop_seconds * sample_rate)
@@ -145,7 +165,7 @@ def embed_files(
 
     arrays = {}
     files, frame_counts, clips, skipped = [], [], [], []
-    for path in _expand(paths):
+    for path in files_in:
         try:
             pcm = audio.to_int16(audio.load(path, sample_rate=sample_rate))
         except DecodeError as error:

@@ -47,6 +47,7 @@ def train(
     verbose: int | str = "auto",
     strategy=None,
     echo: Callable[[str], None] | None = None,
+    keep: tuple = (),
 ) -> Path:
     """Train ``config`` and write its run folder ``runs_dir / config.name``.
 
@@ -74,6 +75,9 @@ def train(
     echo : callable or None
         Called with one line before training (backend, device, precision) and
         with notes such as a skipped TensorBoard log; None prints nothing.
+    keep : tuple of str or Path
+        Inputs the run folder may not overlap besides the corpus (the config
+        file): see :func:`audiosort.run.open_run`.
 
     Returns
     -------
@@ -132,7 +136,7 @@ def train(
     if worker_index > 0:
         # Only the chief writes under runs_dir, which may be shared; the others write the same files to a temp folder.
         run_dir = Path(tempfile.mkdtemp(prefix=f"audiosort-worker{worker_index}-")) / config.name
-    epochs_done = run.open_run(run_dir, config, resume=resume, overwrite=overwrite)
+    epochs_done = run.open_run(run_dir, config, resume=resume, overwrite=overwrite, keep=keep)
     try:
         _train_in(
             run_dir, config, spec, train_tracks, val, strategy,
