@@ -11,6 +11,7 @@ import psutil
 import pytest
 import yaml
 
+from audiosort.config import dump_config
 from audiosort.errors import ConfigError, InputError
 from audiosort.sweep import load_sweep, run_sweep
 from audiosort.sweep.report import collect_row
@@ -110,9 +111,10 @@ def _eval_entry(*, sanity, verdict, exact):
 
 def test_results_row_names_the_sanity_sets_eval_found_above_chance(tmp_path, music_corpus):
     sweep = load_sweep(_write_sweep(tmp_path, music_corpus, {"puzzle.n_chunks": [3]}))
-    (only,) = sweep.runs()
+    ((only, config),) = sweep.configs()
     run_dir = tmp_path / "runs" / only.name
     run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(dump_config(config))
     datasets = {
         "test": _eval_entry(sanity=False, verdict="above_chance", exact=0.9),
         "noise": _eval_entry(sanity=True, verdict="at_chance", exact=0.17),
@@ -120,7 +122,7 @@ def test_results_row_names_the_sanity_sets_eval_found_above_chance(tmp_path, mus
         "tone": _eval_entry(sanity=True, verdict="above_chance", exact=0.5),
     }
     (run_dir / "eval.json").write_text(json.dumps({"datasets": datasets}))
-    row = collect_row(tmp_path / "runs", only, sweep)
+    row = collect_row(tmp_path / "runs", only, sweep, config)
     assert row["sanity_above_chance"] == "brown+tone"
     assert row["exact_accuracy"] == 0.9 and row["exact_chance"] == pytest.approx(1 / 6)
     assert row["status"] == "pending"  # no metrics.json: training has not finished

@@ -25,8 +25,10 @@ import math
 import os
 import re
 import shutil
+import queue
 import struct
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -35,9 +37,11 @@ import numpy as np
 from tqdm import tqdm
 
 from audiosort import _files, audio
-from audiosort.config import DEFAULT_PUZZLES, SEED_RULE, PuzzleConfig, is_valid_seed, to_dict
+from audiosort.config import DEFAULT_PUZZLES, PAD_MODES, SEED_RULE, PuzzleConfig, is_valid_seed, to_dict
 from audiosort.data import synthetic
-from audiosort.data.puzzles import PuzzleSpec, Puzzles, TrackTable, load_puzzle_set, make_puzzle_set, save_puzzle_set
+from audiosort.data.puzzles import (
+    PuzzleSpec, Puzzles, TrackTable, check_set_size, load_puzzle_set, make_puzzle_set, save_puzzle_set,
+)
 from audiosort.errors import DecodeError, InputError
 
 FORMAT = "audiosort-corpus/1"
@@ -117,6 +121,12 @@ class CorpusSettings:
             raise InputError(f"val ({val}) and test ({test}) fractions must be >= 0 and sum to < 1")
         if self.split is not None and self.split not in SPLITS:
             raise InputError(f"split {self.split!r} is not one of {', '.join(SPLITS)}")
+
+
+# Files decoded at once, at most: each holds a decoded track in memory.
+MAX_JOBS = 256
+# Tracks a synthetic corpus may have (duration / track length).
+MAX_SYNTHETIC_TRACKS = 100_000
 
 
 @dataclass
@@ -234,8 +244,9 @@ def _name_sources(
 ) -> tuple[list[tuple[str, Path]], list[dict]]:
     """Name each found file by its path relative to the sources' common folder; skip those that cannot be read.
 
-    Skipped, each with a reason: a dangling symlink, a symlink loop, a
-    symlink found in a folder that points outside that folder (its audio is
+    Skipped, each with a reason: a dangling symlink, a symlink loop, what
+    is not a regular file (a FIFO, a device: reading it could block
+    forever), a symlink found in a folder that points outside that folder (its audio is
     not part of what was given), and a name that is not UTF-8 (the manifest
     is JSON text).
 
@@ -264,6 +275,9 @@ def _name_sources(
             continue
         except (OSError, RuntimeError):
             skipped.append({"source": name, "reason": "symlink loop"})
+            continue
+        if not target.is_file():  # a FIFO or a device would block or never end the read
+            skipped.append({"source": name, "reason": "not a regular file (a FIFO, device or socket)"})
             continue
         # A file given directly may link anywhere; a link found in a folder must stay inside that folder.
         if file not in given_files and file.is_symlink() and not target.is_relative_to(root_of[root]):
@@ -311,9 +325,20 @@ def prepare_synthetic(
     settings = CorpusSettings(puzzle=puzzle, sample_rate=sample_rate, seed=seed, **other_settings)
     if kind not in synthetic.KINDS:
         raise InputError(f"unknown synthetic kind {kind!r}; choose one of {', '.join(synthetic.KINDS)}")
-    if duration_seconds <= 0 or track_seconds <= 0:
-        raise InputError(f"duration ({duration_seconds} s) and track length ({track_seconds} s) must be > 0")
+    if not (math.isfinite(duration_seconds) and duration_seconds > 0):
+        raise InputError(f"duration ({duration_seconds} s) must be a number of seconds > 0")
+    spec = PuzzleSpec.from_config(puzzle, sample_rate=sample_rate)
+    shortest = spec.max_span_samples / sample_rate
+    if not (math.isfinite(track_seconds) and track_seconds >= shortest):
+        raise InputError(
+            f"--track-seconds {track_seconds} must be a number of seconds >= {shortest:.3f} (one puzzle's longest span)"
+        )
     n_tracks = max(1, round(duration_seconds / track_seconds))
+    if n_tracks > MAX_SYNTHETIC_TRACKS:
+        raise InputError(
+            f"--duration / --track-seconds makes {n_tracks} tracks; the limit is {MAX_SYNTHETIC_TRACKS}: "
+            "give longer tracks or a shorter duration"
+        )
     seconds = duration_seconds / n_tracks
 
     def render(k: int) -> tuple[np.ndarray, str]:
@@ -348,6 +373,7 @@ def _build_corpus(
     """Load each (source name, loader) pair and write the corpus atomically; ``out`` may not overlap ``keep``."""
     settings.check()
     spec = PuzzleSpec.from_config(settings.puzzle, sample_rate=settings.sample_rate)
+    check_set_size(settings.n_puzzles, spec)
     out = Path(out)
     with _files.new_folder(out, overwrite=overwrite, what="corpus", keep=keep, marker="manifest.json") as tmp:
         try:
@@ -478,19 +504,21 @@ def _decode_all(jobs_in, folder: Path, spec: PuzzleSpec, sample_rate: int, jobs:
     never the corpus. Results are taken in submission order, which keeps the
     output independent of thread timing.
     """
-    jobs = jobs or os.cpu_count() or 1
-    if jobs < 1:
-        raise InputError(f"--jobs {jobs} must be >= 1")
+    if jobs is None:
+        jobs = os.cpu_count() or 1
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or not 1 <= jobs <= MAX_JOBS:
+        raise InputError(f"--jobs {jobs} must be an int from 1 to {MAX_JOBS}")
     tracks: list[_Track] = []
     skipped: list[dict] = []
     # A bar in a log file or a pipe is noise, and would precede a one-line error.
     show = progress and sys.stderr.isatty()
     bar = tqdm(total=len(jobs_in), desc="decoding", unit="file", disable=not show, file=sys.stderr)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        pending: list[tuple[str, concurrent.futures.Future]] = []
-        queue = iter(jobs_in)
+    pool = _DaemonPool(jobs)
+    pending: list[tuple[str, concurrent.futures.Future]] = []
+    loaders = iter(jobs_in)
+    try:
         while True:
-            for name, load in queue:
+            for name, load in loaders:
                 pending.append((name, pool.submit(load)))
                 if len(pending) >= 2 * jobs:
                     break
@@ -509,8 +537,47 @@ def _decode_all(jobs_in, folder: Path, spec: PuzzleSpec, sample_rate: int, jobs:
             path = folder / f"{len(tracks):06d}.npy"
             np.save(path, pcm)
             tracks.append(_Track(source=name, path=path, frames=len(pcm), sha256=digest))
+    finally:
+        pool.close(pending=[future for _, future in pending])
     bar.close()
     return tracks, skipped
+
+
+class _DaemonPool:
+    """``jobs`` daemon threads running submitted calls: a worker blocked in a read never holds the process.
+
+    concurrent.futures joins its workers at exit, so a loader blocked forever
+    (a hung network file) would keep the process alive after SIGTERM or
+    Ctrl-C; a daemon thread dies with the process.
+    """
+
+    def __init__(self, jobs: int):
+        self._calls: queue.SimpleQueue = queue.SimpleQueue()
+        self._jobs = jobs
+        for _ in range(jobs):
+            threading.Thread(target=self._work, daemon=True).start()
+
+    def submit(self, call: Callable) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._calls.put((future, call))
+        return future
+
+    def close(self, *, pending: Iterable[concurrent.futures.Future] = ()) -> None:
+        """Cancel ``pending`` calls not yet started and let each thread end once its call returns."""
+        for future in pending:
+            future.cancel()
+        for _ in range(self._jobs):
+            self._calls.put(None)
+
+    def _work(self) -> None:
+        while (item := self._calls.get()) is not None:
+            future, call = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(call())
+            except BaseException as e:  # noqa: BLE001 - handed to the caller of future.result()
+                future.set_exception(e)
 
 
 def _unusable(pcm: np.ndarray, spec: PuzzleSpec, sample_rate: int) -> str | None:
@@ -653,19 +720,20 @@ class Corpus:
         if not self.path.is_dir():
             raise InputError(f"no corpus at {self.path} (run `audiosort prepare` first)")
         try:
-            self.manifest = json.loads(manifest_path.read_text())
+            self.manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise InputError(f"{self.path} is not a corpus: no manifest.json") from None
-        except (OSError, json.JSONDecodeError) as e:
-            raise InputError(f"cannot read {manifest_path}: {e}") from None
+        except UnicodeDecodeError as e:
+            raise InputError(f"cannot read {manifest_path}: not UTF-8 text (byte {e.start}); prepare the corpus again") from None
+        except (OSError, ValueError) as e:
+            raise InputError(f"cannot read {manifest_path}: {_first_line(e)}") from None
         if not isinstance(self.manifest, dict) or self.manifest.get("format") != FORMAT:
             found = self.manifest.get("format") if isinstance(self.manifest, dict) else type(self.manifest).__name__
             raise InputError(f"{manifest_path} has format {found!r}, expected {FORMAT!r}")
         self.sample_rate: int = self.manifest.get("sample_rate")
         if isinstance(self.sample_rate, bool) or not isinstance(self.sample_rate, int) or self.sample_rate <= 0:
             raise InputError(f"{manifest_path}: sample_rate {self.sample_rate!r} is not a positive int")
-        if not isinstance(self.manifest.get("puzzles"), dict):
-            raise InputError(f"{manifest_path} has no puzzle settings ('puzzles')")
+        _check_puzzle_settings(self.manifest.get("puzzles"), manifest_path)
         self._shards: dict[str, np.ndarray] = {}
         self._check_tracks(manifest_path)
 
@@ -801,6 +869,21 @@ class Corpus:
     def puzzle_settings(self) -> dict:
         """The puzzle settings the fixed sets were made with (manifest ``puzzles``)."""
         return self.manifest["puzzles"]
+
+
+def _check_puzzle_settings(settings, manifest_path: Path) -> None:
+    """The manifest's ``puzzles``: what :meth:`Corpus.puzzles_for` reads, each of its type."""
+    if not isinstance(settings, dict):
+        raise InputError(f"{manifest_path} has no puzzle settings ('puzzles')")
+    for key in ("n_chunks", "chunk_samples", "pad_min_samples", "pad_max_samples"):
+        value = settings.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InputError(f"{manifest_path}: puzzles.{key} = {value!r} is not an int >= 0; prepare the corpus again")
+    if settings.get("pad_mode") not in PAD_MODES:
+        raise InputError(f"{manifest_path}: puzzles.pad_mode = {settings.get('pad_mode')!r} is not one of {PAD_MODES}")
+    min_rms = settings.get("min_rms")
+    if isinstance(min_rms, bool) or not isinstance(min_rms, (int, float)) or not math.isfinite(min_rms):
+        raise InputError(f"{manifest_path}: puzzles.min_rms = {min_rms!r} is not a number; prepare the corpus again")
 
 
 def _first_line(error: Exception) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from audiosort import _files
-from audiosort.config import closest_key
+from audiosort.config import Config, closest_key, dump_config
 from audiosort.errors import InputError
 from audiosort.sweep.grid import Sweep, SweepRun, yaml_scalar
 
@@ -101,7 +101,7 @@ class SweepReport:
         return lines
 
 
-def collect_row(folder: Path, run: SweepRun, sweep: Sweep) -> dict:
+def collect_row(folder: Path, run: SweepRun, sweep: Sweep, config: Config) -> dict:
     """One results row from what a run's folder holds (so rows survive restarts).
 
     Returns
@@ -113,9 +113,30 @@ def collect_row(folder: Path, run: SweepRun, sweep: Sweep) -> dict:
         ``sanity_above_chance`` (names joined by "+", or "none"),
         ``probe:<task>:<features>``, ``val_exact_accuracy``,
         ``train_seconds``; ``status`` ("done", "failed", "pending") and ``error``.
+        Nothing is read from a run folder of another config than ``config``,
+        and a damaged report counts as missing.
     """
     run_dir = folder / run.name
     row = {"run": run.name, "values": run.values}
+    try:
+        _collect_scores(row, run_dir, sweep, config)
+    except (KeyError, TypeError, ValueError, IndexError, StopIteration, AttributeError):
+        row = {"run": run.name, "values": run.values, "status": "failed"}
+        row["error"] = f"a report in {run_dir} is damaged; delete eval.json, metrics.json or probe.json to redo it"
+        return row
+    error_path = folder / "logs" / f"{run.name}.error"
+    error = _read_text(error_path)
+    if error is not None:
+        row["status"] = "failed"
+        row["error"] = error.strip().splitlines()[0] if error.strip() else "failed"
+    else:
+        row["status"] = "pending" if pending_stages(run_dir, config, sweep.probe) else "done"
+    return row
+
+
+def _collect_scores(row: dict, run_dir: Path, sweep: Sweep, config: Config) -> None:
+    if not is_run_of(run_dir, config):
+        return
     metrics = read_json(run_dir / "metrics.json")
     if metrics:
         row["val_exact_accuracy"] = metrics["val"]["hungarian"]["exact_accuracy"]["value"]
@@ -140,13 +161,6 @@ def collect_row(folder: Path, run: SweepRun, sweep: Sweep) -> dict:
         for features, accuracy in entry["accuracy"].items():
             row[f"probe:{task}:{features}"] = accuracy
         row[f"probe:{task}:chance"] = entry.get("chance")
-    error_path = folder / "logs" / f"{run.name}.error"
-    if error_path.exists():
-        row["status"] = "failed"
-        row["error"] = error_path.read_text().strip().splitlines()[0] if error_path.read_text().strip() else "failed"
-    else:
-        row["status"] = "pending" if pending_stages(run_dir, sweep) else "done"
-    return row
 
 
 def save_heatmap(report: SweepReport, x_key: str, y_key: str) -> Path:
@@ -218,11 +232,35 @@ def save_axis_plot(report: SweepReport, key: str) -> Path:
     return path
 
 
-def pending_stages(run_dir: Path, sweep: Sweep) -> list[str]:
-    """The stages of a run not yet done: ``"train"``, ``"eval"``, ``"probe <folder>"``, by the files its folder holds."""
-    pending = [name for name, file in (("train", "metrics.json"), ("eval", "eval.json")) if not (run_dir / file).exists()]
+def pending_stages(run_dir: Path, config: Config, probe: tuple = ()) -> list[str]:
+    """The stages of a run not yet done: ``"train"``, ``"eval"``, ``"probe <folder>"``, by the files its folder holds.
+
+    A stage is done only when its report can be read, and in a run folder of
+    ``config`` (its ``config.yaml`` equal to the one the sweep would train):
+    the reports of an older config are no results of this one. ``probe``
+    lists the labelled folders the run is probed on.
+    """
+    stages = ["train", "eval", *(f"probe {data}" for data in probe)]
+    if not is_run_of(run_dir, config):
+        return stages
+    pending = [name for name, file in (("train", "metrics.json"), ("eval", "eval.json")) if read_json(run_dir / file) is None]
     tasks = (read_json(run_dir / "probe.json") or {}).get("tasks", {})
-    return pending + [f"probe {data}" for data in sweep.probe if probe_task_name(data) not in tasks]
+    if not isinstance(tasks, dict):
+        tasks = {}
+    return pending + [f"probe {data}" for data in probe if probe_task_name(data) not in tasks]
+
+
+def is_run_of(run_dir: Path, config: Config) -> bool:
+    """Whether ``run_dir`` holds a run of ``config``: its ``config.yaml`` is the one ``config`` resolves to."""
+    return _read_text(run_dir / "config.yaml") == dump_config(config)
+
+
+def _read_text(path: Path) -> str | None:
+    """A UTF-8 file's text; None where it is missing, unreadable or not UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return None
 
 
 def probe_task_name(data: str) -> str:
@@ -277,11 +315,13 @@ def _slug(key: str) -> str:
 
 
 def read_json(path: Path) -> dict | None:
-    """A JSON file's content; None where it is missing or unreadable (a stage not done, or cut short)."""
+    """A JSON object file's content; None where it is missing, unreadable, not UTF-8, not JSON or not an object (a stage not done, or cut short)."""
+    text = _read_text(path)
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        data = json.loads(text) if text is not None else None
+    except ValueError:
         return None
+    return data if isinstance(data, dict) else None
 
 
 def _save_figure(figure, path: Path) -> None:

@@ -23,10 +23,10 @@ from pathlib import Path
 import yaml
 
 from audiosort import _files
-from audiosort.config import Config, dump_config, load_config
+from audiosort.config import Config, load_config
 from audiosort.errors import AudiosortError, InputError, check_positive_int
 from audiosort.sweep.grid import Sweep, sweep_dict
-from audiosort.sweep.report import SweepReport, collect_row, match_axis, pending_stages, probe_task_name, read_json
+from audiosort.sweep.report import SweepReport, collect_row, is_run_of, match_axis, pending_stages
 
 
 def run_sweep(
@@ -84,7 +84,7 @@ def _run_locked(sweep: Sweep, folder: Path, runs: list, axis_keys: list, *, jobs
     def execute(index_run):
         index, (run, config) = index_run
         started = time.perf_counter()
-        if not pending_stages(folder / run.name, sweep):
+        if not pending_stages(folder / run.name, config, sweep.probe):
             return index, run, "skipped", 0.0
         job = {
             "base": str(sweep.base),
@@ -111,10 +111,11 @@ def _run_locked(sweep: Sweep, folder: Path, runs: list, axis_keys: list, *, jobs
     total = len(runs)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         for index, run, status, seconds in pool.map(execute, enumerate(runs)):
-            row = collect_row(folder, run, sweep)
+            row = collect_row(folder, run, sweep, runs[index][1])
             echo(f"[{index + 1}/{total}] {run.name}: {_progress(row, status, seconds)}")
 
-    report = SweepReport(folder=folder, axis_keys=axis_keys, rows=[collect_row(folder, run, sweep) for run, _ in runs])
+    rows = [collect_row(folder, run, sweep, config) for run, config in runs]
+    report = SweepReport(folder=folder, axis_keys=axis_keys, rows=rows)
     report.write(plot=plot)
     return report
 
@@ -161,28 +162,31 @@ def _exit_with_parent(parent_pid: int) -> None:
 
 def _run_stages(config: Config, folder: Path, job: dict) -> None:
     from audiosort.evaluate import evaluate
+    from audiosort.run import run_in_use
     from audiosort.train import train
 
     run_dir = folder / config.name
+    if (run_dir / "config.yaml").exists() and not is_run_of(run_dir, config):
+        raise InputError(f"{run_dir} holds a run of another config; move it away or rename the sweep")
     if not (run_dir / "metrics.json").exists():
         resume = (run_dir / "config.yaml").exists()
         print(f"train {run_dir}" + (" (resuming)" if resume else ""), flush=True)
         train(config, runs_dir=folder, resume=resume, verbose=2)
-    elif (run_dir / "config.yaml").read_text() != dump_config(config):
-        raise InputError(f"{run_dir} holds a run of another config; move it away or rename the sweep")
     evaluation = job["eval"]
-    if not (run_dir / "eval.json").exists():
-        print(f"eval {run_dir}", flush=True)
-        report = evaluate(
-            run_dir, split=evaluation["split"], sanity=tuple(evaluation["sanity"]), n_puzzles=evaluation["puzzles"]
-        )
-        print("\n".join(report.lines()), flush=True)
-    for data in job["probe"]:
-        if probe_task_name(data) not in (read_json(run_dir / "probe.json") or {}).get("tasks", {}):
-            from audiosort.probe import probe
+    pending = pending_stages(run_dir, config, tuple(job["probe"]))
+    with run_in_use(run_dir):
+        if "eval" in pending:
+            print(f"eval {run_dir}", flush=True)
+            report = evaluate(
+                run_dir, split=evaluation["split"], sanity=tuple(evaluation["sanity"]), n_puzzles=evaluation["puzzles"]
+            )
+            print("\n".join(report.lines()), flush=True)
+        for data in job["probe"]:
+            if f"probe {data}" in pending:
+                from audiosort.probe import probe
 
-            print(f"probe {run_dir} on {data}", flush=True)
-            probe(run_dir, data)
+                print(f"probe {run_dir} on {data}", flush=True)
+                probe(run_dir, data)
 
 
 def _progress(row: dict, status: str, seconds: float) -> str:
