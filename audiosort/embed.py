@@ -152,12 +152,11 @@ def embed_files(
         raise InputError("give at least one audio file or folder to embed")
     if hop_seconds is not None and not (math.isfinite(hop_seconds) and 0 < hop_seconds <= MAX_HOP_SECONDS):
         raise InputError(f"--hop-seconds {hop_seconds!r} must be a number of seconds in (0, {MAX_HOP_SECONDS:g}]")
-    files_in = _expand(paths)
-    run_folder = Path(run_dir) if Path(run_dir).is_dir() else Path(run_dir).parent
     if Path(out).is_dir() and not Path(out).is_symlink():
         raise InputError(f"--out {out} is a folder; give the .npz file to write")
-    out = _files.check_output(out, what="--out", overwrite=overwrite, keep=(run_folder, *files_in), kind="file")
     model = load_encoder(run_dir)
+    files_in = _expand(paths)
+    out = _files.check_output(out, what="--out", overwrite=overwrite, keep=(model.path.parent, *files_in), kind="file")
     sample_rate, chunk_samples = model.sample_rate, model.chunk_samples
     hop_samples = chunk_samples if hop_seconds is None else round(hop_seconds * sample_rate)
     if hop_samples < 1:

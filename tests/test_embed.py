@@ -91,7 +91,7 @@ def test_nothing_usable_exits_2_with_one_line_and_writes_nothing(tiny_run, tmp_p
     "args, fragment",
     [
         (["{song}", "--hop-seconds", "0.00001"], "less than one sample"),
-        (["{song}", "--hop-seconds", "-1"], "less than one sample"),
+        (["{song}", "--hop-seconds", "-1"], "must be a number of seconds"),
         ([], "at least one audio file"),
     ],
 )
