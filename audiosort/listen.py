@@ -125,8 +125,8 @@ def listen(
         or a start that leaves too little audio for it.
     """
     run_dir = Path(run_dir)
-    if start_seconds is not None and not (math.isfinite(start_seconds) and start_seconds >= 0):
-        raise InputError(f"--start {start_seconds} s does not leave room for one puzzle: give seconds >= 0")
+    if start_seconds is not None and not math.isfinite(start_seconds):
+        raise InputError(f"--start {start_seconds} is not a number of seconds")
     config = load_run_config(run_dir)
     sample_rate = config.data.sample_rate
     spec = PuzzleSpec.from_config(config.puzzle, sample_rate=sample_rate)
@@ -155,7 +155,7 @@ def listen(
             )
         table = TrackTable.from_arrays([pcm])
     else:
-        if start_seconds * sample_rate + window > len(pcm):
+        if start_seconds < 0 or start_seconds * sample_rate + window > len(pcm):
             raise InputError(
                 f"--start {start_seconds} s does not leave room for one puzzle ({window / sample_rate:.3f} s) "
                 f"in {source} ({len(pcm) / sample_rate:.3f} s long)"
