@@ -121,8 +121,8 @@ def check_output(
         folder audiosort did not write.
     kind : {"folder", "file"}, keyword-only
         An existing ``out`` must be a folder, or a regular file (never a
-        device, a FIFO, a socket). A symlink is always replaceable: only the
-        link is replaced, never what it points to.
+        device, a FIFO, a socket). A symlink is judged by what it points to
+        (a dangling one is replaceable), but only the link is ever replaced.
 
     Returns
     -------
@@ -153,7 +153,7 @@ def check_output(
         return path
     if not overwrite:
         raise InputError(f"{what} {out} already exists; pass --overwrite to replace it")
-    if path.is_symlink():
+    if not path.exists():  # a dangling symlink: only the link is replaced
         return path
     if kind == "file":
         if not path.is_file():
