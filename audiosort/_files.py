@@ -140,7 +140,7 @@ def check_output(
     path = Path(out)
     if str(out).strip() == "":
         raise InputError(f"the {what} name is empty")
-    _check_name(path, what)
+    check_name(path, what)
     resolved = path.resolve()
     here = Path.cwd().resolve()
     if resolved == here or resolved in here.parents:
@@ -151,12 +151,14 @@ def check_output(
             raise InputError(f"{what} {out} overlaps input {given}; write it outside the inputs")
     if not (path.exists() or path.is_symlink()):
         return path
+    if kind == "file" and path.is_dir():
+        raise InputError(f"{what} {out} is a folder; give the file to write")
     if not overwrite:
         raise InputError(f"{what} {out} already exists; pass --overwrite to replace it")
     if not path.exists():  # a dangling symlink: only the link is replaced
         return path
     if kind == "file":
-        if not path.is_file():
+        if not path.is_file():  # a device, a FIFO, a socket
             raise InputError(f"{what} {out} exists and is not a regular file; --overwrite replaces only a file")
         return path
     if not path.is_dir():
@@ -170,8 +172,8 @@ def check_output(
     return path
 
 
-def _check_name(path: Path, what: str) -> None:
-    """Every part of ``path`` fits the filesystem's limits, and the name is UTF-8 (it is printed and stored in JSON)."""
+def check_name(path: Path, what: str) -> None:
+    """Raise :class:`InputError` unless every part of ``path`` fits the filesystem's limits, and the name is UTF-8 (it is printed and stored in JSON)."""
     text = str(path)
     try:
         text.encode("utf-8")

@@ -152,8 +152,6 @@ def embed_files(
         raise InputError("give at least one audio file or folder to embed")
     if hop_seconds is not None and not (math.isfinite(hop_seconds) and 0 < hop_seconds <= MAX_HOP_SECONDS):
         raise InputError(f"--hop-seconds {hop_seconds!r} must be a number of seconds in (0, {MAX_HOP_SECONDS:g}]")
-    if Path(out).is_dir() and not Path(out).is_symlink():
-        raise InputError(f"--out {out} is a folder; give the .npz file to write")
     model = load_encoder(run_dir)
     files_in = _expand(paths)
     out = _files.check_output(out, what="--out", overwrite=overwrite, keep=(model.path.parent, *files_in), kind="file")

@@ -131,12 +131,12 @@ def listen(
     sample_rate = config.data.sample_rate
     spec = PuzzleSpec.from_config(config.puzzle, sample_rate=sample_rate)
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} exists and is not a folder")
     targets = [
         _files.check_output(out / name, what="--out", overwrite=True, keep=(source, run_dir), kind="file")
         for name in OUTPUT_NAMES
     ]
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a folder")
     try:
         pcm = audio.to_int16(audio.load(source, sample_rate=sample_rate))
     except DecodeError as error:

@@ -89,6 +89,7 @@ def open_run(run_dir: Path, config: Config, *, resume: bool, overwrite: bool, ke
     """
     if resume and overwrite:
         raise InputError("--resume continues a run and --overwrite deletes it: pass one of them")
+    _files.check_name(run_dir, "run folder")
     if resume:
         if not (run_dir / "config.yaml").exists():
             raise InputError(f"nothing to resume: {run_dir} has no config.yaml")
