@@ -141,6 +141,8 @@ def check_output(
     if str(out).strip() == "":
         raise InputError(f"the {what} name is empty")
     check_name(path, what)
+    if kind == "file" and path.is_dir():
+        raise InputError(f"{what} {out} is a folder; give the file to write")
     resolved = path.resolve()
     here = Path.cwd().resolve()
     if resolved == here or resolved in here.parents:
@@ -151,8 +153,6 @@ def check_output(
             raise InputError(f"{what} {out} overlaps input {given}; write it outside the inputs")
     if not (path.exists() or path.is_symlink()):
         return path
-    if kind == "file" and path.is_dir():
-        raise InputError(f"{what} {out} is a folder; give the file to write")
     if not overwrite:
         raise InputError(f"{what} {out} already exists; pass --overwrite to replace it")
     if not path.exists():  # a dangling symlink: only the link is replaced

@@ -2,8 +2,10 @@
 
 The encoder of a run (``encoder.keras``) maps one int16 chunk of L samples, L
 the run's chunk length, to one embedding of D values. :func:`embed_files`
-decodes each file at the run's sample rate, cuts it into frames of L samples
-every ``hop`` samples (default ``hop = L``: frames end to end), and embeds them.
+decodes each file at the run's sample rate, block by block
+(:func:`audiosort.audio.stream`: a recording of hours is never whole in
+memory), cuts it into frames of L samples every ``hop`` samples (default
+``hop = L``: frames end to end), and embeds them.
 
 Framing: frame k covers samples ``[k * hop, k * hop + L)``; the last partial
 frame is dropped rather than zero-padded, so every frame is audio the encoder
@@ -46,7 +48,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from audiosort import _files, audio
 from audiosort.errors import DecodeError, InputError
-from audiosort.run import load_encoder
+from audiosort.run import BATCH_FRAMES, RunEncoder, load_encoder
 
 # A hop of a day: frames farther apart than any recording is long.
 MAX_HOP_SECONDS = 86400.0
@@ -164,15 +166,14 @@ def embed_files(
     files, frame_counts, clips, skipped = [], [], [], []
     for path in files_in:
         try:
-            pcm = audio.to_int16(audio.load(path, sample_rate=sample_rate))
+            embeddings, samples = _embed_file(model, path, hop_samples)
         except DecodeError as error:
             skipped.append((str(path), str(error)))
             continue
-        if len(pcm) < chunk_samples:
-            seconds, chunk_seconds = len(pcm) / sample_rate, chunk_samples / sample_rate
+        if samples < chunk_samples:
+            seconds, chunk_seconds = samples / sample_rate, chunk_samples / sample_rate
             skipped.append((str(path), f"{seconds:.3f} s is shorter than one chunk ({chunk_seconds:.3f} s)"))
             continue
-        embeddings = model.embed(frame(pcm, chunk_samples=chunk_samples, hop_samples=hop_samples))
         k = len(files)
         arrays[f"embeddings_{k}"] = embeddings
         arrays[f"timestamps_{k}"] = (np.arange(len(embeddings)) * hop_samples + chunk_samples / 2) / sample_rate
@@ -195,6 +196,40 @@ def embed_files(
         **arrays,
     )
     return EmbedReport(out, files, frame_counts, model.embedding_dim, hop_samples / sample_rate, skipped)
+
+
+def _embed_file(model: RunEncoder, path: Path, hop_samples: int) -> tuple[np.ndarray, int]:
+    """Embed one file's frames, decoding it block by block (a long recording is never whole in memory).
+
+    Returns
+    -------
+    embeddings : np.ndarray [shape=(frames, D), dtype=float32]
+        Frame k covers samples ``[k * hop_samples, k * hop_samples + L)``, as :func:`frame` cuts them.
+    samples : int
+        Length of the decoded file, in samples at the run's rate.
+    """
+    length = model.chunk_samples
+    # `held` is the decoded audio from sample `held_from` on; the next frame starts at `next_start`.
+    held, held_from, next_start, total = np.empty(0, np.int16), 0, 0, 0
+    batch, parts = [], []
+    for block in audio.stream(path, sample_rate=model.sample_rate):
+        total += len(block)
+        held = np.concatenate([held, audio.to_int16(block)])
+        drop = min(next_start - held_from, len(held))  # a hop longer than a frame skips audio
+        held, held_from = held[drop:], held_from + drop
+        if len(held) >= length:
+            frames = frame(held, chunk_samples=length, hop_samples=hop_samples)
+            batch.append(np.ascontiguousarray(frames))
+            next_start += len(frames) * hop_samples
+            drop = min(next_start - held_from, len(held))
+            held, held_from = held[drop:], held_from + drop
+        if sum(len(frames) for frames in batch) >= BATCH_FRAMES:
+            parts.append(model.embed(np.concatenate(batch)))
+            batch = []
+    if batch:
+        parts.append(model.embed(np.concatenate(batch)))
+    embeddings = np.concatenate(parts) if parts else np.empty((0, model.embedding_dim), np.float32)
+    return embeddings, total
 
 
 def _expand(paths: Sequence[str | Path]) -> list[Path]:

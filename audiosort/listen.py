@@ -92,6 +92,28 @@ class ListenResult:
         ]
 
 
+def _read_window(source: str | Path, *, sample_rate: int, first: int, count: int) -> tuple[np.ndarray, int]:
+    """Samples ``[first, first + count)`` of ``source`` at ``sample_rate``, int16, decoding no further than needed.
+
+    Returns
+    -------
+    window : np.ndarray [shape=(<= count,), dtype=int16]
+        Shorter than ``count`` where the file ends first.
+    length : int
+        Samples decoded: the file's length when ``window`` is short.
+    """
+    pieces, decoded, kept = [], 0, 0
+    for block in audio.stream(source, sample_rate=sample_rate):
+        begin, end = max(first - decoded, 0), min(first + count - decoded, len(block))
+        if begin < end:
+            pieces.append(audio.to_int16(block[begin:end]))
+            kept += end - begin
+        decoded += len(block)
+        if kept == count:
+            break
+    return (np.concatenate(pieces) if pieces else np.empty(0, np.int16)), decoded
+
+
 def listen(
     run_dir: str | Path, source: str | Path, *, out: str | Path, start_seconds: float | None = None, seed: int = 0
 ) -> ListenResult:
@@ -137,32 +159,33 @@ def listen(
     ]
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a folder")
+    # The puzzle is drawn as training draws one (puzzles.draw_starts), inside the window of its
+    # longest span that starts at --start (the puzzle is then moved to start there) or at random.
+    # Only that window is kept: a recording of hours is decoded block by block, never held whole.
+    window = spec.max_span_samples
+    rng = np.random.default_rng(seed)
     try:
-        pcm = audio.to_int16(audio.load(source, sample_rate=sample_rate))
+        if start_seconds is None:
+            length = sum(len(block) for block in audio.stream(source, sample_rate=sample_rate))
+            if length < window:
+                raise InputError(
+                    f"{source} is {length / sample_rate:.3f} s long, shorter than one puzzle of this run "
+                    f"({window / sample_rate:.3f} s: {spec.n_chunks} chunks of {spec.chunk_samples / sample_rate:.3f} s "
+                    "and their longest gaps)"
+                )
+            first = int(rng.integers(0, length - window + 1))
+        else:
+            # Far past any file's end (2**62 samples is 9 million years at 16 kHz): the read below finds no room.
+            first = round(start_seconds * sample_rate) if 0 <= start_seconds * sample_rate < 2**62 else 2**62
+        pcm, length = _read_window(source, sample_rate=sample_rate, first=first, count=window)
     except DecodeError as error:
         raise DecodeError(f"cannot read {source}: {error}") from None
-
-    # The puzzle is drawn as training draws one (puzzles.draw_starts), from the whole file or,
-    # with a start, from the one window of the longest span there; then moved to start there.
-    window = spec.max_span_samples
-    if start_seconds is None:
-        first = 0
-        if len(pcm) < window:
-            raise InputError(
-                f"{source} is {len(pcm) / sample_rate:.3f} s long, shorter than one puzzle of this run "
-                f"({window / sample_rate:.3f} s: {spec.n_chunks} chunks of {spec.chunk_samples / sample_rate:.3f} s "
-                "and their longest gaps)"
-            )
-        table = TrackTable.from_arrays([pcm])
-    else:
-        if start_seconds < 0 or start_seconds * sample_rate + window > len(pcm):
-            raise InputError(
-                f"--start {start_seconds} s does not leave room for one puzzle ({window / sample_rate:.3f} s) "
-                f"in {source} ({len(pcm) / sample_rate:.3f} s long)"
-            )
-        first = round(start_seconds * sample_rate)
-        table = TrackTable.from_arrays([pcm[first : first + window]])
-    rng = np.random.default_rng(seed)
+    if start_seconds is not None and (start_seconds < 0 or len(pcm) < window):
+        raise InputError(
+            f"--start {start_seconds} s does not leave room for one puzzle ({window / sample_rate:.3f} s) "
+            f"in {source} ({length / sample_rate:.3f} s long)"
+        )
+    table = TrackTable.from_arrays([pcm])
     drawn = draw_starts(table, spec, 1, rng=rng)
     starts = drawn.starts[0] - (drawn.starts[0].min() if start_seconds is not None else 0)
     chunks = cut_chunks(table, drawn.rows, starts[None], chunk_samples=spec.chunk_samples)[0]

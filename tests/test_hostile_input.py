@@ -10,6 +10,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -284,3 +285,35 @@ def test_a_runs_dir_too_long_for_the_system_is_one_line_and_leaves_nothing(tmp_p
                      "--runs-dir", runs_dir)
         assert_one_line_error(result, "bytes long; keep it under")
     assert os.listdir(tmp_path) == []
+
+
+# §3: long files are decoded in blocks ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rate", [16000, 22050])
+def test_streamed_blocks_are_the_decoded_file_sample_for_sample(tmp_path, rate):
+    from audiosort import audio
+
+    path = write_music_files(tmp_path, 1, seconds=3.3, sample_rate=rate)[0]
+    whole = audio.load(path, sample_rate=16000)
+    blocks = list(audio.stream(path, sample_rate=16000, block_frames=4000))
+    assert len(blocks) > 10
+    np.testing.assert_array_equal(np.concatenate(blocks), whole)
+
+
+@pytest.mark.parametrize("hop", [None, "0.031", "0.5"])
+def test_embed_in_blocks_gives_the_frames_of_the_whole_file(tmp_path, tiny_run, monkeypatch, hop):
+    from audiosort import audio
+    from audiosort.embed import frame
+    from audiosort.run import load_encoder
+
+    song = write_music_files(tmp_path / "songs", 1, seconds=4.0)[0]
+    monkeypatch.setattr(audio, "STREAM_BLOCK_FRAMES", 3001)  # blocks shorter than a frame and not a multiple of the hop
+    extra = [] if hop is None else ["--hop-seconds", hop]
+    assert run("embed", tiny_run, song, "--out", tmp_path / "e.npz", *extra).exit_code == 0
+    encoder = load_encoder(tiny_run)
+    hop_samples = encoder.chunk_samples if hop is None else round(float(hop) * encoder.sample_rate)
+    pcm = audio.to_int16(audio.load(song, sample_rate=encoder.sample_rate))
+    expected = encoder.embed(frame(pcm, chunk_samples=encoder.chunk_samples, hop_samples=hop_samples))
+    with np.load(tmp_path / "e.npz") as saved:
+        np.testing.assert_allclose(saved["embeddings_0"], expected, rtol=1e-5, atol=1e-6)
