@@ -317,6 +317,11 @@ def _truncate(message: str) -> str:
     return message if len(message) <= _MAX_REASON_CHARS else message[: _MAX_REASON_CHARS - 3] + "..."
 
 
+def printable(path: str | Path) -> str:
+    """``path`` as text that prints and serializes anywhere: a byte of a non-UTF-8 name shown as ``\\xff``."""
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+
+
 def to_int16(y: np.ndarray) -> np.ndarray:
     """Convert float audio to int16: ``round(y * 32768)``, clipped to [-32768, 32767].
 

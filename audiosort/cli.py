@@ -228,11 +228,16 @@ def train(config_path, overrides, runs_dir, resume, overwrite, quiet):
     from pathlib import Path
 
     from audiosort.config import load_config
-    from audiosort.run import is_finished
+    from audiosort.run import is_finished, load_run_config
     from audiosort.train import train as train_run
 
     config = load_config(config_path, overrides)
     if resume and is_finished(Path(runs_dir) / config.name):
+        if load_run_config(Path(runs_dir) / config.name) != config:
+            raise UserError(
+                f"run {Path(runs_dir) / config.name} already finished, with another config than this one; "
+                "--overwrite trains it afresh, or name another run"
+            )
         click.echo(f"run {Path(runs_dir) / config.name} already finished; nothing to resume (--overwrite trains it afresh)")
         return
     # A progress bar only on a terminal; a log gets one line per epoch.

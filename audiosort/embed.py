@@ -84,7 +84,7 @@ class EmbedReport:
     out : Path
         The ``.npz`` written.
     files : list of str
-        The files embedded, as given.
+        The files embedded, as given (a byte of a non-UTF-8 name as ``\\xff``).
     frames : list of int
         Frames embedded per file.
     embedding_dim : int
@@ -168,16 +168,16 @@ def embed_files(
         try:
             embeddings, samples = _embed_file(model, path, hop_samples)
         except DecodeError as error:
-            skipped.append((str(path), str(error)))
+            skipped.append((audio.printable(path), str(error)))
             continue
         if samples < chunk_samples:
             seconds, chunk_seconds = samples / sample_rate, chunk_samples / sample_rate
-            skipped.append((str(path), f"{seconds:.3f} s is shorter than one chunk ({chunk_seconds:.3f} s)"))
+            skipped.append((audio.printable(path), f"{seconds:.3f} s is shorter than one chunk ({chunk_seconds:.3f} s)"))
             continue
         k = len(files)
         arrays[f"embeddings_{k}"] = embeddings
         arrays[f"timestamps_{k}"] = (np.arange(len(embeddings)) * hop_samples + chunk_samples / 2) / sample_rate
-        files.append(str(path))
+        files.append(audio.printable(path))
         frame_counts.append(len(embeddings))
         clips.append(embeddings.mean(axis=0))
     if not files:

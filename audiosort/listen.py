@@ -195,7 +195,7 @@ def listen(
     start = first + int(in_time[0])
 
     model = load_run_model(run_dir, spec)
-    scores = position_scores(model, chunks[None], what=str(source))
+    scores = position_scores(model, chunks[None], what=audio.printable(source))
     predicted = metrics.decode(scores, method="hungarian")[0]
 
     silence = np.zeros(round(BOUNDARY_SILENCE_SECONDS * sample_rate), dtype=np.int16)
@@ -211,7 +211,7 @@ def listen(
             pieces = [part for slot in slots for part in (chunks[slot], silence)][:-1]
             audio.write_wav(tmp, np.concatenate(pieces), sample_rate=sample_rate)
     return ListenResult(
-        source=str(source),
+        source=audio.printable(source),
         start_seconds=start / sample_rate,
         chunk_seconds=spec.chunk_samples / sample_rate,
         gaps_seconds=gaps / sample_rate,

@@ -317,3 +317,25 @@ def test_embed_in_blocks_gives_the_frames_of_the_whole_file(tmp_path, tiny_run, 
     expected = encoder.embed(frame(pcm, chunk_samples=encoder.chunk_samples, hop_samples=hop_samples))
     with np.load(tmp_path / "e.npz") as saved:
         np.testing.assert_allclose(saved["embeddings_0"], expected, rtol=1e-5, atol=1e-6)
+
+
+# §5 ---------------------------------------------------------------------------------------------------------------
+
+
+def test_resuming_a_finished_run_with_another_config_says_so(tiny_run):
+    result = run("train", "--config", tiny_run / "config.yaml", "--set", "train.epochs=3", "--runs-dir", tiny_run.parent,
+                 "--resume")
+    assert_one_line_error(result, "already finished, with another config")
+
+
+def test_embed_and_listen_print_a_non_utf8_file_name(tmp_path, tiny_run):
+    song = write_music_files(tmp_path, 1, seconds=2.0)[0]
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9.flac"))
+    song.rename(odd)
+    result = run("embed", tiny_run, odd, "--out", tmp_path / "e.npz")
+    assert result.exit_code == 0, result.output
+    with np.load(tmp_path / "e.npz") as saved:
+        assert saved["files"].tolist() == [f"{tmp_path}/caf\\xe9.flac"]
+    result = run("listen", tiny_run, odd, "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert "caf\\xe9.flac" in result.stdout
