@@ -6,7 +6,7 @@ chunk's end sounds like the next chunk's start. :func:`continuity_scores` is
 that trick with no training at all, and ``audiosort eval`` scores it beside
 the model on the same puzzles (:data:`BASELINES`).
 
-Each baseline returns scores in the model's form (see :mod:`audiosort.metrics`):
+Each baseline returns scores in the model's form (see :mod:`audiosort.decoding`):
 ``scores[b, i, j]``, higher meaning "the chunk in slot i of puzzle b sits at
 temporal position j", so that :func:`audiosort.metrics.score_puzzles` scores it
 with the very statistics of the model.
@@ -27,7 +27,7 @@ import functools
 import librosa.filters
 import numpy as np
 
-from audiosort import metrics
+from audiosort import decoding
 from audiosort.audio import INT16_SCALE
 
 # Measured on synthetic music at 16 kHz (n=3, 2000 puzzles, exact order): edges of 5/10/15/20/25 ms
@@ -69,7 +69,7 @@ def continuity_scores(chunks, *, sample_rate, edge_seconds=EDGE_SECONDS):
     -------
     scores : np.ndarray [shape=(B, n, n), dtype=float64]
         ``scores[b, i, j]`` is 0.0 when the chunk in slot i is predicted at
-        position j, else :data:`audiosort.metrics.LOWEST_SCORE` (a finite
+        position j, else :data:`audiosort.decoding.LOWEST_SCORE` (a finite
         log 0): a log-probability of certainty, which argmax and hungarian
         decoding both read back as the predicted order.
 
@@ -89,11 +89,11 @@ def continuity_scores(chunks, *, sample_rate, edge_seconds=EDGE_SECONDS):
     and logged. One frame, not the mean of several, because the audio nearest
     the edge is what continues into the next chunk.
 
-    The order is found by :func:`audiosort.metrics.best_paths` on the join
+    The order is found by :func:`audiosort.decoding.best_paths` on the join
     costs (negated: a successor matrix), the very search that decodes a
     learned successor head, so that a model beating this baseline beats it by
     what it learned, not by its decoder: exact (Held-Karp) up to
-    :data:`audiosort.metrics.EXACT_PATH_MAX_CHUNKS` chunks, a beam search
+    :data:`audiosort.decoding.EXACT_PATH_MAX_CHUNKS` chunks, a beam search
     above. Ties (e.g. silent chunks) go to lower slot indices, which carries
     no information: the sampler shuffles uniformly.
     """
@@ -121,8 +121,8 @@ def continuity_scores(chunks, *, sample_rate, edge_seconds=EDGE_SECONDS):
         ends, starts = log_mel[:, :n_chunks], log_mel[:, n_chunks:]
         # cost[b, a, c]: chunk in slot a right before the chunk in slot c.
         cost = np.linalg.norm(ends[:, :, None, :] - starts[:, None, :, :], axis=-1)
-        positions[start : start + block] = metrics.positions_of(metrics.best_paths(-cost))
-    return metrics.certain_scores(positions)
+        positions[start : start + block] = decoding.positions_of(decoding.best_paths(-cost))
+    return decoding.certain_scores(positions)
 
 
 # name -> scorer(chunks, *, sample_rate) -> scores (B, n, n): the baselines ``audiosort eval`` reports.

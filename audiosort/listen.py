@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audiosort import _files, audio, metrics
+from audiosort import _files, audio, decoding
 from audiosort.data.puzzles import PuzzleSpec, TrackTable, cut_chunks, draw_starts
 from audiosort.errors import DecodeError, InputError
 from audiosort.predict import position_scores
@@ -196,7 +196,7 @@ def listen(
 
     model = load_run_model(run_dir, spec)
     scores = position_scores(model, chunks[None], what=audio.printable(source))
-    predicted = metrics.decode(scores, method="hungarian")[0]
+    predicted = decoding.decode(scores, method="hungarian")[0]
 
     silence = np.zeros(round(BOUNDARY_SILENCE_SECONDS * sample_rate), dtype=np.int16)
     slot_orders = (np.argsort(order), np.arange(spec.n_chunks), np.argsort(predicted))

@@ -2,27 +2,28 @@
 
 Most sorter heads output position log-probabilities ``(B, n, n)``, row i over
 the temporal positions of the chunk in slot i, and are decoded row by row or
-by assignment (:func:`audiosort.metrics.decode`). The successor head outputs
+by assignment (:func:`audiosort.decoding.decode`). The successor head outputs
 "slot j right after slot i" logits ``(B, n + 1, n + 1)`` instead (node n is the
 puzzle's edge, :class:`audiosort.models.layers.SuccessorLogits`); its order is
 the best Hamiltonian path through them, found by the search that decodes the
-continuity baseline (:func:`audiosort.metrics.best_paths`), and it is returned
+continuity baseline (:func:`audiosort.decoding.best_paths`), and it is returned
 as certain position scores, which every decoding reads back as that order.
+Which applies is the ``decode`` of the model's head
+(:func:`audiosort.heads.head_of`).
 
 Example
 -------
 >>> scores = position_scores(model, puzzles.chunks, batch_size=256)  # doctest: +SKIP
->>> predicted = metrics.decode(scores, method="hungarian")  # doctest: +SKIP
+>>> predicted = decoding.decode(scores, method="hungarian")  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import keras
 import numpy as np
-from scipy.special import log_softmax
 
-from audiosort import metrics
-from audiosort.models.build import predicts_successors
+from audiosort import decoding
+from audiosort.heads import head_of
 
 
 def position_scores(model: keras.Model, chunks: np.ndarray, *, batch_size: int = 256, what: str = "these puzzles") -> np.ndarray:
@@ -55,39 +56,10 @@ def position_scores(model: keras.Model, chunks: np.ndarray, *, batch_size: int =
 def to_position_scores(model: keras.Model, outputs: np.ndarray, *, what: str = "these puzzles") -> np.ndarray:
     """What ``model`` output for some puzzles, as finite position log-probabilities ``(B, n, n)``.
 
-    Position log-probabilities pass through (with -inf clipped,
-    :func:`audiosort.metrics.finite_scores`); successor logits ``(B, n + 1,
-    n + 1)`` become the certain scores of their best path
-    (:func:`best_successor_paths`). Raises InputError on NaN, as
-    :func:`position_scores`.
+    The outputs, with -inf clipped (:func:`audiosort.decoding.finite_scores`),
+    go through the ``decode`` of the model's head: position log-probabilities
+    pass through, successor logits ``(B, n + 1, n + 1)`` become the certain
+    scores of their best path (:func:`audiosort.decoding.best_successor_paths`).
+    Raises InputError on NaN, as :func:`position_scores`.
     """
-    scores = metrics.finite_scores(outputs, what=what)
-    if not predicts_successors(model):
-        return scores
-    return metrics.certain_scores(metrics.positions_of(best_successor_paths(scores)))
-
-
-def best_successor_paths(logits: np.ndarray) -> np.ndarray:
-    """The best order of slots under the successor head's logits.
-
-    A path's score is the sum, over its n + 1 joins (edge -> first slot, slot
-    -> slot, last slot -> edge), of each join's row log-softmax ("j follows i")
-    plus its column log-softmax ("i precedes j"): the two halves of the
-    training loss.
-
-    Parameters
-    ----------
-    logits : np.ndarray [shape=(B, n + 1, n + 1), finite]
-        Successor logits; index n is the puzzle's edge.
-
-    Returns
-    -------
-    np.ndarray [shape=(B, n), dtype=int64]
-        Slot at each position, as :func:`audiosort.metrics.best_paths`.
-    """
-    logits = np.asarray(logits, dtype=np.float64)
-    joins = log_softmax(logits, axis=-1) + log_softmax(logits, axis=-2)
-    joins = np.maximum(joins, metrics.LOWEST_SCORE)
-    n_chunks = logits.shape[1] - 1
-    return metrics.best_paths(joins[:, :n_chunks, :n_chunks], first=joins[:, n_chunks, :n_chunks], last=joins[:, :n_chunks, n_chunks])
-
+    return head_of(model).decode(decoding.finite_scores(outputs, what=what))

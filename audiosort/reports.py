@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from audiosort import _files, metrics
+from audiosort import _files, decoding
 from audiosort.verdicts import VERDICT_DECODING, BaselineResult, DatasetResult, Verdicts
 
 
@@ -57,7 +57,7 @@ def _scored(report: Verdicts, result: DatasetResult | BaselineResult) -> dict:
     """Its scores with a verdict per decoding, then the dataset's p-value and verdict (hungarian)."""
     scored = {}
     for key, value in result.scores.items():
-        if key in metrics.DECODINGS:
+        if key in decoding.DECODINGS:
             value = {**value, "verdict": report.verdict(result, key)}
         scored[key] = value
     scored["p_value"] = result.scores[VERDICT_DECODING]["p_value"]
@@ -73,8 +73,8 @@ def table(report: Verdicts) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for result in report.datasets:
-        for decoding in metrics.DECODINGS:
-            rows.append(_row(report, result.name, decoding, result, _ideal_cell(result)))
+        for method in decoding.DECODINGS:
+            rows.append(_row(report, result.name, method, result, _ideal_cell(result)))
         # A baseline's scores are certain (0 or log 0), so both decodings give its one order.
         for name, baseline in result.baselines.items():
             rows.append(_row(report, f"{result.name} ({name})", VERDICT_DECODING, baseline, "-"))

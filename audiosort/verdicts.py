@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from audiosort import baselines, leaks, metrics
+from audiosort import baselines, decoding, leaks, metrics
 from audiosort.data.puzzles import Puzzles
 from audiosort.errors import InputError
 from audiosort.predict import position_scores
@@ -135,7 +135,7 @@ def score_dataset(
     scores = position_scores(model, puzzles.chunks, batch_size=batch_size, what=name)
     order = np.asarray(puzzles.order, dtype=np.int64)
     n_chunks = order.shape[1]
-    predicted = metrics.decode(scores, method=VERDICT_DECODING)
+    predicted = decoding.decode(scores, method=VERDICT_DECODING)
     cells = (order * n_chunks + predicted).ravel()
     confusion = np.bincount(cells, minlength=n_chunks * n_chunks).reshape(n_chunks, n_chunks)
     scored_baselines = {}
@@ -143,7 +143,7 @@ def score_dataset(
         model_right = metrics.exact_correct(predicted, order)
         for baseline_name, baseline in baselines.BASELINES.items():
             baseline_scores = baseline(puzzles.chunks, sample_rate=sample_rate)
-            baseline_right = metrics.exact_correct(metrics.decode(baseline_scores, method=VERDICT_DECODING), order)
+            baseline_right = metrics.exact_correct(decoding.decode(baseline_scores, method=VERDICT_DECODING), order)
             scored_baselines[baseline_name] = BaselineResult(
                 metrics.score_puzzles(baseline_scores, order), metrics.mcnemar_p_value(model_right, baseline_right)
             )

@@ -1,6 +1,6 @@
 """Continuity baseline on many chunks: Kendall tau, position and exact accuracy on a corpus's test tracks.
 
-Decoded by the path search a successor head uses (metrics.best_paths: Held-Karp up to 12 chunks, beam
+Decoded by the path search a successor head uses (decoding.best_paths: Held-Karp up to 12 chunks, beam
 search above). Prints one markdown row per (gaps, n). Usage:
     python scripts/continuity_many_chunks.py CORPUS [--puzzles 500]
 """

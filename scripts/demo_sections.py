@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audiosort import metrics
+from audiosort import decoding, metrics
 from audiosort.baselines import continuity_scores
 from audiosort.data import synthetic
 from audiosort.data.puzzles import PuzzleSpec, load_puzzle_set
@@ -50,9 +50,9 @@ def main() -> None:
     puzzles = load_puzzle_set(corpus / "puzzles" / f"{args.split}.npz")
     model = load_run_model(args.run_dir, spec)
     scores = position_scores(model, puzzles.chunks, batch_size=256)
-    model_right = metrics.exact_correct(metrics.decode(scores, method="hungarian"), puzzles.order)
+    model_right = metrics.exact_correct(decoding.decode(scores, method="hungarian"), puzzles.order)
     baseline = continuity_scores(puzzles.chunks, sample_rate=sample_rate)
-    baseline_right = metrics.exact_correct(metrics.decode(baseline, method="hungarian"), puzzles.order)
+    baseline_right = metrics.exact_correct(decoding.decode(baseline, method="hungarian"), puzzles.order)
 
     sections = {}
     groups = collections.defaultdict(list)

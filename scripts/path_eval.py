@@ -2,7 +2,7 @@
 
 The pairwise head scores "chunk j right after chunk i" (and "starts", "ends") with weights shared by
 every pair, so those scores exist for any n although its position output enumerates n! orders
-(n <= 7). This script takes them for n chunks, decodes them with metrics.best_paths (Held-Karp up
+(n <= 7). This script takes them for n chunks, decodes them with decoding.best_paths (Held-Karp up
 to 12 chunks, beam search above) and scores the order on the corpus's test tracks, beside the
 continuity baseline decoded by the same search on the same puzzles. One markdown row. Usage:
     python scripts/path_eval.py RUN CORPUS --n-chunks 20 --pad-min-seconds 0 --pad-max-seconds 0.005
@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 
 import audiosort.models  # noqa: F401  (registers the custom layers for load_model)
-from audiosort import metrics
+from audiosort import decoding, metrics
 from audiosort.baselines import continuity_scores
 from audiosort.config import PuzzleConfig
 from audiosort.data.corpus import Corpus
@@ -60,9 +60,9 @@ def main() -> None:
     model = keras.saving.load_model(Path(args.run) / "model.keras", compile=False)
     started = time.perf_counter()
     successor, first, last = successor_scores(model, puzzles.chunks)
-    sequence = metrics.best_paths(successor, first=first, last=last)
+    sequence = decoding.best_paths(successor, first=first, last=last)
     seconds = time.perf_counter() - started
-    learned = metrics.score_puzzles(metrics.certain_scores(metrics.positions_of(sequence)), puzzles.order, decodings=("hungarian",))
+    learned = metrics.score_puzzles(decoding.certain_scores(decoding.positions_of(sequence)), puzzles.order, decodings=("hungarian",))
     baseline = metrics.score_puzzles(continuity_scores(puzzles.chunks, sample_rate=corpus.sample_rate), puzzles.order, decodings=("hungarian",))
 
     def cells(report):

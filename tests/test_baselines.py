@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from audiosort import audio, metrics
+from audiosort import audio, decoding, metrics
 from audiosort.baselines import continuity_scores
 from audiosort.data import synthetic
 from audiosort.data.puzzles import PuzzleSpec, TrackTable, make_puzzle_set
@@ -51,10 +51,10 @@ def test_scores_are_a_certain_permutation_that_both_decodings_read_back(n_chunks
     chunks = (rng.normal(size=(50, n_chunks, 400)) * 4000).astype(np.int16)
     scores = continuity_scores(chunks, sample_rate=SAMPLE_RATE)
     assert scores.shape == (50, n_chunks, n_chunks) and scores.dtype == np.float64
-    assert np.all(np.isfinite(scores)) and set(np.unique(scores)) == {0.0, metrics.LOWEST_SCORE}
+    assert np.all(np.isfinite(scores)) and set(np.unique(scores)) == {0.0, decoding.LOWEST_SCORE}
     chosen = scores == 0.0
     assert np.all(chosen.sum(axis=1) == 1) and np.all(chosen.sum(axis=2) == 1)
-    np.testing.assert_array_equal(metrics.decode(scores, method="argmax"), metrics.decode(scores, method="hungarian"))
+    np.testing.assert_array_equal(decoding.decode(scores, method="argmax"), decoding.decode(scores, method="hungarian"))
 
 
 def test_silence_and_chunks_shorter_than_an_edge_still_give_a_permutation():

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audiosort import audio, evaluate as evaluate_module, metrics
+from audiosort import audio, decoding, evaluate as evaluate_module, metrics
 from audiosort.data import synthetic
 from audiosort.data.corpus import prepare_synthetic
 from audiosort.data.puzzles import PuzzleSpec, TrackTable, make_puzzle_set
@@ -95,7 +95,7 @@ def fake_result(name, *, sanity, sortable, baseline_sortable=None, n_puzzles=300
 
     def scores_and_right(sorts):
         scores = np.log(np.eye(3)[order] * 0.9 + 0.05) if sorts else rng.normal(size=(n_puzzles, 3, 3))
-        return scores, metrics.exact_correct(metrics.decode(scores, method="hungarian"), order)
+        return scores, metrics.exact_correct(decoding.decode(scores, method="hungarian"), order)
 
     scores, model_right = scores_and_right(sortable)
     scored_baselines = {}

@@ -12,13 +12,14 @@ import keras
 import numpy as np
 import pytest
 
-from audiosort import metrics
+from audiosort import decoding, metrics
 from audiosort.config import EncoderConfig, ModelConfig, SorterConfig, TrainConfig, load_config, n_chunks_schedule
 from audiosort.errors import ConfigError
 from audiosort.evaluate import evaluate
+from audiosort.heads import HEADS
 from audiosort.models import build_model, build_sorter
 from audiosort.models.layers import TimePositionScores
-from audiosort.models.objectives import PlackettLuceLoss, sorting_loss
+from audiosort.models.objectives import PlackettLuceLoss
 from audiosort.train import train
 from conftest import TINY_TRAIN, run_under_jax
 
@@ -44,7 +45,7 @@ def drifting_puzzles(rng, n_puzzles, n_chunks):
 def test_time_position_scores_decode_to_the_argsort_of_the_times_and_give_them_back():
     time = np.random.default_rng(0).normal(size=(50, 9)) * 3
     log_probs = keras.ops.convert_to_numpy(keras.ops.log_softmax(TimePositionScores()(time), axis=-1))
-    np.testing.assert_array_equal(metrics.decode(log_probs, method="hungarian"), np.argsort(np.argsort(time, axis=1), axis=1))
+    np.testing.assert_array_equal(decoding.decode(log_probs, method="hungarian"), np.argsort(np.argsort(time, axis=1), axis=1))
     np.testing.assert_allclose(log_probs[..., 1] - log_probs[..., 0] + 0.5, time, atol=1e-4)
 
 
@@ -102,13 +103,13 @@ def test_tiny_rank_model_learns_a_drift_on_few_chunks_and_sorts_more():
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     model, _ = build_model(rank_model_config(), n_chunks=None, chunk_samples=CHUNK_SAMPLES, sample_rate=SAMPLE_RATE)
-    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=sorting_loss("rank"))
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=HEADS["rank"].loss())
     for n_chunks in (3, 5):
         chunks, order = drifting_puzzles(rng, 2048, n_chunks)
         model.fit(chunks, order, batch_size=32, verbose=0)
     chunks, order = drifting_puzzles(rng, 200, 8)
-    scores = metrics.finite_scores(model.predict(chunks, verbose=0))
-    tau = metrics.kendall_tau(metrics.decode(scores, method="hungarian"), order).mean()
+    scores = decoding.finite_scores(model.predict(chunks, verbose=0))
+    tau = metrics.kendall_tau(decoding.decode(scores, method="hungarian"), order).mean()
     assert tau > 0.9
 
 
@@ -155,11 +156,11 @@ _JAX_RANK_CHECK = textwrap.dedent(
     """
     import keras, numpy as np
     from audiosort.models import build_model
-    from audiosort.models.objectives import sorting_loss
+    from audiosort.heads import HEADS
     from test_many_chunks import CHUNK_SAMPLES, SAMPLE_RATE, drifting_puzzles, rank_model_config
     assert keras.backend.backend() == "jax", keras.backend.backend()
     model, _ = build_model(rank_model_config(), n_chunks=None, chunk_samples=CHUNK_SAMPLES, sample_rate=SAMPLE_RATE)
-    model.compile(optimizer="adam", loss=sorting_loss("rank"))
+    model.compile(optimizer="adam", loss=HEADS["rank"].loss())
     rng = np.random.default_rng(0)
     for n_chunks in (3, 6):
         chunks, order = drifting_puzzles(rng, 64, n_chunks)

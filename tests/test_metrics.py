@@ -1,56 +1,16 @@
 import doctest
 import json
+import math
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from audiosort import metrics
-from audiosort.errors import AudiosortError
+from audiosort import decoding, metrics
 
 
 def random_orders(rng, n_puzzles, n_chunks):
     return np.argsort(rng.random((n_puzzles, n_chunks)), axis=1)
-
-
-def test_argmax_repeats_a_position_that_hungarian_resolves():
-    probabilities = np.array([[[0.90, 0.10, 0.00], [0.80, 0.15, 0.05], [0.00, 0.10, 0.90]]])
-    scores = np.log(probabilities + 1e-9)
-    np.testing.assert_array_equal(metrics.decode(scores, method="argmax"), [[0, 0, 2]])
-    np.testing.assert_array_equal(metrics.decode(scores, method="hungarian"), [[0, 1, 2]])
-
-
-@pytest.mark.parametrize("n_chunks", range(2, 10))
-def test_hungarian_always_returns_a_permutation(n_chunks):
-    scores = np.random.default_rng(n_chunks).normal(size=(200, n_chunks, n_chunks))
-    pred = metrics.decode(scores, method="hungarian")
-    assert pred.shape == (200, n_chunks) and pred.dtype == np.int64
-    np.testing.assert_array_equal(np.sort(pred, axis=1), np.broadcast_to(np.arange(n_chunks), pred.shape))
-
-
-@pytest.mark.parametrize("n_chunks", range(3, 8))
-def test_enumeration_and_assignment_paths_find_the_same_permutation(n_chunks, monkeypatch):
-    # Small blocks, so that 700 puzzles span several of them for every n here.
-    monkeypatch.setattr(metrics, "_ENUMERATION_ELEMENTS", 1000)
-    scores = np.random.default_rng(n_chunks).normal(size=(700, n_chunks, n_chunks)).astype(np.float32)
-    np.testing.assert_array_equal(
-        metrics._hungarian_by_enumeration(scores), metrics._hungarian_by_assignment(scores)
-    )
-
-
-def test_unknown_decoding_names_the_value_and_the_valid_ones():
-    with pytest.raises(AudiosortError, match=r"'greedy'.*argmax, hungarian"):
-        metrics.decode(np.zeros((1, 3, 3)), method="greedy")
-    with pytest.raises(AudiosortError, match=r"'greedy'"):
-        metrics.score_puzzles(np.zeros((1, 3, 3)), np.array([[0, 1, 2]]), decodings=("argmax", "greedy"))
-
-
-def test_decode_rejects_non_finite_scores():
-    scores = np.zeros((2, 3, 3))
-    scores[1, 0, 2] = -np.inf
-    with pytest.raises(ValueError, match="1 non-finite"):
-        metrics.decode(scores, method="hungarian")
-
 
 def test_kendall_tau_is_one_for_the_true_order_and_minus_one_for_its_reverse():
     order = random_orders(np.random.default_rng(0), 50, 5)
@@ -118,8 +78,8 @@ def test_random_scorer_sorts_at_chance():
     rng = np.random.default_rng(3)
     order = random_orders(rng, 3000, 3)
     report = metrics.score_puzzles(rng.normal(size=(3000, 3, 3)), order)
-    for decoding in metrics.DECODINGS:
-        result = report[decoding]
+    for method in decoding.DECODINGS:
+        result = report[method]
         assert metrics.verdict(result["p_value"], n_tests=2) == "at_chance"
         assert result["position_accuracy"]["value"] == pytest.approx(1 / 3, abs=0.03)
         assert result["kendall_tau"]["low"] < 0.0 < result["kendall_tau"]["high"]
@@ -131,8 +91,8 @@ def test_random_scorer_sorts_at_chance():
 def test_perfect_scorer_sorts_above_chance():
     order = random_orders(np.random.default_rng(4), 200, 4)
     report = metrics.score_puzzles(np.log(np.eye(4)[order] * 0.9 + 0.025), order)
-    for decoding in metrics.DECODINGS:
-        result = report[decoding]
+    for method in decoding.DECODINGS:
+        result = report[method]
         assert metrics.verdict(result["p_value"], n_tests=2) == "above_chance"
         assert result["exact_correct_count"] == 200
         assert result["position_accuracy"] == {"value": 1.0, "low": 1.0, "high": 1.0}
@@ -183,76 +143,24 @@ def test_module_example_runs():
     assert doctest.testmod(metrics).failed == 0
 
 
-def test_finite_scores_let_log_of_zero_decode_and_refuse_nan():
-    with np.errstate(divide="ignore"):
-        scores = np.log(np.array([[[1.0, 0.0], [0.0, 1.0]]]))  # -inf where a probability is 0
-    np.testing.assert_array_equal(metrics.decode(metrics.finite_scores(scores), method="hungarian"), [[0, 1]])
-    with pytest.raises(AudiosortError, match="NaN"):
-        metrics.finite_scores(np.full((1, 2, 2), np.nan), what="val")
+@pytest.mark.parametrize(("successes", "trials"), [(0, 1), (1, 1), (0, 10), (10, 10), (3, 7), (50, 100), (999, 1000), (1, 2000)])
+@pytest.mark.parametrize("confidence", [0.5, 0.95, 0.99])
+def test_wilson_interval_is_the_hand_written_wilson_formula(successes, trials, confidence):
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    proportion = successes / trials
+    denominator = 1 + z**2 / trials
+    center = (proportion + z**2 / (2 * trials)) / denominator
+    half_width = z / denominator * math.sqrt(proportion * (1 - proportion) / trials + z**2 / (4 * trials**2))
+    low = 0.0 if successes == 0 else max(0.0, center - half_width)
+    high = 1.0 if successes == trials else min(1.0, center + half_width)
+    assert metrics.wilson_interval(successes, trials, confidence=confidence) == pytest.approx((low, high), rel=0, abs=1e-12)
 
 
-def brute_force_best_paths(successor, first, last):
-    """Score every order of every puzzle: the oracle for best_paths."""
-    n_chunks = successor.shape[1]
-    orders = metrics.all_permutations(n_chunks)
-    totals = first[:, orders[:, 0]] + last[:, orders[:, -1]]
-    if n_chunks > 1:
-        totals = totals + successor[:, orders[:, :-1], orders[:, 1:]].sum(axis=2)
-    return orders[np.argmax(totals, axis=1)], totals.max(axis=1)
-
-
-def path_totals(successor, first, last, sequence):
-    rows = np.arange(len(sequence))[:, None]
-    joins = successor[rows, sequence[:, :-1], sequence[:, 1:]].sum(axis=1)
-    return first[rows[:, 0], sequence[:, 0]] + joins + last[rows[:, 0], sequence[:, -1]]
-
-
-@pytest.mark.parametrize("n_chunks", range(1, 8))
-def test_held_karp_finds_the_brute_force_best_order(n_chunks):
-    rng = np.random.default_rng(n_chunks)
-    successor, first, last = rng.normal(size=(60, n_chunks, n_chunks)), rng.normal(size=(60, n_chunks)), rng.normal(size=(60, n_chunks))
-    expected, best_total = brute_force_best_paths(successor, first, last)
-    sequence = metrics.best_paths(successor, first=first, last=last)
-    # Continuous random scores do not tie, so the best order is unique.
-    np.testing.assert_array_equal(sequence, expected)
-    np.testing.assert_allclose(path_totals(successor, first, last, sequence), best_total)
-
-
-def test_beam_search_mostly_finds_the_exact_best_order_on_small_puzzles():
-    rng = np.random.default_rng(3)
-    successor, first, last = rng.normal(size=(200, 6, 6)), rng.normal(size=(200, 6)), rng.normal(size=(200, 6))
-    expected, _ = brute_force_best_paths(successor, first, last)
-    beam = metrics._beam_path(successor, first, last, beam_width=32)
-    assert np.all(np.sort(beam, axis=1) == np.arange(6))
-    assert (beam == expected).all(axis=1).mean() >= 0.9
-    np.testing.assert_array_equal(metrics._beam_path(successor, first, last, beam_width=1000), expected)
-
-
-@pytest.mark.parametrize("n_chunks", [13, 40])
-def test_beam_search_returns_permutations_and_follows_a_planted_chain(n_chunks):
-    rng = np.random.default_rng(n_chunks)
-    truth = rng.permuted(np.tile(np.arange(n_chunks), (30, 1)), axis=1)  # slots by position
-    successor = rng.normal(size=(30, n_chunks, n_chunks))
-    rows = np.arange(30)[:, None]
-    successor[rows, truth[:, :-1], truth[:, 1:]] += 8.0
-    # A narrow beam needs to know the start: without it, every rotation of the chain scores alike for a while.
-    first = np.where(np.arange(n_chunks) == truth[:, :1], 8.0, 0.0)
-    sequence = metrics.best_paths(successor, first=first, beam_width=8)
-    assert np.all(np.sort(sequence, axis=1) == np.arange(n_chunks))
-    np.testing.assert_array_equal(sequence, truth)
-
-
-def test_positions_of_inverts_an_order_and_certain_scores_decode_back_to_it():
-    rng = np.random.default_rng(0)
-    sequence = rng.permuted(np.tile(np.arange(9), (20, 1)), axis=1)
-    positions = metrics.positions_of(sequence)
-    np.testing.assert_array_equal(np.take_along_axis(sequence, positions, axis=1), np.tile(np.arange(9), (20, 1)))
-    for method in metrics.DECODINGS:
-        np.testing.assert_array_equal(metrics.decode(metrics.certain_scores(positions), method=method), positions)
-
-
-def test_best_paths_rejects_non_finite_scores_and_bad_shapes():
-    with pytest.raises(ValueError, match="finite"):
-        metrics.best_paths(np.full((1, 3, 3), np.nan))
-    with pytest.raises(ValueError, match=r"\(2, 3\)"):
-        metrics.best_paths(np.zeros((2, 3, 3)), first=np.zeros((2, 4)))
+@pytest.mark.parametrize(("only_a", "only_b"), [(1, 0), (0, 1), (3, 3), (30, 0), (7, 12), (60, 41)])
+def test_mcnemar_is_the_hand_written_exact_binomial_tail(only_a, only_b):
+    # P(K >= only_a) for K ~ Binomial(only_a + only_b, 1/2), summed term by term.
+    discordant = only_a + only_b
+    expected = sum(math.comb(discordant, k) for k in range(only_a, discordant + 1)) / 2**discordant
+    a_correct = np.array([True] * only_a + [False] * only_b + [True, False] * 5)
+    b_correct = np.array([False] * only_a + [True] * only_b + [True, False] * 5)
+    assert metrics.mcnemar_p_value(a_correct, b_correct) == pytest.approx(expected, rel=0, abs=1e-12)

@@ -1,0 +1,370 @@
+"""Scores to orders: argmax, Hungarian assignment, best Hamiltonian paths (Held-Karp, beam search).
+
+A puzzle has n shuffled chunks. Position scores ``(B, n, n)`` hold, in row i,
+(log-)scores over the n temporal positions of the chunk in slot i; :func:`decode`
+turns them into predicted positions ``(B, n)``, the form of ``order`` labels.
+Join scores ``(B, n, n)`` ("slot j right after slot i") are decoded by
+:func:`best_paths` into the slot at each position; :func:`positions_of` inverts
+that, and :func:`certain_scores` writes an order back as position scores that
+every decoding reads as that order. The decoders live apart from what they
+decode for, as librosa keeps its dynamic-programming decoders in
+``sequence.py``; :mod:`audiosort.metrics` scores what they return.
+
+Example
+-------
+>>> scores = np.log(np.array([[[0.6, 0.4, 0.0], [0.7, 0.3, 0.0], [0.0, 0.1, 0.9]]]) + 1e-9)
+>>> decode(scores, method="argmax"), decode(scores, method="hungarian")
+(array([[0, 0, 2]]), array([[1, 0, 2]]))
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+
+import numpy as np
+from scipy import optimize
+from scipy.special import log_softmax
+
+from audiosort.errors import AudiosortError, InputError
+
+DECODINGS = ("argmax", "hungarian")
+
+# Above this many chunks, scoring all n! permutations is slower than one assignment solve per
+# puzzle (measured on one CPU core: n=5 enumerates 1.7M puzzles/s against scipy's 0.65M/s,
+# n=6 0.29M/s against 0.55M/s, n=7 0.04M/s against 0.48M/s).
+_MAX_ENUMERATED_CHUNKS = 5
+# Puzzles per enumeration block times n!: keeps the (block, n!) float64 totals near 2 MiB, in cache.
+_ENUMERATION_ELEMENTS = 1 << 18
+
+
+# Stands in for log(0) = -inf, which linear_sum_assignment rejects.
+LOWEST_SCORE = -1e30
+
+
+def finite_scores(scores, *, what="these puzzles"):
+    """A model's log-probabilities made safe to decode: -inf (log of 0) becomes ``LOWEST_SCORE``.
+
+    Parameters
+    ----------
+    scores : array-like [shape=(B, n, n)]
+        Row-normalized log-probabilities from the sorter.
+    what : str
+        What was scored, for the error message.
+
+    Returns
+    -------
+    np.ndarray [shape=(B, n, n), dtype=float64]
+
+    Raises
+    ------
+    InputError
+        NaN scores: the model's weights are broken.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if np.isnan(scores).any():
+        raise InputError(f"the model's scores on {what} contain NaN; its weights are broken")
+    return np.maximum(scores, LOWEST_SCORE)
+
+
+def decode(scores, *, method="argmax"):
+    """Predict each slot's temporal position from a model's scores.
+
+    Parameters
+    ----------
+    scores : np.ndarray [shape=(B, n, n), finite]
+        Row ``scores[b, i]`` holds (log-)scores over the n positions for slot i
+        of puzzle b; higher means more likely. Any real dtype.
+    method : str, keyword-only
+        ``"argmax"``: each slot independently takes its best position, so two
+        slots may claim the same position. ``"hungarian"``: the permutation
+        maximizing ``sum_i scores[b, i, pred[b, i]]``, always a valid order.
+
+    Returns
+    -------
+    pred : np.ndarray [shape=(B, n), dtype=int64]
+        ``pred[b, i]`` is the predicted position of the chunk in slot i.
+
+    Raises
+    ------
+    AudiosortError
+        If ``method`` is not one of :data:`DECODINGS`.
+    ValueError
+        If ``scores`` is not a finite (B, n, n) array with n >= 1.
+
+    Notes
+    -----
+    Hungarian decoding enumerates all n! permutations for n <= 5 (vectorized
+    over the batch) and calls :func:`scipy.optimize.linear_sum_assignment` per
+    puzzle for larger n. Both find the optimum; when several permutations tie
+    for it, which one is returned may differ between the two paths. Scores are
+    summed in float64.
+    """
+    check_decoding(method, "decoding method")
+    scores = np.asarray(scores)
+    if scores.ndim != 3 or scores.shape[1] != scores.shape[2] or scores.shape[1] < 1:
+        raise ValueError(f"scores must have shape (B, n, n) with n >= 1, got {scores.shape}")
+    if not np.all(np.isfinite(scores)):
+        # linear_sum_assignment rejects -inf and NaN; clip log(0) before decoding.
+        n_bad = int(np.size(scores) - np.count_nonzero(np.isfinite(scores)))
+        raise ValueError(f"scores contain {n_bad} non-finite values; clip log-probabilities first")
+    if method == "argmax":
+        return np.argmax(scores, axis=-1).astype(np.int64)
+    if scores.shape[1] <= _MAX_ENUMERATED_CHUNKS:
+        return _hungarian_by_enumeration(scores)
+    return _hungarian_by_assignment(scores)
+
+
+@functools.lru_cache(maxsize=None)
+def all_permutations(n_chunks):
+    """Every permutation of range(n_chunks), in lexicographic order.
+
+    Parameters
+    ----------
+    n_chunks : int >= 1
+        Chunks per puzzle n.
+
+    Returns
+    -------
+    permutations : np.ndarray [shape=(n!, n), dtype=int64]
+        Read-only and cached: the same array for every call with this n.
+    """
+    permutations = np.array(list(itertools.permutations(range(n_chunks))), dtype=np.int64)
+    permutations.setflags(write=False)
+    return permutations
+
+
+def _hungarian_by_enumeration(scores):
+    """Best permutation per puzzle by scoring all n! of them; scores (B, n, n) -> (B, n)."""
+    n_puzzles, n_chunks = scores.shape[:2]
+    permutations = all_permutations(n_chunks)
+    scores = scores.astype(np.float64, copy=False)
+    chunk = max(1, _ENUMERATION_ELEMENTS // len(permutations))
+    best = np.empty(n_puzzles, dtype=np.int64)
+    for start in range(0, n_puzzles, chunk):
+        block = scores[start : start + chunk]
+        # totals[b, p] = sum_i block[b, i, permutations[p, i]], one slot at a time: (chunk, n!) memory, not (chunk, n!, n).
+        totals = np.take(block[:, 0], permutations[:, 0], axis=1)
+        for slot in range(1, n_chunks):
+            totals += np.take(block[:, slot], permutations[:, slot], axis=1)
+        best[start : start + chunk] = np.argmax(totals, axis=1)
+    return permutations[best]
+
+
+def _hungarian_by_assignment(scores):
+    """Best permutation per puzzle with one assignment solve each; scores (B, n, n) -> (B, n)."""
+    pred = np.empty(scores.shape[:2], dtype=np.int64)
+    for b, puzzle_scores in enumerate(scores):
+        _, pred[b] = optimize.linear_sum_assignment(puzzle_scores, maximize=True)
+    return pred
+
+
+# Held-Karp keeps (2**n, n) best partial paths per puzzle: 12 chunks are 49k states, 13 twice that.
+EXACT_PATH_MAX_CHUNKS = 12
+# Partial paths kept per puzzle by the beam search above EXACT_PATH_MAX_CHUNKS.
+PATH_BEAM_WIDTH = 64
+# Float64 elements of the Held-Karp table (puzzles x 2**n x n) held at once: 32 MiB.
+_PATH_TABLE_ELEMENTS = 1 << 22
+
+
+def best_paths(successor, *, first=None, last=None, beam_width=PATH_BEAM_WIDTH):
+    """The order of slots with the highest total join score: a best Hamiltonian path per puzzle.
+
+    An order (slots s_0 ... s_{n-1}, slot s_k at position k) scores
+    ``first[s_0] + sum_k successor[s_k, s_{k+1}] + last[s_{n-1}]``.
+
+    Parameters
+    ----------
+    successor : np.ndarray [shape=(B, n, n), finite]
+        ``successor[b, i, j]``: score of the chunk in slot j coming right
+        after the one in slot i; higher is better. The diagonal is ignored.
+    first, last : np.ndarray [shape=(B, n), finite] or None, keyword-only
+        Scores of starting (ending) the order with each slot; None for zeros.
+    beam_width : int >= 1, keyword-only
+        Partial orders kept per puzzle by the beam search (n > 12).
+
+    Returns
+    -------
+    sequence : np.ndarray [shape=(B, n), dtype=int64]
+        ``sequence[b, k]`` is the slot at position k; each row a permutation.
+
+    Notes
+    -----
+    Up to :data:`EXACT_PATH_MAX_CHUNKS` chunks the Held-Karp dynamic program
+    finds the best order exactly in O(2**n n**2) per puzzle, vectorized over
+    the batch and over all subsets of one size. Above it, a beam search starts
+    a path at every slot and, at each step, extends the partial orders by every
+    unplaced slot and keeps the ``beam_width`` best, ranked by their score plus
+    the best score each unplaced slot could still be entered with, and only the
+    best of those that place the same slots and end at the same one:
+    O(n**2 beam_width log(n beam_width)) per puzzle, with no guarantee of the
+    optimum. Ties go to the lower slot index.
+    """
+    successor = np.asarray(successor, dtype=np.float64)
+    if successor.ndim != 3 or successor.shape[1] != successor.shape[2] or successor.shape[1] < 1:
+        raise ValueError(f"successor must have shape (B, n, n) with n >= 1, got {successor.shape}")
+    n_puzzles, n_chunks = successor.shape[:2]
+    first = np.zeros((n_puzzles, n_chunks)) if first is None else np.asarray(first, dtype=np.float64)
+    last = np.zeros((n_puzzles, n_chunks)) if last is None else np.asarray(last, dtype=np.float64)
+    if first.shape != (n_puzzles, n_chunks) or last.shape != (n_puzzles, n_chunks):
+        raise ValueError(f"first and last must have shape {(n_puzzles, n_chunks)}, got {first.shape} and {last.shape}")
+    if not (np.all(np.isfinite(successor)) and np.all(np.isfinite(first)) and np.all(np.isfinite(last))):
+        raise ValueError("successor, first and last scores must be finite; clip log-probabilities first")
+    if isinstance(beam_width, bool) or int(beam_width) != beam_width or beam_width < 1:
+        raise ValueError(f"beam_width must be a positive int, got {beam_width!r}")
+    if n_chunks <= EXACT_PATH_MAX_CHUNKS:
+        block = max(1, _PATH_TABLE_ELEMENTS // ((1 << n_chunks) * n_chunks))
+        parts = [
+            _held_karp(successor[s : s + block], first[s : s + block], last[s : s + block])
+            for s in range(0, n_puzzles, block)
+        ]
+        return np.concatenate(parts) if parts else np.empty((0, n_chunks), dtype=np.int64)
+    return _beam_path(successor, first, last, int(beam_width))
+
+
+def positions_of(sequence):
+    """Invert orders of slots into positions: ``sequence (B, n)`` slots by position -> ``(B, n)`` position per slot.
+
+    Parameters
+    ----------
+    sequence : np.ndarray [shape=(B, n), dtype=int]
+        ``sequence[b, k]`` is the slot at position k (as :func:`best_paths` returns).
+
+    Returns
+    -------
+    positions : np.ndarray [shape=(B, n), dtype=int64]
+        ``positions[b, i]`` is the position of slot i: the form of ``order`` labels and :func:`decode`.
+    """
+    sequence = np.asarray(sequence)
+    positions = np.empty(sequence.shape, dtype=np.int64)
+    np.put_along_axis(positions, sequence.astype(np.int64), np.arange(sequence.shape[1])[None, :], axis=1)
+    return positions
+
+
+def certain_scores(positions):
+    """Position scores that say one order for sure: 0.0 at each slot's position, :data:`LOWEST_SCORE` elsewhere.
+
+    Parameters
+    ----------
+    positions : np.ndarray [shape=(B, n), dtype=int]
+        Position of each slot.
+
+    Returns
+    -------
+    scores : np.ndarray [shape=(B, n, n), dtype=float64]
+        Log-probabilities of certainty, which argmax and hungarian decoding both read back as ``positions``.
+    """
+    positions = np.asarray(positions)
+    return np.where(positions[:, :, None] == np.arange(positions.shape[1]), 0.0, LOWEST_SCORE)
+
+
+def _held_karp(successor, first, last):
+    """Exact best path per puzzle: successor (B, n, n), first and last (B, n) -> (B, n) slots by position."""
+    n_puzzles, n_chunks = first.shape
+    full = (1 << n_chunks) - 1
+    masks = np.arange(1 << n_chunks)
+    sizes = np.array([bin(m).count("1") for m in masks])
+    # best[b, mask, j]: best score of a path through exactly the slots in mask, ending at slot j.
+    best = np.full((n_puzzles, 1 << n_chunks, n_chunks), -np.inf)
+    parent = np.zeros((n_puzzles, 1 << n_chunks, n_chunks), dtype=np.int8 if n_chunks < 128 else np.int64)
+    singles = 1 << np.arange(n_chunks)
+    best[:, singles, np.arange(n_chunks)] = first
+    for size in range(2, n_chunks + 1):
+        of_size = masks[sizes == size]
+        for end in range(n_chunks):
+            holding = of_size[(of_size >> end) & 1 == 1]
+            # Paths through holding minus end, extended by end: (B, subsets, previous end).
+            extended = best[:, holding ^ (1 << end), :] + successor[:, None, :, end]
+            parent[:, holding, end] = np.argmax(extended, axis=2)
+            best[:, holding, end] = np.max(extended, axis=2)
+    rows = np.arange(n_puzzles)
+    current = np.argmax(best[:, full, :] + last, axis=1)
+    mask = np.full(n_puzzles, full)
+    sequence = np.empty((n_puzzles, n_chunks), dtype=np.int64)
+    for position in range(n_chunks - 1, -1, -1):
+        sequence[:, position] = current
+        previous = parent[rows, mask, current].astype(np.int64)
+        mask = mask ^ (1 << current)
+        current = previous
+    return sequence
+
+
+def _beam_path(successor, first, last, beam_width):
+    """Beam search for a good path per puzzle: successor (B, n, n), first and last (B, n) -> (B, n) slots by position."""
+    n_puzzles, n_chunks = first.shape
+    rows = np.arange(n_puzzles)[:, None]
+    # Partial paths through the same slots that end at the same slot have the same futures: keep only the
+    # best of them (Held-Karp's merge), or the beam fills with reorderings of one prefix. A set of slots is
+    # named by the sum of random 64-bit codes (wrapping), so any n fits; a collision is a 2**-64 event.
+    codes = np.random.default_rng(0).integers(-(2**63), 2**63 - 1, size=n_chunks, dtype=np.int64)
+    # Paths are ranked by score plus the best score each unplaced slot could still be entered with (its
+    # best predecessor or the start): a path that began mid-chain has thrown away one good join, and
+    # without this it looks as good as the true prefix until the end, when the beam has lost that prefix.
+    rest = np.where(np.eye(n_chunks, dtype=bool), -np.inf, successor).max(axis=1) if n_chunks > 1 else first
+    best_entry = np.maximum(rest, first)  # (B, n)
+    # Every slot starts a path: cutting to beam_width before any join is seen would judge starts blind.
+    start = np.broadcast_to(np.arange(n_chunks), (n_puzzles, n_chunks))
+    score = first  # (B, K)
+    sequence = start[:, :, None]  # (B, K, t) slots so far
+    placed = np.broadcast_to(np.eye(n_chunks, dtype=bool), (n_puzzles, n_chunks, n_chunks))
+    placed_code = codes[start]  # (B, K)
+    for step in range(1, n_chunks):
+        extended = score[:, :, None] + successor[rows, sequence[:, :, -1]]  # (B, K, n)
+        if step == n_chunks - 1:
+            extended = extended + last[:, None, :]
+        extended = np.where(placed, -np.inf, extended)
+        still_to_enter = np.sum(np.where(placed, 0.0, best_entry[:, None, :]), axis=2, keepdims=True)
+        priority = (extended + still_to_enter - best_entry[:, None, :]).reshape(n_puzzles, -1)
+        extended = extended.reshape(n_puzzles, -1)
+        with np.errstate(over="ignore"):
+            state = ((placed_code[:, :, None] + codes) * 31 + np.arange(n_chunks)).reshape(n_puzzles, -1)
+        by_score = np.argsort(-priority, axis=1, kind="stable")
+        state = np.take_along_axis(state, by_score, axis=1)
+        by_state = np.argsort(state, axis=1, kind="stable")  # within a state, best score first
+        grouped = np.take_along_axis(state, by_state, axis=1)
+        repeated = np.zeros_like(grouped, dtype=bool)
+        repeated[:, 1:] = grouped[:, 1:] == grouped[:, :-1]
+        duplicate = np.empty_like(repeated)
+        np.put_along_axis(duplicate, by_state, repeated, axis=1)
+        candidate_score = np.where(duplicate, -np.inf, np.take_along_axis(priority, by_score, axis=1))
+        width = min(beam_width, (n_chunks - step) * sequence.shape[1])
+        kept = np.take_along_axis(by_score, np.argsort(-candidate_score, axis=1, kind="stable")[:, :width], axis=1)
+        beam, slot = np.divmod(kept, n_chunks)
+        score = np.take_along_axis(extended, kept, axis=1)
+        sequence = np.concatenate([sequence[rows, beam], slot[:, :, None]], axis=2)
+        placed = placed[rows, beam]
+        np.put_along_axis(placed, slot[:, :, None], True, axis=2)
+        with np.errstate(over="ignore"):
+            placed_code = placed_code[rows, beam] + codes[slot]
+    return sequence[np.arange(n_puzzles), np.argmax(score, axis=1)]
+
+
+def best_successor_paths(logits: np.ndarray) -> np.ndarray:
+    """The best order of slots under the successor head's logits.
+
+    A path's score is the sum, over its n + 1 joins (edge -> first slot, slot
+    -> slot, last slot -> edge), of each join's row log-softmax ("j follows i")
+    plus its column log-softmax ("i precedes j"): the two halves of the
+    training loss.
+
+    Parameters
+    ----------
+    logits : np.ndarray [shape=(B, n + 1, n + 1), finite]
+        Successor logits; index n is the puzzle's edge.
+
+    Returns
+    -------
+    np.ndarray [shape=(B, n), dtype=int64]
+        Slot at each position, as :func:`best_paths`.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    joins = log_softmax(logits, axis=-1) + log_softmax(logits, axis=-2)
+    joins = np.maximum(joins, LOWEST_SCORE)
+    n_chunks = logits.shape[1] - 1
+    return best_paths(joins[:, :n_chunks, :n_chunks], first=joins[:, n_chunks, :n_chunks], last=joins[:, :n_chunks, n_chunks])
+
+
+def check_decoding(method, what="decoding"):
+    """Raise AudiosortError unless ``method`` is one of :data:`DECODINGS`; ``what`` names it in the message."""
+    if method not in DECODINGS:
+        raise AudiosortError(f"unknown {what} {method!r}; valid: {', '.join(DECODINGS)}")
