@@ -230,7 +230,7 @@ def stream(path: str | Path, *, sample_rate: int, block_frames: int | None = Non
         raise DecodeError("empty file")
     _check_wav_complete(path)
     try:
-        file = soundfile.SoundFile(path)
+        file = soundfile.SoundFile(os.fsencode(path))
     except Exception:  # noqa: BLE001 - not for libsndfile: load tries the other decoders
         yield load(path, sample_rate=sample_rate)
         return
@@ -288,7 +288,8 @@ def _check_wav_complete(path: Path) -> None:
 def _decode(path: Path) -> tuple[np.ndarray, int]:
     """Return ``(samples [shape=(frames, channels), float32], rate in Hz)`` or raise DecodeError."""
     try:
-        samples, file_rate = soundfile.read(path, dtype="float32", always_2d=True)
+        # As bytes: libsndfile takes any name the filesystem holds, UTF-8 or not.
+        samples, file_rate = soundfile.read(os.fsencode(path), dtype="float32", always_2d=True)
         return samples, int(file_rate)
     except Exception as error:  # any library failure is a decode failure
         soundfile_reason = _short_reason(error)
