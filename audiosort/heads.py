@@ -73,6 +73,11 @@ class Head:
     softmax_only : bool
         Its loss needs the rows normalized by softmax (or it normalizes its
         own outputs), so ``model.sorter.normalization`` must be softmax.
+    join_scores : bool
+        Its sorter scores every "slot j right after slot i", and where a
+        puzzle starts and ends, in the layers named by
+        :data:`audiosort.models.sorters.JOIN_SCORE_LAYERS`: what ``audiosort
+        dream --mode continue`` asks it about a chunk A and a chunk B.
     """
 
     build: Callable
@@ -84,6 +89,7 @@ class Head:
     max_n: int | None = None
     max_n_reason: str = ""
     softmax_only: bool = False
+    join_scores: bool = False
 
     def __post_init__(self):
         if self.outputs not in OUTPUTS:
@@ -141,7 +147,7 @@ HEADS: dict[str, Head] = {
     ),
     "pairwise": Head(
         build=_lazy(_SORTERS, "build_pairwise"), loss=_POSITION_LOSS, metrics=_POSITION_METRICS,
-        max_n=PAIRWISE_MAX_CHUNKS, max_n_reason="enumerates all n! orders",
+        max_n=PAIRWISE_MAX_CHUNKS, max_n_reason="enumerates all n! orders", join_scores=True,
     ),
     "precedence": Head(build=_lazy(_SORTERS, "build_precedence"), loss=_POSITION_LOSS, metrics=_POSITION_METRICS),
     # Its loss reads the times back from row log-softmax differences, which Sinkhorn would change.
@@ -153,6 +159,7 @@ HEADS: dict[str, Head] = {
     "successor": Head(
         build=_lazy(_SORTERS, "build_successor"), loss=_lazy(_OBJECTIVES, "SuccessorLoss"),
         metrics=_lazy(_OBJECTIVES, "successor_metrics"), outputs="successors", any_n=True, softmax_only=True,
+        join_scores=True,
     ),
 }
 

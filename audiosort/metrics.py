@@ -33,6 +33,7 @@ import numpy as np
 from scipy import stats
 
 from audiosort.decoding import DECODINGS, check_decoding, decode
+from audiosort.errors import is_int
 
 
 def position_correct(pred, order):
@@ -114,7 +115,7 @@ def chance(n):
         ``position_accuracy`` 1/n, ``exact_accuracy`` 1/n! (an upper bound for
         argmax, which may predict non-permutations), ``kendall_tau`` 0.0.
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
+    if not is_int(n) or n < 2:
         raise ValueError(f"n must be an int >= 2, got {n!r}")
     return {
         "position_accuracy": 1.0 / int(n),
@@ -317,7 +318,7 @@ def verdict(p_value, *, alpha=0.01, n_tests=1):
         raise ValueError(f"p_value must be in [0, 1], got {p_value!r}")
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-    if isinstance(n_tests, bool) or not isinstance(n_tests, (int, np.integer)) or n_tests < 1:
+    if not is_int(n_tests) or n_tests < 1:
         raise ValueError(f"n_tests must be an int >= 1, got {n_tests!r}")
     return "above_chance" if p_value < alpha / n_tests else "at_chance"
 

@@ -158,5 +158,4 @@ def save_confusion(path: str | Path, result: DatasetResult) -> None:
     axes.set_ylabel("true position")
     exact = result.scores[VERDICT_DECODING]["exact_accuracy"]["value"]
     axes.set_title(f"{result.name}: exact {exact:.3f}\n(chance {1 / math.factorial(n_chunks):.3f}, hungarian)", fontsize=9)
-    with _files.replacing(path) as tmp:
-        figure.savefig(tmp, format="png")
+    _files.save_figure(figure, path)

@@ -9,11 +9,11 @@ import pytest
 
 from audiosort import audio, decoding, evaluate as evaluate_module, metrics
 from audiosort.data import synthetic
-from audiosort.data.corpus import prepare_synthetic
+from audiosort.data.prepare import prepare_synthetic
 from audiosort.data.puzzles import PuzzleSpec, TrackTable, make_puzzle_set
 from audiosort.evaluate import EvalReport
 from audiosort.verdicts import BaselineResult, DatasetResult, score_dataset
-from conftest import TINY_PUZZLE, assert_one_line_error, run
+from conftest import TINY_PUZZLE, assert_one_line_error, latest_eval, run
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,9 @@ def test_eval_writes_json_markdown_and_confusion_images_with_chance(eval_run):
     # Ten steps of a tiny MLP on music learn no leak: every sanity set stays at chance.
     assert result.exit_code == 0, result.output
     assert "sanity sets at chance: noise, brown, tone" in result.stdout and result.stderr == ""
-    report = json.loads((eval_run / "eval.json").read_text())
+    assert latest_eval(eval_run) == eval_run / "eval" / "test-n3"
+    assert f"in {eval_run / 'eval' / 'test-n3'}" in result.stdout
+    report = json.loads((latest_eval(eval_run) / "eval.json").read_text())
     datasets = report["datasets"]
     assert list(datasets) == ["test", "noise", "brown", "tone"]
     assert report["n_tests"] == 4 and report["alpha"] == 0.01 and report["verdict_decoding"] == "hungarian"
@@ -65,7 +67,7 @@ def test_eval_writes_json_markdown_and_confusion_images_with_chance(eval_run):
         beats = "beats" if baseline["model_better"] else "does not beat"
         assert f"{name}: the model {beats} the continuity baseline (exact" in result.stdout
         assert f"| {name} (continuity) | hungarian | {exact['value']:.3f} " in result.stdout
-        png = eval_run / f"confusion-{name}.png"
+        png = latest_eval(eval_run) / f"confusion-{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert datasets["test"]["split"] == "test" and datasets["test"]["fixed_set"] is True
     assert datasets["tone"]["kind"] == "tone" and datasets["tone"]["tone_method"] == "tiled"
@@ -75,17 +77,17 @@ def test_eval_writes_json_markdown_and_confusion_images_with_chance(eval_run):
     assert datasets["test"]["baselines"]["continuity"]["verdict"] == "above_chance"
     assert datasets["noise"]["baselines"]["continuity"]["verdict"] == "at_chance"
     assert [name for name, entry in datasets.items() if entry["sanity"] and entry["verdict"] == "above_chance"] == []
-    markdown = (eval_run / "eval.md").read_text()
+    markdown = (latest_eval(eval_run) / "eval.md").read_text()
     assert "| dataset | decoding | exact acc [95% CI] | chance |" in markdown
     assert markdown.count("| tone | hungarian |") == 1 and "| test | argmax |" in result.stdout
-    assert not list(eval_run.glob(".*partial*"))
+    assert not list(eval_run.glob("**/.*partial*"))
 
 
 def test_eval_exits_0_when_the_model_cannot_sort_noise(eval_run):
     result = run("eval", eval_run, "--sanity", "noise", "--puzzles", 200)
     assert result.exit_code == 0, result.output
     assert "sanity sets at chance: noise" in result.stdout
-    assert set(json.loads((eval_run / "eval.json").read_text())["datasets"]) == {"test", "noise"}
+    assert set(json.loads((latest_eval(eval_run) / "eval.json").read_text())["datasets"]) == {"test", "noise"}
 
 
 def fake_result(name, *, sanity, sortable, baseline_sortable=None, n_puzzles=300, seed=0):
@@ -217,7 +219,7 @@ def test_train_split_is_refused_without_allow_train(eval_run):
     assert_one_line_error(run("eval", eval_run, "--split", "train"), "inflates accuracy")
     result = run("eval", eval_run, "--split", "train", "--allow-train", "--sanity", "", "--puzzles", 50)
     assert result.exit_code == 0, result.output
-    entry = json.loads((eval_run / "eval.json").read_text())["datasets"]["train"]
+    entry = json.loads((latest_eval(eval_run) / "eval.json").read_text())["datasets"]["train"]
     assert entry["split"] == "train" and entry["fixed_set"] is False and entry["n_puzzles"] == 50
 
 
@@ -245,6 +247,6 @@ def test_sanity_corpus_folder_is_scored_under_its_name(eval_run, tmp_path):
     )
     result = run("eval", eval_run, "--sanity", folder, "--puzzles", 50)
     assert result.exit_code == 0, result.output
-    entry = json.loads((eval_run / "eval.json").read_text())["datasets"]["mynoise"]
+    entry = json.loads((latest_eval(eval_run) / "eval.json").read_text())["datasets"]["mynoise"]
     assert entry["sanity"] and entry["kind"] == "corpus" and entry["corpus"] == str(folder)
-    assert (eval_run / "confusion-mynoise.png").exists()
+    assert (latest_eval(eval_run) / "confusion-mynoise.png").exists()

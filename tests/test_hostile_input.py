@@ -58,7 +58,7 @@ def test_a_signal_ends_prepare_while_a_worker_is_blocked_for_ever(tmp_path, sign
         import numpy as np
         from audiosort import cli
         from audiosort.config import PuzzleConfig
-        from audiosort.data import corpus
+        from audiosort.data import prepare as corpus
         signal.signal(signal.SIGTERM, cli._exit_on_sigterm)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         def blocked():
@@ -129,7 +129,7 @@ def test_a_yaml_alias_bomb_is_refused_in_a_config_a_sweep_and_a_run(tmp_path, ti
     shutil.copytree(tiny_run, bombed)
     (bombed / "config.yaml").write_text(BILLION_LAUGHS + "\n" + (bombed / "config.yaml").read_text())
     assert_one_line_error(run("eval", bombed, "--sanity", ""), "through its aliases")
-    assert not (bombed / "eval.json").exists()
+    assert not (bombed / "eval").exists() and not (bombed / "eval.json").exists()
 
 
 # §4 ---------------------------------------------------------------------------------------------------------------
@@ -229,33 +229,31 @@ def _sweep_with_a_finished_run(tmp_path, corpus, steps):
 
 
 def test_a_sweep_run_counts_as_done_only_for_the_config_it_would_train(tmp_path, tiny_run, music_corpus):
+    from audiosort.config import dump_config
+
     old, only, old_config = _sweep_with_a_finished_run(tmp_path, music_corpus, 40)
     run_dir = tmp_path / "runs" / "s" / only.name
     shutil.copytree(tiny_run, run_dir)
-    from audiosort.config import dump_config
-
     (run_dir / "config.yaml").write_text(dump_config(old_config))
-    (run_dir / "eval.json").write_text(json.dumps({"datasets": {}}))
-    assert pending_stages(run_dir, old_config) == []
-    new, _, new_config = _sweep_with_a_finished_run(tmp_path, music_corpus, 150)
-    assert pending_stages(run_dir, new_config) == ["train", "eval"]
-    row = collect_row(tmp_path / "runs" / "s", only, new, new_config)
+    assert pending_stages(run_dir, old, old_config) == ["eval"]
+    assert "val_exact_accuracy" in collect_row(tmp_path / "runs" / "s", only, old)
+    new, only, new_config = _sweep_with_a_finished_run(tmp_path, music_corpus, 150)  # `set:` changed since
+    assert pending_stages(run_dir, new, new_config) == ["train", "eval"]
+    row = collect_row(tmp_path / "runs" / "s", only, new)
     assert row["status"] == "pending" and "val_exact_accuracy" not in row
 
 
-@pytest.mark.parametrize("damage", [b"\xff\xfe not utf-8", b"[1, 2]", b'{"datasets": 3}', b'{"datasets": {}}'])
-def test_a_damaged_eval_json_in_a_sweep_run_is_a_failed_row_not_a_traceback(tmp_path, music_corpus, damage):
+@pytest.mark.parametrize("damage", [b"\xff\xfe not utf-8", b"[1, 2]", b'{"val": 3}', b"{"])
+def test_a_damaged_report_in_a_sweep_run_is_no_traceback(tmp_path, music_corpus, damage):
+    from audiosort.config import dump_config
+
     sweep, only, config = _sweep_with_a_finished_run(tmp_path, music_corpus, 40)
     run_dir = tmp_path / "runs" / "s" / only.name
     run_dir.mkdir(parents=True)
-    from audiosort.config import dump_config
-
     (run_dir / "config.yaml").write_text(dump_config(config))
-    (run_dir / "eval.json").write_bytes(damage)
-    row = collect_row(tmp_path / "runs" / "s", only, sweep, config)
-    assert row["status"] in ("pending", "failed")
-    if row["status"] == "failed":
-        assert "is damaged" in row["error"]
+    (run_dir / "metrics.json").write_bytes(damage)
+    row = collect_row(tmp_path / "runs" / "s", only, sweep)
+    assert row["status"] == "pending" and "val_exact_accuracy" not in row
 
 
 @pytest.mark.parametrize(

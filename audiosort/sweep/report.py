@@ -9,16 +9,18 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
 from audiosort import _files
-from audiosort.config import Config, closest_key, dump_config
+from audiosort.config import Config, closest_key, dump_config, load_config
 from audiosort.errors import InputError
+from audiosort.evaluate import eval_settings
+from audiosort.run import read_eval, read_metrics, read_probe, stage_done
 from audiosort.sweep.grid import Sweep, SweepRun, yaml_scalar
+from audiosort.verdicts import VERDICT_DECODING
 
 
 @dataclasses.dataclass
@@ -101,7 +103,7 @@ class SweepReport:
         return lines
 
 
-def collect_row(folder: Path, run: SweepRun, sweep: Sweep, config: Config) -> dict:
+def collect_row(folder: Path, run: SweepRun, sweep: Sweep) -> dict:
     """One results row from what a run's folder holds (so rows survive restarts).
 
     Returns
@@ -118,49 +120,36 @@ def collect_row(folder: Path, run: SweepRun, sweep: Sweep, config: Config) -> di
     """
     run_dir = folder / run.name
     row = {"run": run.name, "values": run.values}
-    try:
-        _collect_scores(row, run_dir, sweep, config)
-    except (KeyError, TypeError, ValueError, IndexError, StopIteration, AttributeError):
-        row = {"run": run.name, "values": run.values, "status": "failed"}
-        row["error"] = f"a report in {run_dir} is damaged; delete eval.json, metrics.json or probe.json to redo it"
-        return row
-    error_path = folder / "logs" / f"{run.name}.error"
-    error = _read_text(error_path)
-    if error is not None:
-        row["status"] = "failed"
-        row["error"] = error.strip().splitlines()[0] if error.strip() else "failed"
-    else:
-        row["status"] = "pending" if pending_stages(run_dir, config, sweep.probe) else "done"
-    return row
-
-
-def _collect_scores(row: dict, run_dir: Path, sweep: Sweep, config: Config) -> None:
-    if not is_run_of(run_dir, config):
-        return
-    metrics = read_json(run_dir / "metrics.json")
+    config = load_config(sweep.base, run.overrides)
+    same_config = is_run_of(run_dir, config)
+    metrics = _readable(read_metrics, run_dir) if same_config else None
     if metrics:
-        row["val_exact_accuracy"] = metrics["val"]["hungarian"]["exact_accuracy"]["value"]
-        row["train_seconds"] = metrics.get("train_seconds_this_session")
-    report = read_json(run_dir / "eval.json")
+        row["val_exact_accuracy"] = metrics.val.decoded(VERDICT_DECODING).exact_accuracy.value
+        row["train_seconds"] = metrics.train_seconds
+    report = _readable(read_eval, run_dir, settings=sweep_eval_settings(config, sweep)) if same_config else None
     if report:
-        datasets = report["datasets"]
-        scored = datasets.get(sweep.eval["split"]) or next(iter(datasets.values()))
-        best = scored["hungarian"]
-        row["exact_accuracy"] = best["exact_accuracy"]["value"]
-        row["exact_chance"] = scored["chance"]["exact_accuracy"]
-        row["position_accuracy"] = best["position_accuracy"]["value"]
-        row["position_chance"] = scored["chance"]["position_accuracy"]
-        row["kendall_tau"] = best["kendall_tau"]["value"]
-        baseline = scored.get("baselines", {}).get("continuity")
+        scored = report.main_dataset(sweep.eval["split"])
+        best = scored.scores.decoded(report.decoding)
+        row["exact_accuracy"] = best.exact_accuracy.value
+        row["exact_chance"] = scored.scores.chance_exact
+        row["position_accuracy"] = best.position_accuracy.value
+        row["position_chance"] = scored.scores.chance_position
+        row["kendall_tau"] = best.kendall_tau.value
+        baseline = scored.baselines.get("continuity")
         if baseline:
-            row["continuity_exact_accuracy"] = baseline["hungarian"]["exact_accuracy"]["value"]
-        leaking = [name for name, entry in datasets.items() if entry.get("sanity") and entry["verdict"] == "above_chance"]
-        row["sanity_above_chance"] = "+".join(leaking) or "none"
-    probes = (read_json(run_dir / "probe.json") or {}).get("tasks", {})
-    for task, entry in probes.items():
-        for features, accuracy in entry["accuracy"].items():
+            row["continuity_exact_accuracy"] = baseline.decoded(report.decoding).exact_accuracy.value
+        row["sanity_above_chance"] = "+".join(report.sanity_above_chance) or "none"
+    for task, entry in ((_readable(read_probe, run_dir) if same_config else None) or {}).items():
+        for features, accuracy in entry.accuracy.items():
             row[f"probe:{task}:{features}"] = accuracy
-        row[f"probe:{task}:chance"] = entry.get("chance")
+        row[f"probe:{task}:chance"] = entry.chance
+    error_path = folder / "logs" / f"{run.name}.error"
+    if error_path.exists():
+        row["status"] = "failed"
+        row["error"] = error_path.read_text().strip().splitlines()[0] if error_path.read_text().strip() else "failed"
+    else:
+        row["status"] = "pending" if pending_stages(run_dir, sweep, config) else "done"
+    return row
 
 
 def save_heatmap(report: SweepReport, x_key: str, y_key: str) -> Path:
@@ -197,7 +186,7 @@ def save_heatmap(report: SweepReport, x_key: str, y_key: str) -> Path:
     axes.set_title(title + (f"\nmean over {', '.join(leaves)}" if others else ""), fontsize=9)
     figure.colorbar(image, ax=axes)
     path = report.folder / f"heatmap-{_slug(x_key)}-{_slug(y_key)}.png"
-    _save_figure(figure, path)
+    _files.save_figure(figure, path)
     return path
 
 
@@ -228,39 +217,42 @@ def save_axis_plot(report: SweepReport, key: str) -> Path:
     axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes, off the data
     axes.set_title(f"{report.folder.name}: held-out accuracy along {key}", fontsize=9)
     path = report.folder / f"accuracy-{_slug(key)}.png"
-    _save_figure(figure, path)
+    _files.save_figure(figure, path)
     return path
 
 
-def pending_stages(run_dir: Path, config: Config, probe: tuple = ()) -> list[str]:
-    """The stages of a run not yet done: ``"train"``, ``"eval"``, ``"probe <folder>"``, by the files its folder holds.
+def pending_stages(run_dir: Path, sweep: Sweep, config: Config) -> list[str]:
+    """The stages of the run of ``config`` not yet done: ``"train"``, ``"eval"``, ``"probe <folder>"``.
 
-    A stage is done only when its report can be read, and in a run folder of
-    ``config`` (its ``config.yaml`` equal to the one the sweep would train):
-    the reports of an older config are no results of this one. ``probe``
-    lists the labelled folders the run is probed on.
+    Decided by :func:`audiosort.run.stage_done` from what the run folder holds,
+    and only in a run folder of ``config`` (:func:`is_run_of`).
     """
-    stages = ["train", "eval", *(f"probe {data}" for data in probe)]
     if not is_run_of(run_dir, config):
-        return stages
-    pending = [name for name, file in (("train", "metrics.json"), ("eval", "eval.json")) if read_json(run_dir / file) is None]
-    tasks = (read_json(run_dir / "probe.json") or {}).get("tasks", {})
-    if not isinstance(tasks, dict):
-        tasks = {}
-    return pending + [f"probe {data}" for data in probe if probe_task_name(data) not in tasks]
+        return ["train", "eval", *(f"probe {data}" for data in sweep.probe)]
+    pending = [] if stage_done(run_dir, "train") else ["train"]
+    if not stage_done(run_dir, "eval", sweep_eval_settings(config, sweep)):
+        pending.append("eval")
+    return pending + [f"probe {data}" for data in sweep.probe if not stage_done(run_dir, "probe", probe_task_name(data))]
+
+
+def sweep_eval_settings(config: Config, sweep: Sweep) -> dict:
+    """The settings of the evaluation the sweep asks of the run of ``config`` (its ``eval`` section, the run's n)."""
+    return eval_settings(
+        corpus=config.data.corpus, split=sweep.eval["split"], sanity=tuple(sweep.eval["sanity"]),
+        n_puzzles=sweep.eval["puzzles"], n_chunks=config.puzzle.n_chunks,
+    )
 
 
 def is_run_of(run_dir: Path, config: Config) -> bool:
-    """Whether ``run_dir`` holds a run of ``config``: its ``config.yaml`` is the one ``config`` resolves to."""
-    return _read_text(run_dir / "config.yaml") == dump_config(config)
+    """Whether ``run_dir`` holds a run of ``config``: its ``config.yaml`` is the one ``config`` resolves to.
 
-
-def _read_text(path: Path) -> str | None:
-    """A UTF-8 file's text; None where it is missing, unreadable or not UTF-8."""
+    A sweep counts a stage done only in such a folder: the reports of an older
+    config (``set:`` changed since) are no results of this one.
+    """
     try:
-        return path.read_text(encoding="utf-8")
+        return (run_dir / "config.yaml").read_text(encoding="utf-8") == dump_config(config)
     except (OSError, ValueError):
-        return None
+        return False
 
 
 def probe_task_name(data: str) -> str:
@@ -314,16 +306,9 @@ def _slug(key: str) -> str:
     return "+".join(part.strip().rsplit(".", 1)[-1] for part in key.split(","))
 
 
-def read_json(path: Path) -> dict | None:
-    """A JSON object file's content; None where it is missing, unreadable, not UTF-8, not JSON or not an object (a stage not done, or cut short)."""
-    text = _read_text(path)
+def _readable(read, *args, **kwargs):
+    """``read(*args, **kwargs)``, or None where the file is missing or unreadable: a row shows what there is."""
     try:
-        data = json.loads(text) if text is not None else None
-    except ValueError:
+        return read(*args, **kwargs)
+    except InputError:
         return None
-    return data if isinstance(data, dict) else None
-
-
-def _save_figure(figure, path: Path) -> None:
-    with _files.replacing(path) as tmp:
-        figure.savefig(tmp, format="png")

@@ -26,7 +26,8 @@ from audiosort import _files
 from audiosort.config import Config, load_config
 from audiosort.errors import AudiosortError, InputError, check_positive_int
 from audiosort.sweep.grid import Sweep, sweep_dict
-from audiosort.sweep.report import SweepReport, collect_row, is_run_of, match_axis, pending_stages
+from audiosort.run import config_path, run_in_use, stage_done
+from audiosort.sweep.report import SweepReport, collect_row, is_run_of, match_axis, pending_stages, probe_task_name
 
 
 def run_sweep(
@@ -84,7 +85,7 @@ def _run_locked(sweep: Sweep, folder: Path, runs: list, axis_keys: list, *, jobs
     def execute(index_run):
         index, (run, config) = index_run
         started = time.perf_counter()
-        if not pending_stages(folder / run.name, config, sweep.probe):
+        if not pending_stages(folder / run.name, sweep, config):
             return index, run, "skipped", 0.0
         job = {
             "base": str(sweep.base),
@@ -111,10 +112,10 @@ def _run_locked(sweep: Sweep, folder: Path, runs: list, axis_keys: list, *, jobs
     total = len(runs)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         for index, run, status, seconds in pool.map(execute, enumerate(runs)):
-            row = collect_row(folder, run, sweep, runs[index][1])
+            row = collect_row(folder, run, sweep)
             echo(f"[{index + 1}/{total}] {run.name}: {_progress(row, status, seconds)}")
 
-    rows = [collect_row(folder, run, sweep, config) for run, config in runs]
+    rows = [collect_row(folder, run, sweep) for run, _ in runs]
     report = SweepReport(folder=folder, axis_keys=axis_keys, rows=rows)
     report.write(plot=plot)
     return report
@@ -161,28 +162,32 @@ def _exit_with_parent(parent_pid: int) -> None:
 
 
 def _run_stages(config: Config, folder: Path, job: dict) -> None:
-    from audiosort.evaluate import evaluate
-    from audiosort.run import run_in_use
+    from audiosort.evaluate import eval_settings, evaluate
     from audiosort.train import train
 
     run_dir = folder / config.name
-    if (run_dir / "config.yaml").exists() and not is_run_of(run_dir, config):
+    # Another config's run, finished or not, is never resumed, scored or counted as this one.
+    if config_path(run_dir).exists() and not is_run_of(run_dir, config):
         raise InputError(f"{run_dir} holds a run of another config; move it away or rename the sweep")
-    if not (run_dir / "metrics.json").exists():
-        resume = (run_dir / "config.yaml").exists()
+    if not stage_done(run_dir, "train"):
+        resume = config_path(run_dir).exists()
         print(f"train {run_dir}" + (" (resuming)" if resume else ""), flush=True)
         train(config, runs_dir=folder, resume=resume, verbose=2)
     evaluation = job["eval"]
-    pending = pending_stages(run_dir, config, tuple(job["probe"]))
+    settings = eval_settings(
+        corpus=config.data.corpus, split=evaluation["split"], sanity=tuple(evaluation["sanity"]),
+        n_puzzles=evaluation["puzzles"], n_chunks=config.puzzle.n_chunks,
+    )
+    # Held while reports are written into the run, as `audiosort eval` and `probe` hold it.
     with run_in_use(run_dir):
-        if "eval" in pending:
+        if not stage_done(run_dir, "eval", settings):
             print(f"eval {run_dir}", flush=True)
             report = evaluate(
                 run_dir, split=evaluation["split"], sanity=tuple(evaluation["sanity"]), n_puzzles=evaluation["puzzles"]
             )
             print("\n".join(report.lines()), flush=True)
         for data in job["probe"]:
-            if f"probe {data}" in pending:
+            if not stage_done(run_dir, "probe", probe_task_name(data)):
                 from audiosort.probe import probe
 
                 print(f"probe {run_dir} on {data}", flush=True)
