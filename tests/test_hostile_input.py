@@ -54,7 +54,8 @@ def test_prepare_skips_a_fifo_and_a_device_instead_of_hanging(tmp_path):
 def test_a_signal_ends_prepare_while_a_worker_is_blocked_for_ever(tmp_path, signum):
     # A loader that never returns (a hung network file): the signal must still end the process, with its code.
     code = textwrap.dedent(f"""
-        import signal, sys, threading
+        import faulthandler, signal, sys, threading
+        faulthandler.dump_traceback_later(40, exit=True)  # a hang shows where, and fails the test below
         import numpy as np
         from audiosort import cli
         from audiosort.config import PuzzleConfig
@@ -75,7 +76,8 @@ def test_a_signal_ends_prepare_while_a_worker_is_blocked_for_ever(tmp_path, sign
     try:
         assert proc.stdout.readline().strip() == "blocked"
         proc.send_signal(signum)
-        assert proc.wait(timeout=60) == 128 + signum
+        code = proc.wait(timeout=120)
+        assert code == 128 + signum, proc.stderr.read()[-3000:]
     finally:
         proc.kill()
         proc.wait()

@@ -546,7 +546,7 @@ def _decode_all(
                 break
             name, future = pending.pop(0)
             try:
-                pcm, digest = future.result()
+                pcm, digest = _wait_for(future)
                 reason = _unusable(pcm, spec, sample_rate)
             except DecodeError as e:
                 reason = str(e)
@@ -559,6 +559,17 @@ def _decode_all(
         pool.close(pending=[future for _, future in pending])
     bar.close()
     return skipped
+
+
+def _wait_for(future: concurrent.futures.Future):
+    """``future.result()``, woken every 0.2 s: the kernel may hand SIGTERM or SIGINT to a worker
+    thread, and Python runs the handler only once the main thread wakes up."""
+    while True:
+        try:
+            return future.result(timeout=0.2)
+        except TimeoutError:
+            if future.done():  # the loader's own TimeoutError
+                raise
 
 
 class _DaemonPool:
