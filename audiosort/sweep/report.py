@@ -18,7 +18,7 @@ from audiosort import _files
 from audiosort.config import Config, closest_key, dump_config, load_config
 from audiosort.errors import InputError
 from audiosort.evaluate import eval_settings
-from audiosort.run import read_eval, read_metrics, read_probe, stage_done
+from audiosort.run import config_path, read_eval, read_metrics, read_probe, stage_done
 from audiosort.sweep.grid import Sweep, SweepRun, yaml_scalar
 from audiosort.verdicts import VERDICT_DECODING
 
@@ -250,7 +250,7 @@ def is_run_of(run_dir: Path, config: Config) -> bool:
     config (``set:`` changed since) are no results of this one.
     """
     try:
-        return (run_dir / "config.yaml").read_text(encoding="utf-8") == dump_config(config)
+        return config_path(run_dir).read_text(encoding="utf-8") == dump_config(config)
     except (OSError, ValueError):
         return False
 
