@@ -6,6 +6,12 @@ reports, sweep tables); :func:`replacing` for a file another library writes
 built in one go (a corpus, a labelled probe set); :func:`remove_folder` to
 delete one folder, never a path around it.
 
+:func:`check_output` is the one answer to "may this output replace that
+path?", asked by every command before it writes anything the user named
+(``prepare --out``, a run folder, ``embed --out``, ``listen --out``, a sweep
+folder): never the working folder or one above it, never an input, never
+something that is not the kind of output the command writes.
+
 A failed write (a full disk, a read-only folder) leaves the old file in place
 and no temporary file, and is an :class:`~audiosort.errors.InputError` naming
 the file, so the command line reports it in one line.
@@ -14,6 +20,7 @@ the file, so the command line reports it in one line.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -52,16 +59,139 @@ def replacing(path: str | Path) -> Iterator[Path]:
         clean-up.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}-{threading.get_ident()}{''.join(path.suffixes)}")
+    tmp = path.with_name(_hidden_name(path.name, f"partial-{os.getpid()}-{threading.get_ident()}{''.join(path.suffixes[-2:])}"))
     try:
         yield tmp
         _sync_and_rename(tmp, path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
+        _unlink_quietly(tmp)
         raise InputError(f"cannot write {path}: {e.strerror or e}") from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _unlink_quietly(tmp)
         raise
+
+
+def _unlink_quietly(path: Path) -> None:
+    # The clean-up of a failed write fails the same way (a read-only filesystem, a name too long):
+    # the write's own error is the one to report.
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
+
+
+# A file or folder name holds at most NAME_MAX bytes (255 on Linux and macOS); a path, PATH_MAX (4096)
+# bytes. Outputs leave room in the path for the files written inside them and their temporary names.
+NAME_MAX_BYTES = 255
+PATH_MAX_BYTES = 4096 - 256
+
+
+def _hidden_name(name: str, tag: str) -> str:
+    """``.<name>.<tag>``; a name too long to take a tag (up to 64 bytes) is replaced by a hash of it."""
+    if len(os.fsencode(name)) > NAME_MAX_BYTES - 64:
+        name = hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
+    return f".{name}.{tag}"
+
+
+def check_output(
+    out: str | Path,
+    *,
+    what: str,
+    overwrite: bool,
+    keep: Iterable[str | Path] = (),
+    markers: Iterable[str] = (),
+    kind: str = "folder",
+) -> Path:
+    """May ``out`` be written, replacing what is there? Refuse, before anything is written, an output that could destroy what the user did not name.
+
+    Parameters
+    ----------
+    out : str or Path
+        The output the user named: a folder to create or replace whole (a
+        corpus, a run), or a file (an ``.npz``, a wav).
+    what : str, keyword-only
+        Names the output in messages ("corpus", "run folder", "--out").
+    overwrite : bool, keyword-only
+        Whether an existing ``out`` may be replaced; without it, one is an error.
+    keep : iterable of str or Path, keyword-only
+        Inputs (files and folders) ``out`` may neither equal, lie inside nor
+        contain, resolved with symlinks followed.
+    markers : iterable of str, keyword-only
+        Names an existing, non-empty folder ``out`` must hold all of to be
+        replaced (``manifest.json`` for a corpus; ``config.yaml`` and
+        ``checkpoints`` for a run), so that ``--overwrite`` never deletes a
+        folder audiosort did not write.
+    kind : {"folder", "file"}, keyword-only
+        An existing ``out`` must be a folder, or a regular file (never a
+        device, a FIFO, a socket). A symlink is judged by what it points to
+        (a dangling one is replaceable), but only the link is ever replaced.
+
+    Returns
+    -------
+    Path
+        ``out``.
+
+    Raises
+    ------
+    InputError
+        An empty or over-long name, a name that is not UTF-8, the working
+        folder or one above it (or the filesystem root), an overlap with
+        ``keep``, an existing ``out`` without ``overwrite``, or an existing
+        ``out`` that is not the kind of output named.
+    """
+    path = Path(out)
+    if str(out).strip() == "":
+        raise InputError(f"the {what} name is empty")
+    check_name(path, what)
+    if kind == "file" and path.is_dir():
+        raise InputError(f"{what} {out} is a folder; give the file to write")
+    resolved = path.resolve()
+    here = Path.cwd().resolve()
+    if resolved == here or resolved in here.parents:
+        raise InputError(f"{what} {out} is the working folder or one above it ({resolved}); name a new {kind}")
+    for given in keep:
+        kept = Path(given).resolve()
+        if resolved == kept or resolved in kept.parents or kept in resolved.parents:
+            raise InputError(f"{what} {out} overlaps input {given}; write it outside the inputs")
+    if not (path.exists() or path.is_symlink()):
+        return path
+    if not overwrite:
+        raise InputError(f"{what} {out} already exists; pass --overwrite to replace it")
+    if not path.exists():  # a dangling symlink: only the link is replaced
+        return path
+    if kind == "file":
+        if not path.is_file():  # a device, a FIFO, a socket
+            raise InputError(f"{what} {out} exists and is not a regular file; --overwrite replaces only a file")
+        return path
+    if not path.is_dir():
+        raise InputError(f"{what} {out} exists and is not a folder; --overwrite replaces only a {what}")
+    markers = list(markers)
+    missing = [name for name in markers if not (path / name).exists()]
+    if missing and any(path.iterdir()):
+        raise InputError(
+            f"{out} is not a {what} (no {', '.join(missing)}); --overwrite replaces only a {what} audiosort wrote"
+        )
+    return path
+
+
+def check_name(path: Path, what: str) -> None:
+    """Raise :class:`InputError` unless every part of ``path`` fits the filesystem's limits, and the name is UTF-8 (it is printed and stored in JSON)."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(text).decode("utf-8", "backslashreplace")
+        raise InputError(f"{what} {shown} is not valid UTF-8; use a name of UTF-8 characters") from None
+    for part in path.parts:
+        size = len(part.encode("utf-8"))
+        if size > NAME_MAX_BYTES:
+            raise InputError(
+                f"{what} name {part[:40]}... is {size} bytes long; a file or folder name holds at most {NAME_MAX_BYTES}"
+            )
+    size = len(os.fsencode(os.path.abspath(text)))
+    if size > PATH_MAX_BYTES:
+        raise InputError(
+            f"{what} path {text[:40]}... is {size} bytes long; keep it under {PATH_MAX_BYTES} "
+            "(the system's 4096, less room for the files written inside it)"
+        )
 
 
 def _sync_and_rename(tmp: Path, path: Path) -> None:
@@ -79,7 +209,7 @@ def remove_folder(folder: str | Path) -> None:
     under its name.
     """
     folder = Path(folder)
-    trash = folder.parent / f".{folder.name}.old-{os.getpid()}"
+    trash = folder.parent / _hidden_name(folder.name, f"old-{os.getpid()}")
     os.replace(folder, trash)
     _delete(trash)
 
@@ -137,13 +267,8 @@ def new_folder(
         Whatever the block raises (SIGTERM too, as the command line turns it
         into SystemExit) leaves ``out`` as it was and no temporary folder.
     """
-    _check_replaceable(out, what=what, keep=keep)
-    out = Path(out)
-    if out.exists() or out.is_symlink():
-        if not overwrite:
-            raise InputError(f"{out} already exists; pass --overwrite to replace it")
-        _check_overwritable(out, what=what, marker=marker)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    out = check_output(out, what=what, overwrite=overwrite, keep=keep, markers=[marker] if marker else [])
+    tmp = out.parent / _hidden_name(out.name, f"partial-{os.getpid()}")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_partials(out)
@@ -159,30 +284,6 @@ def new_folder(
         raise
 
 
-def _check_replaceable(out: str | Path, *, what: str, keep: Iterable[str | Path]) -> None:
-    """Refuse an ``out`` whose replacement could delete the working folder or any of ``keep``."""
-    if str(out).strip() == "":
-        raise InputError(f"the {what} folder name is empty")
-    resolved = Path(out).resolve()
-    here = Path.cwd().resolve()
-    if resolved == here or resolved in here.parents:
-        raise InputError(f"{what} folder {out} is the working folder or one above it ({resolved}); name a new folder")
-    for given in keep:
-        kept = Path(given).resolve()
-        if resolved == kept or resolved in kept.parents or kept in resolved.parents:
-            raise InputError(f"{what} folder {out} overlaps input {given}; write the {what} outside its inputs")
-
-
-def _check_overwritable(out: Path, *, what: str, marker: str | None) -> None:
-    """An existing ``out`` may be replaced when it is a symlink, an empty folder, or holds ``marker``."""
-    if out.is_symlink():
-        return
-    if not out.is_dir():
-        raise InputError(f"{out} exists and is not a folder; --overwrite replaces only a {what} folder")
-    if marker is not None and not (out / marker).is_file() and any(out.iterdir()):
-        raise InputError(f"{out} is not a {what} (no {marker}); --overwrite replaces only a {what} folder")
-
-
 def remove_stale_partials(out: str | Path) -> list[Path]:
     """Delete ``.<out>.partial-<pid>`` and ``.<out>.old-<pid>`` left beside ``out`` by processes that are gone.
 
@@ -190,7 +291,7 @@ def remove_stale_partials(out: str | Path) -> list[Path]:
     itself; the next build of the same folder does. Returns what it removed.
     """
     out = Path(out)
-    pattern = re.compile(rf"\.{re.escape(out.name)}\.(partial|old)-(\d+)")
+    pattern = re.compile(rf"{re.escape(_hidden_name(out.name, ''))}(partial|old)-(\d+)")
     removed = []
     if not out.parent.is_dir():
         return removed
@@ -224,7 +325,7 @@ def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
         return
     if not overwrite:
         raise InputError(f"{out} already exists; pass --overwrite to replace it")
-    trash = out.parent / f".{out.name}.old-{os.getpid()}"
+    trash = out.parent / _hidden_name(out.name, f"old-{os.getpid()}")
     os.replace(out, trash)
     os.replace(tmp, out)
     _delete(trash)

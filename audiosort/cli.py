@@ -301,16 +301,23 @@ def train(config_path, overrides, runs_dir, resume, overwrite, quiet):
     from pathlib import Path
 
     from audiosort.config import load_config
-    from audiosort.run import read_metrics, stage_done
+    from audiosort.run import load_run_config, read_metrics, stage_done
     from audiosort.train import train as train_run
 
     config = load_config(config_path, overrides)
     if resume and stage_done(Path(runs_dir) / config.name, "train"):
+        if load_run_config(Path(runs_dir) / config.name) != config:
+            raise UserError(
+                f"run {Path(runs_dir) / config.name} already finished, with another config than this one; "
+                "--overwrite trains it afresh, or name another run"
+            )
         click.echo(f"run {Path(runs_dir) / config.name} already finished; nothing to resume (--overwrite trains it afresh)")
         return
     # A progress bar only on a terminal; a log gets one line per epoch.
     verbose = 0 if quiet else ("auto" if sys.stdout.isatty() else 2)
-    run_dir = train_run(config, runs_dir=runs_dir, resume=resume, overwrite=overwrite, verbose=verbose, echo=click.echo)
+    run_dir = train_run(
+        config, runs_dir=runs_dir, resume=resume, overwrite=overwrite, verbose=verbose, echo=click.echo, keep=(config_path,)
+    )
     click.echo(f"run: {run_dir}")
     click.echo(_score_line("val", read_metrics(run_dir).val))
 
@@ -371,7 +378,10 @@ def eval_command(run_dir, corpus, split, sanity, n_puzzles, seed, allow_train, a
     at chance, 1 naming each set sorted above chance.
     """
     from audiosort.evaluate import evaluate, evaluate_audio
+    from audiosort.run import run_in_use
 
+    # Held until the command ends: a `train --overwrite` of this run is refused meanwhile, so the report lands in it.
+    click.get_current_context().with_resource(run_in_use(run_dir))
     names = tuple(name.strip() for name in sanity.split(",") if name.strip())
     if audio_paths:
         if corpus is not None or split != "test":
@@ -463,7 +473,8 @@ def sweep(sweep_path, overrides, runs_dir, jobs, plot):
 @click.argument("audio", nargs=-1, type=click.Path(path_type=str))
 @click.option("--out", required=True, type=click.Path(path_type=str), help="The .npz to write.")
 @click.option("--hop-seconds", type=POSITIVE_SECONDS, help="Time between frame starts (default: the run's chunk length).")
-def embed(run_dir, audio, out, hop_seconds):
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out file (never an input or a file in the run folder).")
+def embed(run_dir, audio, out, hop_seconds, overwrite):
     """Embed audio files with a run's encoder, frame by frame, into one .npz.
 
     AUDIO are files and folders (their audio files). Each file is decoded at the
@@ -477,7 +488,7 @@ def embed(run_dir, audio, out, hop_seconds):
     """
     from audiosort.embed import embed_files
 
-    report = embed_files(run_dir, audio, out=out, hop_seconds=hop_seconds)
+    report = embed_files(run_dir, audio, out=out, hop_seconds=hop_seconds, overwrite=overwrite)
     for name, reason in report.skipped:
         click.echo(f"warning: skipped {name}: {reason}", err=True)
     click.echo("\n".join(report.lines()))
@@ -506,7 +517,9 @@ def probe_command(run_dir, data_dirs, seed, n_splits):
     RUN_DIR, keeping the tasks of other folders.
     """
     from audiosort.probe import probe
+    from audiosort.run import run_in_use
 
+    click.get_current_context().with_resource(run_in_use(run_dir))
     report = probe(run_dir, data_dirs, seed=seed, n_splits=n_splits)
     click.echo("\n".join(report.lines()))
     click.echo(f"wrote probe.json and probe.md in {report.run_dir}")

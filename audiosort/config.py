@@ -40,6 +40,11 @@ MAX_SEED = 2**32 - 1
 # Puzzles in a scored set (fixed val/test sets, eval's sanity sets): the 95% interval of an
 # exact-order accuracy near 0.5 is then about +-0.022.
 DEFAULT_PUZZLES = 2000
+# One training batch of int16 audio at most; the model's activations are many times more.
+MAX_BATCH_BYTES = 2 * 2**30
+# Nodes a YAML file may expand to through aliases (*name): a config has about 60 keys; this
+# refuses a "billion laughs" file, which expands a few lines into gigabytes.
+MAX_YAML_NODES = 100_000
 # The sanity sets eval and audit score unless told otherwise (audiosort.sanity.SANITY_KINDS has them all).
 DEFAULT_SANITY = ("noise", "brown", "tone")
 
@@ -260,14 +265,28 @@ class Config:
         # ("", ".", "..", "a/b", "/abs") would let --overwrite delete another folder.
         _check(is_folder_name(self.name), "name", self.name, RUN_NAME_RULE)
         check_seed(self.seed, "seed")
+        chunk_samples = self.puzzle.chunk_seconds * self.data.sample_rate
+        batch_bytes = self.train.batch_size * self.puzzle.n_chunks * chunk_samples * 2
+        _check(
+            batch_bytes <= MAX_BATCH_BYTES, "train.batch_size", self.train.batch_size,
+            f"makes batches of {batch_bytes / 2**30:.3g} GiB of int16 audio ({self.puzzle.n_chunks} chunks of "
+            f"{chunk_samples:.0f} samples a puzzle); the limit is {MAX_BATCH_BYTES // 2**30} GiB: lower train.batch_size",
+        )
 
 
-RUN_NAME_RULE = "must be one folder name: not empty, no '/' or '\\', not starting with '.'"
+RUN_NAME_RULE = (
+    "must be one folder name: not empty, no '/' or '\\', not starting with '.', UTF-8, at most 255 bytes"
+)
 
 
 def is_folder_name(name: str) -> bool:
-    """Whether ``name`` is a single, visible path component (so ``parent / name`` stays in ``parent``)."""
-    return bool(name) and not name.startswith(".") and not any(c in name for c in "/\\\0")
+    """Whether ``name`` is a single, visible path component (so ``parent / name`` stays in ``parent``) a filesystem takes."""
+    if not isinstance(name, str) or not name or name.startswith(".") or any(c in name for c in "/\\\0"):
+        return False
+    try:
+        return len(name.encode("utf-8")) <= 255
+    except UnicodeEncodeError:  # an undecodable byte from the command line
+        return False
 
 
 SEED_RULE = f"must be an integer from 0 to {MAX_SEED}"
@@ -376,26 +395,71 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _m
 
 
 def _read_yaml(path: Path) -> dict:
-    """The mapping a YAML config file holds; unreadable, non-UTF-8, invalid or duplicated keys are ConfigErrors."""
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ConfigError(f"cannot read config {path}: {e.strerror or e}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"config {path} is not UTF-8 text (byte {e.start} is {data[e.start]:#04x})") from None
-    loader = _StrictLoader(text)
-    loader.name = str(path)
-    try:
-        raw = loader.get_single_data() or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
-    finally:
-        loader.dispose()
+    """The mapping a YAML config file holds (see :func:`read_yaml`)."""
+    raw = read_yaml(path, what="config")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping of sections, got {type(raw).__name__}")
     return raw
+
+
+def read_yaml(path: str | Path, *, what: str):
+    """The data a YAML file holds (None for an empty file), read strictly: the one YAML reader of audiosort.
+
+    Parameters
+    ----------
+    path : str or Path
+    what : str, keyword-only
+        Names the file in messages ("config", "sweep").
+
+    Raises
+    ------
+    ConfigError
+        An unreadable file, not UTF-8, invalid YAML, a key given twice in one
+        mapping, or aliases that expand past :data:`MAX_YAML_NODES` nodes.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} {path}: {e.strerror or e}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{what} {path} is not UTF-8 text (byte {e.start} is {data[e.start]:#04x})") from None
+    loader = _StrictLoader(text)
+    loader.name = str(path)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        size = _expanded_size(node, {})
+        if size > MAX_YAML_NODES:
+            raise ConfigError(
+                f"{what} {path} expands to {size:.3g} values through its aliases (*name); "
+                f"the limit is {MAX_YAML_NODES}: write the values out"
+            )
+        return loader.construct_document(node)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    except RecursionError:
+        raise ConfigError(f"{what} {path} nests its values too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: yaml.Node, sizes: dict) -> int:
+    """Nodes in ``node`` with every alias written out; each distinct node is counted once, so this is fast however large."""
+    if id(node) in sizes:
+        return sizes[id(node)]
+    sizes[id(node)] = 1  # a recursive alias (&a [*a]) counts once instead of looping
+    if isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(child, sizes) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(key, sizes) + _expanded_size(value, sizes) for key, value in node.value)
+    else:
+        size = 1
+    sizes[id(node)] = size
+    return size
 
 
 def _merged(base: dict, top: dict) -> dict:

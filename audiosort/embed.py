@@ -2,8 +2,10 @@
 
 The encoder of a run (``encoder.keras``) maps one int16 chunk of L samples, L
 the run's chunk length, to one embedding of D values. :func:`embed_files`
-decodes each file at the run's sample rate, cuts it into frames of L samples
-every ``hop`` samples (default ``hop = L``: frames end to end), and embeds them.
+decodes each file at the run's sample rate, block by block
+(:func:`audiosort.audio.stream`: a recording of hours is never whole in
+memory), cuts it into frames of L samples every ``hop`` samples (default
+``hop = L``: frames end to end), and embeds them.
 
 Framing: frame k covers samples ``[k * hop, k * hop + L)``; the last partial
 frame is dropped rather than zero-padded, so every frame is audio the encoder
@@ -36,6 +38,7 @@ Example
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +48,11 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from audiosort import _files, audio
 from audiosort.errors import DecodeError, InputError
-from audiosort.run import load_encoder
+from audiosort.run import BATCH_FRAMES, RunEncoder, load_encoder
+
+# A hop of a day: frames farther apart than any recording is long.
+MAX_HOP_SECONDS = 86400.0
+
 
 def frame(pcm: np.ndarray, *, chunk_samples: int, hop_samples: int) -> np.ndarray:
     """Cut signals into frames of ``chunk_samples`` every ``hop_samples``, as a view.
@@ -77,7 +84,7 @@ class EmbedReport:
     out : Path
         The ``.npz`` written.
     files : list of str
-        The files embedded, as given.
+        The files embedded, as given (a byte of a non-UTF-8 name as ``\\xff``).
     frames : list of int
         Frames embedded per file.
     embedding_dim : int
@@ -105,7 +112,12 @@ class EmbedReport:
 
 
 def embed_files(
-    run_dir: str | Path, paths: Sequence[str | Path], *, out: str | Path, hop_seconds: float | None = None
+    run_dir: str | Path,
+    paths: Sequence[str | Path],
+    *,
+    out: str | Path,
+    hop_seconds: float | None = None,
+    overwrite: bool = False,
 ) -> EmbedReport:
     """Embed audio files with a run's encoder and save them to one ``.npz`` (layout: module docstring).
 
@@ -118,9 +130,14 @@ def embed_files(
         see :func:`audiosort.audio.find_audio_files`) are all embedded.
     out : str or Path, keyword-only
         The ``.npz`` to write (atomically; missing parent folders are created).
+        Never an input file, a file in the run folder, or anything but a
+        regular file (see :func:`audiosort._files.check_output`).
     hop_seconds : float > 0, optional, keyword-only
         Time between the starts of consecutive frames, rounded to the nearest
-        sample; default the run's chunk length (frames end to end).
+        sample, at most :data:`MAX_HOP_SECONDS`; default the run's chunk
+        length (frames end to end).
+    overwrite : bool, keyword-only
+        Replace an existing ``out``; without it, one is an error.
 
     Returns
     -------
@@ -129,15 +146,17 @@ def embed_files(
     Raises
     ------
     InputError
-        A bad run folder, no paths, an ``out`` that is a folder, a hop under one sample, or no file embedded
+        A bad run folder, no paths, an ``out`` that may not be written (see
+        ``out``), a hop under one sample or not finite, or no file embedded
         (every one missing, undecodable or shorter than one chunk).
     """
     if not paths:
         raise InputError("give at least one audio file or folder to embed")
-    out = Path(out)
-    if out.is_dir():
-        raise InputError(f"--out {out} is a folder; give the .npz file to write")
+    if hop_seconds is not None and not (math.isfinite(hop_seconds) and 0 < hop_seconds <= MAX_HOP_SECONDS):
+        raise InputError(f"--hop-seconds {hop_seconds!r} must be a number of seconds in (0, {MAX_HOP_SECONDS:g}]")
     model = load_encoder(run_dir)
+    files_in = _expand(paths)
+    out = _files.check_output(out, what="--out", overwrite=overwrite, keep=(model.path.parent, *files_in), kind="file")
     sample_rate, chunk_samples = model.sample_rate, model.chunk_samples
     hop_samples = chunk_samples if hop_seconds is None else round(hop_seconds * sample_rate)
     if hop_samples < 1:
@@ -145,21 +164,20 @@ def embed_files(
 
     arrays = {}
     files, frame_counts, clips, skipped = [], [], [], []
-    for path in _expand(paths):
+    for path in files_in:
         try:
-            pcm = audio.to_int16(audio.load(path, sample_rate=sample_rate))
+            embeddings, samples = _embed_file(model, path, hop_samples)
         except DecodeError as error:
-            skipped.append((str(path), str(error)))
+            skipped.append((audio.printable(path), str(error)))
             continue
-        if len(pcm) < chunk_samples:
-            seconds, chunk_seconds = len(pcm) / sample_rate, chunk_samples / sample_rate
-            skipped.append((str(path), f"{seconds:.3f} s is shorter than one chunk ({chunk_seconds:.3f} s)"))
+        if samples < chunk_samples:
+            seconds, chunk_seconds = samples / sample_rate, chunk_samples / sample_rate
+            skipped.append((audio.printable(path), f"{seconds:.3f} s is shorter than one chunk ({chunk_seconds:.3f} s)"))
             continue
-        embeddings = model.embed(frame(pcm, chunk_samples=chunk_samples, hop_samples=hop_samples))
         k = len(files)
         arrays[f"embeddings_{k}"] = embeddings
         arrays[f"timestamps_{k}"] = (np.arange(len(embeddings)) * hop_samples + chunk_samples / 2) / sample_rate
-        files.append(str(path))
+        files.append(audio.printable(path))
         frame_counts.append(len(embeddings))
         clips.append(embeddings.mean(axis=0))
     if not files:
@@ -178,6 +196,40 @@ def embed_files(
         **arrays,
     )
     return EmbedReport(out, files, frame_counts, model.embedding_dim, hop_samples / sample_rate, skipped)
+
+
+def _embed_file(model: RunEncoder, path: Path, hop_samples: int) -> tuple[np.ndarray, int]:
+    """Embed one file's frames, decoding it block by block (a long recording is never whole in memory).
+
+    Returns
+    -------
+    embeddings : np.ndarray [shape=(frames, D), dtype=float32]
+        Frame k covers samples ``[k * hop_samples, k * hop_samples + L)``, as :func:`frame` cuts them.
+    samples : int
+        Length of the decoded file, in samples at the run's rate.
+    """
+    length = model.chunk_samples
+    # `held` is the decoded audio from sample `held_from` on; the next frame starts at `next_start`.
+    held, held_from, next_start, total = np.empty(0, np.int16), 0, 0, 0
+    batch, parts = [], []
+    for block in audio.stream(path, sample_rate=model.sample_rate):
+        total += len(block)
+        held = np.concatenate([held, audio.to_int16(block)])
+        drop = min(next_start - held_from, len(held))  # a hop longer than a frame skips audio
+        held, held_from = held[drop:], held_from + drop
+        if len(held) >= length:
+            frames = frame(held, chunk_samples=length, hop_samples=hop_samples)
+            batch.append(np.ascontiguousarray(frames))
+            next_start += len(frames) * hop_samples
+            drop = min(next_start - held_from, len(held))
+            held, held_from = held[drop:], held_from + drop
+        if sum(len(frames) for frames in batch) >= BATCH_FRAMES:
+            parts.append(model.embed(np.concatenate(batch)))
+            batch = []
+    if batch:
+        parts.append(model.embed(np.concatenate(batch)))
+    embeddings = np.concatenate(parts) if parts else np.empty((0, model.embedding_dim), np.float32)
+    return embeddings, total
 
 
 def _expand(paths: Sequence[str | Path]) -> list[Path]:

@@ -25,19 +25,21 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from audiosort import audio, decoding
-from audiosort.data.puzzles import PuzzleSpec, draw_gaps
+from audiosort import _files, audio, decoding
+from audiosort.data.puzzles import PuzzleSpec, TrackTable, cut_chunks, draw_starts
 from audiosort.errors import DecodeError, InputError
 from audiosort.predict import position_scores
 from audiosort.run import load_run_config, load_run_model
 
 BOUNDARY_SILENCE_SECONDS = 0.05
+OUTPUT_NAMES = ("original.wav", "shuffled.wav", "sorted.wav")
 
 
 @dataclass
@@ -90,6 +92,28 @@ class ListenResult:
         ]
 
 
+def _read_window(source: str | Path, *, sample_rate: int, first: int, count: int) -> tuple[np.ndarray, int]:
+    """Samples ``[first, first + count)`` of ``source`` at ``sample_rate``, int16, decoding no further than needed.
+
+    Returns
+    -------
+    window : np.ndarray [shape=(<= count,), dtype=int16]
+        Shorter than ``count`` where the file ends first.
+    length : int
+        Samples decoded: the file's length when ``window`` is short.
+    """
+    pieces, decoded, kept = [], 0, 0
+    for block in audio.stream(source, sample_rate=sample_rate):
+        begin, end = max(first - decoded, 0), min(first + count - decoded, len(block))
+        if begin < end:
+            pieces.append(audio.to_int16(block[begin:end]))
+            kept += end - begin
+        decoded += len(block)
+        if kept == count:
+            break
+    return (np.concatenate(pieces) if pieces else np.empty(0, np.int16)), decoded
+
+
 def listen(
     run_dir: str | Path, source: str | Path, *, out: str | Path, start_seconds: float | None = None, seed: int = 0
 ) -> ListenResult:
@@ -102,10 +126,13 @@ def listen(
     source : str or Path
         Audio file, decoded at the run's sample rate.
     out : str or Path, keyword-only
-        Folder for original.wav, shuffled.wav and sorted.wav (created if missing).
+        Folder for original.wav, shuffled.wav and sorted.wav (created if
+        missing); those three files are replaced, never ``source`` or a file
+        of the run folder. All three are written, or none.
     start_seconds : float >= 0, optional, keyword-only
-        Where the earliest chunk starts, rounded to the nearest sample; default
-        a random start where the puzzle fits.
+        Where the earliest chunk starts, rounded to the nearest sample; there
+        must be room for the puzzle's longest span (its chunks and largest
+        gaps) from there. Default a random start.
     seed : int, keyword-only
         Seeds the gaps, the random start and the shuffle.
 
@@ -126,56 +153,69 @@ def listen(
     sample_rate = config.data.sample_rate
     spec = PuzzleSpec.from_config(config.puzzle, sample_rate=sample_rate)
     out = Path(out)
+    targets = [
+        _files.check_output(out / name, what="--out", overwrite=True, keep=(source, run_dir), kind="file")
+        for name in OUTPUT_NAMES
+    ]
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a folder")
+    # The puzzle is drawn as training draws one (puzzles.draw_starts), inside the window of its
+    # longest span that starts at --start (the puzzle is then moved to start there) or at random.
+    # Only that window is kept: a recording of hours is decoded block by block, never held whole.
+    window = spec.max_span_samples
+    rng = np.random.default_rng(seed)
     try:
-        pcm = audio.to_int16(audio.load(source, sample_rate=sample_rate))
+        if start_seconds is None:
+            length = sum(len(block) for block in audio.stream(source, sample_rate=sample_rate))
+            if length < window:
+                raise InputError(
+                    f"{source} is {length / sample_rate:.3f} s long, shorter than one puzzle of this run "
+                    f"({window / sample_rate:.3f} s: {spec.n_chunks} chunks of {spec.chunk_samples / sample_rate:.3f} s "
+                    "and their longest gaps)"
+                )
+            first = int(rng.integers(0, length - window + 1))
+        else:
+            # Far past any file's end (2**62 samples is 9 million years at 16 kHz): the read below finds no room.
+            first = round(start_seconds * sample_rate) if 0 <= start_seconds * sample_rate < 2**62 else 2**62
+        pcm, length = _read_window(source, sample_rate=sample_rate, first=first, count=window)
     except DecodeError as error:
         raise DecodeError(f"cannot read {source}: {error}") from None
-
-    rng = np.random.default_rng(seed)
-    gaps = draw_gaps(spec, 1, rng=rng)[0]
-    chunk_samples = spec.chunk_samples
-    # Offset of each chunk from the earliest chunk's start, in temporal order.
-    offsets = np.arange(spec.n_chunks) * chunk_samples + np.concatenate([[0], np.cumsum(gaps)])
-    span = int(offsets[-1]) + chunk_samples
-    if start_seconds is None:
-        if len(pcm) < span:
-            raise InputError(
-                f"{source} is {len(pcm) / sample_rate:.3f} s long, shorter than one puzzle of this run "
-                f"({span / sample_rate:.3f} s: {spec.n_chunks} chunks of {chunk_samples / sample_rate:.3f} s "
-                "and their gaps)"
-            )
-        start = int(rng.integers(0, len(pcm) - span + 1))
-    else:
-        start = round(start_seconds * sample_rate)
-        if start < 0 or start + span > len(pcm):
-            raise InputError(
-                f"start_seconds = {start_seconds} s does not leave room for one puzzle ({span / sample_rate:.3f} s) "
-                f"in {source} ({len(pcm) / sample_rate:.3f} s long)"
-            )
-    order = rng.permutation(spec.n_chunks)
-    slot_starts = start + offsets[order]
-    chunks = np.stack([pcm[s : s + chunk_samples] for s in slot_starts])
+    if start_seconds is not None and (start_seconds < 0 or len(pcm) < window):
+        raise InputError(
+            f"start_seconds = {start_seconds} s does not leave room for one puzzle ({window / sample_rate:.3f} s) "
+            f"in {source} ({length / sample_rate:.3f} s long)"
+        )
+    table = TrackTable.from_arrays([pcm])
+    drawn = draw_starts(table, spec, 1, rng=rng)
+    starts = drawn.starts[0] - (drawn.starts[0].min() if start_seconds is not None else 0)
+    chunks = cut_chunks(table, drawn.rows, starts[None], chunk_samples=spec.chunk_samples)[0]
+    order = drawn.order[0].astype(np.int64)
+    in_time = np.sort(starts)
+    gaps = np.diff(in_time) - spec.chunk_samples
+    start = first + int(in_time[0])
 
     model = load_run_model(run_dir, spec)
-    scores = position_scores(model, chunks[None], what=str(source))
+    scores = position_scores(model, chunks[None], what=audio.printable(source))
     predicted = decoding.decode(scores, method="hungarian")[0]
 
     silence = np.zeros(round(BOUNDARY_SILENCE_SECONDS * sample_rate), dtype=np.int16)
-    for name, slots in (
-        ("original.wav", np.argsort(order)),
-        ("shuffled.wav", np.arange(spec.n_chunks)),
-        ("sorted.wav", np.argsort(predicted)),
-    ):
-        pieces = [part for slot in slots for part in (chunks[slot], silence)][:-1]
-        audio.write_wav(out / name, np.concatenate(pieces), sample_rate=sample_rate)
+    slot_orders = (np.argsort(order), np.arange(spec.n_chunks), np.argsort(predicted))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create --out folder {out}: {e.strerror or e}") from None
+    # All three or none: each is written to a temporary file, and renamed into place only once all are written.
+    with contextlib.ExitStack() as stack:
+        temporaries = [stack.enter_context(_files.replacing(target)) for target in targets]
+        for tmp, slots in zip(temporaries, slot_orders):
+            pieces = [part for slot in slots for part in (chunks[slot], silence)][:-1]
+            audio.write_wav(tmp, np.concatenate(pieces), sample_rate=sample_rate)
     return ListenResult(
-        source=str(source),
+        source=audio.printable(source),
         start_seconds=start / sample_rate,
-        chunk_seconds=chunk_samples / sample_rate,
+        chunk_seconds=spec.chunk_samples / sample_rate,
         gaps_seconds=gaps / sample_rate,
-        order=order.astype(np.int64),
+        order=order,
         predicted=predicted,
         out=out,
     )

@@ -30,11 +30,14 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
 import io
 import json
+import os
 import re
+import shutil
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +56,12 @@ BATCH_FRAMES = 256
 STAGES = ("train", "eval", "probe")
 
 
-def open_run(run_dir: Path, config: Config, *, resume: bool, overwrite: bool) -> int:
+# Files every run folder holds from its start (open_run writes them first): --overwrite replaces
+# only a folder that holds them, never a folder audiosort did not write.
+RUN_MARKERS = ("config.yaml", "checkpoints")
+
+
+def open_run(run_dir: Path, config: Config, *, resume: bool, overwrite: bool, keep: tuple = ()) -> int:
     """Create ``run_dir`` for ``config``, or reopen it to resume; return the epochs already finished.
 
     Parameters
@@ -67,7 +75,13 @@ def open_run(run_dir: Path, config: Config, *, resume: bool, overwrite: bool) ->
         run (one with ``metrics.json``) is not reopened: check
         ``stage_done(run_dir, "train")`` first.
     overwrite : bool, keyword-only
-        Replace an existing ``run_dir`` (and only it) with a fresh run.
+        Replace an existing ``run_dir`` with a fresh run. Only a run folder
+        (one holding :data:`RUN_MARKERS`) or an empty folder is replaced, never
+        the working folder, one above it, or a folder overlapping the corpus,
+        ``keep`` or the config file; and not while an eval or probe of it runs
+        (see :func:`run_in_use`).
+    keep : tuple of str or Path, keyword-only
+        More inputs ``run_dir`` must not overlap: the config file it came from.
 
     Returns
     -------
@@ -83,25 +97,76 @@ def open_run(run_dir: Path, config: Config, *, resume: bool, overwrite: bool) ->
     """
     if resume and overwrite:
         raise InputError("--resume continues a run and --overwrite deletes it: pass one of them")
+    _files.check_name(run_dir, "run folder")
     if resume:
         if not (run_dir / "config.yaml").exists():
             raise InputError(f"nothing to resume: {run_dir} has no config.yaml")
         if load_run_config(run_dir) != config:
             raise ConfigError(f"--resume: the config differs from the one {run_dir} was started with")
         return finished_epochs(run_dir)
-    if overwrite and (run_dir.exists() or run_dir.is_symlink()):
-        try:
-            _files.remove_folder(run_dir)
-        except OSError as e:
-            raise InputError(f"cannot remove the old run folder {run_dir}: {e.strerror or e}") from None
-    elif run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+    if not overwrite and run_dir.is_dir() and not run_dir.is_symlink() and not any(run_dir.iterdir()):
+        overwrite = True  # an empty folder is no run to lose: train into it
+    elif not overwrite and (run_dir.exists() or run_dir.is_symlink()):
         raise InputError(f"run folder {run_dir} already exists; pass --resume to continue it, --overwrite to replace it")
+    _files.check_output(
+        run_dir, what="run folder", overwrite=overwrite, keep=(config.data.corpus, *keep), markers=RUN_MARKERS
+    )
+    if run_dir.exists() or run_dir.is_symlink():
+        with run_in_use(run_dir, exclusive=True):
+            try:
+                _files.remove_folder(run_dir)
+            except OSError as e:
+                raise InputError(f"cannot remove the old run folder {run_dir}: {e.strerror or e}") from None
+    created = [folder for folder in (run_dir, *run_dir.parents) if not folder.exists()]
     try:
-        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InputError(f"cannot create run folder {run_dir}: {e.strerror or e}") from None
-    _files.write_text(run_dir / "config.yaml", dump_config(config))
+        (run_dir / "checkpoints").mkdir(parents=True)
+        _files.write_text(run_dir / "config.yaml", dump_config(config))
+    except (OSError, InputError) as e:
+        for folder in created:  # innermost first: leave nothing that would block the next try
+            shutil.rmtree(folder, ignore_errors=True)
+        raise InputError(f"cannot create run folder {run_dir}: {getattr(e, 'strerror', None) or e}") from None
     return 0
+
+
+@contextlib.contextmanager
+def run_in_use(run_dir: str | Path, *, exclusive: bool = False) -> Iterator[Path]:
+    """Hold ``run_dir`` while reading it and writing reports into it, so that no ``train --overwrite`` replaces it meanwhile.
+
+    An eval or probe holds a shared lock on the folder for its whole length:
+    what it writes lands in the run it loaded. ``train --overwrite`` takes the
+    lock exclusively (without waiting) before it removes a run, and is refused
+    while a reader holds it. A ``flock``, so the kernel releases it however
+    its holder ends.
+
+    Raises
+    ------
+    InputError
+        No folder at ``run_dir``; or, ``exclusive``, the run is in use.
+    """
+    run_dir = Path(run_dir)
+    try:
+        fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:
+        raise InputError(f"no run folder at {run_dir} ({e.strerror or e})") from None
+    try:
+        if exclusive:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise InputError(
+                    f"run folder {run_dir} is in use (an eval or probe of it is running); wait for it to end"
+                ) from None
+        else:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            try:
+                now = os.stat(run_dir)
+            except OSError:
+                now = None
+            if now is None or (now.st_dev, now.st_ino) != (os.fstat(fd).st_dev, os.fstat(fd).st_ino):
+                raise InputError(f"run folder {run_dir} was replaced while opening it; run the command again")
+        yield run_dir
+    finally:
+        os.close(fd)
 
 
 def stage_done(run_dir: str | Path, stage: str, detail: Mapping | str | None = None) -> bool:

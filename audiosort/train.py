@@ -48,6 +48,7 @@ def train(
     strategy=None,
     echo: Callable[[str], None] | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    keep: tuple = (),
 ) -> Path:
     """Train ``config`` and write its run folder ``runs_dir / config.name``.
 
@@ -80,6 +81,9 @@ def train(
         own (:func:`run_callbacks`) on every epoch of every training path, a
         resumed run's remaining epochs included; ``on_epoch_end`` gets the
         epoch's logs (``loss``, metrics, ``val_`` columns).
+    keep : tuple of str or Path
+        Inputs the run folder may not overlap besides the corpus (the config
+        file): see :func:`audiosort.run.open_run`.
 
     Returns
     -------
@@ -133,7 +137,7 @@ def train(
     if worker_index > 0:
         # Only the chief writes under runs_dir, which may be shared; the others write the same files to a temp folder.
         run_dir = Path(tempfile.mkdtemp(prefix=f"audiosort-worker{worker_index}-")) / config.name
-    epochs_done = run.open_run(run_dir, config, resume=resume, overwrite=overwrite)
+    epochs_done = run.open_run(run_dir, config, resume=resume, overwrite=overwrite, keep=keep)
     try:
         _train_in(
             run_dir, config, spec, train_tracks, val, strategy,

@@ -68,7 +68,9 @@ def test_saved_model_and_encoder_reload_with_identical_outputs(music_corpus, tmp
 def test_existing_run_folder_is_not_overwritten(music_corpus, tmp_path):
     config = tiny_config(music_corpus, "twice", "train.epochs=1", "train.steps_per_epoch=1")
     train(config, runs_dir=tmp_path, verbose=0)
-    args = ["train", "--config", str(tmp_path / "twice" / "config.yaml"), "--runs-dir", str(tmp_path), "--quiet"]
+    # A copy: --overwrite refuses to delete the config it trains from (tests/test_outputs.py).
+    (tmp_path / "twice.yaml").write_text((tmp_path / "twice" / "config.yaml").read_text())
+    args = ["train", "--config", str(tmp_path / "twice.yaml"), "--runs-dir", str(tmp_path), "--quiet"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2 and "already exists" in result.stderr
     (tmp_path / "twice" / "marker").write_text("from the first run")

@@ -14,11 +14,13 @@ split is :mod:`audiosort.data.splits`.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 
 from audiosort.data.puzzles import PuzzleSpec, Puzzles, TrackTable, load_puzzle_set, make_puzzle_set
+from audiosort.config import PAD_MODES
 from audiosort.data.splits import ALL_SPLITS
 from audiosort.errors import InputError, is_int
 
@@ -46,19 +48,20 @@ class Corpus:
         if not self.path.is_dir():
             raise InputError(f"no corpus at {self.path} (run `audiosort prepare` first)")
         try:
-            self.manifest = json.loads(manifest_path.read_text())
+            self.manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise InputError(f"{self.path} is not a corpus: no manifest.json") from None
-        except (OSError, json.JSONDecodeError) as e:
-            raise InputError(f"cannot read {manifest_path}: {e}") from None
+        except UnicodeDecodeError as e:
+            raise InputError(f"cannot read {manifest_path}: not UTF-8 text (byte {e.start}); prepare the corpus again") from None
+        except (OSError, ValueError) as e:
+            raise InputError(f"cannot read {manifest_path}: {_first_line(e)}") from None
         if not isinstance(self.manifest, dict) or self.manifest.get("format") != FORMAT:
             found = self.manifest.get("format") if isinstance(self.manifest, dict) else type(self.manifest).__name__
             raise InputError(f"{manifest_path} has format {found!r}, expected {FORMAT!r}")
         self.sample_rate: int = self.manifest.get("sample_rate")
         if not is_int(self.sample_rate) or self.sample_rate <= 0:
             raise InputError(f"{manifest_path}: sample_rate {self.sample_rate!r} is not a positive int")
-        if not isinstance(self.manifest.get("puzzles"), dict):
-            raise InputError(f"{manifest_path} has no puzzle settings ('puzzles')")
+        _check_puzzle_settings(self.manifest.get("puzzles"), manifest_path)
         self._shards: dict[str, np.ndarray] = {}
         self._check_tracks(manifest_path)
 
@@ -194,6 +197,21 @@ class Corpus:
     def puzzle_settings(self) -> dict:
         """The puzzle settings the fixed sets were made with (manifest ``puzzles``)."""
         return self.manifest["puzzles"]
+
+
+def _check_puzzle_settings(settings, manifest_path: Path) -> None:
+    """The manifest's ``puzzles``: what :meth:`Corpus.puzzles_for` reads, each of its type."""
+    if not isinstance(settings, dict):
+        raise InputError(f"{manifest_path} has no puzzle settings ('puzzles')")
+    for key in ("n_chunks", "chunk_samples", "pad_min_samples", "pad_max_samples"):
+        value = settings.get(key)
+        if not is_int(value) or value < 0:
+            raise InputError(f"{manifest_path}: puzzles.{key} = {value!r} is not an int >= 0; prepare the corpus again")
+    if settings.get("pad_mode") not in PAD_MODES:
+        raise InputError(f"{manifest_path}: puzzles.pad_mode = {settings.get('pad_mode')!r} is not one of {PAD_MODES}")
+    min_rms = settings.get("min_rms")
+    if isinstance(min_rms, bool) or not isinstance(min_rms, (int, float)) or not math.isfinite(min_rms):
+        raise InputError(f"{manifest_path}: puzzles.min_rms = {min_rms!r} is not a number; prepare the corpus again")
 
 
 def _first_line(error: Exception) -> str:

@@ -12,10 +12,13 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import json
+import math
 import os
+import queue
 import shutil
 import struct
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -27,11 +30,15 @@ from audiosort import _files, audio
 from audiosort.config import DEFAULT_PUZZLES, SEED_RULE, PuzzleConfig, is_valid_seed, to_dict
 from audiosort.data import synthetic
 from audiosort.data.corpus import FORMAT, Corpus
-from audiosort.data.puzzles import PuzzleSpec, TrackTable, make_puzzle_set, save_puzzle_set
+from audiosort.data.puzzles import PuzzleSpec, TrackTable, check_set_size, make_puzzle_set, save_puzzle_set
 from audiosort.data.splits import ALL_SPLITS, OOD_SPLIT, PUZZLE_SPLITS, SPLITS, assign_splits, hold_out
 from audiosort.errors import DecodeError, InputError, is_int
 
 DEFAULT_SHARD_BYTES = 1 << 30
+# Files decoded at once, at most: each holds a decoded track in memory.
+MAX_JOBS = 256
+# Tracks a synthetic corpus may have (duration / track length).
+MAX_SYNTHETIC_TRACKS = 100_000
 # Fixed .npy header size so a shard can be written as a stream and its length
 # filled in at the end (NPY 1.0: magic, version, uint16 header length, header).
 _NPY_HEADER_BYTES = 128
@@ -298,8 +305,9 @@ def _name_sources(files: list[tuple[Path, Path]]) -> tuple[list[tuple[str, Path,
 
     A symlink is read through, wherever it points (a folder of links into a
     music library is a playlist), and named by the link. Skipped, each with a
-    reason: a dangling symlink, a symlink loop, and a name that is not UTF-8
-    (the manifest is JSON text).
+    reason: a dangling symlink, a symlink loop, what is not a regular file (a
+    FIFO, a device: reading it could block forever), and a name that is not
+    UTF-8 (the manifest is JSON text).
 
     Returns
     -------
@@ -327,6 +335,9 @@ def _name_sources(files: list[tuple[Path, Path]]) -> tuple[list[tuple[str, Path,
             continue
         except (OSError, RuntimeError):
             skipped.append({"source": name, "reason": "symlink loop"})
+            continue
+        if not target.is_file():  # a FIFO or a device would block or never end the read
+            skipped.append({"source": name, "reason": "not a regular file (a FIFO, device or socket)"})
             continue
         named.append((name, file, target))
     return named, skipped
@@ -370,9 +381,20 @@ def prepare_synthetic(
     settings = CorpusSettings(puzzle=puzzle, sample_rate=sample_rate, seed=seed, **other_settings)
     if kind not in synthetic.KINDS:
         raise InputError(f"unknown synthetic kind {kind!r}; choose one of {', '.join(synthetic.KINDS)}")
-    if duration_seconds <= 0 or track_seconds <= 0:
-        raise InputError(f"duration ({duration_seconds} s) and track length ({track_seconds} s) must be > 0")
+    if not (math.isfinite(duration_seconds) and duration_seconds > 0):
+        raise InputError(f"duration ({duration_seconds} s) must be a number of seconds > 0")
+    spec = PuzzleSpec.from_config(puzzle, sample_rate=sample_rate)
+    shortest = spec.max_span_samples / sample_rate
+    if not (math.isfinite(track_seconds) and track_seconds >= shortest):
+        raise InputError(
+            f"--track-seconds {track_seconds} must be a number of seconds >= {shortest:.3f} (one puzzle's longest span)"
+        )
     n_tracks = max(1, round(duration_seconds / track_seconds))
+    if n_tracks > MAX_SYNTHETIC_TRACKS:
+        raise InputError(
+            f"--duration / --track-seconds makes {n_tracks} tracks; the limit is {MAX_SYNTHETIC_TRACKS}: "
+            "give longer tracks or a shorter duration"
+        )
     seconds = duration_seconds / n_tracks
 
     def render(k: int) -> tuple[np.ndarray, str]:
@@ -407,6 +429,7 @@ def _build_corpus(
     """Load each (source name, loader) pair and write the corpus atomically; ``out`` may not overlap ``keep``."""
     settings.check()
     spec = PuzzleSpec.from_config(settings.puzzle, sample_rate=settings.sample_rate)
+    check_set_size(settings.n_puzzles, spec)
     out = Path(out)
     with _files.new_folder(out, overwrite=overwrite, what="corpus", keep=keep, marker="manifest.json") as tmp:
         try:
@@ -502,18 +525,20 @@ def _decode_all(
     beyond what ``keep`` holds. Results are taken in submission order, which
     keeps the output independent of thread timing.
     """
-    jobs = jobs or os.cpu_count() or 1
-    if jobs < 1:
-        raise InputError(f"jobs = {jobs} must be >= 1")
+    if jobs is None:
+        jobs = os.cpu_count() or 1
+    if not is_int(jobs) or not 1 <= jobs <= MAX_JOBS:
+        raise InputError(f"jobs = {jobs} must be an int from 1 to {MAX_JOBS}")
     skipped: list[dict] = []
     # A bar in a log file or a pipe is noise, and would precede a one-line error.
     show = progress and sys.stderr.isatty()
     bar = tqdm(total=len(jobs_in), desc="decoding", unit="file", disable=not show, file=sys.stderr)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        pending: list[tuple[str, concurrent.futures.Future]] = []
-        queue = iter(jobs_in)
+    pool = _DaemonPool(jobs)
+    pending: list[tuple[str, concurrent.futures.Future]] = []
+    loaders = iter(jobs_in)
+    try:
         while True:
-            for name, load in queue:
+            for name, load in loaders:
                 pending.append((name, pool.submit(load)))
                 if len(pending) >= 2 * jobs:
                     break
@@ -521,7 +546,7 @@ def _decode_all(
                 break
             name, future = pending.pop(0)
             try:
-                pcm, digest = future.result()
+                pcm, digest = _wait_for(future)
                 reason = _unusable(pcm, spec, sample_rate)
             except DecodeError as e:
                 reason = str(e)
@@ -530,8 +555,58 @@ def _decode_all(
                 skipped.append({"source": name, "reason": reason})
             else:
                 keep(name, pcm, digest)
+    finally:
+        pool.close(pending=[future for _, future in pending])
     bar.close()
     return skipped
+
+
+def _wait_for(future: concurrent.futures.Future):
+    """``future.result()``, woken every 0.2 s: the kernel may hand SIGTERM or SIGINT to a worker
+    thread, and Python runs the handler only once the main thread wakes up."""
+    while True:
+        try:
+            return future.result(timeout=0.2)
+        except TimeoutError:
+            if future.done():  # the loader's own TimeoutError
+                raise
+
+
+class _DaemonPool:
+    """``jobs`` daemon threads running submitted calls: a worker blocked in a read never holds the process.
+
+    concurrent.futures joins its workers at exit, so a loader blocked forever
+    (a hung network file) would keep the process alive after SIGTERM or
+    Ctrl-C; a daemon thread dies with the process.
+    """
+
+    def __init__(self, jobs: int):
+        self._calls: queue.SimpleQueue = queue.SimpleQueue()
+        self._jobs = jobs
+        for _ in range(jobs):
+            threading.Thread(target=self._work, daemon=True).start()
+
+    def submit(self, call: Callable) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._calls.put((future, call))
+        return future
+
+    def close(self, *, pending: Iterable[concurrent.futures.Future] = ()) -> None:
+        """Cancel ``pending`` calls not yet started and let each thread end once its call returns."""
+        for future in pending:
+            future.cancel()
+        for _ in range(self._jobs):
+            self._calls.put(None)
+
+    def _work(self) -> None:
+        while (item := self._calls.get()) is not None:
+            future, call = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(call())
+            except BaseException as e:  # noqa: BLE001 - handed to the caller of future.result()
+                future.set_exception(e)
 
 
 def _unusable(pcm: np.ndarray, spec: PuzzleSpec, sample_rate: int) -> str | None:

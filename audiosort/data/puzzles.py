@@ -357,10 +357,31 @@ def puzzle_batches(
         yield puzzles.chunks, puzzles.order
 
 
+# Bytes of int16 chunks one puzzle set may hold (a fixed set, a sanity set): it is held in memory.
+MAX_SET_BYTES = 4 * 2**30
+
+
+def check_set_size(n_puzzles: int, spec: PuzzleSpec) -> None:
+    """Refuse, before anything is drawn, a set of ``n_puzzles`` whose chunks would exceed :data:`MAX_SET_BYTES`.
+
+    Raises
+    ------
+    InputError
+        Naming the size and the limit.
+    """
+    size = n_puzzles * spec.n_chunks * spec.chunk_samples * 2
+    if size > MAX_SET_BYTES:
+        raise InputError(
+            f"{n_puzzles} puzzles of {spec.n_chunks} chunks of {spec.chunk_samples} samples hold "
+            f"{size / 2**30:.3g} GiB; the limit is {MAX_SET_BYTES // 2**30} GiB a puzzle set: ask for fewer (--puzzles)"
+        )
+
+
 def make_puzzle_set(
     tracks: TrackTable, spec: PuzzleSpec, n_puzzles: int, *, rng: np.random.Generator, batch_size: int = 4096
 ) -> Puzzles:
-    """A fixed set of ``n_puzzles`` puzzles, drawn ``batch_size`` at a time to bound memory."""
+    """A fixed set of ``n_puzzles`` puzzles, drawn ``batch_size`` at a time to bound memory (see :func:`check_set_size`)."""
+    check_set_size(n_puzzles, spec)
     parts = [
         sample_puzzles(tracks, spec, min(batch_size, n_puzzles - done), rng=rng)
         for done in range(0, n_puzzles, batch_size)

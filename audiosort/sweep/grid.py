@@ -7,15 +7,20 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from pathlib import Path
 
 import yaml
 
-from audiosort.config import DEFAULT_PUZZLES, DEFAULT_SANITY, Config, closest_key, load_config
+from audiosort.config import (
+    DEFAULT_PUZZLES, DEFAULT_SANITY, RUN_NAME_RULE, Config, closest_key, is_folder_name, load_config, read_yaml,
+)
 from audiosort.errors import ConfigError
 
 SWEEP_KEYS = ("name", "base", "set", "grid", "eval", "probe")
 EVAL_KEYS = ("split", "puzzles", "sanity")
+# Runs one sweep may hold: each is validated up front, and each is a training run.
+MAX_RUNS = 1000
 EVAL_DEFAULTS = {"split": "test", "puzzles": DEFAULT_PUZZLES, "sanity": list(DEFAULT_SANITY)}
 
 
@@ -77,7 +82,8 @@ class Sweep:
                 per_key = value if len(keys) > 1 else [value]
                 for key, key_label, item in zip(keys, label, per_key):
                     overrides.append(f"{key}={yaml_scalar(item)}")
-                    parts.append(f"{key_label}={yaml_scalar(item)}")
+                    # A value that is a path (data.corpus) stays one folder name.
+                    parts.append(f"{key_label}={yaml_scalar(item)}".replace("/", "-").replace("\\", "-"))
             name = "_".join(parts) or "base"
             runs.append(SweepRun(name=name, values=values, overrides=(*overrides, f"name={name}")))
         return runs
@@ -116,12 +122,7 @@ def load_sweep(path: str | Path, overrides: tuple = ()) -> Sweep:
         run whose config does not validate.
     """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except OSError as e:
-        raise ConfigError(f"cannot read sweep {path}: {e.strerror or e}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    raw = read_yaml(path, what="sweep") or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping with base: and grid:")
     _check_keys(raw, SWEEP_KEYS, "", path)
@@ -140,6 +141,11 @@ def load_sweep(path: str | Path, overrides: tuple = ()) -> Sweep:
         if len(keys) > 1 and any(not isinstance(v, list) or len(v) != len(keys) for v in values):
             raise ConfigError(f"grid.{joined} in {path}: every value must be a list of {len(keys)} ({', '.join(keys)})")
         axes.append((keys, values))
+    count = math.prod(len(values) for _, values in axes)
+    if count > MAX_RUNS:
+        raise ConfigError(
+            f"the grid in {path} makes {count} runs; the limit is {MAX_RUNS} runs a sweep: split it into several sweeps"
+        )
     varied = {key for keys, _ in axes for key in keys}
     for override in overrides:
         key = override.partition("=")[0].strip()
@@ -153,12 +159,16 @@ def load_sweep(path: str | Path, overrides: tuple = ()) -> Sweep:
     evaluation.update(given)
     if isinstance(evaluation["sanity"], str):
         evaluation["sanity"] = [s.strip() for s in evaluation["sanity"].split(",") if s.strip()]
+    _check_eval(evaluation, path)
     probe = raw.get("probe") or []
     if not isinstance(probe, list):
         raise ConfigError(f"probe in {path} must be a list of labelled folders")
 
+    name = str(raw.get("name") or path.stem)
+    if not is_folder_name(name):
+        raise ConfigError(f"name = {name!r} in {path} {RUN_NAME_RULE} (the sweep's folder under --runs-dir)")
     sweep = Sweep(
-        name=str(raw.get("name") or path.stem),
+        name=name,
         base=base,
         fixed=tuple(fixed),
         axes=tuple(axes),
@@ -169,6 +179,18 @@ def load_sweep(path: str | Path, overrides: tuple = ()) -> Sweep:
     if len(set(names)) != len(names):
         raise ConfigError(f"{path}: two runs of the grid get the same name; give each axis distinct values")
     return sweep
+
+
+def _check_eval(evaluation: dict, path: Path) -> None:
+    """Check ``eval:`` before anything trains, as ``audiosort eval`` would check its flags."""
+    if evaluation["split"] not in ("val", "test"):
+        raise ConfigError(f"eval.split = {evaluation['split']!r} in {path} must be one of val, test")
+    puzzles = evaluation["puzzles"]
+    if isinstance(puzzles, bool) or not isinstance(puzzles, int) or puzzles < 1:
+        raise ConfigError(f"eval.puzzles = {puzzles!r} in {path} must be an int >= 1")
+    sanity = evaluation["sanity"]
+    if not isinstance(sanity, list) or not all(isinstance(name, str) and name for name in sanity):
+        raise ConfigError(f"eval.sanity = {sanity!r} in {path} must be a list of sanity set names")
 
 
 def _axis_labels(axes) -> list[list[str]]:

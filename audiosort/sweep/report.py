@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from audiosort import _files
-from audiosort.config import Config, closest_key, load_config
+from audiosort.config import Config, closest_key, dump_config, load_config
 from audiosort.errors import InputError
 from audiosort.evaluate import eval_settings
-from audiosort.run import read_eval, read_metrics, read_probe, stage_done
+from audiosort.run import config_path, read_eval, read_metrics, read_probe, stage_done
 from audiosort.sweep.grid import Sweep, SweepRun, yaml_scalar
 from audiosort.verdicts import VERDICT_DECODING
 
@@ -115,15 +115,18 @@ def collect_row(folder: Path, run: SweepRun, sweep: Sweep) -> dict:
         ``sanity_above_chance`` (names joined by "+", or "none"),
         ``probe:<task>:<features>``, ``val_exact_accuracy``,
         ``train_seconds``; ``status`` ("done", "failed", "pending") and ``error``.
+        Nothing is read from a run folder of another config than ``config``,
+        and a damaged report counts as missing.
     """
     run_dir = folder / run.name
     row = {"run": run.name, "values": run.values}
     config = load_config(sweep.base, run.overrides)
-    metrics = _readable(read_metrics, run_dir)
+    same_config = is_run_of(run_dir, config)
+    metrics = _readable(read_metrics, run_dir) if same_config else None
     if metrics:
         row["val_exact_accuracy"] = metrics.val.decoded(VERDICT_DECODING).exact_accuracy.value
         row["train_seconds"] = metrics.train_seconds
-    report = _readable(read_eval, run_dir, settings=sweep_eval_settings(config, sweep))
+    report = _readable(read_eval, run_dir, settings=sweep_eval_settings(config, sweep)) if same_config else None
     if report:
         scored = report.main_dataset(sweep.eval["split"])
         best = scored.scores.decoded(report.decoding)
@@ -136,7 +139,7 @@ def collect_row(folder: Path, run: SweepRun, sweep: Sweep) -> dict:
         if baseline:
             row["continuity_exact_accuracy"] = baseline.decoded(report.decoding).exact_accuracy.value
         row["sanity_above_chance"] = "+".join(report.sanity_above_chance) or "none"
-    for task, entry in (_readable(read_probe, run_dir) or {}).items():
+    for task, entry in ((_readable(read_probe, run_dir) if same_config else None) or {}).items():
         for features, accuracy in entry.accuracy.items():
             row[f"probe:{task}:{features}"] = accuracy
         row[f"probe:{task}:chance"] = entry.chance
@@ -221,8 +224,11 @@ def save_axis_plot(report: SweepReport, key: str) -> Path:
 def pending_stages(run_dir: Path, sweep: Sweep, config: Config) -> list[str]:
     """The stages of the run of ``config`` not yet done: ``"train"``, ``"eval"``, ``"probe <folder>"``.
 
-    Decided by :func:`audiosort.run.stage_done` from what the run folder holds.
+    Decided by :func:`audiosort.run.stage_done` from what the run folder holds,
+    and only in a run folder of ``config`` (:func:`is_run_of`).
     """
+    if not is_run_of(run_dir, config):
+        return ["train", "eval", *(f"probe {data}" for data in sweep.probe)]
     pending = [] if stage_done(run_dir, "train") else ["train"]
     if not stage_done(run_dir, "eval", sweep_eval_settings(config, sweep)):
         pending.append("eval")
@@ -235,6 +241,18 @@ def sweep_eval_settings(config: Config, sweep: Sweep) -> dict:
         corpus=config.data.corpus, split=sweep.eval["split"], sanity=tuple(sweep.eval["sanity"]),
         n_puzzles=sweep.eval["puzzles"], n_chunks=config.puzzle.n_chunks,
     )
+
+
+def is_run_of(run_dir: Path, config: Config) -> bool:
+    """Whether ``run_dir`` holds a run of ``config``: its ``config.yaml`` is the one ``config`` resolves to.
+
+    A sweep counts a stage done only in such a folder: the reports of an older
+    config (``set:`` changed since) are no results of this one.
+    """
+    try:
+        return config_path(run_dir).read_text(encoding="utf-8") == dump_config(config)
+    except (OSError, ValueError):
+        return False
 
 
 def probe_task_name(data: str) -> str:

@@ -26,8 +26,8 @@ from audiosort import _files
 from audiosort.config import Config, load_config
 from audiosort.errors import AudiosortError, InputError, check_positive_int
 from audiosort.sweep.grid import Sweep, sweep_dict
-from audiosort.run import config_path, load_run_config, stage_done
-from audiosort.sweep.report import SweepReport, collect_row, match_axis, pending_stages, probe_task_name
+from audiosort.run import config_path, run_in_use, stage_done
+from audiosort.sweep.report import SweepReport, collect_row, is_run_of, match_axis, pending_stages, probe_task_name
 
 
 def run_sweep(
@@ -115,7 +115,8 @@ def _run_locked(sweep: Sweep, folder: Path, runs: list, axis_keys: list, *, jobs
             row = collect_row(folder, run, sweep)
             echo(f"[{index + 1}/{total}] {run.name}: {_progress(row, status, seconds)}")
 
-    report = SweepReport(folder=folder, axis_keys=axis_keys, rows=[collect_row(folder, run, sweep) for run, _ in runs])
+    rows = [collect_row(folder, run, sweep) for run, _ in runs]
+    report = SweepReport(folder=folder, axis_keys=axis_keys, rows=rows)
     report.write(plot=plot)
     return report
 
@@ -165,29 +166,32 @@ def _run_stages(config: Config, folder: Path, job: dict) -> None:
     from audiosort.train import train
 
     run_dir = folder / config.name
+    # Another config's run, finished or not, is never resumed, scored or counted as this one.
+    if config_path(run_dir).exists() and not is_run_of(run_dir, config):
+        raise InputError(f"{run_dir} holds a run of another config; move it away or rename the sweep")
     if not stage_done(run_dir, "train"):
         resume = config_path(run_dir).exists()
         print(f"train {run_dir}" + (" (resuming)" if resume else ""), flush=True)
         train(config, runs_dir=folder, resume=resume, verbose=2)
-    elif load_run_config(run_dir) != config:
-        raise InputError(f"{run_dir} holds a run of another config; move it away or rename the sweep")
     evaluation = job["eval"]
     settings = eval_settings(
         corpus=config.data.corpus, split=evaluation["split"], sanity=tuple(evaluation["sanity"]),
         n_puzzles=evaluation["puzzles"], n_chunks=config.puzzle.n_chunks,
     )
-    if not stage_done(run_dir, "eval", settings):
-        print(f"eval {run_dir}", flush=True)
-        report = evaluate(
-            run_dir, split=evaluation["split"], sanity=tuple(evaluation["sanity"]), n_puzzles=evaluation["puzzles"]
-        )
-        print("\n".join(report.lines()), flush=True)
-    for data in job["probe"]:
-        if not stage_done(run_dir, "probe", probe_task_name(data)):
-            from audiosort.probe import probe
+    # Held while reports are written into the run, as `audiosort eval` and `probe` hold it.
+    with run_in_use(run_dir):
+        if not stage_done(run_dir, "eval", settings):
+            print(f"eval {run_dir}", flush=True)
+            report = evaluate(
+                run_dir, split=evaluation["split"], sanity=tuple(evaluation["sanity"]), n_puzzles=evaluation["puzzles"]
+            )
+            print("\n".join(report.lines()), flush=True)
+        for data in job["probe"]:
+            if not stage_done(run_dir, "probe", probe_task_name(data)):
+                from audiosort.probe import probe
 
-            print(f"probe {run_dir} on {data}", flush=True)
-            probe(run_dir, data)
+                print(f"probe {run_dir} on {data}", flush=True)
+                probe(run_dir, data)
 
 
 def _progress(row: dict, status: str, seconds: float) -> str:
