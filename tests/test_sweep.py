@@ -1,6 +1,7 @@
 """audiosort sweep: grid expansion, strict sweep files, runs in subprocesses, resumable results."""
 
 import csv
+import json
 import re
 import shutil
 import subprocess
@@ -161,7 +162,7 @@ def test_sweep_of_six_configs_in_subprocesses_keeps_memory_bounded_and_resumes(t
     assert [row["model.encoder.embedding_dim"] for row in rows] == ["8", "8", "16", "16", "32", "32"]
     for row in rows:
         # The csv carries what each run's eval measured on its held-out tracks (hungarian), not another number.
-        test = json.loads((folder / row["run"] / "eval.json").read_text())["datasets"]["test"]["hungarian"]
+        test = json.loads((read_eval(folder / row["run"]).folder / "eval.json").read_text())["datasets"]["test"]["hungarian"]
         assert float(row["exact_accuracy"]) == pytest.approx(test["exact_accuracy"]["value"])
         assert float(row["kendall_tau"]) == pytest.approx(test["kendall_tau"]["value"])
         assert float(row["exact_chance"]) == pytest.approx(1 / 6)
