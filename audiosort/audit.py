@@ -65,7 +65,7 @@ from audiosort.sanity import (
     sanity_tracks,
 )
 from audiosort.train import compiled_model, fit, train_batches
-from audiosort.verdicts import ALPHA, VERDICT_DECODING, DatasetResult, Verdicts, score_dataset
+from audiosort.verdicts import ALPHA, DatasetResult, Verdicts, score_dataset
 
 # 400 steps of the config's batch: enough for the small waveform models of the tests to learn
 # each leak of DESIGN.md (see tests/test_audit.py), about a minute per set for configs/demo.yaml
@@ -116,7 +116,7 @@ class AuditReport(Verdicts):
         observer sorts it at 0.552 exact, chance 0.167 (+0.385) ..."``.
         """
         lines = [
-            f"{r.name} sorted above chance (p={r.scores[VERDICT_DECODING]['p_value']:.2g}): {self.diagnosis(r)}"
+            f"{r.name} sorted above chance (p={r.scores.verdict_scores.p_value:.2g}): {self.diagnosis(r)}"
             for r in self.leaking()
         ]
         model_found = {r.name for r in self.leaking()}
@@ -149,7 +149,7 @@ class AuditReport(Verdicts):
     def lines(self) -> list[str]:
         """What ``audiosort audit`` prints on stdout: settings, the table and what it means."""
         config, spec, sample_rate = self.config, self.spec, self.config.data.sample_rate
-        puzzles = ", ".join(f"{r.name} {r.scores['n_puzzles']}" for r in self.datasets)
+        puzzles = ", ".join(f"{r.name} {r.scores.n_puzzles}" for r in self.datasets)
         seconds = ", ".join(f"{name} {value:.0f} s" for name, value in self.train_seconds.items())
         if spec.pad_mode == "fixed":
             gaps = f"every gap {spec.pad_max_samples / sample_rate:.4g} s (fixed)"
@@ -182,7 +182,7 @@ class AuditReport(Verdicts):
             "seed": self.seed,
             "alpha": self.alpha,
             "n_tests": self.n_tests,
-            "verdict_decoding": VERDICT_DECODING,
+            "verdict_decoding": self.datasets[0].scores.verdict_decoding,
             "datasets": entries,
         }
 

@@ -245,13 +245,15 @@ def train(config_path, overrides, runs_dir, resume, overwrite, quiet):
 
 def _score_line(name: str, scores: dict) -> str:
     """'val (hungarian, 2000 puzzles): exact 0.712 (chance 0.167), position 0.80 (chance 0.333), tau 0.70'."""
-    best = scores["hungarian"]
-    chance = scores["chance"]
+    from audiosort.metrics import PuzzleScores
+
+    scored = PuzzleScores.from_dict(scores)
+    best, chance = scored.verdict_scores, scored.chance
     return (
-        f"{name} (hungarian, {scores['n_puzzles']} puzzles of {scores['n_chunks']}): "
-        f"exact {best['exact_accuracy']['value']:.3f} (chance {chance['exact_accuracy']:.3f}), "
-        f"position {best['position_accuracy']['value']:.3f} (chance {chance['position_accuracy']:.3f}), "
-        f"Kendall tau {best['kendall_tau']['value']:.3f} (chance 0)"
+        f"{name} ({scored.verdict_decoding}, {scored.n_puzzles} puzzles of {scored.n_chunks}): "
+        f"exact {best.exact_accuracy.value:.3f} (chance {chance.exact_accuracy:.3f}), "
+        f"position {best.position_accuracy.value:.3f} (chance {chance.position_accuracy:.3f}), "
+        f"Kendall tau {best.kendall_tau.value:.3f} (chance 0)"
     )
 
 

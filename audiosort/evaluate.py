@@ -44,7 +44,7 @@ from audiosort.data.puzzles import PuzzleSpec
 from audiosort.errors import InputError, check_positive_int
 from audiosort.sanity import SANITY_KINDS, sanity_ideal_observer, sanity_puzzles
 from audiosort.run import load_run_config, load_run_model
-from audiosort.verdicts import ALPHA, VERDICT_DECODING, DatasetResult, Verdicts, score_dataset
+from audiosort.verdicts import ALPHA, DatasetResult, Verdicts, score_dataset
 
 
 @dataclass
@@ -70,20 +70,22 @@ class EvalReport(Verdicts):
 
         ``datasets[name]["baselines"]["continuity"]`` holds the continuity
         baseline's scores on that dataset's puzzles in the model's layout (so
-        ``["hungarian"]["exact_accuracy"]["value"]`` is its exact-order
-        accuracy) and the McNemar comparison (see :func:`audiosort.reports.entries`).
+        ``["path"]["exact_accuracy"]["value"]`` is its exact-order accuracy:
+        it is decoded by path search) and the McNemar comparison (see
+        :func:`audiosort.reports.entries`). ``verdict_decoding`` names the
+        model's order decoding: ``hungarian``, or ``path`` for a successor head.
         """
         return {
             "run": str(self.run_dir),
             "alpha": self.alpha,
             "n_tests": self.n_tests,
-            "verdict_decoding": VERDICT_DECODING,
+            "verdict_decoding": self.datasets[0].scores.verdict_decoding,
             "datasets": reports.entries(self),
         }
 
     def lines(self) -> list[str]:
         """What ``audiosort eval`` prints on stdout: the table and what it means (problems go to stderr)."""
-        puzzles = ", ".join(f"{r.name} {r.scores['n_puzzles']}" for r in self.datasets)
+        puzzles = ", ".join(f"{r.name} {r.scores.n_puzzles}" for r in self.datasets)
         return [f"eval of {self.run_dir} (puzzles: {puzzles})", "", *reports.table(self), "", *reports.notes(self)]
 
     def write(self, folder: str | Path) -> None:

@@ -16,18 +16,20 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from audiosort import _files, decoding
-from audiosort.verdicts import VERDICT_DECODING, BaselineResult, DatasetResult, Verdicts
+from audiosort import _files
+from audiosort.verdicts import BaselineResult, DatasetResult, Verdicts
 
 
 def entries(report: Verdicts) -> dict:
     """One JSON-ready entry per dataset (DESIGN.md, "Eval report"), with a verdict per decoding.
 
-    Where baselines were scored, ``entry["baselines"][name]`` has the same
-    keys as the model's part of the entry (per decoding: accuracies,
-    ``p_value``, ``verdict``; ``n_puzzles``, ``chance``, ``p_value``,
-    ``verdict``), plus ``model_better_p_value`` (one-sided McNemar, exact
-    order, hungarian) and ``model_better`` (that p-value below alpha over the
+    The model's part of an entry is :meth:`audiosort.metrics.PuzzleScores.to_dict`
+    (one key per decoding it has: ``argmax`` and ``hungarian``, or ``path``
+    for a successor head) with a ``verdict`` in each decoding, then the order
+    decoding's ``p_value`` and ``verdict``. Where baselines were scored,
+    ``entry["baselines"][name]`` is laid out alike (the continuity baseline:
+    ``path``), plus ``model_better_p_value`` (one-sided McNemar, exact
+    order, each in its order decoding) and ``model_better`` (that p-value below alpha over the
     datasets). Where an ideal observer is known, ``ideal_observer_*`` give its
     exact-order accuracy, the n it was computed for, how, and whether it sorts
     the set above chance (``ideal_observer_sorts``).
@@ -54,42 +56,44 @@ def entries(report: Verdicts) -> dict:
 
 
 def _scored(report: Verdicts, result: DatasetResult | BaselineResult) -> dict:
-    """Its scores with a verdict per decoding, then the dataset's p-value and verdict (hungarian)."""
-    scored = {}
-    for key, value in result.scores.items():
-        if key in decoding.DECODINGS:
-            value = {**value, "verdict": report.verdict(result, key)}
-        scored[key] = value
-    scored["p_value"] = result.scores[VERDICT_DECODING]["p_value"]
+    """Its scores with a verdict per decoding, then the dataset's p-value and verdict (its order decoding's)."""
+    scored = result.scores.to_dict()
+    for name in result.scores.decodings:
+        scored[name]["verdict"] = report.verdict(result, name)
+    scored["p_value"] = result.scores.verdict_scores.p_value
     scored["verdict"] = report.verdict(result)
     return scored
 
 
 def table(report: Verdicts) -> list[str]:
-    """The markdown table: one row per dataset and decoding, then one per baseline (``test (continuity)``)."""
+    """The markdown table: one row per dataset and decoding, then one per baseline (``test (continuity)``).
+
+    Each row names the decoding it was scored by: ``argmax`` and ``hungarian``
+    for position scores, ``path`` for a successor head's best path and for the
+    continuity baseline, which have one order and so one row.
+    """
     rows = [
         "| dataset | decoding | exact acc [95% CI] | chance | position acc (chance) | Kendall tau | p | verdict "
         "| ideal observer |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for result in report.datasets:
-        for method in decoding.DECODINGS:
+        for method in result.scores.decodings:
             rows.append(_row(report, result.name, method, result, _ideal_cell(result)))
-        # A baseline's scores are certain (0 or log 0), so both decodings give its one order.
         for name, baseline in result.baselines.items():
-            rows.append(_row(report, f"{result.name} ({name})", VERDICT_DECODING, baseline, "-"))
+            rows.append(_row(report, f"{result.name} ({name})", baseline.scores.verdict_decoding, baseline, "-"))
     return rows
 
 
 def _row(report: Verdicts, label: str, decoding: str, result: DatasetResult | BaselineResult, ideal_cell: str) -> str:
-    chance = result.scores["chance"]
-    scores = result.scores[decoding]
-    exact = scores["exact_accuracy"]
+    chance = result.scores.chance
+    scores = result.scores.decodings[decoding]
+    exact = scores.exact_accuracy
     return (
-        f"| {label} | {decoding} | {exact['value']:.3f} [{exact['low']:.3f}, {exact['high']:.3f}] "
-        f"| {chance['exact_accuracy']:.3f} "
-        f"| {scores['position_accuracy']['value']:.3f} ({chance['position_accuracy']:.3f}) "
-        f"| {scores['kendall_tau']['value']:.3f} | {scores['p_value']:.2g} "
+        f"| {label} | {decoding} | {exact.value:.3f} [{exact.low:.3f}, {exact.high:.3f}] "
+        f"| {chance.exact_accuracy:.3f} "
+        f"| {scores.position_accuracy.value:.3f} ({chance.position_accuracy:.3f}) "
+        f"| {scores.kendall_tau.value:.3f} | {scores.p_value:.2g} "
         f"| {report.verdict(result, decoding).replace('_', ' ')} | {ideal_cell} |"
     )
 
@@ -98,20 +102,21 @@ def _ideal_cell(result: DatasetResult) -> str:
     if result.ideal is None:
         return "-"
     text = f"{result.ideal.exact_accuracy:.3f}"
-    return text if result.ideal.n_chunks == result.scores["n_chunks"] else f"{text} (n=2)"
+    return text if result.ideal.n_chunks == result.scores.n_chunks else f"{text} (n=2)"
 
 
 def notes(report: Verdicts) -> list[str]:
     """What the table means: the test behind the verdicts, the baselines, and where an ideal observer says more."""
+    order_decodings = ", ".join(dict.fromkeys(r.scores.verdict_decoding for r in report.datasets))
     out = [
         f"verdict: one-sided binomial test of the exact-order count against chance (1/n!), alpha {report.alpha} "
-        f"Bonferroni-corrected over {report.n_tests} dataset(s), on the {VERDICT_DECODING} decoding.",
+        f"Bonferroni-corrected over {report.n_tests} dataset(s), on the {order_decodings} decoding.",
     ]
     for result in report.datasets:
-        model_exact = result.scores[VERDICT_DECODING]["exact_accuracy"]["value"]
+        model_exact = result.scores.verdict_scores.exact_accuracy.value
         for name, baseline in result.baselines.items():
             beats = "beats" if report.model_beats(baseline) else "does not beat"
-            baseline_exact = baseline.scores[VERDICT_DECODING]["exact_accuracy"]["value"]
+            baseline_exact = baseline.scores.verdict_scores.exact_accuracy.value
             out.append(
                 f"{result.name}: the model {beats} the {name} baseline (exact {model_exact:.3f} vs "
                 f"{baseline_exact:.3f}, one-sided McNemar p={baseline.model_better_p_value:.2g})"
@@ -122,7 +127,7 @@ def notes(report: Verdicts) -> list[str]:
             f"baseline rows ({', '.join(scored)}): no training (audiosort.baselines), the same puzzles and tests; "
             "they never change the exit code"
         )
-    pairwise = [r.name for r in report.datasets if r.ideal and r.ideal.n_chunks != r.scores["n_chunks"]]
+    pairwise = [r.name for r in report.datasets if r.ideal and r.ideal.n_chunks != r.scores.n_chunks]
     if pairwise:
         names = ", ".join(pairwise)
         out.append(f"ideal observer of {names}: pairwise (n=2, chance 0.5); n chunks are too many to enumerate")
@@ -140,7 +145,7 @@ def notes(report: Verdicts) -> list[str]:
 
 
 def save_confusion(path: str | Path, result: DatasetResult) -> None:
-    """Row-normalized confusion matrix of ``result`` (hungarian) as a PNG at ``path``, written atomically."""
+    """Row-normalized confusion matrix of ``result`` (its order decoding) as a PNG at ``path``, written atomically."""
     confusion = result.confusion
     n_chunks = len(confusion)
     fractions = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
@@ -156,7 +161,10 @@ def save_confusion(path: str | Path, result: DatasetResult) -> None:
     axes.set_yticks(range(n_chunks))
     axes.set_xlabel("predicted position")
     axes.set_ylabel("true position")
-    exact = result.scores[VERDICT_DECODING]["exact_accuracy"]["value"]
-    axes.set_title(f"{result.name}: exact {exact:.3f}\n(chance {1 / math.factorial(n_chunks):.3f}, hungarian)", fontsize=9)
+    exact = result.scores.verdict_scores.exact_accuracy.value
+    axes.set_title(
+        f"{result.name}: exact {exact:.3f}\n(chance {1 / math.factorial(n_chunks):.3f}, {result.scores.verdict_decoding})",
+        fontsize=9,
+    )
     with _files.replacing(path) as tmp:
         figure.savefig(tmp, format="png")

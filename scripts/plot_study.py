@@ -31,9 +31,9 @@ from matplotlib.figure import Figure
 
 from audiosort import _files
 from audiosort.errors import AudiosortError, InputError
+from audiosort.metrics import ORDER_DECODINGS
 
 SPLITS = ("test", "ood")
-DECODING = "hungarian"
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def sorting_scores(path: str | Path) -> dict[str, SortingScore]:
     ------
     InputError
         The file cannot be read, is not JSON, holds neither split, or a split lacks the
-        continuity baseline or the Hungarian decoding.
+        continuity baseline or the decoding that gives the order (hungarian or path).
     """
     datasets = _read_json(path, "eval.json").get("datasets", {})
     scores = {}
@@ -93,12 +93,12 @@ def sorting_scores(path: str | Path) -> dict[str, SortingScore]:
             continue
         entry = datasets[split]
         try:
-            exact = entry[DECODING]["exact_accuracy"]
-            continuity = entry["baselines"]["continuity"][DECODING]["exact_accuracy"]["value"]
+            exact = _order_decoding(entry)["exact_accuracy"]
+            continuity = _order_decoding(entry["baselines"]["continuity"])["exact_accuracy"]["value"]
             chance = entry["chance"]["exact_accuracy"]
-        except (KeyError, TypeError):
+        except (KeyError, TypeError, StopIteration):
             raise InputError(
-                f"eval.json {path}: split {split!r} lacks the {DECODING} exact accuracy, its continuity baseline "
+                f"eval.json {path}: split {split!r} lacks the order decoding's exact accuracy, its continuity baseline "
                 "or chance"
             ) from None
         scores[split] = SortingScore(exact["value"], exact["low"], exact["high"], continuity, chance)
@@ -108,6 +108,11 @@ def sorting_scores(path: str | Path) -> dict[str, SortingScore]:
             "copy RUN/eval.json right after `audiosort eval RUN`, before an eval of another split replaces it"
         )
     return scores
+
+
+def _order_decoding(scored: dict) -> dict:
+    """The scores of the decoding that gives a scored set's order: ``hungarian``, or ``path`` (a successor head, continuity)."""
+    return next(scored[name] for name in ORDER_DECODINGS if name in scored)
 
 
 def probe_scores(path: str | Path) -> dict[str, ProbeScore]:

@@ -1,5 +1,6 @@
 """audiosort eval: reports against chance, sanity verdicts, baselines and exit codes."""
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -58,13 +59,15 @@ def test_eval_writes_json_markdown_and_confusion_images_with_chance(eval_run):
         assert entry["p_value"] == entry["hungarian"]["p_value"] and entry["verdict"] == entry["hungarian"]["verdict"]
         baseline = entry["baselines"]["continuity"]
         assert baseline["n_puzzles"] == 200 and baseline["chance"] == entry["chance"]
-        exact = baseline["hungarian"]["exact_accuracy"]
+        # The continuity baseline's order is a best path: one decoding, named so.
+        assert "path" in baseline and "hungarian" not in baseline and "argmax" not in baseline
+        exact = baseline["path"]["exact_accuracy"]
         assert exact["low"] <= exact["value"] <= exact["high"]
-        assert baseline["verdict"] == metrics.verdict(baseline["hungarian"]["p_value"], alpha=0.01, n_tests=4)
+        assert baseline["verdict"] == metrics.verdict(baseline["path"]["p_value"], alpha=0.01, n_tests=4)
         assert baseline["model_better"] == (baseline["model_better_p_value"] < 0.01 / 4)
         beats = "beats" if baseline["model_better"] else "does not beat"
         assert f"{name}: the model {beats} the continuity baseline (exact" in result.stdout
-        assert f"| {name} (continuity) | hungarian | {exact['value']:.3f} " in result.stdout
+        assert f"| {name} (continuity) | path | {exact['value']:.3f} " in result.stdout
         png = eval_run / f"confusion-{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert datasets["test"]["split"] == "test" and datasets["test"]["fixed_set"] is True
@@ -101,8 +104,9 @@ def fake_result(name, *, sanity, sortable, baseline_sortable=None, n_puzzles=300
     scored_baselines = {}
     if baseline_sortable is not None:
         baseline_scores, baseline_right = scores_and_right(baseline_sortable)
+        baseline_order = decoding.decode(baseline_scores, method="hungarian")
         scored_baselines["continuity"] = BaselineResult(
-            metrics.score_puzzles(baseline_scores, order), metrics.mcnemar_p_value(model_right, baseline_right)
+            metrics.score_orders(baseline_order, order), metrics.mcnemar_p_value(model_right, baseline_right)
         )
     return DatasetResult(
         name, sanity, {"kind": name}, metrics.score_puzzles(scores, order), np.eye(3, dtype=np.int64),
@@ -148,7 +152,8 @@ def test_cli_exit_1_prints_the_table_and_names_the_leaking_set(monkeypatch, tmp_
 def test_bonferroni_counts_every_dataset_evaluated():
     # p = 0.004: above chance alone (0.004 < 0.01), at chance among three datasets (0.004 > 0.01 / 3).
     result = fake_result("tone", sanity=True, sortable=False)
-    result.scores["hungarian"]["p_value"] = 0.004
+    hungarian = dataclasses.replace(result.scores.decodings["hungarian"], p_value=0.004)
+    result.scores = dataclasses.replace(result.scores, decodings={**result.scores.decodings, "hungarian": hungarian})
     alone = EvalReport(run_dir=Path("r"), datasets=[result])
     assert alone.exit_code == 1
     others = [fake_result("test", sanity=False, sortable=False), fake_result("noise", sanity=True, sortable=False)]
@@ -173,7 +178,7 @@ def test_baseline_that_sorts_a_sanity_set_never_changes_the_exit_code():
     lines = report.lines()
     assert any(line.startswith("test: the model beats the continuity baseline (exact 1.000 vs ") for line in lines)
     assert any(line.startswith("brown: the model does not beat the continuity baseline (exact ") for line in lines)
-    assert sum(line.startswith("| brown (continuity) | hungarian | 1.000 ") for line in lines) == 1
+    assert sum(line.startswith("| brown (continuity) | path | 1.000 ") for line in lines) == 1
     assert sum(line.startswith("| brown | ") for line in lines) == 2
 
 
@@ -206,7 +211,7 @@ def test_score_dataset_pairs_the_model_with_the_baseline_on_the_same_puzzles():
     scoring = dict(name="noise", sanity=True, source={"kind": "noise"}, batch_size=64)
     result = score_dataset(puzzles, model, **scoring, sample_rate=16000)
     baseline = result.baselines["continuity"]
-    right = baseline.scores["hungarian"]["exact_correct_count"]
+    right = baseline.scores.decodings["path"].exact_correct_count
     # The model is right on all 300 puzzles, the baseline on `right`: McNemar sees 300 - right discordant pairs.
     assert baseline.model_better_p_value == pytest.approx(0.5 ** (300 - right))
     assert 20 <= right <= 80  # white noise: about 300 / 6

@@ -140,7 +140,7 @@ def test_a_run_grows_n_as_scheduled_and_validates_at_the_final_n(music_corpus, t
     assert model.input_shape[1] is None
     # audiosort eval takes the any-n model on the run's 4-chunk test puzzles.
     report = evaluate(run_dir, sanity=(), n_puzzles=50)
-    assert report.datasets[0].scores["n_chunks"] == 4
+    assert report.datasets[0].scores.n_chunks == 4
 
 
 def test_a_schedule_that_ends_away_from_puzzle_n_is_refused(music_corpus, tmp_path):

@@ -16,7 +16,7 @@ def _eval_entry(exact, continuity):
     return {
         "hungarian": {"exact_accuracy": {"value": exact, "low": exact - 0.02, "high": exact + 0.02}},
         "chance": {"exact_accuracy": 1 / 6},
-        "baselines": {"continuity": {"hungarian": {"exact_accuracy": {"value": continuity}}}},
+        "baselines": {"continuity": {"path": {"exact_accuracy": {"value": continuity}}}},
     }
 
 

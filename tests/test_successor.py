@@ -176,14 +176,20 @@ def test_a_successor_run_grows_n_and_eval_and_listen_decode_its_paths(music_corp
     run_dir = train(config, runs_dir=tmp_path, verbose=0)
     history = (run_dir / "history.csv").read_text()
     assert "successor_accuracy" in history and "val_exact_accuracy" in history
+    # Each epoch also logs val decoded as eval decodes a successor head: its best path.
+    assert "val_path_exact_accuracy" in history and "val_path_kendall_tau" in history and "val_hungarian" not in history
     report = evaluate(run_dir, sanity=("noise",), n_puzzles=40)
     test = report.datasets[0].scores
-    assert test["n_chunks"] == 4 and test["n_puzzles"] == 40
-    assert -1.0 <= test["hungarian"]["kendall_tau"]["value"] <= 1.0
+    assert test.n_chunks == 4 and test.n_puzzles == 40
+    assert -1.0 <= test.decodings["path"].kendall_tau.value <= 1.0
+    # Decoded by path search: one row, named "path", not two identical rows named argmax and hungarian.
+    assert list(test.decodings) == ["path"] and report.to_dict()["verdict_decoding"] == "path"
+    assert sum(line.startswith("| test | ") for line in report.lines()) == 1
+    assert any(line.startswith("| test | path | ") for line in report.lines())
     assert "continuity" in report.to_dict()["datasets"]["test"]["baselines"]
     # The any-n model sorts puzzles of another n; a fixed-n model refuses to (tiny_run: 3 chunks).
     six = evaluate(run_dir, sanity=(), n_puzzles=20, n_chunks=6).datasets[0].scores
-    assert six["n_chunks"] == 6 and six["n_puzzles"] == 20
+    assert six.n_chunks == 6 and six.n_puzzles == 20
     song = write_music_files(tmp_path / "songs", 1, seconds=3.0)[0]
     result = listen(run_dir, song, out=tmp_path / "listen", start_seconds=1.0)
     assert sorted(result.predicted.tolist()) == [0, 1, 2, 3]

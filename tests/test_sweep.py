@@ -7,10 +7,12 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import psutil
 import pytest
 import yaml
 
+from audiosort import metrics
 from audiosort.errors import ConfigError, InputError
 from audiosort.sweep import load_sweep, run_sweep
 from audiosort.sweep.report import collect_row
@@ -103,9 +105,10 @@ def test_plot_axis_must_be_a_grid_key(tmp_path, music_corpus):
 
 
 def _eval_entry(*, sanity, verdict, exact):
-    scores = {"exact_accuracy": {"value": exact}, "position_accuracy": {"value": exact}, "kendall_tau": {"value": 0.0}}
-    chance = {"exact_accuracy": 1 / 6, "position_accuracy": 1 / 3}
-    return {"sanity": sanity, "verdict": verdict, "hungarian": scores, "chance": chance}
+    """An eval.json dataset entry whose model puts ``exact`` of 100 puzzles of 3 in exact order."""
+    order = np.tile([0, 1, 2], (100, 1))
+    predicted = np.where(np.arange(100)[:, None] < round(exact * 100), order, [1, 0, 2])
+    return {"sanity": sanity, "verdict": verdict, **metrics.score_orders(predicted, order, decoding="hungarian").to_dict()}
 
 
 def test_results_row_names_the_sanity_sets_eval_found_above_chance(tmp_path, music_corpus):

@@ -18,6 +18,7 @@ import numpy as np
 from audiosort import _files
 from audiosort.config import closest_key
 from audiosort.errors import InputError
+from audiosort.metrics import PuzzleScores
 from audiosort.sweep.grid import Sweep, SweepRun, yaml_scalar
 
 
@@ -97,7 +98,10 @@ class SweepReport:
                 row["status"] + (f": {row['error']}" if row.get("error") else ""),
             ]
             lines.append("| " + " | ".join(cells) + " |")
-        lines += ["", "Scores on held-out tracks, hungarian decoding. probe:<task>:<features> is linear-probe accuracy."]
+        lines += [
+            "", "Scores on held-out tracks, each run's order decoding (hungarian; path for a successor head). "
+            "probe:<task>:<features> is linear-probe accuracy.",
+        ]
         return lines
 
 
@@ -109,7 +113,7 @@ def collect_row(folder: Path, run: SweepRun, sweep: Sweep) -> dict:
     dict
         ``run``, ``values``, and where present: ``exact_accuracy``,
         ``exact_chance``, ``position_accuracy``, ``position_chance``,
-        ``kendall_tau`` (hungarian, eval split), ``continuity_exact_accuracy``,
+        ``kendall_tau`` (order decoding, eval split), ``continuity_exact_accuracy``,
         ``sanity_above_chance`` (names joined by "+", or "none"),
         ``probe:<task>:<features>``, ``val_exact_accuracy``,
         ``train_seconds``; ``status`` ("done", "failed", "pending") and ``error``.
@@ -118,21 +122,22 @@ def collect_row(folder: Path, run: SweepRun, sweep: Sweep) -> dict:
     row = {"run": run.name, "values": run.values}
     metrics = read_json(run_dir / "metrics.json")
     if metrics:
-        row["val_exact_accuracy"] = metrics["val"]["hungarian"]["exact_accuracy"]["value"]
+        row["val_exact_accuracy"] = PuzzleScores.from_dict(metrics["val"]).verdict_scores.exact_accuracy.value
         row["train_seconds"] = metrics.get("train_seconds_this_session")
     report = read_json(run_dir / "eval.json")
     if report:
         datasets = report["datasets"]
         scored = datasets.get(sweep.eval["split"]) or next(iter(datasets.values()))
-        best = scored["hungarian"]
-        row["exact_accuracy"] = best["exact_accuracy"]["value"]
-        row["exact_chance"] = scored["chance"]["exact_accuracy"]
-        row["position_accuracy"] = best["position_accuracy"]["value"]
-        row["position_chance"] = scored["chance"]["position_accuracy"]
-        row["kendall_tau"] = best["kendall_tau"]["value"]
+        model = PuzzleScores.from_dict(scored)
+        best = model.verdict_scores
+        row["exact_accuracy"] = best.exact_accuracy.value
+        row["exact_chance"] = model.chance.exact_accuracy
+        row["position_accuracy"] = best.position_accuracy.value
+        row["position_chance"] = model.chance.position_accuracy
+        row["kendall_tau"] = best.kendall_tau.value
         baseline = scored.get("baselines", {}).get("continuity")
         if baseline:
-            row["continuity_exact_accuracy"] = baseline["hungarian"]["exact_accuracy"]["value"]
+            row["continuity_exact_accuracy"] = PuzzleScores.from_dict(baseline).verdict_scores.exact_accuracy.value
         leaking = [name for name, entry in datasets.items() if entry.get("sanity") and entry["verdict"] == "above_chance"]
         row["sanity_above_chance"] = "+".join(leaking) or "none"
     probes = (read_json(run_dir / "probe.json") or {}).get("tasks", {})
