@@ -51,6 +51,11 @@ def test_train_writes_a_complete_run_folder(music_corpus, tmp_path):
     saved = keras.saving.load_model(run_dir / "model.keras")
     correct = metrics.exact_correct(decoding.decode(saved.predict(val_set.chunks, verbose=0), method="hungarian"), val_set.order)
     assert val["hungarian"]["exact_correct_count"] == int(np.sum(correct))
+    # Each epoch logs val decoded as eval decodes it (hungarian), with chance, not only argmax's exact order:
+    # after the last epoch it is the saved model's score.
+    assert float(rows[-1]["val_hungarian_exact_accuracy"]) == pytest.approx(val["hungarian"]["exact_accuracy"]["value"])
+    assert float(rows[-1]["val_hungarian_kendall_tau"]) == pytest.approx(val["hungarian"]["kendall_tau"]["value"])
+    assert float(rows[0]["val_exact_chance"]) == pytest.approx(1 / 6)
 
 
 def test_saved_model_and_encoder_reload_with_identical_outputs(music_corpus, tmp_path):
