@@ -26,11 +26,11 @@ from pathlib import Path
 import yaml
 
 from audiosort.errors import ConfigError
+from audiosort.heads import HEADS
 
 PAD_MODES = ("per_gap", "shared", "fixed")
 POOLINGS = ("global", "flatten", "time")
 ENCODER_TYPES = ("mlp", "conv1d", "logmel", "logmel_resnet")
-SORTER_TYPES = ("mlp", "attention", "pairwise", "precedence", "rank", "successor")
 NORMALIZATIONS = ("softmax", "sinkhorn")
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
@@ -157,17 +157,15 @@ class SorterConfig:
     sinkhorn_iterations: int = 20
 
     def __post_init__(self):
-        _check(self.type in SORTER_TYPES, "model.sorter.type", self.type, f"must be one of {SORTER_TYPES}")
+        _check(self.type in HEADS, "model.sorter.type", self.type, f"must be one of {tuple(HEADS)}")
         _check(
             self.normalization in NORMALIZATIONS,
             "model.sorter.normalization",
             self.normalization,
             f"must be one of {NORMALIZATIONS}",
         )
-        # The rank head's loss reads its times back from row log-softmax differences, which Sinkhorn would change;
-        # the successor head's loss normalizes the rows and the columns of its logits itself.
         _check(
-            self.type not in ("rank", "successor") or self.normalization == "softmax",
+            not HEADS[self.type].softmax_only or self.normalization == "softmax",
             "model.sorter.normalization", self.normalization, f"must be softmax for model.sorter.type {self.type!r}",
         )
         for name in ("hidden_units", "attention_layers", "attention_heads", "sinkhorn_iterations"):
@@ -194,7 +192,7 @@ class TrainConfig:
     jit_compile: bool | str = "auto"  # true | false | auto (Keras decides)
     # Curriculum: "epoch:n,epoch:n,...", train on n chunks from that epoch on (e.g. "0:5,4:10,8:20"); it must
     # start at epoch 0 and end at puzzle.n_chunks (the n of val/test). Empty: puzzle.n_chunks throughout.
-    # Needs a sorter with no weight sized by n (rank, successor).
+    # Needs a sorter with no weight sized by n (a head with any_n in audiosort.heads: rank, successor).
     n_chunks_schedule: str = ""
 
     def __post_init__(self):

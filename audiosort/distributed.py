@@ -21,7 +21,8 @@ import numpy as np
 
 from audiosort.data.puzzles import Puzzles
 from audiosort.errors import ConfigError
-from audiosort.models.objectives import exact_order_accuracy
+from audiosort.heads import head_of
+from audiosort.metrics import ORDER_DECODINGS
 
 
 def cluster_role() -> tuple[int, int]:
@@ -102,13 +103,14 @@ def fit_multi_worker(
       worker's replicas one slice each a step, so a step trains on
       ``batch_size`` puzzles over the whole cluster, the same global batch as
       on one machine.
-    - Step: the per-puzzle loss (mean row cross-entropy, as ``compile`` uses)
-      is divided by the global batch; the optimizer sums the gradients over
-      all replicas. The trainable weights stay identical on every worker;
+    - Step: the per-puzzle loss (the mean of the terms of the head's loss, as
+      ``compile`` got it) is divided by the global batch; the optimizer sums
+      the gradients over all replicas. The trainable weights stay identical on every worker;
       BatchNormalization's moving statistics are each replica's own estimate,
       as under ``MirroredStrategy``.
     - Logs: after each step the callbacks get that step's all-reduced
-      ``loss`` and metrics; after each epoch, the epoch's means and the val
+      ``loss`` and the head's per-puzzle metrics (its registry entry,
+      :func:`audiosort.heads.head_of`); after each epoch, the epoch's means and the val
       means (each replica scores its share of the val puzzles; the sums are
       all-reduced), under the names ``fit`` uses. Every worker thus logs the
       same history and takes the same early-stopping decision.
@@ -131,20 +133,16 @@ def fit_multi_worker(
 
     with strategy.scope():
         model.optimizer.build(model.trainable_variables)
-    row_loss = model.loss  # the sorter's own loss (sorting_loss), as compile got it
-    names = ["loss", "exact_accuracy", "position_accuracy"]
+    head_loss = model.loss  # the head's own loss, as compile got it
+    head_metrics = head_of(model).metrics()
+    names = ["loss", *head_metrics]
 
     def puzzle_stats(chunks, order, training):
-        """Per puzzle: loss (nats, mean over rows), exact order (0 or 1), position accuracy: (b, 3) float32."""
-        log_probs = tf.cast(model(chunks, training=training), tf.float32)
-        return tf.stack(
-            [
-                tf.reduce_mean(row_loss.call(order, log_probs), axis=-1),
-                exact_order_accuracy(order, log_probs),
-                tf.reduce_mean(keras.metrics.sparse_categorical_accuracy(order, log_probs), axis=-1),
-            ],
-            axis=-1,
-        )
+        """Per puzzle: loss (mean of the loss terms), then each of the head's metrics: (b, len(names)) float32."""
+        outputs = tf.cast(model(chunks, training=training), tf.float32)
+        per_puzzle = [tf.reduce_mean(head_loss.call(order, outputs), axis=-1)]
+        per_puzzle += [tf.cast(metric(order, outputs), tf.float32) for metric in head_metrics.values()]
+        return tf.stack(per_puzzle, axis=-1)
 
     # The optimizer's gradient all-reduce stays outside XLA: XLA compiles no collective op on CPU.
     @tf.function(jit_compile=model.jit_compile)
@@ -162,7 +160,7 @@ def fit_multi_worker(
 
     @tf.function
     def train_step(iterator):
-        """Loss, exact and position accuracy of the step's global batch, the same on every worker: (3,)."""
+        """Loss and metrics of the step's global batch, the same on every worker: (len(names),)."""
         return strategy.reduce("SUM", strategy.run(replica_step, args=next(iterator)), axis=None)
 
     def replica_val_sums(chunks, order):
@@ -172,7 +170,7 @@ def fit_multi_worker(
 
     @tf.function
     def val_sums(chunks, order):
-        """Sums of loss, exact and position accuracy over the puzzles of one val batch: (3,)."""
+        """Sums of loss and metrics over the puzzles of one val batch: (len(names),)."""
         return strategy.reduce("SUM", strategy.run(replica_val_sums, args=(chunks, order)), axis=None)
 
     _, n_chunks, chunk_samples = val.chunks.shape
@@ -193,7 +191,7 @@ def fit_multi_worker(
     callback_list.on_train_begin()
     for epoch in range(epochs):
         callback_list.on_epoch_begin(epoch)
-        train_means = np.zeros(3)
+        train_means = np.zeros(len(names))
         for step in range(steps_per_epoch):
             callback_list.on_train_batch_begin(step)
             step_means = train_step(iterator).numpy()
@@ -205,14 +203,19 @@ def fit_multi_worker(
         val_means = sum((
             val_sums(val.chunks[start : start + batch_size], val.order[start : start + batch_size]).numpy()
             for start in range(0, len(val), batch_size)
-        ), np.zeros(3)) / len(val)
+        ), np.zeros(len(names))) / len(val)
         logs = dict(zip(names, map(float, train_means / steps_done)))
         logs.update({f"val_{name}": float(value) for name, value in zip(names, val_means)})
         callback_list.on_epoch_end(epoch, logs)
         if verbose:
+            # run_callbacks' DecodedValScores has added val scored as eval scores it (hungarian or path).
+            keys = {name: f"val_{name}_exact_accuracy" for name in ORDER_DECODINGS}
+            exact = [f"{name} {logs[key]:.3f}" for name, key in keys.items() if key in logs]
+            exact.append(f"argmax {logs['val_exact_accuracy']:.3f}")
+            chance = f" (chance {logs['val_exact_chance']:.3f})" if "val_exact_chance" in logs else ""
             print(
                 f"epoch {epoch + 1}/{epochs}: loss {logs['loss']:.4f}, val_loss {logs['val_loss']:.4f}, "
-                f"val exact {logs['val_exact_accuracy']:.3f}",
+                f"val exact {', '.join(exact)}{chance}",
                 flush=True,
             )
         if model.stop_training:

@@ -8,6 +8,8 @@ puzzle's edge, :class:`audiosort.models.layers.SuccessorLogits`); its order is
 the best Hamiltonian path through them, found by the search that decodes the
 continuity baseline (:func:`audiosort.decoding.best_paths`), and it is returned
 as certain position scores, which every decoding reads back as that order.
+Which applies is the ``decode`` of the model's head
+(:func:`audiosort.heads.head_of`).
 
 Example
 -------
@@ -21,7 +23,7 @@ import keras
 import numpy as np
 
 from audiosort import decoding, metrics
-from audiosort.models.build import predicts_successors
+from audiosort.heads import head_of
 
 
 def position_scores(model: keras.Model, chunks: np.ndarray, *, batch_size: int = 256, what: str = "these puzzles") -> np.ndarray:
@@ -54,26 +56,24 @@ def position_scores(model: keras.Model, chunks: np.ndarray, *, batch_size: int =
 def to_position_scores(model: keras.Model, outputs: np.ndarray, *, what: str = "these puzzles") -> np.ndarray:
     """What ``model`` output for some puzzles, as finite position log-probabilities ``(B, n, n)``.
 
-    Position log-probabilities pass through (with -inf clipped,
-    :func:`audiosort.decoding.finite_scores`); successor logits ``(B, n + 1,
-    n + 1)`` become the certain scores of their best path
-    (:func:`audiosort.decoding.best_successor_paths`). Raises InputError on NaN, as
-    :func:`position_scores`.
+    The outputs, with -inf clipped (:func:`audiosort.decoding.finite_scores`),
+    go through the ``decode`` of the model's head: position log-probabilities
+    pass through, successor logits ``(B, n + 1, n + 1)`` become the certain
+    scores of their best path (:func:`audiosort.decoding.best_successor_paths`).
+    Raises InputError on NaN, as :func:`position_scores`.
     """
-    scores = decoding.finite_scores(outputs, what=what)
-    if not predicts_successors(model):
-        return scores
-    return decoding.certain_scores(decoding.positions_of(decoding.best_successor_paths(scores)))
+    return head_of(model).decode(decoding.finite_scores(outputs, what=what))
 
 
 def decodings_of(model: keras.Model) -> tuple[str, ...]:
-    """How ``model``'s orders are decoded, the names eval and training give them.
+    """How ``model``'s orders are decoded, the names eval and training give them, read from its head's entry.
 
-    ``("argmax", "hungarian")`` for position log-probabilities
-    (:data:`audiosort.decoding.DECODINGS`); ``("path",)`` for a successor
-    head, whose order is its best path (:data:`audiosort.metrics.PATH_DECODING`).
+    ``("argmax", "hungarian")`` for a head that outputs position
+    log-probabilities (:data:`audiosort.decoding.DECODINGS`); ``("path",)`` for
+    one that outputs successors, whose order is its best path
+    (:data:`audiosort.metrics.PATH_DECODING`).
     """
-    return (metrics.PATH_DECODING,) if predicts_successors(model) else decoding.DECODINGS
+    return (metrics.PATH_DECODING,) if head_of(model).outputs == "successors" else decoding.DECODINGS
 
 
 def score_predictions(model: keras.Model, scores: np.ndarray, order: np.ndarray) -> metrics.PuzzleScores:

@@ -33,8 +33,8 @@ from audiosort.data.corpus import Corpus
 from audiosort.data.pipeline import prefetched_puzzle_batches
 from audiosort.data.puzzles import Puzzles, PuzzleSpec, TrackTable
 from audiosort.errors import AudiosortError, ConfigError, InputError
+from audiosort.heads import get_head
 from audiosort.models import build_model
-from audiosort.models.objectives import sorting_loss, sorting_metrics
 from audiosort.predict import score_predictions, to_position_scores
 
 
@@ -97,11 +97,6 @@ def train(
         raise ConfigError(
             f"TF_CONFIG names {n_workers} workers, but multi-worker training needs the TensorFlow backend, "
             f"not KERAS_BACKEND={keras.backend.backend()}"
-        )
-    if n_workers > 1 and config.model.sorter.type == "successor":
-        raise ConfigError(
-            f"TF_CONFIG names {n_workers} workers, and multi-worker training scores positions, which the "
-            "successor head does not output; train it on one worker"
         )
     if n_workers > 1 and resume:
         raise ConfigError(
@@ -445,7 +440,7 @@ class _ScalarLog(keras.callbacks.Callback):
 
 
 def val_scores(model: keras.Model, val: Puzzles, batch_size: int) -> np.ndarray:
-    """The model's outputs for ``val``: log-probabilities [shape=(B, n, n), dtype=float32] (successor head: (B, n + 1, n + 1) logits).
+    """The model's outputs for ``val``: log-probabilities [shape=(B, n, n), dtype=float32] (a successor head: (B, n + 1, n + 1) logits).
 
     Plain calls, batch by batch: under a multi-worker strategy they read this
     worker's copy of the weights, with no collective op (unlike ``model.predict``).
@@ -488,10 +483,11 @@ def compiled_model(
         learning_rate = config.train.learning_rate
         if config.train.lr_schedule == "cosine":
             learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=total_steps)
+        head = get_head(config.model.sorter.type)
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate),
-            loss=sorting_loss(config.model.sorter.type),
-            metrics=sorting_metrics(config.model.sorter.type),
+            loss=head.loss(),
+            metrics=head.compile_metrics(),
             jit_compile=config.train.jit_compile,
         )
     return model, encoder

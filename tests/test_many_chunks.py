@@ -16,9 +16,10 @@ from audiosort import decoding, metrics
 from audiosort.config import EncoderConfig, ModelConfig, SorterConfig, TrainConfig, load_config, n_chunks_schedule
 from audiosort.errors import ConfigError
 from audiosort.evaluate import evaluate
+from audiosort.heads import HEADS
 from audiosort.models import build_model, build_sorter
 from audiosort.models.layers import TimePositionScores
-from audiosort.models.objectives import PlackettLuceLoss, sorting_loss
+from audiosort.models.objectives import PlackettLuceLoss
 from audiosort.train import train
 from conftest import TINY_TRAIN, run_under_jax
 
@@ -102,7 +103,7 @@ def test_tiny_rank_model_learns_a_drift_on_few_chunks_and_sorts_more():
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     model, _ = build_model(rank_model_config(), n_chunks=None, chunk_samples=CHUNK_SAMPLES, sample_rate=SAMPLE_RATE)
-    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=sorting_loss("rank"))
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=HEADS["rank"].loss())
     for n_chunks in (3, 5):
         chunks, order = drifting_puzzles(rng, 2048, n_chunks)
         model.fit(chunks, order, batch_size=32, verbose=0)
@@ -155,11 +156,11 @@ _JAX_RANK_CHECK = textwrap.dedent(
     """
     import keras, numpy as np
     from audiosort.models import build_model
-    from audiosort.models.objectives import sorting_loss
+    from audiosort.heads import HEADS
     from test_many_chunks import CHUNK_SAMPLES, SAMPLE_RATE, drifting_puzzles, rank_model_config
     assert keras.backend.backend() == "jax", keras.backend.backend()
     model, _ = build_model(rank_model_config(), n_chunks=None, chunk_samples=CHUNK_SAMPLES, sample_rate=SAMPLE_RATE)
-    model.compile(optimizer="adam", loss=sorting_loss("rank"))
+    model.compile(optimizer="adam", loss=HEADS["rank"].loss())
     rng = np.random.default_rng(0)
     for n_chunks in (3, 6):
         chunks, order = drifting_puzzles(rng, 64, n_chunks)

@@ -15,9 +15,10 @@ import librosa
 import numpy as np
 import pytest
 
-from audiosort.config import ENCODER_TYPES, NORMALIZATIONS, SORTER_TYPES, EncoderConfig, ModelConfig, SorterConfig
+from audiosort.config import ENCODER_TYPES, NORMALIZATIONS, EncoderConfig, ModelConfig, SorterConfig
 from audiosort.errors import ConfigError
-from audiosort.models import ENCODERS, SORTERS, build_encoder, build_model, build_sorter
+from audiosort.heads import HEADS, PAIRWISE_MAX_CHUNKS
+from audiosort.models import ENCODERS, build_encoder, build_model, build_sorter
 from audiosort.models import NORMALIZATIONS as NORMALIZATION_LAYERS
 from audiosort.models.layers import (
     ExpectedRankScores,
@@ -54,14 +55,15 @@ def random_chunks(rng: np.random.Generator, batch: int, n_chunks: int = N_CHUNKS
 
 def test_registries_offer_exactly_the_names_config_accepts():
     assert tuple(ENCODERS) == ENCODER_TYPES
-    assert tuple(SORTERS) == SORTER_TYPES
     assert tuple(NORMALIZATION_LAYERS) == NORMALIZATIONS
+    # The pairwise head's limit in the registry is the one its enumerating layer enforces.
+    assert PAIRWISE_MAX_CHUNKS == PermutationMarginals.MAX_ENUMERATED_CHUNKS
 
 
 # The rank head reads its times from softmax rows, so it takes no Sinkhorn (SorterConfig refuses it); the
 # successor head outputs no positions (tests/test_successor.py, and the test below).
 VALID_COMBINATIONS = [
-    names for names in itertools.product(ENCODER_TYPES, SORTER_TYPES, NORMALIZATIONS)
+    names for names in itertools.product(ENCODER_TYPES, HEADS, NORMALIZATIONS)
     if names[1:] != ("rank", "sinkhorn") and names[1] != "successor"
 ]
 

@@ -15,11 +15,11 @@ from audiosort import decoding, metrics
 from audiosort.config import EncoderConfig, ModelConfig, SorterConfig, load_config
 from audiosort.errors import ConfigError, InputError
 from audiosort.evaluate import evaluate
+from audiosort.heads import HEADS, head_of
 from audiosort.listen import listen
 from audiosort.models import build_model, build_sorter
-from audiosort.models.build import predicts_successors
 from audiosort.models.layers import SuccessorLogits
-from audiosort.models.objectives import SuccessorLoss, sorting_loss, sorting_metrics, successor_targets
+from audiosort.models.objectives import SuccessorLoss, successor_targets
 from audiosort.predict import position_scores
 from audiosort.train import train
 from conftest import TINY_TRAIN, run_under_jax, write_music_files
@@ -120,7 +120,7 @@ def test_the_path_decoder_agrees_with_brute_force_over_all_orders():
 
 def test_one_successor_model_takes_any_n_and_is_permutation_equivariant():
     model, _ = build_model(successor_model_config(), n_chunks=None, chunk_samples=CHUNK_SAMPLES, sample_rate=SAMPLE_RATE)
-    assert predicts_successors(model)
+    assert head_of(model) is HEADS["successor"] and head_of(model).outputs == "successors"
     rng = np.random.default_rng(4)
     for n_chunks in (2, 5, 13):
         chunks = rng.integers(-3000, 3000, size=(3, n_chunks, CHUNK_SAMPLES)).astype(np.int16)
@@ -141,7 +141,7 @@ def test_tiny_successor_model_learns_joins_on_few_chunks_and_sorts_more():
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     model, _ = build_model(successor_model_config(), n_chunks=None, chunk_samples=CHUNK_SAMPLES, sample_rate=SAMPLE_RATE)
-    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=sorting_loss("successor"), metrics=sorting_metrics("successor"))
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=HEADS["successor"].loss(), metrics=HEADS["successor"].compile_metrics())
     for n_chunks in (4, 6):
         chunks, order = stepping_puzzles(rng, 2048, n_chunks)
         model.fit(chunks, order, batch_size=32, verbose=0)
@@ -200,12 +200,12 @@ _JAX_SUCCESSOR_CHECK = textwrap.dedent(
     """
     import keras, numpy as np
     from audiosort.models import build_model
-    from audiosort.models.objectives import sorting_loss, sorting_metrics
+    from audiosort.heads import HEADS
     from audiosort.predict import position_scores
     from test_successor import CHUNK_SAMPLES, SAMPLE_RATE, stepping_puzzles, successor_model_config
     assert keras.backend.backend() == "jax", keras.backend.backend()
     model, _ = build_model(successor_model_config(), n_chunks=None, chunk_samples=CHUNK_SAMPLES, sample_rate=SAMPLE_RATE)
-    model.compile(optimizer="adam", loss=sorting_loss("successor"), metrics=sorting_metrics("successor"))
+    model.compile(optimizer="adam", loss=HEADS["successor"].loss(), metrics=HEADS["successor"].compile_metrics())
     rng = np.random.default_rng(0)
     for n_chunks in (3, 6):
         chunks, order = stepping_puzzles(rng, 64, n_chunks)

@@ -264,13 +264,15 @@ def free_ports(count):
 
 
 @pytest.mark.slow
-def test_two_workers_train_one_model_and_only_the_chief_writes_the_run_folder(music_corpus, tmp_path):
+@pytest.mark.parametrize("sorter, metric", [("mlp", "position_accuracy"), ("successor", "successor_accuracy")])
+def test_two_workers_train_one_model_and_only_the_chief_writes_the_run_folder(music_corpus, tmp_path, sorter, metric):
     addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    head = f"model.sorter.type={sorter}"
     script = (
         "import json, sys, keras, numpy as np, audiosort\n"
         "from audiosort.config import load_config\n"
         "from audiosort.train import train\n"
-        f"cfg = load_config(None, {['name=multi', f'data.corpus={music_corpus}', *TINY_TRAIN]!r})\n"
+        f"cfg = load_config(None, {['name=multi', f'data.corpus={music_corpus}', *TINY_TRAIN, head]!r})\n"
         "run = train(cfg, runs_dir=sys.argv[1], verbose=0)\n"
         "model = keras.saving.load_model(run / 'model.keras')\n"
         "checksum = sum(float(np.sum(keras.ops.convert_to_numpy(w), dtype=np.float64)) for w in model.trainable_weights)\n"
@@ -311,10 +313,11 @@ def test_two_workers_train_one_model_and_only_the_chief_writes_the_run_folder(mu
     with open(run_dir / "history.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(row["epoch"]) for row in rows] == [0, 1]
-    assert {"loss", "exact_accuracy", "val_loss", "val_exact_accuracy", "val_position_accuracy"} <= set(rows[0])
+    # Each head's own metrics (its registry entry), on every worker.
+    assert {"loss", "exact_accuracy", metric, "val_loss", "val_exact_accuracy", f"val_{metric}"} <= set(rows[0])
 
     # One policy for both training paths: fit on one machine writes the same files and history columns.
-    single = train(tiny_config(music_corpus, "multi"), runs_dir=tmp_path / "single", verbose=0)
+    single = train(tiny_config(music_corpus, "multi", head), runs_dir=tmp_path / "single", verbose=0)
     assert layout(single) == layout(run_dir)
     with open(single / "history.csv") as f:
         assert next(csv.reader(f)) == list(rows[0])

@@ -1,4 +1,4 @@
-"""The sorting network in Keras 3: chunk encoders, sorter heads, normalizations.
+"""The sorting network in Keras 3: chunk encoders, sorter heads (:mod:`audiosort.heads`), normalizations.
 
 Importing this package registers audiosort's custom layers (package
 "audiosort"), which ``keras.saving.load_model`` needs to reload a saved model
@@ -9,6 +9,6 @@ under the TensorFlow and JAX backends alike.
 from audiosort.models import layers
 from audiosort.models.build import NORMALIZATIONS, build_model
 from audiosort.models.encoders import ENCODERS, build_encoder
-from audiosort.models.sorters import SORTERS, build_sorter
+from audiosort.models.sorters import build_sorter
 
-__all__ = ["ENCODERS", "NORMALIZATIONS", "SORTERS", "build_encoder", "build_model", "build_sorter", "layers"]
+__all__ = ["ENCODERS", "NORMALIZATIONS", "build_encoder", "build_model", "build_sorter", "layers"]

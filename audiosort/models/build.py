@@ -21,6 +21,7 @@ import keras
 from audiosort.config import NORMALIZATIONS as NORMALIZATION_NAMES
 from audiosort.config import ModelConfig, SorterConfig
 from audiosort.errors import ConfigError
+from audiosort.heads import get_head, model_name
 from audiosort.models.encoders import build_encoder
 from audiosort.models.layers import FoldSlots, RowLogSoftmax, Sinkhorn, UnfoldSlots
 from audiosort.models.sorters import build_sorter
@@ -36,10 +37,6 @@ def _sinkhorn(cfg: SorterConfig) -> keras.layers.Layer:
     return Sinkhorn(cfg.sinkhorn_iterations, dtype="float32", name="log_probs")
 
 
-# The successor head's output layer: what predicts_successors looks for in a (loaded) model.
-SUCCESSOR_OUTPUT = "successor_logits"
-
-
 # The names live once, in config.NORMALIZATIONS (which stays free of Keras); each has its layer maker _<name> here.
 NORMALIZATIONS = {name: globals()[f"_{name}"] for name in NORMALIZATION_NAMES}
 
@@ -51,9 +48,9 @@ def build_model(model_cfg: ModelConfig, *, n_chunks: int, chunk_samples: int, sa
     ----------
     model_cfg : ModelConfig
         ``encoder.type``, ``sorter.type`` and ``sorter.normalization`` pick the
-        parts by name (see ``ENCODERS``, ``SORTERS``, ``NORMALIZATIONS``).
+        parts by name (see ``ENCODERS``, :data:`audiosort.heads.HEADS`, ``NORMALIZATIONS``).
     n_chunks : int >= 2 or None
-        Chunks per puzzle, n. None: any n (a head in ``ANY_N_SORTERS``); the
+        Chunks per puzzle, n. None: any n (a head with ``any_n``); the
         model then takes puzzles of any size, for a run whose n grows.
     chunk_samples : int > 0
         Chunk length L, in samples.
@@ -65,8 +62,10 @@ def build_model(model_cfg: ModelConfig, *, n_chunks: int, chunk_samples: int, sa
     model : keras.Model
         Input ``[shape=(B, n_chunks, chunk_samples), dtype=int16]``, output
         ``[shape=(B, n_chunks, n_chunks), float32]`` row-normalized
-        log-probabilities; for the successor head ``[shape=(B, n_chunks + 1,
-        n_chunks + 1)]`` logits (:func:`predicts_successors`). Not compiled.
+        log-probabilities; for a head that outputs successors ``[shape=(B,
+        n_chunks + 1, n_chunks + 1)]`` logits. Named after its head
+        (:func:`audiosort.heads.model_name`), which is how
+        :func:`audiosort.heads.head_of` knows a loaded model's head. Not compiled.
     encoder : keras.Model
         The shared chunk encoder (also ``model.get_layer("encoder")``): input
         ``[shape=(B, chunk_samples), dtype=int16]``, output
@@ -89,17 +88,10 @@ def build_model(model_cfg: ModelConfig, *, n_chunks: int, chunk_samples: int, sa
     folded = encoder(FoldSlots(name="fold_slots")(chunks))
     unfold = UnfoldSlots(n_chunks, name="unfold_slots")
     embeddings = unfold(folded) if n_chunks is not None else unfold([folded, chunks])
-    if sorter_cfg.type == "successor":
+    name = model_name(sorter_cfg.type)
+    if get_head(sorter_cfg.type).outputs == "successors":
         # No position scores to normalize: its loss normalizes rows and columns of the logits itself.
-        return keras.Model(chunks, keras.layers.Identity(name=SUCCESSOR_OUTPUT)(sorter(embeddings)), name="audiosort"), encoder
+        return keras.Model(chunks, keras.layers.Identity(name="successor_logits")(sorter(embeddings)), name=name), encoder
     log_probs = NORMALIZATIONS[sorter_cfg.normalization](sorter_cfg)(sorter(embeddings))
-    return keras.Model(chunks, log_probs, name="audiosort"), encoder
+    return keras.Model(chunks, log_probs, name=name), encoder
 
-
-def predicts_successors(model: keras.Model) -> bool:
-    """Whether a sorting model outputs successor logits ``(B, n + 1, n + 1)`` rather than position log-probabilities.
-
-    Anything else with a ``predict`` (no Keras layers) is taken to output positions.
-    """
-    layers = getattr(model, "layers", None)
-    return bool(layers) and layers[-1].name == SUCCESSOR_OUTPUT

@@ -1,9 +1,11 @@
-"""Loss and training metrics of the sorting task, in keras.ops.
+"""Losses and training metrics of the sorter heads, in keras.ops.
 
 The model outputs row-normalized log-probabilities ``[shape=(B, n, n)]``
 (row i: where the chunk in slot i belongs), or, for the successor head,
 "what follows what" logits ``[shape=(B, n + 1, n + 1)]``; labels are
-``order [shape=(B, n)]``.
+``order [shape=(B, n)]``. Which head trains with which is its entry in
+:data:`audiosort.heads.HEADS`; every metric gives one value per puzzle,
+``(B,)``, so that a multi-worker loop can sum them as ``fit`` averages them.
 Registered under package "audiosort" so a saved, compiled model reloads.
 """
 
@@ -13,19 +15,8 @@ import keras
 from keras import ops
 
 
-def sorting_loss(sorter_type: str = "mlp") -> keras.losses.Loss:
-    """The training loss of a sorter head: ``loss.call(order, log_probs)`` gives ``(B, n)`` terms to average.
-
-    Mean cross-entropy of the rows against ``order`` (log-probs are valid
-    logits), plus, for the rank head, the Plackett-Luce likelihood of the
-    order (:class:`PlackettLuceLoss`); for the successor head, whose output is
-    not positions, the cross-entropy of its successor rows and columns
-    (:class:`SuccessorLoss`).
-    """
-    if sorter_type == "rank":
-        return PlackettLuceLoss()
-    if sorter_type == "successor":
-        return SuccessorLoss()
+def row_cross_entropy() -> keras.losses.Loss:
+    """The position heads' loss: mean cross-entropy of the rows against ``order`` (log-probs are valid logits)."""
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True, name="row_cross_entropy")
 
 
@@ -143,18 +134,18 @@ def exact_order_accuracy(order, log_probs):
     return ops.cast(ops.all(right, axis=-1), "float32")
 
 
-def sorting_metrics(sorter_type: str = "mlp") -> list:
-    """Position accuracy (per slot, argmax decoding) and exact-order accuracy (per puzzle).
+@keras.saving.register_keras_serializable(package="audiosort")
+def position_accuracy(order, log_probs):
+    """Fraction of the n slots whose row argmax is their true position, per puzzle: ``(B,)``."""
+    predicted = ops.argmax(log_probs, axis=-1)
+    return ops.mean(ops.cast(ops.equal(predicted, ops.cast(order, predicted.dtype)), "float32"), axis=-1)
 
-    The successor head reports successor accuracy (per row) in place of
-    position accuracy, and exact order when every row's argmax is right.
-    """
-    if sorter_type == "successor":
-        return [
-            keras.metrics.MeanMetricWrapper(successor_row_accuracy, name="successor_accuracy"),
-            keras.metrics.MeanMetricWrapper(successor_exact_accuracy, name="exact_accuracy"),
-        ]
-    return [
-        keras.metrics.SparseCategoricalAccuracy(name="position_accuracy"),
-        keras.metrics.MeanMetricWrapper(exact_order_accuracy, name="exact_accuracy"),
-    ]
+
+def position_metrics() -> dict:
+    """The position heads' metrics: position accuracy (per slot, argmax decoding) and exact-order accuracy."""
+    return {"position_accuracy": position_accuracy, "exact_accuracy": exact_order_accuracy}
+
+
+def successor_metrics() -> dict:
+    """The successor head's: successor accuracy (per row) and exact order (every row's argmax right)."""
+    return {"successor_accuracy": successor_row_accuracy, "exact_accuracy": successor_exact_accuracy}

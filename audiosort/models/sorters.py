@@ -1,13 +1,14 @@
 """Sorter heads: n chunk embeddings -> an n x n score matrix.
 
-Each builder returns a ``keras.Model`` named "sorter" with input
+:func:`build_sorter` returns a ``keras.Model`` named "sorter" with input
 ``[shape=(B, n, D)]`` (one embedding per slot) and output ``[shape=(B, n, n)]``
 raw scores, row i over the n temporal positions of the chunk in slot i. The
 row normalization (softmax or Sinkhorn) is applied after the head, in
 :mod:`audiosort.models.build`. The successor head is the exception: it
 outputs "slot j right after slot i" logits ``[shape=(B, n + 1, n + 1)]``,
-decoded as the best path (:mod:`audiosort.predict`). ``SORTERS`` maps the
-names users type in ``model.sorter.type`` to the builders.
+decoded as the best path (:mod:`audiosort.decoding`). Each ``build_<name>``
+here is the builder of one entry of :data:`audiosort.heads.HEADS`, which
+holds the rest of that head's contract (loss, metrics, limits on n, decoding).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from audiosort.config import SORTER_TYPES, SorterConfig
+from audiosort.config import SorterConfig
 from audiosort.errors import ConfigError
+from audiosort.heads import any_n_heads, get_head
 from audiosort.models.layers import (
     ExpectedRankScores, JoinMismatch, PairFeatures, PermutationMarginals, SuccessorLogits, TimePositionScores,
 )
@@ -24,9 +26,6 @@ from audiosort.models.layers import (
 MLP_NARROW_UNITS = 200  # the seed's third sorter layer
 ATTENTION_MIN_WIDTH = 64
 ATTENTION_MLP_RATIO = 2
-# The attention head names each slot's position among n by classification, which stayed at uniform
-# output at n = 20 (docs/many-chunks.md); above this n, rank and successor are the heads to use.
-ATTENTION_MAX_CHUNKS = 7
 
 
 def build_sorter(cfg: SorterConfig, *, n_chunks: int, embedding_dim: int) -> keras.Model:
@@ -35,10 +34,11 @@ def build_sorter(cfg: SorterConfig, *, n_chunks: int, embedding_dim: int) -> ker
     Parameters
     ----------
     cfg : SorterConfig
-        ``type`` picks the builder in ``SORTERS``; the other fields size it.
+        ``type`` picks the entry of :data:`audiosort.heads.HEADS`; the other fields size it.
     n_chunks : int >= 2 or None
-        Slots per puzzle, n. None builds a head for any n (only the heads in
-        ``ANY_N_SORTERS``), for a run whose n grows (``train.n_chunks_schedule``).
+        Slots per puzzle, n, at most the head's ``max_n``. None builds a head
+        for any n (only heads with ``any_n``), for a run whose n grows
+        (``train.n_chunks_schedule``).
     embedding_dim : int > 0
         Width D of each chunk embedding.
 
@@ -52,22 +52,26 @@ def build_sorter(cfg: SorterConfig, *, n_chunks: int, embedding_dim: int) -> ker
     ------
     ConfigError
         Unknown ``cfg.type``; the message lists the valid names. ``n_chunks``
-        None for a head whose weights depend on n.
+        None for a head whose weights depend on n, or above the head's ``max_n``.
     """
-    if cfg.type not in SORTERS:
-        raise ConfigError(f"model.sorter.type = {cfg.type!r} is not one of {sorted(SORTERS)}")
-    if n_chunks is None and cfg.type not in ANY_N_SORTERS:
+    head = get_head(cfg.type)
+    if n_chunks is None and not head.any_n:
         raise ConfigError(
-            f"model.sorter.type = {cfg.type!r} is built for one n; a run whose n grows needs one of {sorted(ANY_N_SORTERS)}"
+            f"model.sorter.type = {cfg.type!r} is built for one n; a run whose n grows needs one of {any_n_heads()}"
         )
     if n_chunks is not None and n_chunks < 2:
         raise ConfigError(f"n_chunks = {n_chunks!r} must be >= 2")
+    if n_chunks is not None and head.max_n is not None and n_chunks > head.max_n:
+        raise ConfigError(
+            f"model.sorter.type = {cfg.type!r} {head.max_n_reason}: n_chunks must be <= {head.max_n}, "
+            f"got {n_chunks}; use {' or '.join(map(repr, any_n_heads()))}"
+        )
     embeddings = keras.Input((n_chunks, embedding_dim), name="embeddings")
-    scores = SORTERS[cfg.type](embeddings, cfg, n_chunks=n_chunks)
+    scores = head.build(embeddings, cfg, n_chunks=n_chunks)
     return keras.Model(embeddings, scores, name="sorter")
 
 
-def _mlp(embeddings, cfg: SorterConfig, *, n_chunks: int):
+def build_mlp(embeddings, cfg: SorterConfig, *, n_chunks: int):
     """The seed's head: all n embeddings concatenated, Dense(hidden) x2, Dense(200), Dense(n*n).
 
     It sees the slots in a fixed order, so it must learn the same sorting rule
@@ -82,7 +86,7 @@ def _mlp(embeddings, cfg: SorterConfig, *, n_chunks: int):
     return layers.Reshape((n_chunks, n_chunks), name="scores")(x)
 
 
-def _attention(embeddings, cfg: SorterConfig, *, n_chunks: int):
+def build_attention(embeddings, cfg: SorterConfig, *, n_chunks: int):
     """Pre-norm transformer over the slots, then a per-slot Dense(n) over positions.
 
     No position information enters (no positional encoding, no mask), so the
@@ -94,15 +98,10 @@ def _attention(embeddings, cfg: SorterConfig, *, n_chunks: int):
     head stayed at uniform output. The rank head keeps this encoder and asks
     it for one scalar per slot instead; the sort does the counting.
     """
-    if n_chunks > ATTENTION_MAX_CHUNKS:
-        raise ConfigError(
-            f"model.sorter.type = 'attention' stays at uniform output on many chunks (it must count the slots "
-            f"before each one): n_chunks must be <= {ATTENTION_MAX_CHUNKS}, got {n_chunks}; use 'rank' or 'successor'"
-        )
     return layers.Dense(n_chunks, name="scores")(_set_encoder(embeddings, cfg))
 
 
-def _rank(embeddings, cfg: SorterConfig, *, n_chunks: int | None):
+def build_rank(embeddings, cfg: SorterConfig, *, n_chunks: int | None):
     """The attention head's set encoder, then one scalar "time" per slot; decoding is an argsort of the times.
 
     Permutation-equivariant and free of n (nothing is sized by it), so one
@@ -136,7 +135,7 @@ def _set_encoder(embeddings, cfg: SorterConfig):
     return layers.LayerNormalization(name="final_norm")(x)
 
 
-def _pairwise(embeddings, cfg: SorterConfig, *, n_chunks: int):
+def build_pairwise(embeddings, cfg: SorterConfig, *, n_chunks: int):
     """Score every "slot j right after slot i" with one shared MLP, then marginalize over all n! orders.
 
     An order's score is the sum of its n - 1 successor scores plus a "starts
@@ -147,11 +146,6 @@ def _pairwise(embeddings, cfg: SorterConfig, *, n_chunks: int):
     normalization (rows and columns already sum to 1). The learned twin of the
     continuity baseline, which scores pairs by how smoothly they join.
     """
-    if n_chunks > PermutationMarginals.MAX_ENUMERATED_CHUNKS:
-        raise ConfigError(
-            f"model.sorter.type = 'pairwise' enumerates all n! orders: n_chunks must be <= "
-            f"{PermutationMarginals.MAX_ENUMERATED_CHUNKS}, got {n_chunks}; use 'successor' for more chunks"
-        )
     successor, first, last = _join_scores(embeddings, cfg)
     successor = layers.Reshape((n_chunks, n_chunks), name="successor")(successor)
     first = layers.Reshape((n_chunks,), name="first")(first)
@@ -159,7 +153,7 @@ def _pairwise(embeddings, cfg: SorterConfig, *, n_chunks: int):
     return PermutationMarginals(n_chunks, name="scores")([successor, first, last])
 
 
-def _successor(embeddings, cfg: SorterConfig, *, n_chunks: int | None):
+def build_successor(embeddings, cfg: SorterConfig, *, n_chunks: int | None):
     """The pairwise head's join scores, trained on any n without enumerating orders.
 
     The pairwise head's shared MLP, which here also sees how far one chunk's
@@ -196,7 +190,7 @@ def _join_scores(embeddings, cfg: SorterConfig, *, mismatch: bool = False):
     return [successor, layers.Dense(1, name="first_score")(x), layers.Dense(1, name="last_score")(x)]
 
 
-def _precedence(embeddings, cfg: SorterConfig, *, n_chunks: int):
+def build_precedence(embeddings, cfg: SorterConfig, *, n_chunks: int):
     """Score "slot i comes before slot j" per ordered pair, then place each slot at its expected rank.
 
     The pair scorer is the pairwise head's (a shared MLP on both embeddings),
@@ -210,9 +204,3 @@ def _precedence(embeddings, cfg: SorterConfig, *, n_chunks: int):
     h = layers.Dense(cfg.hidden_units, activation="relu", name="pair_dense")(PairFeatures(name="pairs")(x))
     before = layers.Reshape((n_chunks, n_chunks), name="before")(layers.Dense(1, name="before_score")(h))
     return ExpectedRankScores(name="scores")(before)
-
-
-# The names live once, in config.SORTER_TYPES (which stays free of Keras); each has its builder _<name> here.
-SORTERS = {name: globals()[f"_{name}"] for name in SORTER_TYPES}
-# Heads with no weight sized by n: one model for any number of chunks.
-ANY_N_SORTERS = frozenset({"rank", "successor"})
