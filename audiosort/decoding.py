@@ -163,8 +163,8 @@ def _hungarian_by_assignment(scores):
 EXACT_PATH_MAX_CHUNKS = 12
 # Partial paths kept per puzzle and direction by the beam search above EXACT_PATH_MAX_CHUNKS. Measured
 # against Held-Karp on random normal scores (scripts/beam_eval.py, docs/evaluation.md): 128, both
-# directions and the polish find the optimum of 99 % of 12-chunk puzzles at 7 ms each, where one
-# direction of 64 without polish found 45 % at 4 ms; at 50 chunks it costs what that beam did (~0.1 s).
+# directions and the polish find the optimum of 0.98 of 12-chunk puzzles, where the earlier one-way
+# beam of 64 without polish found 0.34; it costs 1.3x (n = 50) to 1.8x (n = 20) that beam's time.
 PATH_BEAM_WIDTH = 128
 # Float64 elements of the Held-Karp table (puzzles x 2**n x n) held at once: 32 MiB.
 _PATH_TABLE_ELEMENTS = 1 << 22
@@ -219,7 +219,7 @@ def best_paths(successor, *, first=None, last=None, beam_width=PATH_BEAM_WIDTH):
     none is left: a segment of up to 3 slots moved elsewhere (Or-opt) or a
     segment reversed (2-opt), the edges included.
 
-    On random normal scores this finds the exact optimum of 0.99 of puzzles
+    On random normal scores this finds the exact optimum of 0.98 of puzzles
     of 12 chunks at the default width (docs/evaluation.md has the table).
     Ties go to the lower slot index in Held-Karp; in the beam, candidates tied
     at its cut are kept in an unspecified but deterministic order.
