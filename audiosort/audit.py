@@ -21,7 +21,7 @@ For each sanity kind, :func:`audit`
 3. scores ``n_puzzles`` held-out puzzles with eval's statistics: accuracies with
    95% intervals, the one-sided binomial p-value of the exact-order count
    against 1/n!, a verdict at alpha 0.01 Bonferroni-corrected over the sets
-   audited, on the hungarian decoding; beside it the ideal observer's accuracy
+   audited, on the order decoding (hungarian, or path for a successor head); beside it the ideal observer's accuracy
    (:mod:`audiosort.leaks`), so that "at chance" can be told from "too weak to
    find the leak".
 

@@ -12,13 +12,13 @@ the same pipeline cannot sort audio whose order is unknowable (DESIGN.md,
 
 with the no-learning baselines of :mod:`audiosort.baselines` on the same
 puzzles, judges them (:mod:`audiosort.verdicts`: alpha 0.01, Bonferroni over
-the datasets, hungarian decoding) and writes into the run folder
+the datasets, each on its order decoding: hungarian, or path for a successor head) and writes into the run folder
 (:mod:`audiosort.reports`)::
 
     eval.json               one entry per dataset (DESIGN.md, "Eval report"), each with
                             ``baselines: {"continuity": ...}`` (see reports.entries)
     eval.md                 the same as a table
-    confusion-<name>.png    true x predicted position (hungarian), per dataset
+    confusion-<name>.png    true x predicted position (order decoding), per dataset
 
 The exit code comes from the model's sanity-set verdicts alone: 1 when the
 model sorts one above chance.
