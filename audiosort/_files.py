@@ -228,3 +228,9 @@ def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
     os.replace(out, trash)
     os.replace(tmp, out)
     _delete(trash)
+
+
+def save_figure(figure, path: str | Path) -> None:
+    """Save a matplotlib ``figure`` as a PNG at ``path``, atomically (see :func:`replacing`)."""
+    with replacing(path) as tmp:
+        figure.savefig(tmp, format="png")

@@ -2,7 +2,8 @@
 
 This is the only module that touches audio codecs. Everything downstream sees
 1-D float32 arrays in [-1, 1] at one sample rate, or their int16 form
-(:func:`to_int16` / :func:`from_int16`, full scale 32768 both ways).
+(:func:`~audiosort.pcm.to_int16` / :func:`~audiosort.pcm.from_int16`, full
+scale 32768 both ways, from :mod:`audiosort.pcm`, which imports no codec).
 
 Decoding tries libsndfile (through ``soundfile``: wav, flac, ogg/vorbis,
 opus, mp3, aiff, ...) and falls back to ``librosa.load`` (audioread, which
@@ -33,13 +34,10 @@ import soundfile
 import soxr
 
 from audiosort import _files
-from audiosort.errors import DecodeError, InputError
+from audiosort.errors import DecodeError, InputError, is_int
+from audiosort.pcm import INT16_SCALE, from_int16, to_int16  # noqa: F401  (the int16 form, re-exported)
 
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".m4a"})
-
-# One int16 step is 1 / INT16_SCALE in float. A power of two keeps the
-# float <-> int16 scaling exact, and makes from_int16 -> to_int16 the identity.
-INT16_SCALE = 32768
 
 # The highest rate music is commonly sold at. Above it nothing more is audible,
 # and a decoded hour of float32 already takes 2.8 GB; a typo such as 100000000
@@ -125,7 +123,7 @@ def _walk_audio_files(folder: Path) -> list[Path]:
 
 def check_sample_rate(sample_rate: int) -> None:
     """Raise InputError unless ``sample_rate`` is an int in [1, :data:`MAX_SAMPLE_RATE`] (Hz)."""
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+    if not is_int(sample_rate) or sample_rate <= 0:
         raise InputError(f"sample_rate must be a positive int (Hz), got {sample_rate!r}")
     if sample_rate > MAX_SAMPLE_RATE:
         raise InputError(
@@ -247,64 +245,6 @@ def _short_reason(error: Exception) -> str:
 
 def _truncate(message: str) -> str:
     return message if len(message) <= _MAX_REASON_CHARS else message[: _MAX_REASON_CHARS - 3] + "..."
-
-
-def to_int16(y: np.ndarray) -> np.ndarray:
-    """Convert float audio to int16: ``round(y * 32768)``, clipped to [-32768, 32767].
-
-    Parameters
-    ----------
-    y : np.ndarray [shape=(...), dtype=floating]
-        Finite samples, full scale = 1.0. Values from ``32767 / 32768`` up to
-        1.0 and beyond clip to 32767; values below -1.0 clip to -32768.
-
-    Returns
-    -------
-    x : np.ndarray [shape=y.shape, dtype=int16]
-        Rounded to the nearest step (ties to even), so
-        ``from_int16(to_int16(y))`` is within half a step (1 / 65536) of ``y``
-        for y in [-1, 32767/32768] and within one step (1 / 32768) up to 1.0.
-
-    Raises
-    ------
-    TypeError
-        If ``y`` is not a floating-point array.
-    ValueError
-        If ``y`` holds NaN or inf.
-    """
-    y = np.asarray(y)
-    if not np.issubdtype(y.dtype, np.floating):
-        raise TypeError(f"to_int16 expects floating-point samples, got dtype {y.dtype}")
-    if not np.isfinite(y).all():
-        raise ValueError("to_int16 got NaN or inf samples")
-    # float32 is exact here: scaling by a power of two only changes the exponent.
-    scaled = y.astype(np.float32) * np.float32(INT16_SCALE)
-    np.rint(scaled, out=scaled)
-    np.clip(scaled, -INT16_SCALE, INT16_SCALE - 1, out=scaled)
-    return scaled.astype(np.int16)
-
-
-def from_int16(x: np.ndarray) -> np.ndarray:
-    """Convert int16 audio to float32: ``x / 32768``.
-
-    Parameters
-    ----------
-    x : np.ndarray [shape=(...), dtype=int16]
-
-    Returns
-    -------
-    y : np.ndarray [shape=x.shape, dtype=float32]
-        In [-1, 32767/32768]; ``to_int16(from_int16(x))`` equals ``x`` exactly.
-
-    Raises
-    ------
-    TypeError
-        If ``x`` is not int16.
-    """
-    x = np.asarray(x)
-    if x.dtype != np.int16:
-        raise TypeError(f"from_int16 expects int16 samples, got dtype {x.dtype}")
-    return x.astype(np.float32) / np.float32(INT16_SCALE)
 
 
 def write_wav(path: str | Path, y: np.ndarray, *, sample_rate: int) -> None:

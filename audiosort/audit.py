@@ -19,9 +19,11 @@ For each sanity kind, :func:`audit`
    of fresh puzzles cut from the train tracks with the config's puzzle
    settings;
 3. scores ``n_puzzles`` held-out puzzles with eval's statistics: accuracies with
-   95% intervals, the one-sided binomial p-value of the exact-order count
-   against 1/n!, a verdict at alpha 0.01 Bonferroni-corrected over the sets
-   audited, on the order decoding (hungarian, or path for a successor head); beside it the ideal observer's accuracy
+   95% intervals, the one-sided p-values of Kendall tau and of the
+   exact-order count against chance, a verdict at alpha 0.01
+   Bonferroni-corrected over the sets audited, on the order decoding
+   (hungarian, or path for a successor head); beside it the ideal
+   observer's Kendall tau and accuracy
    (:mod:`audiosort.leaks`), so that "at chance" can be told from "too weak to
    find the leak".
 
@@ -65,7 +67,7 @@ from audiosort.sanity import (
     sanity_tracks,
 )
 from audiosort.train import compiled_model, fit, train_batches
-from audiosort.verdicts import ALPHA, DatasetResult, Verdicts, score_dataset
+from audiosort.verdicts import ALPHA, DatasetResult, Verdicts, p_text, score_dataset, tau_and_p
 
 # 400 steps of the config's batch: enough for the small waveform models of the tests to learn
 # each leak of DESIGN.md (see tests/test_audit.py), about a minute per set for configs/demo.yaml
@@ -113,10 +115,11 @@ class AuditReport(Verdicts):
         A leak is a property of the pipeline, not of the model trained on it:
         a set whose ideal observer sorts it above chance fails the audit even
         where this config's model stayed at chance, e.g. ``"brown: its ideal
-        observer sorts it at 0.552 exact, chance 0.167 (+0.385) ..."``.
+        observer (...) sorts it at Kendall tau 0.637 (chance 0) and 0.695 exact
+        (chance 0.167; p < 1e-300) ..."``.
         """
         lines = [
-            f"{r.name} sorted above chance (p={r.scores.verdict_scores.p_value:.2g}): {self.diagnosis(r)}"
+            f"{r.name} sorted above chance ({tau_and_p(r.scores.verdict_scores)}): {self.diagnosis(r)}"
             for r in self.leaking()
         ]
         model_found = {r.name for r in self.leaking()}
@@ -124,10 +127,11 @@ class AuditReport(Verdicts):
             if result.name in model_found:
                 continue
             ideal = result.ideal
+            tested = "exact" if ideal.p_value is None else p_text(ideal.p_value)
             lines.append(
-                f"{result.name}: its ideal observer ({ideal.method}) sorts it at {ideal.exact_accuracy:.3f} exact, "
-                f"chance {ideal.chance:.3f} ({ideal.exact_accuracy - ideal.chance:+.3f}), though this model stayed at "
-                f"chance: {self.diagnosis(result)}"
+                f"{result.name}: its ideal observer ({ideal.method}) sorts it at Kendall tau {ideal.kendall_tau:.3f} "
+                f"(chance 0) and {ideal.exact_accuracy:.3f} exact (chance {ideal.chance:.3g}; {tested}), though this "
+                f"model stayed at chance: {self.diagnosis(result)}"
             )
         return lines
 

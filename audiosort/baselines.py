@@ -28,7 +28,7 @@ import librosa.filters
 import numpy as np
 
 from audiosort import decoding
-from audiosort.audio import INT16_SCALE
+from audiosort.pcm import INT16_SCALE
 
 # Measured on synthetic music at 16 kHz (n=3, 2000 puzzles, exact order): edges of 5/10/15/20/25 ms
 # sort 0.05 s chunks at 0.58/0.69/0.64/0.59/0.53, 0.2 s chunks at 0.71/0.80/0.78/0.74/0.71 and 0.5 s

@@ -10,7 +10,6 @@ parsed (:class:`_KerasCommand`), so ``--help`` and usage errors stay fast.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -19,7 +18,7 @@ import sys
 import click
 
 from audiosort.config import DEFAULT_PUZZLES, DEFAULT_SANITY, SEED_RULE, is_valid_seed
-from audiosort.errors import AudiosortError
+from audiosort.errors import AudiosortError, InputError
 
 
 class UserError(click.ClickException):
@@ -177,7 +176,7 @@ def prepare(sources, out, synthetic, duration, track_seconds, tone_method, confi
     --split; --test-sources holds whole sources out as 'ood'.
     """
     from audiosort.config import load_config
-    from audiosort.data import corpus
+    from audiosort.data import prepare as corpus
 
     flags = ("n_chunks", "chunk_seconds", "pad_min_seconds", "pad_max_seconds", "pad_mode", "min_rms")
     values = {name: opts.pop(name) for name in flags}
@@ -198,7 +197,7 @@ def prepare(sources, out, synthetic, duration, track_seconds, tone_method, confi
         summary = corpus.prepare_synthetic(
             synthetic,
             out,
-            duration_seconds=corpus.parse_duration(duration or "2h"),
+            duration_seconds=parse_duration(duration or "2h"),
             track_seconds=track_seconds,
             tone_method=tone_method,
             **common,
@@ -210,6 +209,27 @@ def prepare(sources, out, synthetic, duration, track_seconds, tone_method, confi
             raise UserError("--duration applies only to --synthetic")
         summary = corpus.prepare(sources, out, **common)
     click.echo("\n".join(summary.lines()))
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``"90"``, ``"90s"``, ``"30m"`` or ``"2h"`` (``prepare --duration``).
+
+    Raises
+    ------
+    InputError
+        Not a positive number with an optional s/m/h suffix.
+    """
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    text = str(text).strip().lower()
+    scale = units.get(text[-1:], None)
+    number = text[:-1] if scale else text
+    try:
+        seconds = float(number) * (scale or 1.0)
+    except ValueError:
+        raise InputError(f"duration {text!r} is not a number of seconds or a number with s/m/h") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise InputError(f"duration {text!r} must be > 0")
+    return seconds
 
 
 @main.command()
@@ -228,31 +248,27 @@ def train(config_path, overrides, runs_dir, resume, overwrite, quiet):
     from pathlib import Path
 
     from audiosort.config import load_config
-    from audiosort.run import is_finished
+    from audiosort.run import read_metrics, stage_done
     from audiosort.train import train as train_run
 
     config = load_config(config_path, overrides)
-    if resume and is_finished(Path(runs_dir) / config.name):
+    if resume and stage_done(Path(runs_dir) / config.name, "train"):
         click.echo(f"run {Path(runs_dir) / config.name} already finished; nothing to resume (--overwrite trains it afresh)")
         return
     # A progress bar only on a terminal; a log gets one line per epoch.
     verbose = 0 if quiet else ("auto" if sys.stdout.isatty() else 2)
     run_dir = train_run(config, runs_dir=runs_dir, resume=resume, overwrite=overwrite, verbose=verbose, echo=click.echo)
-    report = json.loads((run_dir / "metrics.json").read_text())
     click.echo(f"run: {run_dir}")
-    click.echo(_score_line("val", report["val"]))
+    click.echo(_score_line("val", read_metrics(run_dir).val))
 
 
-def _score_line(name: str, scores: dict) -> str:
+def _score_line(name: str, scores) -> str:
     """'val (hungarian, 2000 puzzles): exact 0.712 (chance 0.167), position 0.80 (chance 0.333), tau 0.70'."""
-    from audiosort.metrics import PuzzleScores
-
-    scored = PuzzleScores.from_dict(scores)
-    best, chance = scored.verdict_scores, scored.chance
+    best = scores.decoded(scores.order_decoding)
     return (
-        f"{name} ({scored.verdict_decoding}, {scored.n_puzzles} puzzles of {scored.n_chunks}): "
-        f"exact {best.exact_accuracy.value:.3f} (chance {chance.exact_accuracy:.3f}), "
-        f"position {best.position_accuracy.value:.3f} (chance {chance.position_accuracy:.3f}), "
+        f"{name} ({scores.order_decoding}, {scores.n_puzzles} puzzles of {scores.n_chunks}): "
+        f"exact {best.exact_accuracy.value:.3f} (chance {scores.chance_exact:.3f}), "
+        f"position {best.position_accuracy.value:.3f} (chance {scores.chance_position:.3f}), "
         f"Kendall tau {best.kendall_tau.value:.3f} (chance 0)"
     )
 
@@ -292,11 +308,14 @@ def _score_line(name: str, scores: dict) -> str:
 def eval_command(run_dir, corpus, split, sanity, n_puzzles, seed, allow_train, audio_paths, n_chunks):
     """Score a run on held-out tracks and sanity sets against chance.
 
-    With --audio, any folder of music is prepared into a temporary corpus at
-    the run's sample rate and puzzle settings, all of it test. The corpus's
-    'ood' split (prepare --test-sources) is scored beside test. Writes
-    eval.json, eval.md and confusion-<set>.png into RUN_DIR. Exit 0 when every
-    sanity set is at chance, 1 naming each set sorted above chance.
+    With --audio, any folder of music is decoded at the run's sample rate and
+    cut with its puzzle settings, all of it held out, and scored as a set named
+    after the folder. The corpus's 'ood' split (prepare --test-sources) is
+    scored beside test. Each evaluation writes its own report into
+    RUN_DIR/eval/<what was scored>-n<chunks>/ (eval.json, eval.md,
+    confusion-<set>.png), and RUN_DIR/eval/latest names the newest; asking the
+    same evaluation again replaces its report. Exit 0 when every sanity set is
+    at chance, 1 naming each set sorted above chance.
     """
     from audiosort.evaluate import evaluate, evaluate_audio
 
@@ -307,8 +326,8 @@ def eval_command(run_dir, corpus, split, sanity, n_puzzles, seed, allow_train, a
         report, summary = evaluate_audio(
             run_dir, list(audio_paths), sanity=names, n_puzzles=n_puzzles, seed=seed, n_chunks=n_chunks
         )
-        used = f"{summary.tracks['test']} tracks, {summary.hours['test']:.3f} h"
-        click.echo(f"audio: {', '.join(audio_paths)} ({used}; {len(summary.skipped)} file(s) skipped)")
+        used = f"{summary.tracks} tracks, {summary.hours:.3f} h"
+        click.echo(f"audio: {', '.join(audio_paths)} as {summary.name!r} ({used}; {len(summary.skipped)} file(s) skipped)")
         for skipped in summary.skipped:
             click.echo(f"warning: skipped {skipped['source']}: {skipped['reason']}", err=True)
     else:
@@ -317,7 +336,7 @@ def eval_command(run_dir, corpus, split, sanity, n_puzzles, seed, allow_train, a
             n_chunks=n_chunks,
         )
     click.echo("\n".join(report.lines()))
-    click.echo(f"wrote eval.json, eval.md and confusion-<set>.png in {report.run_dir}")
+    click.echo(f"wrote eval.json, eval.md and confusion-<set>.png in {report.folder}")
     for problem in report.problems():
         click.echo(problem, err=True)
     click.get_current_context().exit(report.exit_code)
@@ -456,6 +475,44 @@ def listen(run_dir, audio, out, start_seconds, seed):
     from audiosort.listen import listen as listen_to
 
     result = listen_to(run_dir, audio, out=out, start_seconds=start_seconds, seed=seed)
+    click.echo("\n".join(result.lines()))
+
+
+@main.command(name="dream")
+@click.argument("run_dir", type=click.Path(path_type=str))
+@click.option("--out", required=True, type=click.Path(path_type=str), help="Folder for the wavs, the PNG and dream.json.")
+@click.option("--mode", type=click.Choice(["unit", "amplify", "continue"]), default="unit", show_default=True)
+@click.option("--audio", "source", type=click.Path(path_type=str),
+              help="unit: start from it instead of noise; amplify: the audio; continue: where chunk A is cut.")
+@click.option("--start", "start_seconds", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Where in --audio the clip (or chunk A) starts, seconds.")
+@click.option("--init-start", "init_seconds", type=click.FloatRange(min=0),
+              help="continue: start B from the chunk of --audio at this time, seconds (default: noise).")
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True, max=600),
+              help="Length of the dream, seconds, at least one chunk (default 2; not for continue).")
+@click.option("--layer", help="Encoder layer to dream with (default: the embedding); a wrong name lists them.")
+@click.option("--unit", type=click.IntRange(min=0), default=0, show_default=True, help="unit: the channel of --layer.")
+@click.option("--steps", type=click.IntRange(1, 100_000), help="Gradient steps per octave (default 40).")
+@click.option("--octaves", type=click.IntRange(1, 12), help="Coarse-to-fine stages (default 3).")
+@click.option("--step-size", type=click.FloatRange(min=0, min_open=True), help="Each update's RMS as a fraction of the waveform's (default 0.1).")
+@click.option("--tv-weight", type=click.FloatRange(0, 1, max_open=True),
+              help="Share of each step spent lowering total variation (default 0.3).")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the starting noise and the jitter.")
+@click.option("--quiet", is_flag=True, help="No progress bar or per-octave lines.")
+def dream_command(run_dir, out, quiet, **options):
+    """Follow the gradient of the run's network back to the waveform, to hear what it learned.
+
+    unit: from quiet noise (or --audio), maximise one unit of an encoder layer.
+    amplify: raise whatever --layer already hears in --audio (deep dream).
+    continue: change a chunk B until the run's sorter is sure B comes right
+    after chunk A of --audio (a pairwise or successor head). Writes
+    before.wav, dream.wav (16-bit, the run's rate), spectrogram.png and
+    dream.json (settings, seed, objective per step) into --out.
+    """
+    from audiosort.dream import dream
+
+    given = {name: value for name, value in options.items() if value is not None}
+    result = dream(run_dir, out=out, progress=not quiet, log=None if quiet else lambda line: click.echo(line, err=True), **given)
     click.echo("\n".join(result.lines()))
 
 

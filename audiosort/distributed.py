@@ -105,14 +105,14 @@ def fit_multi_worker(
       on one machine.
     - Step: the per-puzzle loss (the mean of the terms of the head's loss, as
       ``compile`` got it) is divided by the global batch; the optimizer sums
-      the gradients over all replicas. The trainable weights stay identical on every worker;
-      BatchNormalization's moving statistics are each replica's own estimate,
-      as under ``MirroredStrategy``.
+      the gradients over all replicas. The trainable weights stay identical
+      on every worker; BatchNormalization's moving statistics are each
+      replica's own estimate, as under ``MirroredStrategy``.
     - Logs: after each step the callbacks get that step's all-reduced
       ``loss`` and the head's per-puzzle metrics (its registry entry,
-      :func:`audiosort.heads.head_of`); after each epoch, the epoch's means and the val
-      means (each replica scores its share of the val puzzles; the sums are
-      all-reduced), under the names ``fit`` uses. Every worker thus logs the
+      :func:`audiosort.heads.head_of`); after each epoch, the epoch's means
+      and the val means (each replica scores its share of the val puzzles;
+      the sums are all-reduced), under the names ``fit`` uses. Every worker thus logs the
       same history and takes the same early-stopping decision.
 
     Parameters

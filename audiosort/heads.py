@@ -60,7 +60,9 @@ class Head:
         (logits ``(B, n + 1, n + 1)``, node n the puzzle's edge).
     decode : callable
         ``decode(outputs)``: finite outputs as numpy -> position scores
-        ``(B, n, n)`` that :func:`audiosort.decoding.decode` reads.
+        ``(B, n, n)`` that :func:`audiosort.decoding.decode` reads. Default:
+        positions pass through; successor logits become the certain scores of
+        their best path (:func:`audiosort.decoding.best_successor_paths`).
     any_n : bool
         No weight is sized by n: one model takes puzzles of any n, and n may
         grow during training (``train.n_chunks_schedule``).
@@ -71,17 +73,23 @@ class Head:
     softmax_only : bool
         Its loss needs the rows normalized by softmax (or it normalizes its
         own outputs), so ``model.sorter.normalization`` must be softmax.
+    join_scores : bool
+        Its sorter scores every "slot j right after slot i", and where a
+        puzzle starts and ends, in the layers named by
+        :data:`audiosort.models.sorters.JOIN_SCORE_LAYERS`: what ``audiosort
+        dream --mode continue`` asks it about a chunk A and a chunk B.
     """
 
     build: Callable
     loss: Callable
     metrics: Callable
     outputs: str = "positions"
-    decode: Callable = None
+    decode: Callable | None = None
     any_n: bool = False
     max_n: int | None = None
     max_n_reason: str = ""
     softmax_only: bool = False
+    join_scores: bool = False
 
     def __post_init__(self):
         if self.outputs not in OUTPUTS:
@@ -139,7 +147,7 @@ HEADS: dict[str, Head] = {
     ),
     "pairwise": Head(
         build=_lazy(_SORTERS, "build_pairwise"), loss=_POSITION_LOSS, metrics=_POSITION_METRICS,
-        max_n=PAIRWISE_MAX_CHUNKS, max_n_reason="enumerates all n! orders",
+        max_n=PAIRWISE_MAX_CHUNKS, max_n_reason="enumerates all n! orders", join_scores=True,
     ),
     "precedence": Head(build=_lazy(_SORTERS, "build_precedence"), loss=_POSITION_LOSS, metrics=_POSITION_METRICS),
     # Its loss reads the times back from row log-softmax differences, which Sinkhorn would change.
@@ -151,6 +159,7 @@ HEADS: dict[str, Head] = {
     "successor": Head(
         build=_lazy(_SORTERS, "build_successor"), loss=_lazy(_OBJECTIVES, "SuccessorLoss"),
         metrics=_lazy(_OBJECTIVES, "successor_metrics"), outputs="successors", any_n=True, softmax_only=True,
+        join_scores=True,
     ),
 }
 

@@ -67,7 +67,6 @@ Example
 from __future__ import annotations
 
 import csv
-import json
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -83,12 +82,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from audiosort import _files, audio, metrics
+from audiosort import audio, metrics
 from audiosort.data.puzzles import PuzzleSpec
 from audiosort.embed import frame
 from audiosort.errors import DecodeError, InputError
 from audiosort.models.encoders import build_encoder
-from audiosort.run import RunEncoder, load_encoder, load_run_config
+from audiosort.run import RunEncoder, config_path, load_encoder, load_run_config, read_probe, write_probe
 
 FEATURES = ("encoder", "random_encoder", "logmel_stats")
 BASELINES = ("random_encoder", "logmel_stats")
@@ -407,7 +406,7 @@ def random_encoder(run_dir: str | Path, *, seed: int) -> RunEncoder:
     chunk_samples = PuzzleSpec.from_config(config.puzzle, sample_rate=sample_rate).chunk_samples
     keras.utils.set_random_seed(seed)
     encoder = build_encoder(config.model.encoder, chunk_samples=chunk_samples, sample_rate=sample_rate)
-    return RunEncoder(encoder, sample_rate, chunk_samples, run_dir / "config.yaml")
+    return RunEncoder(encoder, sample_rate, chunk_samples, config_path(run_dir))
 
 
 @dataclass
@@ -469,15 +468,15 @@ def probe(run_dir: str | Path, data_dirs: str | Path | Sequence, *, seed: int = 
         raise InputError(f"two labelled folders are both named {max(names, key=names.count)!r}; a task is named after its folder")
     labelled_sets = [read_labelled(d) for d in data_dirs]
     folds = [group_folds(labelled, n_splits=n_splits, seed=seed) for labelled in labelled_sets]
-    tasks = _read_tasks(run_dir / "probe.json")
+    # Entries of the earlier one-split probe (no n_splits) are not comparable with these; they are dropped.
+    tasks = {name: dict(task.entry) for name, task in read_probe(run_dir).items() if "n_splits" in task.entry}
     trained = load_encoder(run_dir)
     untrained = random_encoder(run_dir, seed=seed)
     for data_dir, name, labelled, fold in zip(data_dirs, names, labelled_sets, folds):
         columns = _features(labelled, trained, untrained)
         tasks[name] = _score_task(columns, labelled, fold, data_dir=data_dir.resolve(), seed=seed)
-    _files.write_text(run_dir / "probe.json", json.dumps({"tasks": tasks}, indent=1) + "\n")
     lines = markdown_lines(run_dir, tasks)
-    _files.write_text(run_dir / "probe.md", "\n".join([f"# {lines[0]}", *lines[1:]]) + "\n")
+    write_probe(run_dir, tasks, "\n".join([f"# {lines[0]}", *lines[1:]]) + "\n")
     return ProbeReport(run_dir, names, tasks)
 
 
@@ -563,17 +562,3 @@ def markdown_lines(run_dir: Path, tasks: dict) -> list[str]:
         "share of the most common class. p: one-sided Wilcoxon signed-rank test over groups that the "
         "encoder is right more often.",
     ]
-
-
-def _read_tasks(path: Path) -> dict:
-    """The tasks already in ``probe.json`` (none when it does not exist)."""
-    if not path.exists():
-        return {}
-    try:
-        tasks = json.loads(path.read_text())["tasks"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise InputError(f"cannot read the tasks of {path} ({type(error).__name__}); move it away to start afresh") from None
-    if not isinstance(tasks, dict):
-        raise InputError(f"{path}: 'tasks' is not a mapping; move it away to start afresh")
-    # Entries of the earlier one-split probe (no n_splits) are not comparable with these; they are dropped.
-    return {task: entry for task, entry in tasks.items() if isinstance(entry, dict) and "n_splits" in entry}

@@ -17,7 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from audiosort import _files
-from audiosort.verdicts import BaselineResult, DatasetResult, Verdicts
+from audiosort.verdicts import BaselineResult, DatasetResult, Verdicts, deciding_statistic, format_p_value, p_text
 
 
 def entries(report: Verdicts) -> dict:
@@ -31,14 +31,17 @@ def entries(report: Verdicts) -> dict:
     ``path``), plus ``model_better_p_value`` (one-sided McNemar, exact
     order, each in its order decoding) and ``model_better`` (that p-value below alpha over the
     datasets). Where an ideal observer is known, ``ideal_observer_*`` give its
-    exact-order accuracy, the n it was computed for, how, and whether it sorts
-    the set above chance (``ideal_observer_sorts``).
+    exact-order accuracy, Kendall tau, p-value against chance (None where it
+    is computed exactly), the n it was computed for, how, and whether it
+    sorts the set above chance (``ideal_observer_sorts``).
     """
     out = {}
     for result in report.datasets:
         entry = {**result.source, "sanity": result.sanity, **_scored(report, result)}
         if result.ideal is not None:
             entry["ideal_observer_exact_accuracy"] = result.ideal.exact_accuracy
+            entry["ideal_observer_kendall_tau"] = result.ideal.kendall_tau
+            entry["ideal_observer_p_value"] = result.ideal.p_value
             entry["ideal_observer_n_chunks"] = result.ideal.n_chunks
             entry["ideal_observer_method"] = result.ideal.method
             entry["ideal_observer_sorts"] = report.ideal_sorts(result)
@@ -89,28 +92,38 @@ def _row(report: Verdicts, label: str, decoding: str, result: DatasetResult | Ba
     chance = result.scores.chance
     scores = result.scores.decodings[decoding]
     exact = scores.exact_accuracy
+    # The statistic whose test gave the verdict is in bold (verdicts.deciding_statistic).
+    exact_cell = f"{exact.value:.3f} [{exact.low:.3f}, {exact.high:.3f}]"
+    tau_cell = f"{scores.kendall_tau.value:.3f}"
+    if deciding_statistic(scores) == "kendall_tau":
+        tau_cell = f"**{tau_cell}**"
+    else:
+        exact_cell = f"**{exact_cell}**"
     return (
-        f"| {label} | {decoding} | {exact.value:.3f} [{exact.low:.3f}, {exact.high:.3f}] "
+        f"| {label} | {decoding} | {exact_cell} "
         f"| {chance.exact_accuracy:.3f} "
         f"| {scores.position_accuracy.value:.3f} ({chance.position_accuracy:.3f}) "
-        f"| {scores.kendall_tau.value:.3f} | {scores.p_value:.2g} "
+        f"| {tau_cell} | {format_p_value(scores.p_value)} "
         f"| {report.verdict(result, decoding).replace('_', ' ')} | {ideal_cell} |"
     )
 
 
 def _ideal_cell(result: DatasetResult) -> str:
-    if result.ideal is None:
+    """The ideal observer's Kendall tau and exact-order accuracy, with its p-value where it is estimated."""
+    ideal = result.ideal
+    if ideal is None:
         return "-"
-    text = f"{result.ideal.exact_accuracy:.3f}"
-    return text if result.ideal.n_chunks == result.scores.n_chunks else f"{text} (n=2)"
+    how = "exact" if ideal.p_value is None else p_text(ideal.p_value)
+    return f"tau {ideal.kendall_tau:.3f}, exact {ideal.exact_accuracy:.3f} ({how})"
 
 
 def notes(report: Verdicts) -> list[str]:
     """What the table means: the test behind the verdicts, the baselines, and where an ideal observer says more."""
     order_decodings = ", ".join(dict.fromkeys(r.scores.verdict_decoding for r in report.datasets))
     out = [
-        f"verdict: one-sided binomial test of the exact-order count against chance (1/n!), alpha {report.alpha} "
-        f"Bonferroni-corrected over {report.n_tests} dataset(s), on the {order_decodings} decoding.",
+        "verdict: one-sided tests of Kendall tau (chance 0, its exact null) and of the exact-order count (chance "
+        f"1/n!), the smaller p doubled; alpha {report.alpha} Bonferroni-corrected over {report.n_tests} dataset(s), on "
+        f"the {order_decodings} decoding. In bold: the statistic whose test decided.",
     ]
     for result in report.datasets:
         model_exact = result.scores.verdict_scores.exact_accuracy.value
@@ -119,7 +132,7 @@ def notes(report: Verdicts) -> list[str]:
             baseline_exact = baseline.scores.verdict_scores.exact_accuracy.value
             out.append(
                 f"{result.name}: the model {beats} the {name} baseline (exact {model_exact:.3f} vs "
-                f"{baseline_exact:.3f}, one-sided McNemar p={baseline.model_better_p_value:.2g})"
+                f"{baseline_exact:.3f}, one-sided McNemar {p_text(baseline.model_better_p_value)})"
             )
     scored = list(dict.fromkeys(name for r in report.datasets for name in r.baselines))
     if scored:
@@ -127,18 +140,17 @@ def notes(report: Verdicts) -> list[str]:
             f"baseline rows ({', '.join(scored)}): no training (audiosort.baselines), the same puzzles and tests; "
             "they never change the exit code"
         )
-    pairwise = [r.name for r in report.datasets if r.ideal and r.ideal.n_chunks != r.scores.n_chunks]
-    if pairwise:
-        names = ", ".join(pairwise)
-        out.append(f"ideal observer of {names}: pairwise (n=2, chance 0.5); n chunks are too many to enumerate")
     at_chance = [r for r in report.datasets if r.sanity and report.verdict(r) == "at_chance"]
     if at_chance:
         out.append(f"sanity sets at chance: {', '.join(r.name for r in at_chance)}")
     # A set at chance proves the pipeline clean only where an ideal observer is at chance too.
-    sortable = [f"{r.name} at {r.ideal.exact_accuracy:.3f}" for r in at_chance if report.ideal_sorts(r)]
+    sortable = [
+        f"{r.name} at tau {r.ideal.kendall_tau:.3f}, exact {r.ideal.exact_accuracy:.3f}"
+        for r in at_chance if report.ideal_sorts(r)
+    ]
     if sortable:
         out.append(
-            f"  yet an ideal observer sorts {', '.join(sortable)} (exact order): "
+            f"  yet an ideal observer sorts {', '.join(sortable)}: "
             "there at chance means this model did not exploit the leak, not that there is none"
         )
     return out
@@ -166,5 +178,4 @@ def save_confusion(path: str | Path, result: DatasetResult) -> None:
         f"{result.name}: exact {exact:.3f}\n(chance {1 / math.factorial(n_chunks):.3f}, {result.scores.verdict_decoding})",
         fontsize=9,
     )
-    with _files.replacing(path) as tmp:
-        figure.savefig(tmp, format="png")
+    _files.save_figure(figure, path)

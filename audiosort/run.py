@@ -13,20 +13,28 @@ after the config's ``name`` (a single folder name, checked by
     model.keras       the whole sorter (uncompiled when loaded here)
     encoder.keras     the encoder alone: int16 chunk (L,) -> embedding
     metrics.json      val scores; written last, so its presence means finished
+    eval/<label>/     one report per evaluation (eval.json, eval.md, confusion-<set>.png)
+    eval/latest       the name of the newest eval/<label>
+    probe.json        linear-probe tasks, probe.md their table
 
 Every file is written through :mod:`audiosort._files`: a reader, or a resumed
-run, sees the old file or the whole new one. Everything that reads a run
-(evaluate, embed, hear, listen, probe) loads it through this module, and a
-damaged file is an :class:`~audiosort.errors.InputError` naming the file and
-what is wrong with it.
+run, sees the old file or the whole new one. This is the only module that
+names a file of the run folder: everything that reads a run (the CLI,
+evaluate, embed, hear, listen, probe, the sweep, scripts/) goes through it,
+:func:`read_metrics`, :func:`read_eval` and :func:`read_probe` return typed
+results, and :func:`stage_done` says what a run has done. A damaged file is an
+:class:`~audiosort.errors.InputError` naming the file and what is wrong with it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import re
 import zipfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,9 +46,12 @@ from audiosort import models as _models  # noqa: F401  (registers the custom lay
 from audiosort.config import Config, dump_config, load_config
 from audiosort.data.puzzles import PuzzleSpec
 from audiosort.errors import ConfigError, InputError
+from audiosort.metrics import ORDER_DECODINGS
 
 # Frames per encoder call: a 0.5 s chunk at 16 kHz makes a 4 MiB int16 batch.
 BATCH_FRAMES = 256
+# What audiosort does to a run, in order; see stage_done.
+STAGES = ("train", "eval", "probe")
 
 
 def open_run(run_dir: Path, config: Config, *, resume: bool, overwrite: bool) -> int:
@@ -55,7 +66,7 @@ def open_run(run_dir: Path, config: Config, *, resume: bool, overwrite: bool) ->
     resume : bool, keyword-only
         Continue an interrupted run from its last finished epoch. A finished
         run (one with ``metrics.json``) is not reopened: check
-        :func:`is_finished` first.
+        ``stage_done(run_dir, "train")`` first.
     overwrite : bool, keyword-only
         Replace an existing ``run_dir`` (and only it) with a fresh run.
 
@@ -94,9 +105,39 @@ def open_run(run_dir: Path, config: Config, *, resume: bool, overwrite: bool) ->
     return 0
 
 
-def is_finished(run_dir: Path) -> bool:
-    """Whether training wrote ``run_dir``'s last file, ``metrics.json``."""
-    return (run_dir / "metrics.json").exists()
+def stage_done(run_dir: str | Path, stage: str, detail: Mapping | str | None = None) -> bool:
+    """Whether a run has done ``stage``, by the files its folder holds.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        A run folder (it need not exist: then nothing is done).
+    stage : {"train", "eval", "probe"}
+        ``"train"``: training wrote its last file, ``metrics.json``.
+        ``"eval"``: an eval report with the settings ``detail`` exists (any
+        report when ``detail`` is None); see :func:`write_eval`.
+        ``"probe"``: ``probe.json`` holds the task named ``detail`` (any task
+        when None).
+    detail : mapping or str, optional
+        As said for each stage.
+
+    Returns
+    -------
+    bool
+        False also where the file that would say so cannot be read.
+    """
+    run_dir = Path(run_dir)
+    if stage == "train":
+        return (run_dir / "metrics.json").exists()
+    if stage == "eval":
+        return any(detail is None or _settings_of(folder) == _as_json(detail) for folder in _eval_folders(run_dir))
+    if stage == "probe":
+        try:
+            tasks = read_probe(run_dir)
+        except InputError:
+            return False
+        return bool(tasks) if detail is None else detail in tasks
+    raise ValueError(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
 
 
 def discard_unstarted(run_dir: Path) -> None:
@@ -181,6 +222,21 @@ def save_keras(model: keras.Model, path: Path) -> None:
     """``model.save(path)``, atomically."""
     with _files.replacing(path) as tmp:
         model.save(tmp)
+
+
+def history_path(run_dir: Path) -> Path:
+    """``history.csv``, one row per finished epoch (written by Keras's ``CSVLogger``)."""
+    return run_dir / "history.csv"
+
+
+def logs_folder(run_dir: Path) -> Path:
+    """``logs/``, the run's TensorBoard folder."""
+    return run_dir / "logs"
+
+
+def config_path(run_dir: str | Path) -> Path:
+    """``config.yaml``, the resolved config a run was trained with."""
+    return Path(run_dir) / "config.yaml"
 
 
 def finish_run(run_dir: Path, model: keras.Model, encoder: keras.Model, report: dict) -> None:
@@ -327,6 +383,386 @@ def load_encoder(path: str | Path) -> RunEncoder:
             "samples; the run folder is inconsistent"
         )
     return RunEncoder(encoder, sample_rate, chunk_samples, encoder_path)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A statistic and its 95 % interval (``low``, ``high``: None where none was computed)."""
+
+    value: float
+    low: float | None = None
+    high: float | None = None
+
+
+@dataclass(frozen=True)
+class DecodedScores:
+    """How well one decoding of a sorter's output put a set of puzzles back in order.
+
+    Attributes
+    ----------
+    exact_accuracy, position_accuracy, kendall_tau : Estimate
+        Share of puzzles in exact order, share of chunks in their true slot,
+        mean Kendall tau in [-1, 1].
+    verdict : str or None
+        ``"above_chance"`` or ``"at_chance"`` in an eval report; None in ``metrics.json``.
+    """
+
+    exact_accuracy: Estimate
+    position_accuracy: Estimate
+    kendall_tau: Estimate
+    verdict: str | None = None
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A sorter's scores on one set of puzzles: ``metrics.json``'s val, an eval dataset or one of its baselines.
+
+    Attributes
+    ----------
+    n_puzzles, n_chunks : int
+        Puzzles scored and chunks per puzzle.
+    chance_exact, chance_position : float
+        Exact-order and position accuracy of a random order (1/n! and 1/n).
+    decodings : mapping of str to DecodedScores
+        Per decoding (``"hungarian"``, ``"argmax"``, ...), in file order.
+    verdict : str or None
+        The eval verdict on the set (None in ``metrics.json``).
+    """
+
+    n_puzzles: int
+    n_chunks: int
+    chance_exact: float
+    chance_position: float
+    decodings: Mapping[str, DecodedScores]
+    verdict: str | None = None
+
+    @property
+    def order_decoding(self) -> str:
+        """The decoding whose order is the answer and the verdict's: ``hungarian``, or ``path`` (a successor head, continuity)."""
+        for decoding in ORDER_DECODINGS:
+            if decoding in self.decodings:
+                return decoding
+        raise InputError(f"neither of {', '.join(ORDER_DECODINGS)} scores (the file holds {', '.join(self.decodings) or 'none'})")
+
+    def decoded(self, decoding: str) -> DecodedScores:
+        """The scores of one decoding; an InputError names the decodings there are."""
+        if decoding not in self.decodings:
+            raise InputError(f"no {decoding!r} scores (the file holds {', '.join(self.decodings) or 'none'})")
+        return self.decodings[decoding]
+
+
+@dataclass(frozen=True)
+class RunMetrics:
+    """``metrics.json``: what training measured.
+
+    Attributes
+    ----------
+    val : Scores
+        The model on the fixed val puzzles after training.
+    train_seconds : float or None
+        Seconds training took in the session that finished the run.
+    fields : mapping
+        Every field of the file (``epochs``, ``backend``, ``device``, ...).
+    """
+
+    val: Scores
+    train_seconds: float | None
+    fields: Mapping
+
+
+@dataclass(frozen=True)
+class EvalDataset:
+    """One dataset of an eval report.
+
+    Attributes
+    ----------
+    name : str
+        ``test``, ``ood``, a sanity set, or the folder an ``eval --audio`` scored.
+    sanity : bool
+        A set whose order is unknowable (it must stay at chance).
+    fields : mapping
+        The dataset's whole entry: where its puzzles came from (``kind``,
+        ``corpus`` or ``audio``, ``split``, ``fixed_set``), ideal observer, ...
+    scores : Scores
+        The model's.
+    baselines : mapping of str to Scores
+        The no-learning baselines on the same puzzles (``continuity``).
+    """
+
+    name: str
+    sanity: bool
+    fields: Mapping
+    scores: Scores
+    baselines: Mapping[str, Scores]
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """One report of ``audiosort eval``, read back from ``eval/<label>/eval.json``.
+
+    Attributes
+    ----------
+    folder : Path
+        The report's folder.
+    decoding : str
+        The decoding the verdicts were made on.
+    settings : mapping
+        What was asked for (see :func:`audiosort.evaluate.eval_settings`).
+    datasets : mapping of str to EvalDataset
+        In evaluation order (the scored split or folder first).
+    """
+
+    folder: Path
+    decoding: str
+    settings: Mapping
+    datasets: Mapping[str, EvalDataset]
+
+    def main_dataset(self, name: str | None = None) -> EvalDataset:
+        """The dataset ``name``, or when it is None or absent the first one that is not a sanity set."""
+        if name in self.datasets:
+            return self.datasets[name]
+        return next((d for d in self.datasets.values() if not d.sanity), next(iter(self.datasets.values())))
+
+    @property
+    def sanity_above_chance(self) -> list[str]:
+        """The sanity sets the model sorts above chance."""
+        return [d.name for d in self.datasets.values() if d.sanity and d.scores.verdict == "above_chance"]
+
+
+@dataclass(frozen=True)
+class ProbeTask:
+    """One task of ``probe.json`` (see :mod:`audiosort.probe` for every field of ``entry``).
+
+    Attributes
+    ----------
+    accuracy, accuracy_std : mapping of str to float
+        Mean and standard deviation over splits, per feature (``encoder``,
+        ``random_encoder``, ``logmel_stats``).
+    chance : float or None
+        Share of the most common class (None in an entry of an older probe).
+    entry : mapping
+        The task's whole entry.
+    """
+
+    accuracy: Mapping[str, float]
+    accuracy_std: Mapping[str, float]
+    chance: float | None
+    entry: Mapping
+
+
+def read_metrics(run_dir: str | Path) -> RunMetrics:
+    """``metrics.json`` of a finished run.
+
+    Raises
+    ------
+    InputError
+        No such file (training did not finish), or not the layout training writes.
+    """
+    path = Path(run_dir) / "metrics.json"
+    fields = _read_json(path, "training did not finish?")
+    with _layout_of(path):
+        return RunMetrics(val=_scores(fields["val"]), train_seconds=fields.get("train_seconds_this_session"), fields=fields)
+
+
+def write_eval(run_dir: str | Path, label: str, settings: Mapping, *, report: dict, markdown: str,
+               confusions: Mapping[str, Callable[[Path], None]]) -> Path:
+    """Write one evaluation's report into ``eval/<label>/`` and name it in ``eval/latest``; return its folder.
+
+    An earlier report with the same ``settings`` is replaced (the same
+    evaluation asked again); one with other settings is kept, and this one
+    goes to ``<label>-2``, ``<label>-3``, ...
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run evaluated.
+    label : str
+        What was scored and at what n, e.g. ``test-n5``; one folder name.
+    settings : mapping
+        JSON-ready: what was asked for; stored in ``eval.json`` under ``settings``.
+    report : dict
+        The rest of ``eval.json``.
+    markdown : str
+        ``eval.md``.
+    confusions : mapping of str to callable
+        Dataset name -> a function that saves its confusion PNG to the path given.
+    """
+    run_dir = Path(run_dir)
+    if not re.fullmatch(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]*", label):
+        raise ValueError(f"eval label {label!r} is not a plain folder name")
+    settings = _as_json(settings)
+    root = run_dir / "eval"
+    folder, k = root / label, 1
+    while (folder / "eval.json").exists() and _settings_of(folder) != settings:
+        k += 1
+        folder = root / f"{label}-{k}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create {folder}: {e.strerror or e}") from None
+    _files.write_text(folder / "eval.json", json.dumps({"settings": settings, **report}, indent=1) + "\n")
+    _files.write_text(folder / "eval.md", markdown)
+    for name, save in confusions.items():
+        save(folder / f"confusion-{name}.png")
+    _files.write_text(root / "latest", folder.name + "\n")
+    return folder
+
+
+def read_eval(path: str | Path, *, settings: Mapping | None = None) -> EvalResult:
+    """An eval report: the newest of a run, the one with ``settings``, or one named by its folder or file.
+
+    Parameters
+    ----------
+    path : str or Path
+        A run folder, one of its ``eval/<label>`` folders, or an ``eval.json``.
+    settings : mapping, optional
+        With a run folder: the report of the evaluation asked with these
+        settings (see :func:`stage_done`) instead of the newest one.
+
+    Raises
+    ------
+    InputError
+        No report there (``audiosort eval`` not run, or not with these
+        settings), or a file not in the layout ``eval`` writes.
+    """
+    path = Path(path)
+    if path.is_file():
+        return _read_eval_file(path)
+    if (path / "eval.json").is_file():
+        return _read_eval_file(path / "eval.json")
+    if settings is not None:
+        wanted = _as_json(settings)
+        folder = next((f for f in _eval_folders(path) if _settings_of(f) == wanted), None)
+        if folder is None:
+            raise InputError(f"{path} has no eval report with the settings {wanted}; run audiosort eval")
+        return _read_eval_file(folder / "eval.json")
+    latest = path / "eval" / "latest"
+    if not latest.is_file():
+        raise InputError(f"{path} has no eval report (no eval/latest); run `audiosort eval {path}` first")
+    name = latest.read_text().strip()
+    return _read_eval_file(latest.parent / name / "eval.json")
+
+
+def read_probe(path: str | Path) -> dict[str, ProbeTask]:
+    """The tasks of a run's ``probe.json`` by name, in file order ({} when the run was never probed).
+
+    Parameters
+    ----------
+    path : str or Path
+        A run folder, or a ``probe.json`` (which must exist).
+
+    Raises
+    ------
+    InputError
+        The file cannot be read or is not ``{"tasks": {name: entry}}``.
+    """
+    path = Path(path)
+    if path.suffix != ".json":
+        path = path / "probe.json"
+        if not path.exists():
+            return {}
+    content = _read_json(path, "")
+    tasks = content.get("tasks") if isinstance(content, dict) else None
+    if not isinstance(tasks, dict):
+        raise InputError(f"{path}: 'tasks' is not a mapping; move it away to start afresh")
+    out = {}
+    for name, entry in tasks.items():
+        if not isinstance(entry, dict):
+            raise InputError(f"{path}: task {name!r} is not an object; move it away to start afresh")
+        with _layout_of(path):
+            out[name] = ProbeTask(
+                accuracy=dict(entry.get("accuracy", {})), accuracy_std=dict(entry.get("accuracy_std", {})),
+                chance=entry.get("chance"), entry=entry,
+            )
+    return out
+
+
+def write_probe(run_dir: str | Path, tasks: Mapping[str, Mapping], markdown: str) -> None:
+    """Write ``probe.json`` (``{"tasks": tasks}``) and ``probe.md``."""
+    run_dir = Path(run_dir)
+    _files.write_text(run_dir / "probe.json", json.dumps({"tasks": dict(tasks)}, indent=1) + "\n")
+    _files.write_text(run_dir / "probe.md", markdown)
+
+
+def _eval_folders(run_dir: Path) -> list[Path]:
+    root = run_dir / "eval"
+    return [f for f in sorted(root.iterdir()) if (f / "eval.json").is_file()] if root.is_dir() else []
+
+
+def _settings_of(folder: Path) -> dict | None:
+    """The settings an eval report was asked with; None where its ``eval.json`` cannot be read."""
+    try:
+        settings = json.loads((folder / "eval.json").read_text()).get("settings")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return settings
+
+
+def _as_json(value: Mapping) -> dict:
+    """``value`` as it reads back from JSON (tuples as lists, keys as str), so settings compare equal."""
+    return json.loads(json.dumps(value))
+
+
+def _read_json(path: Path, hint: str):
+    if not path.exists():
+        raise InputError(f"no {path}" + (f" ({hint})" if hint else ""))
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot read {path} ({_first_line(e)})") from None
+
+
+@contextlib.contextmanager
+def _layout_of(path: Path):
+    """Turn a missing key or a wrong type while reading ``path`` into an InputError naming it."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise InputError(f"{path} is not in the layout audiosort writes ({type(error).__name__}: {error})") from None
+
+
+def _estimate(value) -> Estimate:
+    if isinstance(value, Mapping):
+        return Estimate(float(value["value"]), value.get("low"), value.get("high"))
+    return Estimate(float(value))
+
+
+def _scores(entry: Mapping) -> Scores:
+    """Scores from a ``score_puzzles`` dict (``{decoding: {...}, "chance": {...}, "n_puzzles", "n_chunks"}``)."""
+    decodings = {
+        name: DecodedScores(
+            _estimate(part["exact_accuracy"]), _estimate(part["position_accuracy"]), _estimate(part["kendall_tau"]),
+            part.get("verdict"),
+        )
+        for name, part in entry.items()
+        if name != "chance" and isinstance(part, Mapping) and "exact_accuracy" in part
+    }
+    chance = entry["chance"]
+    return Scores(
+        n_puzzles=int(entry["n_puzzles"]), n_chunks=int(entry["n_chunks"]),
+        chance_exact=float(chance["exact_accuracy"]), chance_position=float(chance["position_accuracy"]),
+        decodings=decodings, verdict=entry.get("verdict"),
+    )
+
+
+def _read_eval_file(path: Path) -> EvalResult:
+    content = _read_json(path, "")
+    with _layout_of(path):
+        datasets = {
+            name: EvalDataset(
+                name=name, sanity=bool(entry.get("sanity")),
+                fields=entry,
+                scores=_scores(entry),
+                baselines={b: _scores(scored) for b, scored in entry.get("baselines", {}).items()},
+            )
+            for name, entry in content["datasets"].items()
+        }
+        if not datasets:
+            raise InputError(f"{path} holds no dataset")
+        return EvalResult(
+            folder=path.parent, decoding=content["verdict_decoding"], settings=content.get("settings", {}),
+            datasets=datasets,
+        )
 
 
 def _trim_history(path: Path, epochs: int) -> None:

@@ -12,8 +12,8 @@ Example
 -------
 >>> spec = PuzzleSpec(n_chunks=3, chunk_samples=3200, pad_min_samples=0, pad_max_samples=160)
 >>> puzzles, source = sanity_puzzles("brown", spec, sample_rate=16000, n_puzzles=500, seed=0)  # doctest: +SKIP
->>> sanity_ideal_observer("brown", puzzles, spec, sample_rate=16000).exact_accuracy  # doctest: +SKIP
-0.55...
+>>> sanity_ideal_observer("brown", puzzles, spec, sample_rate=16000).kendall_tau  # doctest: +SKIP
+0.6...
 """
 
 from __future__ import annotations
@@ -92,11 +92,14 @@ def sanity_puzzles(kind: str, spec: PuzzleSpec, *, sample_rate: int, n_puzzles: 
 
 def sanity_ideal_observer(
     kind: str, puzzles: Puzzles, spec: PuzzleSpec, sample_rate: int
-) -> leaks.IdealObserver | None:
-    """The ideal observer's exact-order accuracy on a sanity set of ``kind`` (see :mod:`audiosort.leaks`)."""
+) -> leaks.IdealObserver:
+    """The ideal observer of a sanity set of ``kind``, exact or run on its puzzles (see :mod:`audiosort.leaks`)."""
     synthetic_kind, tone_method = SANITY_KINDS[kind]
     if synthetic_kind == "noise":
         return leaks.ideal_noise_accuracy(spec)
     if synthetic_kind == "brown":
         return leaks.ideal_brown_accuracy(puzzles.chunks, puzzles.order, spec, sample_rate=sample_rate)
-    return leaks.ideal_tone_accuracy(spec, sample_rate=sample_rate, frequency_hz=SANITY_TONE_HZ, method=tone_method)
+    return leaks.ideal_tone_accuracy(
+        spec, sample_rate=sample_rate, frequency_hz=SANITY_TONE_HZ, method=tone_method, starts=puzzles.starts,
+        order=puzzles.order,
+    )

@@ -104,7 +104,7 @@ def train(
             "(its optimizer state is not saved); start afresh with --overwrite"
         )
     run_dir = Path(runs_dir) / config.name
-    if resume and run.is_finished(run_dir):
+    if resume and run.stage_done(run_dir, "train"):
         return run_dir
     corpus = Corpus(config.data.corpus)
     if corpus.sample_rate != config.data.sample_rate:
@@ -312,10 +312,10 @@ def run_callbacks(
     """
     callbacks = [
         DecodedValScores(val, config.train.batch_size),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        keras.callbacks.CSVLogger(str(run.history_path(run_dir)), append=True),
         RunCheckpoints(run_dir, best_val_loss=best_val_loss),
     ]
-    tensorboard = tensorboard_callback(run_dir / "logs", echo=echo)
+    tensorboard = tensorboard_callback(run.logs_folder(run_dir), echo=echo)
     if tensorboard is not None:
         callbacks.append(tensorboard)
     if config.train.early_stopping_patience:

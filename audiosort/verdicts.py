@@ -3,20 +3,26 @@
 Shared by ``audiosort eval`` and ``audiosort audit``. :func:`score_dataset`
 runs a model on one set of puzzles and scores it
 (:func:`audiosort.metrics.score_puzzles`: accuracies with 95% intervals,
-chance, the one-sided binomial p-value of the exact-order count against 1/n!),
-with every no-learning baseline of :mod:`audiosort.baselines` beside it where
+chance, the one-sided p-value of Kendall tau against its exact null), with
+every no-learning baseline of :mod:`audiosort.baselines` beside it where
 asked. :class:`Verdicts` turns a family of scored datasets into verdicts at
 alpha 0.01, Bonferroni corrected over the datasets.
+
+Every verdict tests Kendall tau and the exact-order count against their
+exact nulls, Bonferroni over the two (:func:`audiosort.metrics.chance_p_values`),
+and the tables print in bold the one whose test decided. The exact-order
+count alone, as before, was blind from about n = 10: at n = 20 a model that
+restores every order but for three swapped pairs sorts no puzzle exactly,
+though its tau is about 0.65. Kendall tau alone is blind to an order known
+only up to its direction (a tone's shared phase step): mean tau 0.
 
 A dataset's verdict is that of the decoding that gives its order
 (:attr:`audiosort.metrics.PuzzleScores.verdict_decoding`): hungarian for
 position scores, path for a successor head (and the continuity baseline),
 whose order is the best path through its join scores and which has no other
-decoding. Whenever argmax decodes a puzzle to a permutation, that permutation
-maximizes the summed scores, so argmax's exact-order count never exceeds
-hungarian's (up to ties) and its p-value is never smaller. The two decodings
-are one test, not two, and correcting over both would only cost power. Every
-decoding still carries its own verdict at the same threshold.
+decoding. Argmax and hungarian score the same model on the same puzzles, so
+they are one test, not two, and correcting over both would only cost power.
+Every decoding still carries its own verdict at the same threshold.
 
 The model "beats" a baseline where a one-sided exact McNemar test
 (:func:`audiosort.metrics.mcnemar_p_value`) that it gets the exact order right
@@ -38,8 +44,8 @@ from audiosort.errors import InputError
 from audiosort.predict import position_scores, score_predictions
 
 ALPHA = 0.01
-# An ideal observer this far above chance (exact order) sorts its set: below it, a set at chance proves
-# the pipeline clean.
+# An exactly computed ideal observer this far above chance (exact order, or Kendall tau) sorts its set:
+# below it, a set at chance proves the pipeline clean.
 _IDEAL_MARGIN = 0.01
 
 
@@ -186,8 +192,8 @@ class Verdicts:
         return [r for r in self.datasets if r.sanity and self.verdict(r) == "above_chance"]
 
     def problems(self) -> list[str]:
-        """One line per sanity set sorted above chance, e.g. ``"tone sorted above chance (p=3.1e-12)"``."""
-        return [f"{r.name} sorted above chance (p={r.scores.verdict_scores.p_value:.2g})" for r in self.leaking()]
+        """One line per sanity set sorted above chance, e.g. ``"tone sorted above chance (Kendall tau 0.214, p=3.1e-12)"``."""
+        return [f"{r.name} sorted above chance ({tau_and_p(r.scores.verdict_scores)})" for r in self.leaking()]
 
     @property
     def exit_code(self) -> int:
@@ -195,22 +201,48 @@ class Verdicts:
         return 1 if self.leaking() else 0
 
     def ideal_sorts(self, result: DatasetResult) -> bool:
-        """Whether the set's ideal observer sorts it above chance (exact order).
+        """Whether the set's ideal observer sorts it above chance.
 
-        By more than a margin (0.01), and for a Monte Carlo estimate (brown
-        noise, on the set's own puzzles) also by the binomial test of the
-        verdicts: otherwise its sampling noise alone (about 0.012 for 1000
-        puzzles of 3) would flag clean sets.
+        An exactly computed observer (white noise, the tone where its
+        enumeration fits): by more than a margin (0.01) in exact-order
+        accuracy or in Kendall tau. A Monte Carlo one, on the set's own
+        puzzles (brown noise; the tone at many chunks): by the test of the
+        model's verdicts at the same threshold (Kendall tau or the exact-order
+        count, :func:`audiosort.metrics.chance_p_values`), or its sampling
+        noise alone would flag clean sets.
         """
-        ideal = result.ideal
-        if ideal is None or ideal.exact_accuracy <= ideal.chance + _IDEAL_MARGIN:
-            return False
-        if ideal.monte_carlo_puzzles is None:
-            return True
-        right = round(ideal.exact_accuracy * ideal.monte_carlo_puzzles)
-        p_value = metrics.binomial_p_value(right, ideal.monte_carlo_puzzles, ideal.chance)
-        return metrics.verdict(p_value, alpha=self.alpha, n_tests=self.n_tests) == "above_chance"
+        return result.ideal is not None and ideal_sorts(result.ideal, alpha=self.alpha, n_tests=self.n_tests)
 
     def ideal_leaking(self) -> list[DatasetResult]:
         """The sanity sets whose ideal observer sorts them above chance: the pipeline leaks there."""
         return [r for r in self.datasets if r.sanity and self.ideal_sorts(r)]
+
+
+def ideal_sorts(ideal: leaks.IdealObserver, *, alpha: float = ALPHA, n_tests: int = 1) -> bool:
+    """Whether an ideal observer sorts its set above chance (see :meth:`Verdicts.ideal_sorts`)."""
+    if ideal.p_value is None:
+        return ideal.exact_accuracy > ideal.chance + _IDEAL_MARGIN or ideal.kendall_tau > _IDEAL_MARGIN
+    return metrics.verdict(ideal.p_value, alpha=alpha, n_tests=n_tests) == "above_chance"
+
+
+def format_p_value(p_value: float) -> str:
+    """A p-value in 2 significant digits; one that underflowed to 0 as ``"< 1e-300"``, not a false ``"0"``."""
+    return "< 1e-300" if p_value < 1e-300 else f"{p_value:.2g}"
+
+
+def p_text(p_value: float) -> str:
+    """``"p=3.1e-12"``, or ``"p < 1e-300"`` where it underflowed."""
+    text = format_p_value(p_value)
+    return f"p {text}" if text.startswith("<") else f"p={text}"
+
+
+def tau_and_p(scores: metrics.DecodingScores) -> str:
+    """What a verdict rests on, for one decoding's scores: ``"Kendall tau 0.214, p=3.1e-12"`` (or exact order)."""
+    statistic = deciding_statistic(scores)
+    name = "Kendall tau" if statistic == "kendall_tau" else "exact order"
+    return f"{name} {getattr(scores, statistic).value:.3f}, {p_text(scores.p_value)}"
+
+
+def deciding_statistic(scores: metrics.DecodingScores) -> str:
+    """``"kendall_tau"`` or ``"exact_accuracy"``: whose test gave one decoding's verdict p-value (the smaller)."""
+    return "kendall_tau" if scores.tau_p_value <= scores.exact_p_value else "exact_accuracy"

@@ -28,7 +28,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from audiosort.config import PuzzleConfig
 from audiosort.data import synthetic
-from audiosort.data.corpus import Corpus, prepare, prepare_synthetic
+from audiosort.data.corpus import Corpus
+from audiosort.data.prepare import prepare, prepare_synthetic
 from audiosort.data.pipeline import prefetched_puzzle_batches
 from audiosort.data.puzzles import PuzzleSpec, TrackTable, cut_chunks, draw_gaps, draw_starts, sample_puzzles
 

@@ -56,7 +56,8 @@ from audiosort import AudiosortError  # first: importing audiosort silences Tens
 import keras
 from audiosort.config import AugmentConfig, Config, load_config
 from audiosort.data.augment import augment_batch
-from audiosort.data.corpus import Corpus, prepare_synthetic
+from audiosort.data.corpus import Corpus
+from audiosort.data.prepare import prepare_synthetic
 from audiosort.data.pipeline import keep_freed_memory, prefetched_puzzle_batches
 from audiosort.data.puzzles import PuzzleSpec, TrackTable, puzzle_batches, sample_puzzles
 from audiosort.train import compiled_model

@@ -31,7 +31,7 @@ from audiosort.run import load_run_config, load_run_model
 def track_sections(track: dict, *, seed: int, sample_rate: int) -> tuple[list, float]:
     """The (section kind, bar in section, section bars) of each bar of one synthetic track, and bar length in samples."""
     index = int(track["source"].rsplit("/", 1)[1])
-    rng = np.random.default_rng([seed, index])  # as audiosort.data.corpus.prepare_synthetic seeds track k
+    rng = np.random.default_rng([seed, index])  # as audiosort.data.prepare.prepare_synthetic seeds track k
     style = synthetic._draw_style(rng)
     bar_samples = 16 * style.step_seconds * sample_rate
     return synthetic._draw_sections(rng, math.ceil(track["frames"] / bar_samples)), bar_samples

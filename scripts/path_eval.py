@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import keras
 
-import audiosort.models  # noqa: F401  (registers the custom layers for load_model)
 from audiosort import decoding, metrics
 from audiosort.baselines import continuity_scores
 from audiosort.config import PuzzleConfig
 from audiosort.data.corpus import Corpus
 from audiosort.data.puzzles import PuzzleSpec
+from audiosort.run import load_run_model
 
 
 def successor_scores(model, chunks, *, batch_size=512):
@@ -57,7 +56,7 @@ def main() -> None:
         pad_min_seconds=args.pad_min_seconds, pad_max_seconds=args.pad_max_seconds,
     )
     puzzles, _ = corpus.puzzles_for("test", PuzzleSpec.from_config(puzzle, sample_rate=corpus.sample_rate), n_puzzles=args.puzzles, seed=0)
-    model = keras.saving.load_model(Path(args.run) / "model.keras", compile=False)
+    model = load_run_model(args.run)
     started = time.perf_counter()
     successor, first, last = successor_scores(model, puzzles.chunks)
     sequence = decoding.best_paths(successor, first=first, last=last)

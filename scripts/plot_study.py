@@ -1,27 +1,27 @@
-"""Draw issue 11's study figure from the runs' eval.json and probe.json files.
+"""Draw issue 11's study figure from the runs' eval reports and probe.json files.
 
     python scripts/plot_study.py \\
-        --run "logmel, aug on" runs/logmel-aug-true/eval-test.json \\
-        --run "logmel, aug off" runs/logmel-aug-false/eval-test.json \\
-        --probe "logmel, aug on" runs/logmel-aug-true/probe.json \\
+        --run "logmel, aug on" runs/logmel-aug-true/eval/test-n5 \\
+        --run "logmel, aug off" runs/logmel-aug-false/eval/test-n5 \\
+        --probe "logmel, aug on" runs/logmel-aug-true \\
         --out docs/transfer-study.png
 
 Left panel: exact-order accuracy (Hungarian decoding, 95 % interval) of each
 ``--run`` on the in-domain ``test`` split and the out-of-domain ``ood`` split,
 with the continuity baseline on the same puzzles as a black bar over each and
-chance (1/n!) as a dashed line. ``EVAL_JSON`` is what ``audiosort eval RUN``
-writes (test, ood and sanity sets); a later ``eval --split val`` writes over
-``RUN/eval.json``, so copy it first. Right panel: for each ``--probe``, each
-task's linear-probe accuracy (mean and standard deviation over splits) of the
-encoder, with the same architecture's random weights as a cross; log-mel
-statistics as a black line and chance as a dotted line per task (both the
-same for every run on the same clips).
+chance (1/n!) as a dashed line. ``EVAL`` is a report of ``audiosort eval RUN``
+(test, ood and sanity sets): its folder ``RUN/eval/<label>``, its
+``eval.json``, or the run folder for its newest report
+(:func:`audiosort.run.read_eval`). Right panel: for each ``--probe`` (a run
+folder or its ``probe.json``), each task's linear-probe accuracy (mean and
+standard deviation over splits) of the encoder, with the same architecture's
+random weights as a cross; log-mel statistics as a black line and chance as a
+dotted line per task (both the same for every run on the same clips).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +31,7 @@ from matplotlib.figure import Figure
 
 from audiosort import _files
 from audiosort.errors import AudiosortError, InputError
-from audiosort.metrics import ORDER_DECODINGS
+from audiosort.run import read_eval, read_probe
 
 SPLITS = ("test", "ood")
 
@@ -58,86 +58,71 @@ class ProbeScore:
     chance: float
 
 
-def _read_json(path: str | Path, what: str) -> dict:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as error:
-        raise InputError(f"cannot read {what} {path}: {error.strerror or error}") from None
-    except ValueError as error:
-        raise InputError(f"{what} {path} is not JSON: {error}") from None
-
-
 def sorting_scores(path: str | Path) -> dict[str, SortingScore]:
-    """The ``test`` and ``ood`` scores of one ``eval.json``.
+    """The ``test`` and ``ood`` scores of one eval report.
 
     Parameters
     ----------
     path : str or Path
-        An ``eval.json`` of ``audiosort eval RUN`` with at least one of the splits ``test``, ``ood``.
+        A report of ``audiosort eval RUN`` with at least one of the splits ``test``, ``ood``: its
+        folder, its ``eval.json``, or the run folder (its newest report).
 
     Returns
     -------
     dict of str to SortingScore
-        Keyed by split, in the order of :data:`SPLITS`; a split the file lacks is left out.
+        Keyed by split, in the order of :data:`SPLITS`; a split the report lacks is left out.
 
     Raises
     ------
     InputError
-        The file cannot be read, is not JSON, holds neither split, or a split lacks the
-        continuity baseline or the decoding that gives the order (hungarian or path).
+        The report cannot be read, holds neither split, or a split lacks the continuity baseline
+        or the decoding that gives the order (hungarian, or path).
     """
-    datasets = _read_json(path, "eval.json").get("datasets", {})
+    report = read_eval(path)
     scores = {}
     for split in SPLITS:
-        if split not in datasets:
+        if split not in report.datasets:
             continue
-        entry = datasets[split]
-        try:
-            exact = _order_decoding(entry)["exact_accuracy"]
-            continuity = _order_decoding(entry["baselines"]["continuity"])["exact_accuracy"]["value"]
-            chance = entry["chance"]["exact_accuracy"]
-        except (KeyError, TypeError, StopIteration):
-            raise InputError(
-                f"eval.json {path}: split {split!r} lacks the order decoding's exact accuracy, its continuity baseline "
-                "or chance"
-            ) from None
-        scores[split] = SortingScore(exact["value"], exact["low"], exact["high"], continuity, chance)
+        dataset = report.datasets[split]
+        if "continuity" not in dataset.baselines:
+            raise InputError(f"eval report {path}: split {split!r} lacks its continuity baseline")
+        exact = dataset.scores.decoded(dataset.scores.order_decoding).exact_accuracy
+        continuity = dataset.baselines["continuity"]
+        continuity_exact = continuity.decoded(continuity.order_decoding).exact_accuracy.value
+        scores[split] = SortingScore(exact.value, exact.low, exact.high, continuity_exact, dataset.scores.chance_exact)
     if not scores:
         raise InputError(
-            f"eval.json {path} has neither a test nor an ood split (it holds {sorted(datasets) or 'no datasets'}); "
-            "copy RUN/eval.json right after `audiosort eval RUN`, before an eval of another split replaces it"
+            f"eval report {path} has neither a test nor an ood split (it holds {sorted(report.datasets)}); "
+            "give the report of `audiosort eval RUN` (RUN/eval/test-n<chunks>)"
         )
     return scores
 
 
-def _order_decoding(scored: dict) -> dict:
-    """The scores of the decoding that gives a scored set's order: ``hungarian``, or ``path`` (a successor head, continuity)."""
-    return next(scored[name] for name in ORDER_DECODINGS if name in scored)
-
-
 def probe_scores(path: str | Path) -> dict[str, ProbeScore]:
-    """Each task's scores in one ``probe.json`` of ``audiosort probe``, keyed by task name without ``probe-``.
+    """Each task's scores in a run's ``probe.json`` (or the run folder), keyed by task name without ``probe-``.
 
     Raises
     ------
     InputError
         The file cannot be read, is not JSON, holds no task, or a task lacks a feature's accuracy.
     """
-    tasks = _read_json(path, "probe.json").get("tasks", {})
+    if not Path(path).exists():
+        raise InputError(f"cannot read probe.json {path}: no such file or folder")
+    tasks = read_probe(path)
     if not tasks:
         raise InputError(f"probe.json {path} holds no task")
     scores = {}
     for name, task in tasks.items():
         try:
-            accuracy, spread = task["accuracy"], task["accuracy_std"]
+            accuracy, spread = task.accuracy, task.accuracy_std
             score = ProbeScore(
                 accuracy["encoder"], spread["encoder"], accuracy["random_encoder"], accuracy["logmel_stats"],
-                task["chance"],
+                task.chance,
             )
-        except (KeyError, TypeError):
-            raise InputError(
-                f"probe.json {path}: task {name!r} lacks the accuracy of a feature or its chance"
-            ) from None
+        except KeyError:
+            raise InputError(f"probe.json {path}: task {name!r} lacks the accuracy of a feature") from None
+        if task.chance is None:
+            raise InputError(f"probe.json {path}: task {name!r} lacks its chance")
         scores[name.removeprefix("probe-")] = score
     return scores
 
@@ -215,16 +200,15 @@ def draw(runs: dict[str, dict[str, SortingScore]], probes: dict[str, dict[str, P
     for axes in (sorting, probing):
         axes.set_ylim(0, 1.3)  # room for the legend above the bars
         axes.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
-    with _files.replacing(out) as tmp:
-        figure.savefig(tmp, format="png")
+    _files.save_figure(figure, out)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", nargs=2, action="append", metavar=("LABEL", "EVAL_JSON"), required=True,
-                        help="a run's label and the eval.json of `audiosort eval RUN` (repeat)")
-    parser.add_argument("--probe", nargs=2, action="append", metavar=("LABEL", "PROBE_JSON"), default=[],
-                        help="a run's label and its probe.json of `audiosort probe` (repeat)")
+    parser.add_argument("--run", nargs=2, action="append", metavar=("LABEL", "EVAL"), required=True,
+                        help="a run's label and a report of `audiosort eval RUN`: RUN/eval/<label>, its eval.json, or RUN (repeat)")
+    parser.add_argument("--probe", nargs=2, action="append", metavar=("LABEL", "PROBE"), default=[],
+                        help="a run's label and its folder or probe.json of `audiosort probe` (repeat)")
     parser.add_argument("--out", required=True, help="the PNG to write")
     args = parser.parse_args(argv)
     try:

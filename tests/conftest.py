@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from audiosort.cli import main
 from audiosort.config import PuzzleConfig, load_config
 from audiosort.data import synthetic
-from audiosort.data.corpus import prepare_synthetic
+from audiosort.data.prepare import prepare_synthetic
 from audiosort.train import train
 
 SAMPLE_RATE = 16000
@@ -67,6 +67,11 @@ def write_music_files(folder, count, *, seconds=3.0, sample_rate=22050, seed=0, 
 def run(*args):
     """Invoke the audiosort CLI in-process with str() of each argument; return click's Result."""
     return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def latest_eval(run_dir):
+    """The folder of a run's newest eval report, as ``eval/latest`` names it."""
+    return Path(run_dir) / "eval" / (Path(run_dir) / "eval" / "latest").read_text().strip()
 
 
 def assert_one_line_error(result, fragment):

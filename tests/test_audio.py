@@ -1,12 +1,15 @@
 """audiosort.audio: decoding real files written with soundfile, int16 scaling, wav writing."""
 
 import hashlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import soundfile
 
 from audiosort.audio import (
+    check_sample_rate,
     find_audio_files,
     from_int16,
     load,
@@ -14,7 +17,7 @@ from audiosort.audio import (
     to_int16,
     write_wav,
 )
-from audiosort.errors import DecodeError, InputError
+from audiosort.errors import DecodeError, InputError, is_int
 
 ONE_STEP = 1 / 32768
 
@@ -276,3 +279,21 @@ def test_sha256_file_matches_hashlib_across_blocks(tmp_path):
     path.write_bytes(data)
 
     assert sha256_file(path) == hashlib.sha256(data).hexdigest()
+
+
+def test_models_and_puzzles_import_no_codec():
+    # The int16 form lives in audiosort.pcm: a model or a sampler loads neither librosa, soundfile nor soxr.
+    code = (
+        "import sys, audiosort.pcm, audiosort.models.layers, audiosort.data.puzzles; "
+        "print(sorted(m for m in ('librosa', 'soundfile', 'soxr', 'audiosort.audio') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_an_int_is_a_python_or_numpy_integer_but_never_a_bool():
+    assert is_int(3) and is_int(np.int64(3)) and is_int(np.uint8(3))
+    assert not any(is_int(value) for value in (True, np.bool_(True), 3.0, "3", None))
+    check_sample_rate(np.int32(16000))
+    with pytest.raises(InputError, match="positive int"):
+        check_sample_rate(True)

@@ -1,5 +1,6 @@
 """`audiosort prepare` through the CLI: bad input is skipped or refused, never a traceback."""
 
+import hashlib
 import json
 import os
 import wave
@@ -212,7 +213,7 @@ def test_overwrite_of_a_symlinked_corpus_replaces_the_link_not_its_target(worksp
     assert _snapshot(workspace / "real") == target_before
 
 
-def test_broken_symlinks_and_links_leaving_the_folder_are_skipped_and_reported(tmp_path):
+def test_links_are_read_through_wherever_they_point_and_broken_ones_are_skipped(tmp_path):
     src = tmp_path / "src"
     write_music_files(src, 3, seconds=1.0)
     write_music_files(tmp_path / "elsewhere", 1, seconds=1.0, prefix="private")
@@ -225,11 +226,30 @@ def test_broken_symlinks_and_links_leaving_the_folder_are_skipped_and_reported(t
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "corpus" / "manifest.json").read_text())
     reasons = {s["source"]: s["reason"] for s in manifest["skipped"]}
+    assert set(reasons) == {"dangling.flac", "loop1.flac", "loop2.flac"}
     assert reasons["dangling.flac"].startswith("dangling symlink")
-    assert reasons["outside.flac"].startswith("symlink to a file outside")
     assert reasons["loop1.flac"] == reasons["loop2.flac"] == "symlink loop"
-    # A link to a file inside the folder is that file, listed once (under the first name in sorted order).
-    assert sorted(t["source"] for t in manifest["tracks"]) == ["alias.flac", "song01.flac", "song02.flac"]
+    # A link to a file inside the folder is that file, listed once (under the first name in sorted order);
+    # a link out of it (a playlist of links into a library) is read through, named by the link.
+    tracks = {t["source"]: t for t in manifest["tracks"]}
+    assert sorted(tracks) == ["alias.flac", "outside.flac", "song01.flac", "song02.flac"]
+    private = tmp_path / "elsewhere" / "private00.flac"
+    assert tracks["outside.flac"]["sha256"] == hashlib.sha256(private.read_bytes()).hexdigest()
+
+
+def test_overwrite_never_deletes_a_file_through_a_link(tmp_path):
+    src = tmp_path / "playlist"
+    src.mkdir()
+    library = tmp_path / "library"
+    assert run("prepare", "--synthetic", "music", "--duration", "20s", "--out", library, *PUZZLE_FLAGS).exit_code == 0
+    # A file a link points to, inside a folder that --overwrite could otherwise replace.
+    write_music_files(library, 2, seconds=1.0, prefix="kept")
+    for k in range(2):
+        (src / f"link{k}.flac").symlink_to(library / f"kept{k:02d}.flac")
+    before = _snapshot(library)
+    result = run("prepare", src, "--out", library, "--overwrite", *PUZZLE_FLAGS)
+    assert_one_line_error(result, "overlaps input")
+    assert _snapshot(library) == before
 
 
 def test_a_non_utf8_file_name_is_skipped_with_a_readable_reason(tmp_path):

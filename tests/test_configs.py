@@ -96,11 +96,13 @@ def header_claims(text):
     claims = []
     for count, seconds in re.findall(rf"\b{NUMBER} chunks of {NUMBER} s\b", text):
         claims += [("n_chunks", int(count), "puzzle.n_chunks"), ("chunk_seconds", float(seconds), "puzzle.chunk_seconds")]
-    for count in re.findall(r"\bn=(\d+)\b", text):
+    for count in re.findall(r"\bn=(\d+)\b", text) + re.findall(r"\bsort (\d+) chunks\b", text):
         claims.append(("n_chunks", int(count), "puzzle.n_chunks"))
     for seconds in re.findall(rf"\b{NUMBER} s chunks\b", text):
         claims.append(("chunk_seconds", float(seconds), "puzzle.chunk_seconds"))
-    for low, high, unit in re.findall(rf"\bgaps (?:of )?{NUMBER}-{NUMBER} (ms|s)\b", text):
+    gap_ranges = re.findall(rf"\bgaps (?:of )?{NUMBER}-{NUMBER} (ms|s)\b", text)
+    gap_ranges += re.findall(rf"\b{NUMBER}-{NUMBER} (ms|s) per gap\b", text)
+    for low, high, unit in gap_ranges:
         scale = 1000 if unit == "ms" else 1
         claims += [("gap min", float(low) / scale, "puzzle.pad_min_seconds"), ("gap max", float(high) / scale, "puzzle.pad_max_seconds")]
     for steps, batch in re.findall(rf"\b{NUMBER} steps of {NUMBER} puzzles\b", text):
@@ -123,6 +125,17 @@ def test_header_comment_numbers_agree_with_the_values(path):
         if _value(config, key) != pytest.approx(claimed)
     ]
     assert wrong == [], f"{path.name}: {wrong}"
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_every_header_states_numbers_the_parser_checks(path):
+    # A header the parser reads nothing from passes the test above vacuously (demo.yaml's did).
+    assert header_claims(_header(path)), f"{path.name}: no checkable number in its header"
+
+
+def test_the_readme_main_config_header_claims_its_puzzle():
+    claims = {(what, claimed) for what, claimed, _ in header_claims(_header(FOLDER / "demo.yaml"))}
+    assert claims == {("n_chunks", 3), ("gap min", 0.5), ("gap max", 1.0)}
 
 
 def test_a_comment_that_disagrees_with_its_value_is_caught(tmp_path):

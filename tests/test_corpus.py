@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 
 from audiosort.config import PuzzleConfig
-from audiosort.data.corpus import Corpus, assign_splits, parse_duration, prepare, prepare_synthetic
+from audiosort.cli import parse_duration
+from audiosort.data.corpus import Corpus
+from audiosort.data.prepare import prepare, prepare_synthetic
+from audiosort.data.splits import assign_splits
 from audiosort.errors import InputError
 from conftest import TINY_PUZZLE, write_music_files
 

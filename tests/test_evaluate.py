@@ -8,13 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audiosort import audio, decoding, evaluate as evaluate_module, metrics
+from audiosort import audio, baselines, decoding, evaluate as evaluate_module, metrics
 from audiosort.data import synthetic
-from audiosort.data.corpus import prepare_synthetic
+from audiosort.data.corpus import Corpus
+from audiosort.data.prepare import prepare_synthetic
 from audiosort.data.puzzles import PuzzleSpec, TrackTable, make_puzzle_set
+from audiosort.audit import AuditReport
+from audiosort.config import load_config
 from audiosort.evaluate import EvalReport
+from audiosort.predict import position_scores
+from audiosort.run import load_run_model
 from audiosort.verdicts import BaselineResult, DatasetResult, score_dataset
-from conftest import TINY_PUZZLE, assert_one_line_error, run
+from conftest import TINY_PUZZLE, assert_one_line_error, latest_eval, run
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +41,14 @@ def corpus_8k(tmp_path_factory):
 
 
 
-def test_eval_writes_json_markdown_and_confusion_images_with_chance(eval_run):
+def test_eval_writes_json_markdown_and_confusion_images_with_chance(eval_run, music_corpus):
     result = run("eval", eval_run, "--puzzles", 200)
     # Ten steps of a tiny MLP on music learn no leak: every sanity set stays at chance.
     assert result.exit_code == 0, result.output
     assert "sanity sets at chance: noise, brown, tone" in result.stdout and result.stderr == ""
-    report = json.loads((eval_run / "eval.json").read_text())
+    assert latest_eval(eval_run) == eval_run / "eval" / "test-n3"
+    assert f"in {eval_run / 'eval' / 'test-n3'}" in result.stdout
+    report = json.loads((latest_eval(eval_run) / "eval.json").read_text())
     datasets = report["datasets"]
     assert list(datasets) == ["test", "noise", "brown", "tone"]
     assert report["n_tests"] == 4 and report["alpha"] == 0.01 and report["verdict_decoding"] == "hungarian"
@@ -52,8 +59,9 @@ def test_eval_writes_json_markdown_and_confusion_images_with_chance(eval_run):
         assert entry["sanity"] == (name != "test")
         for decoding in ("argmax", "hungarian"):
             scores = entry[decoding]
-            for metric in ("position_accuracy", "exact_accuracy", "kendall_tau"):
-                assert scores[metric]["low"] <= scores[metric]["value"] <= scores[metric]["high"]
+            exact = scores["exact_accuracy"]
+            assert (exact["low"], exact["high"]) == metrics.wilson_interval(scores["exact_correct_count"], 200)
+            assert scores["p_value"] == min(1.0, 2 * min(scores["tau_p_value"], scores["exact_p_value"]))
             expected = metrics.verdict(scores["p_value"], alpha=0.01, n_tests=4)
             assert scores["verdict"] == expected
         assert entry["p_value"] == entry["hungarian"]["p_value"] and entry["verdict"] == entry["hungarian"]["verdict"]
@@ -62,33 +70,43 @@ def test_eval_writes_json_markdown_and_confusion_images_with_chance(eval_run):
         # The continuity baseline's order is a best path: one decoding, named so.
         assert "path" in baseline and "hungarian" not in baseline and "argmax" not in baseline
         exact = baseline["path"]["exact_accuracy"]
-        assert exact["low"] <= exact["value"] <= exact["high"]
+        assert (exact["low"], exact["high"]) == metrics.wilson_interval(baseline["path"]["exact_correct_count"], 200)
         assert baseline["verdict"] == metrics.verdict(baseline["path"]["p_value"], alpha=0.01, n_tests=4)
         assert baseline["model_better"] == (baseline["model_better_p_value"] < 0.01 / 4)
         beats = "beats" if baseline["model_better"] else "does not beat"
         assert f"{name}: the model {beats} the continuity baseline (exact" in result.stdout
-        assert f"| {name} (continuity) | path | {exact['value']:.3f} " in result.stdout
-        png = eval_run / f"confusion-{name}.png"
+        assert f"| {name} (continuity) | path | {exact['value']:.3f} " in result.stdout.replace("**", "")
+        png = latest_eval(eval_run) / f"confusion-{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert datasets["test"]["split"] == "test" and datasets["test"]["fixed_set"] is True
     assert datasets["tone"]["kind"] == "tone" and datasets["tone"]["tone_method"] == "tiled"
-    assert 1 / 6 <= datasets["tone"]["ideal_observer_exact_accuracy"] <= 1
+    # The tiled tone's observer for this run's puzzles (3 chunks of 800 samples, gaps 0-160), enumerated exactly
+    # (tests/test_leaks.py checks the enumeration against brute force): 160 samples are not whole periods.
+    assert datasets["tone"]["ideal_observer_exact_accuracy"] == pytest.approx(0.19006, abs=1e-5)
+    assert datasets["tone"]["ideal_observer_p_value"] is None and datasets["brown"]["ideal_observer_p_value"] < 1e-6
     assert datasets["noise"]["ideal_observer_exact_accuracy"] == pytest.approx(1 / 6)
     # Synthetic music changes smoothly at the edges; white noise does not.
     assert datasets["test"]["baselines"]["continuity"]["verdict"] == "above_chance"
     assert datasets["noise"]["baselines"]["continuity"]["verdict"] == "at_chance"
     assert [name for name, entry in datasets.items() if entry["sanity"] and entry["verdict"] == "above_chance"] == []
-    markdown = (eval_run / "eval.md").read_text()
+    markdown = (latest_eval(eval_run) / "eval.md").read_text()
     assert "| dataset | decoding | exact acc [95% CI] | chance |" in markdown
     assert markdown.count("| tone | hungarian |") == 1 and "| test | argmax |" in result.stdout
-    assert not list(eval_run.glob(".*partial*"))
+    # What eval.json holds is what the run's model scores on the corpus's fixed test set, recomputed here.
+    spec = PuzzleSpec.from_config(TINY_PUZZLE, sample_rate=16000)
+    puzzles, fixed = Corpus(music_corpus).puzzles_for("test", spec, n_puzzles=200, seed=0)
+    recomputed = metrics.score_puzzles(position_scores(load_run_model(eval_run, spec), puzzles.chunks), puzzles.order)
+    assert fixed and datasets["test"]["hungarian"] == {**recomputed.to_dict()["hungarian"], "verdict": datasets["test"]["verdict"]}
+    continuity = metrics.score_puzzles(baselines.BASELINES["continuity"](puzzles.chunks, sample_rate=16000), puzzles.order)
+    assert datasets["test"]["baselines"]["continuity"]["path"]["kendall_tau"] == continuity.verdict_scores.kendall_tau.to_dict()
+    assert not list(eval_run.glob("**/.*partial*"))
 
 
 def test_eval_exits_0_when_the_model_cannot_sort_noise(eval_run):
     result = run("eval", eval_run, "--sanity", "noise", "--puzzles", 200)
     assert result.exit_code == 0, result.output
     assert "sanity sets at chance: noise" in result.stdout
-    assert set(json.loads((eval_run / "eval.json").read_text())["datasets"]) == {"test", "noise"}
+    assert set(json.loads((latest_eval(eval_run) / "eval.json").read_text())["datasets"]) == {"test", "noise"}
 
 
 def fake_result(name, *, sanity, sortable, baseline_sortable=None, n_puzzles=300, seed=0):
@@ -124,7 +142,7 @@ def test_sanity_set_sorted_above_chance_gives_exit_1_naming_it():
         ],
     )
     assert report.exit_code == 1
-    assert len(report.problems()) == 1 and report.problems()[0].startswith("tone sorted above chance (p=")
+    assert len(report.problems()) == 1 and report.problems()[0].startswith("tone sorted above chance (exact order 1.000, p=")
     entries = report.to_dict()["datasets"]
     assert entries["tone"]["verdict"] == entries["tone"]["argmax"]["verdict"] == "above_chance"
     assert entries["noise"]["verdict"] == "at_chance"
@@ -146,7 +164,7 @@ def test_cli_exit_1_prints_the_table_and_names_the_leaking_set(monkeypatch, tmp_
     result = run("eval", tmp_path)
     assert result.exit_code == 1
     assert "| tone | hungarian |" in result.stdout
-    assert result.stderr.startswith("tone sorted above chance (p=")
+    assert result.stderr.startswith("tone sorted above chance (exact order 1.000, p=")
 
 
 def test_bonferroni_counts_every_dataset_evaluated():
@@ -178,7 +196,7 @@ def test_baseline_that_sorts_a_sanity_set_never_changes_the_exit_code():
     lines = report.lines()
     assert any(line.startswith("test: the model beats the continuity baseline (exact 1.000 vs ") for line in lines)
     assert any(line.startswith("brown: the model does not beat the continuity baseline (exact ") for line in lines)
-    assert sum(line.startswith("| brown (continuity) | path | 1.000 ") for line in lines) == 1
+    assert sum(line.replace("**", "").startswith("| brown (continuity) | path | 1.000 ") for line in lines) == 1
     assert sum(line.startswith("| brown | ") for line in lines) == 2
 
 
@@ -222,7 +240,7 @@ def test_train_split_is_refused_without_allow_train(eval_run):
     assert_one_line_error(run("eval", eval_run, "--split", "train"), "inflates accuracy")
     result = run("eval", eval_run, "--split", "train", "--allow-train", "--sanity", "", "--puzzles", 50)
     assert result.exit_code == 0, result.output
-    entry = json.loads((eval_run / "eval.json").read_text())["datasets"]["train"]
+    entry = json.loads((latest_eval(eval_run) / "eval.json").read_text())["datasets"]["train"]
     assert entry["split"] == "train" and entry["fixed_set"] is False and entry["n_puzzles"] == 50
 
 
@@ -250,6 +268,28 @@ def test_sanity_corpus_folder_is_scored_under_its_name(eval_run, tmp_path):
     )
     result = run("eval", eval_run, "--sanity", folder, "--puzzles", 50)
     assert result.exit_code == 0, result.output
-    entry = json.loads((eval_run / "eval.json").read_text())["datasets"]["mynoise"]
+    entry = json.loads((latest_eval(eval_run) / "eval.json").read_text())["datasets"]["mynoise"]
     assert entry["sanity"] and entry["kind"] == "corpus" and entry["corpus"] == str(folder)
-    assert (eval_run / "confusion-mynoise.png").exists()
+    assert (latest_eval(eval_run) / "confusion-mynoise.png").exists()
+
+
+def test_a_planted_partial_leak_at_20_chunks_fails_eval_and_audit_on_kendall_tau():
+    # Every puzzle's true order with 3 pairs of slots swapped: no puzzle exact, tau about 0.65.
+    rng = np.random.default_rng(0)
+    order = np.argsort(rng.random((300, 20)), axis=1)
+    pred = order.copy()
+    for _ in range(3):
+        first, second = rng.integers(0, 20, size=(2, 300))
+        pred[np.arange(300), first], pred[np.arange(300), second] = pred[np.arange(300), second], pred[np.arange(300), first]
+    scores = metrics.score_puzzles(decoding.certain_scores(pred), order)
+    leaky = DatasetResult("noise", True, {"kind": "noise"}, scores, np.eye(20, dtype=np.int64))
+    clean = fake_result("test", sanity=False, sortable=False)
+    report = EvalReport(run_dir=Path("runs/x"), datasets=[clean, leaky])
+    assert scores.decodings["hungarian"].exact_correct_count == 0 and report.exit_code == 1
+    (problem,) = report.problems()
+    assert problem.startswith("noise sorted above chance (Kendall tau 0.") and "p < 1e-300" in problem
+    (row,) = [line for line in report.lines() if line.startswith("| noise | hungarian |")]
+    assert f"| **{scores.decodings['hungarian'].kendall_tau.value:.3f}** | < 1e-300 | above chance |" in row
+    config = load_config(None, ["puzzle.n_chunks=20"])
+    audit_report = AuditReport(config, PuzzleSpec.from_config(config.puzzle, sample_rate=16000), 10, 0, [leaky])
+    assert audit_report.exit_code == 1 and audit_report.problems()[0].startswith("noise sorted above chance (Kendall tau")

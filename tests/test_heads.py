@@ -67,7 +67,7 @@ def test_a_head_registered_alone_trains_predicts_and_evaluates_through_the_norma
     chunks = np.zeros((5, 3, model.input_shape[2]), dtype=np.int16)
     assert position_scores(model, chunks).shape == (5, 3, 3) and toy_head[-1] == (5, 3, 3)
     report = evaluate(run_dir, sanity=("noise",), n_puzzles=40)
-    assert [result.scores["n_puzzles"] for result in report.datasets] == [200, 40]  # the corpus's test set, noise
+    assert [result.scores.n_puzzles for result in report.datasets] == [200, 40]  # the corpus's test set, noise
     assert toy_head[-2:] == [(200, 3, 3), (40, 3, 3)]  # both decoded by its entry
 
 

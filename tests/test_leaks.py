@@ -7,10 +7,12 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from audiosort import audio, metrics
+from audiosort import audio, leaks, metrics
 from audiosort.data import synthetic
-from audiosort.data.puzzles import PuzzleSpec, TrackTable, make_puzzle_set
+from audiosort.data.puzzles import PuzzleSpec, TrackTable, draw_gaps, make_puzzle_set
 from audiosort.leaks import ideal_brown_accuracy, ideal_noise_accuracy, ideal_tone_accuracy
+from audiosort.sanity import sanity_ideal_observer, sanity_puzzles
+from audiosort.verdicts import ideal_sorts
 
 DESIGN_N2 = dict(n_chunks=2, chunk_samples=3200, pad_min_samples=0)  # 0.2 s chunks at 16 kHz, as in DESIGN.md
 
@@ -70,11 +72,61 @@ def test_ideal_tone_observer_equals_brute_force_for_three_chunks(method, pad_max
     assert ideal_tone_accuracy(spec, sample_rate=16000, method=method).exact_accuracy == pytest.approx(expected, abs=1e-12)
 
 
-def test_too_large_tone_enumeration_falls_back_to_pairwise():
-    spec = PuzzleSpec(n_chunks=4, chunk_samples=3200, pad_min_samples=0, pad_max_samples=160)
-    ideal = ideal_tone_accuracy(spec, sample_rate=16000, method="exact")
-    assert ideal.n_chunks == 2 and "pairwise" in ideal.method
-    assert ideal.exact_accuracy == pytest.approx(321 / 322)
+@pytest.mark.parametrize(
+    "method, pad_mode, pad_max_samples",
+    [("tiled", "per_gap", 160), ("exact", "per_gap", 40), ("tiled", "shared", 143), ("tiled", "fixed", 160)],
+)
+def test_tone_observer_on_puzzles_agrees_with_the_enumeration(monkeypatch, method, pad_mode, pad_max_samples):
+    # The same observer two ways: enumerated exactly, and decoding 3000 puzzles (best path per gap,
+    # progression extrapolated for a shared or fixed gap) once the enumeration is switched off.
+    spec = PuzzleSpec(n_chunks=3, chunk_samples=3200, pad_min_samples=0, pad_max_samples=pad_max_samples, pad_mode=pad_mode)
+    exact = ideal_tone_accuracy(spec, sample_rate=16000, method=method)
+    starts, order = tone_puzzles(spec, 3000)
+    monkeypatch.setattr(leaks, "_MAX_TONE_OUTCOMES", 0)
+    estimated = ideal_tone_accuracy(spec, sample_rate=16000, method=method, starts=starts, order=order)
+    assert exact.p_value is None and estimated.monte_carlo_puzzles == 3000 and "best path" in estimated.method or pad_mode != "per_gap"
+    low, high = metrics.wilson_interval(round(estimated.exact_accuracy * 3000), 3000, confidence=0.999)
+    assert low <= exact.exact_accuracy <= high, (estimated, exact)
+    # Per-puzzle tau has standard deviation at most 1: 3.3 standard errors of the mean over 3000.
+    assert estimated.kendall_tau == pytest.approx(exact.kendall_tau, abs=3.3 / 3000**0.5)
+
+
+def tone_puzzles(spec, n_puzzles, seed=0):
+    """Chunk starts (B, n) in samples and labels (B, n) of puzzles cut as the sampler cuts them (its draw_gaps)."""
+    rng = np.random.default_rng(seed)
+    gaps = draw_gaps(spec, n_puzzles, rng=rng)
+    temporal = np.concatenate([np.zeros((n_puzzles, 1), np.int64), np.cumsum(spec.chunk_samples + gaps, axis=1)], axis=1)
+    order = np.argsort(rng.random((n_puzzles, spec.n_chunks)), axis=1)
+    return 1000 + temporal[np.arange(n_puzzles)[:, None], order], order
+
+
+# 0.2 s chunks at 16 kHz; gaps of 0-143 samples are 4 whole periods of the tiled tone (36 samples).
+OBSERVED_SETS = {
+    "tiled per gap over whole periods": ("tone", "per_gap", 0, 143, False),
+    "tiled, one shared gap": ("tone", "shared", 0, 143, True),
+    # A fixed gap of 5 samples steps the phase by 3205 mod 36 = 1 sample: 36 distinct phases, so n=20
+    # sorts fully. (With 160 samples the step, 12, repeats every 3 chunks: it tells only k mod 3.)
+    "tiled, fixed gap": ("tone", "fixed", 0, 5, True),
+    # 0-5 ms: 81 of the 400 phase steps. (With 0-10 ms, 161 of them, so many paths fit 20 chunks' phases that
+    # the most likely one is as good as any: tau 0.000 on 600 puzzles.)
+    "exact 440 Hz per integer gap": ("tone-exact", "per_gap", 0, 80, True),
+    "brown noise 0.2 s apart": ("brown", "per_gap", 3200, 3523, False),
+    "brown noise 0-5 ms apart": ("brown", "per_gap", 0, 80, True),
+    "brown noise touching": ("brown", "fixed", 0, 0, True),
+}
+
+
+@pytest.mark.parametrize("n_chunks", [3, 10, pytest.param(20, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("case", list(OBSERVED_SETS))
+def test_ideal_observers_see_each_known_leak_at_every_n_and_nothing_without_it(case, n_chunks):
+    kind, pad_mode, low, high, leaky = OBSERVED_SETS[case]
+    spec = PuzzleSpec(n_chunks=n_chunks, chunk_samples=3200, pad_min_samples=low, pad_max_samples=high, pad_mode=pad_mode)
+    puzzles, _ = sanity_puzzles(kind, spec, sample_rate=16000, n_puzzles=600, seed=1)
+    ideal = sanity_ideal_observer(kind, puzzles, spec, 16000)
+    assert ideal.n_chunks == n_chunks
+    assert ideal_sorts(ideal, n_tests=3) == leaky, ideal
+    if not leaky:
+        assert abs(ideal.kendall_tau) < 0.05 and ideal.exact_accuracy < ideal.chance + 0.02, ideal
 
 
 def test_white_noise_observer_is_exactly_chance():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import importlib.util
 import itertools
 import math
@@ -21,7 +22,7 @@ from audiosort.models import build_model, build_sorter
 from audiosort.models.layers import TimePositionScores
 from audiosort.models.objectives import PlackettLuceLoss
 from audiosort.train import train
-from conftest import TINY_TRAIN, run_under_jax
+from conftest import TINY_TRAIN, latest_eval, run, run_under_jax
 
 SAMPLE_RATE = 16000
 CHUNK_SAMPLES = 160
@@ -142,6 +143,17 @@ def test_a_run_grows_n_as_scheduled_and_validates_at_the_final_n(music_corpus, t
     # audiosort eval takes the any-n model on the run's 4-chunk test puzzles.
     report = evaluate(run_dir, sanity=(), n_puzzles=50)
     assert report.datasets[0].scores.n_chunks == 4
+    # The README's loop keeps every n's report; asking one again replaces only its own.
+    for n_chunks in (3, 5, 3):
+        result = run("eval", run_dir, "--n-chunks", n_chunks, "--sanity", "", "--puzzles", 30)
+        assert result.exit_code == 0, result.output
+        assert latest_eval(run_dir).name == f"test-n{n_chunks}"
+    reports = sorted(folder.name for folder in (run_dir / "eval").iterdir() if folder.is_dir())
+    assert reports == ["test-n3", "test-n4", "test-n5"]
+    for name in reports:
+        written = json.loads((run_dir / "eval" / name / "eval.json").read_text())
+        assert written["datasets"]["test"]["n_chunks"] == int(name.removeprefix("test-n"))
+        assert written["settings"]["n_chunks"] == int(name.removeprefix("test-n"))
 
 
 def test_a_schedule_that_ends_away_from_puzzle_n_is_refused(music_corpus, tmp_path):

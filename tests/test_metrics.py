@@ -109,7 +109,9 @@ def test_score_puzzles_to_dict_is_the_json_layout_and_reads_back():
     assert list(layout) == ["argmax", "hungarian", "n_puzzles", "n_chunks", "chance"]
     assert (layout["n_puzzles"], layout["n_chunks"]) == (50, 3)
     assert layout["chance"] == {"position_accuracy": 1 / 3, "exact_accuracy": 1 / 6, "kendall_tau": 0.0}
-    assert list(layout["hungarian"]) == ["position_accuracy", "exact_accuracy", "kendall_tau", "exact_correct_count", "p_value"]
+    assert list(layout["hungarian"]) == [
+        "position_accuracy", "exact_accuracy", "kendall_tau", "exact_correct_count", "p_value", "tau_p_value", "exact_p_value"
+    ]
     assert list(layout["hungarian"]["kendall_tau"]) == ["value", "low", "high"]
     assert layout["hungarian"]["exact_correct_count"] == report.decodings["hungarian"].exact_correct_count
     assert metrics.PuzzleScores.from_dict({**layout, "verdict": "at_chance", "sanity": False}) == report
@@ -190,3 +192,86 @@ def test_mcnemar_is_the_hand_written_exact_binomial_tail(only_a, only_b):
     a_correct = np.array([True] * only_a + [False] * only_b + [True, False] * 5)
     b_correct = np.array([False] * only_a + [True] * only_b + [True, False] * 5)
     assert metrics.mcnemar_p_value(a_correct, b_correct) == pytest.approx(expected, rel=0, abs=1e-12)
+
+
+def mahonian(n_chunks):
+    """P(a uniform random permutation of n has i inversions), i = 0 .. n(n-1)/2: the exact null of Kendall tau."""
+    distribution = np.array([1.0])
+    for k in range(1, n_chunks + 1):
+        distribution = np.convolve(distribution, np.ones(k)) / k
+    return distribution
+
+
+def with_inversions(n_chunks, inversions):
+    """A permutation of range(n) with exactly ``inversions`` inversions (its Lehmer code filled greedily)."""
+    code, left = [], inversions
+    for i in range(n_chunks):
+        code.append(min(left, n_chunks - 1 - i))
+        left -= code[-1]
+    remaining, permutation = list(range(n_chunks)), []
+    for digit in code:
+        permutation.append(remaining.pop(digit))
+    return permutation
+
+
+@pytest.mark.parametrize("n_chunks, n_puzzles", [(3, 20), (5, 10), (10, 5), (20, 3), (20, 20), (3, 100)])
+def test_kendall_tau_p_value_is_conservative_and_close_to_the_exact_null(n_chunks, n_puzzles):
+    # The exact null of the summed inversions over the puzzles: the Mahonian distribution convolved n_puzzles times.
+    total = np.array([1.0])
+    for _ in range(n_puzzles):
+        total = np.convolve(total, mahonian(n_chunks))
+    exact_p_at = np.cumsum(total)  # P(inversions <= d): as few inversions (as much agreement) as seen, or fewer
+    pairs = n_chunks * (n_chunks - 1) // 2
+    order = np.broadcast_to(np.arange(n_chunks), (n_puzzles, n_chunks))
+    checked = 0
+    for inversions in range(0, n_puzzles * pairs // 2 + 1):
+        exact_p = exact_p_at[inversions]
+        if not 1e-8 < exact_p < 0.5:
+            continue
+        per_puzzle = [min(pairs, max(0, inversions - k * pairs)) for k in range(n_puzzles)]
+        pred = np.array([with_inversions(n_chunks, count) for count in per_puzzle])
+        p_value = metrics.kendall_tau_p_value(pred, order)
+        # Never claims more than the data show where verdicts are decided (p < 0.04), and within 1% above it.
+        assert p_value >= exact_p * (1.0 if exact_p < 0.04 else 0.99), (inversions, p_value, exact_p)
+        if 0.002 <= exact_p <= 0.05:
+            assert p_value <= 1.15 * exact_p, (inversions, p_value, exact_p)
+            checked += 1
+    assert checked >= 2
+
+
+@pytest.mark.parametrize("n_chunks, n_puzzles", [(3, 200), (20, 200)])
+def test_a_uniform_random_model_is_at_chance_with_a_false_positive_rate_near_alpha(n_chunks, n_puzzles):
+    # 2000 independent evaluations of a model that knows nothing: measured 0.011 (n=3) and 0.009 (n=20) of them
+    # with tau's p below 0.01, and 0.005 with the verdict's (the smaller of two p-values, doubled).
+    rng = np.random.default_rng(n_chunks)
+    tau_below, verdict_below = 0, 0
+    for _ in range(2000):
+        order, pred = random_orders(rng, n_puzzles, n_chunks), random_orders(rng, n_puzzles, n_chunks)
+        p_values = metrics.chance_p_values(pred, order)
+        tau_below += p_values["tau_p_value"] < 0.01
+        verdict_below += metrics.verdict(p_values["p_value"], alpha=0.01) == "above_chance"
+    # Binomial(2000, 0.01) lies in [8, 34] with probability 0.9993.
+    assert 8 <= tau_below <= 34
+    assert 2 <= verdict_below <= 34
+
+
+def swapped(order, n_swaps, rng):
+    """Each puzzle's true positions with ``n_swaps`` random pairs of slots exchanged: a partial leak."""
+    pred = order.copy()
+    rows = np.arange(len(order))
+    for _ in range(n_swaps):
+        first, second = (rng.integers(0, order.shape[1], size=len(order)) for _ in range(2))
+        pred[rows, first], pred[rows, second] = pred[rows, second], pred[rows, first].copy()
+    return pred
+
+
+@pytest.mark.parametrize("n_chunks, n_swaps", [(20, 3), (20, 12), (50, 10), (50, 40)])
+def test_a_planted_partial_leak_is_above_chance_at_many_chunks(n_chunks, n_swaps):
+    rng = np.random.default_rng(n_chunks + n_swaps)
+    order = random_orders(rng, 300, n_chunks)
+    report = metrics.score_puzzles(decoding.certain_scores(swapped(order, n_swaps, rng)), order)
+    result = report.decodings["hungarian"]
+    # Almost no puzzle is exact, so the exact-order count alone says "chance"; tau does not.
+    assert result.exact_accuracy.value < 0.05 and result.exact_p_value > 0.01
+    assert metrics.verdict(result.p_value, n_tests=4) == "above_chance", result
+    assert result.kendall_tau.value > 0.1

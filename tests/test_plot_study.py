@@ -12,16 +12,19 @@ ROOT = Path(__file__).resolve().parents[1]
 PLOT = runpy.run_path(str(ROOT / "scripts" / "plot_study.py"))
 
 
+def _scores(exact):
+    scored = {"exact_accuracy": {"value": exact, "low": exact - 0.02, "high": exact + 0.02},
+              "position_accuracy": {"value": 0.5}, "kendall_tau": {"value": 0.1}}
+    return {"hungarian": scored, "chance": {"exact_accuracy": 1 / 6, "position_accuracy": 1 / 3}, "n_puzzles": 100,
+            "n_chunks": 3}
+
+
 def _eval_entry(exact, continuity):
-    return {
-        "hungarian": {"exact_accuracy": {"value": exact, "low": exact - 0.02, "high": exact + 0.02}},
-        "chance": {"exact_accuracy": 1 / 6},
-        "baselines": {"continuity": {"path": {"exact_accuracy": {"value": continuity}}}},
-    }
+    return {**_scores(exact), "baselines": {"continuity": _scores(continuity)}}
 
 
 def _write_eval(path, datasets):
-    path.write_text(json.dumps({"run": "r", "datasets": datasets}))
+    path.write_text(json.dumps({"run": "r", "verdict_decoding": "hungarian", "datasets": datasets}))
     return path
 
 

@@ -5,6 +5,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from audiosort import _files, hear
+from audiosort import run as run_module
 from audiosort.errors import InputError
 from conftest import TINY_TRAIN, assert_one_line_error, run, write_music_files
 
@@ -221,3 +223,47 @@ def test_a_loss_that_diverges_in_the_first_epoch_leaves_no_run_folder(music_corp
     assert_one_line_error(result, "training stopped: loss became")
     assert "at epoch 1, step" in result.stderr and "lower train.learning_rate" in result.stderr
     assert list((tmp_path / "runs").iterdir()) == []
+
+
+# A file of the run folder named as a string literal (a path part) outside run.py.
+RUN_FOLDER_FILE = re.compile(
+    r"""["'](config\.yaml|history\.csv|metrics\.json|model\.keras|encoder\.keras|state\.json|eval\.json|eval\.md"""
+    r"""|probe\.json|probe\.md|latest)["']|["']confusion-|/ ["'](checkpoints|eval)["']"""
+)
+
+
+def test_no_module_but_run_names_a_file_of_the_run_folder():
+    root = Path(__file__).resolve().parents[1]
+    sources = [*sorted((root / "audiosort").rglob("*.py")), *sorted((root / "scripts").glob("*.py"))]
+    assert len(sources) > 40
+    named = [
+        f"{path.relative_to(root)}:{number}: {line.strip()}"
+        for path in sources if path != root / "audiosort" / "run.py"
+        for number, line in enumerate(path.read_text().splitlines(), 1) if RUN_FOLDER_FILE.search(line)
+    ]
+    assert named == []
+    # The pattern finds such a line (a test that cannot fail finds nothing anywhere).
+    assert RUN_FOLDER_FILE.search((root / "audiosort" / "run.py").read_text())
+    assert RUN_FOLDER_FILE.search('report = json.loads((run_dir / "metrics.json").read_text())')
+
+
+def test_typed_readers_give_the_scores_training_and_eval_wrote(tiny_run, tmp_path):
+    metrics = run_module.read_metrics(tiny_run)
+    raw = json.loads((tiny_run / "metrics.json").read_text())
+    hungarian = metrics.val.decoded("hungarian")
+    assert hungarian.exact_accuracy.value == raw["val"]["hungarian"]["exact_accuracy"]["value"]
+    assert hungarian.kendall_tau.low == raw["val"]["hungarian"]["kendall_tau"]["low"]
+    assert (metrics.val.n_chunks, metrics.val.chance_exact) == (3, pytest.approx(1 / 6))
+    with pytest.raises(InputError, match="no 'beam' scores"):
+        metrics.val.decoded("beam")
+    assert run_module.stage_done(tiny_run, "train") and not run_module.stage_done(tmp_path, "train")
+    with pytest.raises(InputError, match="training did not finish"):
+        run_module.read_metrics(tmp_path)
+    with pytest.raises(InputError, match="no eval report"):
+        run_module.read_eval(tmp_path)
+    assert run_module.read_probe(tmp_path) == {} and not run_module.stage_done(tmp_path, "probe", "x")
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "metrics.json").write_text(json.dumps({"val": {"hungarian": {}}}))
+    with pytest.raises(InputError, match="not in the layout audiosort writes"):
+        run_module.read_metrics(damaged)

@@ -1,8 +1,8 @@
 """audiosort sweep: grid expansion, strict sweep files, runs in subprocesses, resumable results."""
 
 import csv
-import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -15,7 +15,8 @@ import yaml
 from audiosort import metrics
 from audiosort.errors import ConfigError, InputError
 from audiosort.sweep import load_sweep, run_sweep
-from audiosort.sweep.report import collect_row
+from audiosort.run import read_eval, write_eval
+from audiosort.sweep.report import collect_row, sweep_eval_settings
 from conftest import TINY_TRAIN, assert_one_line_error, run
 
 
@@ -105,10 +106,9 @@ def test_plot_axis_must_be_a_grid_key(tmp_path, music_corpus):
 
 
 def _eval_entry(*, sanity, verdict, exact):
-    """An eval.json dataset entry whose model puts ``exact`` of 100 puzzles of 3 in exact order."""
-    order = np.tile([0, 1, 2], (100, 1))
-    predicted = np.where(np.arange(100)[:, None] < round(exact * 100), order, [1, 0, 2])
-    return {"sanity": sanity, "verdict": verdict, **metrics.score_orders(predicted, order, decoding="hungarian").to_dict()}
+    scores = {"exact_accuracy": {"value": exact}, "position_accuracy": {"value": exact}, "kendall_tau": {"value": 0.0}}
+    chance = {"exact_accuracy": 1 / 6, "position_accuracy": 1 / 3}
+    return {"sanity": sanity, "verdict": verdict, "hungarian": scores, "chance": chance, "n_puzzles": 100, "n_chunks": 3}
 
 
 def test_results_row_names_the_sanity_sets_eval_found_above_chance(tmp_path, music_corpus):
@@ -122,11 +122,18 @@ def test_results_row_names_the_sanity_sets_eval_found_above_chance(tmp_path, mus
         "brown": _eval_entry(sanity=True, verdict="above_chance", exact=0.4),
         "tone": _eval_entry(sanity=True, verdict="above_chance", exact=0.5),
     }
-    (run_dir / "eval.json").write_text(json.dumps({"datasets": datasets}))
+    report = {"verdict_decoding": "hungarian", "datasets": datasets}
+    ((_, config),) = sweep.configs()
+    settings = sweep_eval_settings(config, sweep)
+    write_eval(run_dir, "test-n3", {**settings, "n_puzzles": 7}, report=report, markdown="", confusions={})
+    # An evaluation the sweep did not ask for is not its result.
+    assert "exact_accuracy" not in collect_row(tmp_path / "runs", only, sweep)
+    write_eval(run_dir, "test-n3", settings, report=report, markdown="", confusions={})
     row = collect_row(tmp_path / "runs", only, sweep)
     assert row["sanity_above_chance"] == "brown+tone"
     assert row["exact_accuracy"] == 0.9 and row["exact_chance"] == pytest.approx(1 / 6)
     assert row["status"] == "pending"  # no metrics.json: training has not finished
+    assert sorted(path.name for path in (run_dir / "eval").iterdir()) == ["latest", "test-n3", "test-n3-2"]
 
 
 @pytest.mark.slow
@@ -154,7 +161,10 @@ def test_sweep_of_six_configs_in_subprocesses_keeps_memory_bounded_and_resumes(t
         rows = list(csv.DictReader(f))
     assert [row["model.encoder.embedding_dim"] for row in rows] == ["8", "8", "16", "16", "32", "32"]
     for row in rows:
-        assert 0.0 <= float(row["exact_accuracy"]) <= 1.0
+        # The csv carries what each run's eval measured on its held-out tracks (hungarian), not another number.
+        test = json.loads((folder / row["run"] / "eval.json").read_text())["datasets"]["test"]["hungarian"]
+        assert float(row["exact_accuracy"]) == pytest.approx(test["exact_accuracy"]["value"])
+        assert float(row["kendall_tau"]) == pytest.approx(test["kendall_tau"]["value"])
         assert float(row["exact_chance"]) == pytest.approx(1 / 6)
         assert float(row["train_seconds"]) > 0
         # White noise carries no order: eval scored it in every run and found it at chance.
@@ -165,7 +175,7 @@ def test_sweep_of_six_configs_in_subprocesses_keeps_memory_bounded_and_resumes(t
     for row in report.rows:
         run_dir = folder / row["run"]
         assert (run_dir / "model.keras").exists()
-        assert list(json.loads((run_dir / "eval.json").read_text())["datasets"]) == ["test", "noise"]
+        assert list(read_eval(run_dir).datasets) == ["test", "noise"]
 
     # Re-running finds every stage done and starts no process.
     lines = []
@@ -174,11 +184,12 @@ def test_sweep_of_six_configs_in_subprocesses_keeps_memory_bounded_and_resumes(t
     assert [row["exact_accuracy"] for row in again.rows] == [row["exact_accuracy"] for row in report.rows]
 
     # A run whose eval is missing gets only that stage redone.
-    (folder / report.rows[0]["run"] / "eval.json").unlink()
-    mtime = (folder / report.rows[0]["run"] / "model.keras").stat().st_mtime
+    first = folder / report.rows[0]["run"]
+    shutil.rmtree(first / "eval")
+    mtime = (first / "model.keras").stat().st_mtime
     run_sweep(load_sweep(path), runs_dir=tmp_path / "runs", echo=lambda line: None)
-    assert (folder / report.rows[0]["run"] / "eval.json").exists()
-    assert (folder / report.rows[0]["run"] / "model.keras").stat().st_mtime == mtime
+    assert list(read_eval(first).datasets) == ["test", "noise"]
+    assert (first / "model.keras").stat().st_mtime == mtime
 
 
 @pytest.mark.slow
@@ -195,7 +206,7 @@ def test_a_failed_run_is_recorded_and_the_others_go_on(tmp_path, music_corpus):
     assert rows["chunk_seconds=6.0"]["status"] == "failed"
     assert "longer than every train track" in rows["chunk_seconds=6.0"]["error"]
     assert rows["chunk_seconds=0.05"]["status"] == "done"
-    assert json.loads((folder / "chunk_seconds=0.05" / "eval.json").read_text())["datasets"]["test"]
+    assert read_eval(folder / "chunk_seconds=0.05").datasets["test"]
     assert (folder / "accuracy-chunk_seconds.png").exists()
     assert "Traceback" in (folder / "logs" / "chunk_seconds=6.0.log").read_text()
 

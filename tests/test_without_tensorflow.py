@@ -45,7 +45,7 @@ def test_prepare_train_eval_and_embed_run_under_jax_with_tensorflow_unimportable
     if importlib.util.find_spec("tensorboardX") is not None:
         assert list((run_dir / "logs" / "validation").glob("events.out.tfevents.*"))
     audiosort("eval", run_dir, "--sanity", "noise", "--puzzles", "50")
-    assert json.loads((run_dir / "eval.json").read_text())
+    assert json.loads((run_dir / "eval" / "test-n3" / "eval.json").read_text())["datasets"]["test"]
     song = write_music_files(tmp_path / "songs", 1, seconds=2.0)[0]
     audiosort("embed", run_dir, song, "--out", tmp_path / "e.npz")
     assert (tmp_path / "e.npz").exists()

@@ -26,7 +26,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from audiosort import _files
-from audiosort.audio import INT16_SCALE
+from audiosort.pcm import INT16_SCALE
 from audiosort.config import PAD_MODES, PuzzleConfig
 from audiosort.errors import InputError
 

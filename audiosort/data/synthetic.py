@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import lfilter
 
-from audiosort.errors import InputError
+from audiosort.errors import InputError, is_int
 
 KINDS = ("music", "noise", "brown", "tone")
 TONE_METHODS = ("tiled", "exact")
@@ -359,7 +359,7 @@ def _section_loudness(sections: list[tuple[str, int, int]], frames: int, bar_sam
 
 
 def _frames(duration_seconds: float, sample_rate: int) -> int:
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+    if not is_int(sample_rate) or sample_rate <= 0:
         raise InputError(f"sample_rate must be a positive int (Hz), got {sample_rate!r}")
     if not math.isfinite(duration_seconds) or round(duration_seconds * sample_rate) < 1:
         raise InputError(f"duration {duration_seconds!r} s is shorter than one sample at {sample_rate} Hz")

@@ -2,11 +2,11 @@
 
 Importing this package registers audiosort's custom layers, losses and
 metrics (package "audiosort"), which ``keras.saving.load_model`` needs to
-reload a saved model (compiled, as training saves it) or encoder. Only ``keras.layers`` and ``keras.ops`` are used, so the models run
+reload a saved model (compiled or not) or encoder. Only ``keras.layers`` and ``keras.ops`` are used, so the models run
 under the TensorFlow and JAX backends alike.
 """
 
-from audiosort.models import layers, objectives  # objectives: registers the loss and metrics model.keras names
+from audiosort.models import layers, objectives
 from audiosort.models.build import NORMALIZATIONS, build_model
 from audiosort.models.encoders import ENCODERS, build_encoder
 from audiosort.models.sorters import build_sorter

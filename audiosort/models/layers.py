@@ -17,7 +17,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from audiosort.audio import INT16_SCALE
+from audiosort.pcm import INT16_SCALE
 
 
 @keras.saving.register_keras_serializable(package="audiosort")

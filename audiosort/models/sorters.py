@@ -26,6 +26,9 @@ from audiosort.models.layers import (
 MLP_NARROW_UNITS = 200  # the seed's third sorter layer
 ATTENTION_MIN_WIDTH = 64
 ATTENTION_MLP_RATIO = 2
+# The layers of _join_scores that hold "slot j right after slot i", "slot i starts" and "slot i ends"
+# (heads.Head.join_scores): what `audiosort dream --mode continue` reads from a trained sorter.
+JOIN_SCORE_LAYERS = ("successor_score", "first_score", "last_score")
 
 
 def build_sorter(cfg: SorterConfig, *, n_chunks: int, embedding_dim: int) -> keras.Model:
@@ -186,8 +189,9 @@ def _join_scores(embeddings, cfg: SorterConfig, *, mismatch: bool = False):
         heads = layers.Dense(cfg.hidden_units, name="head")(x)
         pairs = layers.Concatenate(name="pairs_and_mismatch")([pairs, JoinMismatch(name="mismatch")([tails, heads])])
     h = layers.Dense(cfg.hidden_units, activation="relu", name="pair_dense")(pairs)
-    successor = layers.Dense(1, name="successor_score")(h)
-    return [successor, layers.Dense(1, name="first_score")(x), layers.Dense(1, name="last_score")(x)]
+    successor_name, first_name, last_name = JOIN_SCORE_LAYERS
+    successor = layers.Dense(1, name=successor_name)(h)
+    return [successor, layers.Dense(1, name=first_name)(x), layers.Dense(1, name=last_name)(x)]
 
 
 def build_precedence(embeddings, cfg: SorterConfig, *, n_chunks: int):

@@ -20,9 +20,10 @@ A sweep file is plain YAML::
 Every run's config is built and validated before anything trains, so a typo in
 the sweep fails at once, naming the run. A run is named by the values it varies
 (``chunk_seconds=0.2_n_chunks=3``) and goes through three stages, each skipped
-when its output is already in the run folder (``metrics.json``, ``eval.json``,
-each probe task in ``probe.json``): re-running a sweep finishes what is left,
-and an interrupted training run resumes from its last epoch.
+when its output is already in the run folder (:func:`audiosort.run.stage_done`:
+training finished, an eval report with the sweep's ``eval`` settings, each
+probe task): re-running a sweep finishes what is left, and an interrupted
+training run resumes from its last epoch.
 
 Isolation: each run's stages execute in a fresh Python process
 (``python -m audiosort.sweep JOB``), so memory that TensorFlow keeps per traced

@@ -9,16 +9,16 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
 from audiosort import _files
-from audiosort.config import closest_key
+from audiosort.config import Config, closest_key, load_config
 from audiosort.errors import InputError
-from audiosort.metrics import PuzzleScores
+from audiosort.evaluate import eval_settings
+from audiosort.run import read_eval, read_metrics, read_probe, stage_done
 from audiosort.sweep.grid import Sweep, SweepRun, yaml_scalar
 
 
@@ -120,37 +120,34 @@ def collect_row(folder: Path, run: SweepRun, sweep: Sweep) -> dict:
     """
     run_dir = folder / run.name
     row = {"run": run.name, "values": run.values}
-    metrics = read_json(run_dir / "metrics.json")
+    config = load_config(sweep.base, run.overrides)
+    metrics = _readable(read_metrics, run_dir)
     if metrics:
-        row["val_exact_accuracy"] = PuzzleScores.from_dict(metrics["val"]).verdict_scores.exact_accuracy.value
-        row["train_seconds"] = metrics.get("train_seconds_this_session")
-    report = read_json(run_dir / "eval.json")
+        row["val_exact_accuracy"] = metrics.val.decoded(metrics.val.order_decoding).exact_accuracy.value
+        row["train_seconds"] = metrics.train_seconds
+    report = _readable(read_eval, run_dir, settings=sweep_eval_settings(config, sweep))
     if report:
-        datasets = report["datasets"]
-        scored = datasets.get(sweep.eval["split"]) or next(iter(datasets.values()))
-        model = PuzzleScores.from_dict(scored)
-        best = model.verdict_scores
+        scored = report.main_dataset(sweep.eval["split"])
+        best = scored.scores.decoded(scored.scores.order_decoding)
         row["exact_accuracy"] = best.exact_accuracy.value
-        row["exact_chance"] = model.chance.exact_accuracy
+        row["exact_chance"] = scored.scores.chance_exact
         row["position_accuracy"] = best.position_accuracy.value
-        row["position_chance"] = model.chance.position_accuracy
+        row["position_chance"] = scored.scores.chance_position
         row["kendall_tau"] = best.kendall_tau.value
-        baseline = scored.get("baselines", {}).get("continuity")
+        baseline = scored.baselines.get("continuity")
         if baseline:
-            row["continuity_exact_accuracy"] = PuzzleScores.from_dict(baseline).verdict_scores.exact_accuracy.value
-        leaking = [name for name, entry in datasets.items() if entry.get("sanity") and entry["verdict"] == "above_chance"]
-        row["sanity_above_chance"] = "+".join(leaking) or "none"
-    probes = (read_json(run_dir / "probe.json") or {}).get("tasks", {})
-    for task, entry in probes.items():
-        for features, accuracy in entry["accuracy"].items():
+            row["continuity_exact_accuracy"] = baseline.decoded(baseline.order_decoding).exact_accuracy.value
+        row["sanity_above_chance"] = "+".join(report.sanity_above_chance) or "none"
+    for task, entry in (_readable(read_probe, run_dir) or {}).items():
+        for features, accuracy in entry.accuracy.items():
             row[f"probe:{task}:{features}"] = accuracy
-        row[f"probe:{task}:chance"] = entry.get("chance")
+        row[f"probe:{task}:chance"] = entry.chance
     error_path = folder / "logs" / f"{run.name}.error"
     if error_path.exists():
         row["status"] = "failed"
         row["error"] = error_path.read_text().strip().splitlines()[0] if error_path.read_text().strip() else "failed"
     else:
-        row["status"] = "pending" if pending_stages(run_dir, sweep) else "done"
+        row["status"] = "pending" if pending_stages(run_dir, sweep, config) else "done"
     return row
 
 
@@ -188,7 +185,7 @@ def save_heatmap(report: SweepReport, x_key: str, y_key: str) -> Path:
     axes.set_title(title + (f"\nmean over {', '.join(leaves)}" if others else ""), fontsize=9)
     figure.colorbar(image, ax=axes)
     path = report.folder / f"heatmap-{_slug(x_key)}-{_slug(y_key)}.png"
-    _save_figure(figure, path)
+    _files.save_figure(figure, path)
     return path
 
 
@@ -219,15 +216,27 @@ def save_axis_plot(report: SweepReport, key: str) -> Path:
     axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes, off the data
     axes.set_title(f"{report.folder.name}: held-out accuracy along {key}", fontsize=9)
     path = report.folder / f"accuracy-{_slug(key)}.png"
-    _save_figure(figure, path)
+    _files.save_figure(figure, path)
     return path
 
 
-def pending_stages(run_dir: Path, sweep: Sweep) -> list[str]:
-    """The stages of a run not yet done: ``"train"``, ``"eval"``, ``"probe <folder>"``, by the files its folder holds."""
-    pending = [name for name, file in (("train", "metrics.json"), ("eval", "eval.json")) if not (run_dir / file).exists()]
-    tasks = (read_json(run_dir / "probe.json") or {}).get("tasks", {})
-    return pending + [f"probe {data}" for data in sweep.probe if probe_task_name(data) not in tasks]
+def pending_stages(run_dir: Path, sweep: Sweep, config: Config) -> list[str]:
+    """The stages of the run of ``config`` not yet done: ``"train"``, ``"eval"``, ``"probe <folder>"``.
+
+    Decided by :func:`audiosort.run.stage_done` from what the run folder holds.
+    """
+    pending = [] if stage_done(run_dir, "train") else ["train"]
+    if not stage_done(run_dir, "eval", sweep_eval_settings(config, sweep)):
+        pending.append("eval")
+    return pending + [f"probe {data}" for data in sweep.probe if not stage_done(run_dir, "probe", probe_task_name(data))]
+
+
+def sweep_eval_settings(config: Config, sweep: Sweep) -> dict:
+    """The settings of the evaluation the sweep asks of the run of ``config`` (its ``eval`` section, the run's n)."""
+    return eval_settings(
+        corpus=config.data.corpus, split=sweep.eval["split"], sanity=tuple(sweep.eval["sanity"]),
+        n_puzzles=sweep.eval["puzzles"], n_chunks=config.puzzle.n_chunks,
+    )
 
 
 def probe_task_name(data: str) -> str:
@@ -281,14 +290,9 @@ def _slug(key: str) -> str:
     return "+".join(part.strip().rsplit(".", 1)[-1] for part in key.split(","))
 
 
-def read_json(path: Path) -> dict | None:
-    """A JSON file's content; None where it is missing or unreadable (a stage not done, or cut short)."""
+def _readable(read, *args, **kwargs):
+    """``read(*args, **kwargs)``, or None where the file is missing or unreadable: a row shows what there is."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        return read(*args, **kwargs)
+    except InputError:
         return None
-
-
-def _save_figure(figure, path: Path) -> None:
-    with _files.replacing(path) as tmp:
-        figure.savefig(tmp, format="png")

@@ -23,10 +23,11 @@ from pathlib import Path
 import yaml
 
 from audiosort import _files
-from audiosort.config import Config, dump_config, load_config
+from audiosort.config import Config, load_config
 from audiosort.errors import AudiosortError, InputError, check_positive_int
 from audiosort.sweep.grid import Sweep, sweep_dict
-from audiosort.sweep.report import SweepReport, collect_row, match_axis, pending_stages, probe_task_name, read_json
+from audiosort.run import config_path, load_run_config, stage_done
+from audiosort.sweep.report import SweepReport, collect_row, match_axis, pending_stages, probe_task_name
 
 
 def run_sweep(
@@ -84,7 +85,7 @@ def _run_locked(sweep: Sweep, folder: Path, runs: list, axis_keys: list, *, jobs
     def execute(index_run):
         index, (run, config) = index_run
         started = time.perf_counter()
-        if not pending_stages(folder / run.name, sweep):
+        if not pending_stages(folder / run.name, sweep, config):
             return index, run, "skipped", 0.0
         job = {
             "base": str(sweep.base),
@@ -160,25 +161,29 @@ def _exit_with_parent(parent_pid: int) -> None:
 
 
 def _run_stages(config: Config, folder: Path, job: dict) -> None:
-    from audiosort.evaluate import evaluate
+    from audiosort.evaluate import eval_settings, evaluate
     from audiosort.train import train
 
     run_dir = folder / config.name
-    if not (run_dir / "metrics.json").exists():
-        resume = (run_dir / "config.yaml").exists()
+    if not stage_done(run_dir, "train"):
+        resume = config_path(run_dir).exists()
         print(f"train {run_dir}" + (" (resuming)" if resume else ""), flush=True)
         train(config, runs_dir=folder, resume=resume, verbose=2)
-    elif (run_dir / "config.yaml").read_text() != dump_config(config):
+    elif load_run_config(run_dir) != config:
         raise InputError(f"{run_dir} holds a run of another config; move it away or rename the sweep")
     evaluation = job["eval"]
-    if not (run_dir / "eval.json").exists():
+    settings = eval_settings(
+        corpus=config.data.corpus, split=evaluation["split"], sanity=tuple(evaluation["sanity"]),
+        n_puzzles=evaluation["puzzles"], n_chunks=config.puzzle.n_chunks,
+    )
+    if not stage_done(run_dir, "eval", settings):
         print(f"eval {run_dir}", flush=True)
         report = evaluate(
             run_dir, split=evaluation["split"], sanity=tuple(evaluation["sanity"]), n_puzzles=evaluation["puzzles"]
         )
         print("\n".join(report.lines()), flush=True)
     for data in job["probe"]:
-        if probe_task_name(data) not in (read_json(run_dir / "probe.json") or {}).get("tasks", {}):
+        if not stage_done(run_dir, "probe", probe_task_name(data)):
             from audiosort.probe import probe
 
             print(f"probe {run_dir} on {data}", flush=True)
