@@ -38,7 +38,7 @@ EDGE_SECONDS = 0.015
 N_MELS = 40
 # Band powers are floored here before the log: the power of int16 rounding noise, 1 / (12 * 32768**2)
 # = 7.8e-11 (full scale 1). Below it, differences are rounding, not sound, and silence stays finite.
-_POWER_FLOOR = 1e-10
+POWER_FLOOR = 1e-10
 # FFT bins no wider than this (Hz, by zero-padding short edges), so that no mel band of N_MELS
 # at 8-96 kHz is left without a bin.
 _MAX_BIN_HZ = 32.0
@@ -106,7 +106,7 @@ def continuity_scores(chunks, *, sample_rate, edge_seconds=EDGE_SECONDS):
         raise ValueError(f"edge_seconds must be > 0, got {edge_seconds!r}")
     n_puzzles, n_chunks, chunk_samples = chunks.shape
     edge_samples = min(chunk_samples, max(1, round(edge_seconds * sample_rate)))
-    window, filterbank = _edge_analysis(int(sample_rate), edge_samples)
+    window, filterbank = edge_analysis(int(sample_rate), edge_samples)
     fft_length = 2 * (filterbank.shape[1] - 1)
     per_puzzle = max(2 * n_chunks * fft_length, n_chunks**2 * N_MELS)
     block = max(1, _BLOCK_ELEMENTS // per_puzzle)
@@ -117,7 +117,7 @@ def continuity_scores(chunks, *, sample_rate, edge_seconds=EDGE_SECONDS):
         edges = np.concatenate([part[..., -edge_samples:], part[..., :edge_samples]], axis=1) / INT16_SCALE
         spectrum = np.fft.rfft(edges * window, n=fft_length)
         power = (spectrum.real**2 + spectrum.imag**2) / np.sum(window**2)
-        log_mel = np.log(np.maximum(power @ filterbank.T, _POWER_FLOOR))
+        log_mel = np.log(np.maximum(power @ filterbank.T, POWER_FLOOR))
         ends, starts = log_mel[:, :n_chunks], log_mel[:, n_chunks:]
         # cost[b, a, c]: chunk in slot a right before the chunk in slot c.
         cost = np.linalg.norm(ends[:, :, None, :] - starts[:, None, :, :], axis=-1)
@@ -132,8 +132,12 @@ DECODING = "path"
 
 
 @functools.lru_cache(maxsize=None)
-def _edge_analysis(sample_rate, edge_samples):
-    """Periodic Hann window (edge_samples,) and row-normalized mel filterbank (N_MELS, fft_length // 2 + 1)."""
+def edge_analysis(sample_rate, edge_samples):
+    """Periodic Hann window (edge_samples,) and row-normalized mel filterbank (N_MELS, fft_length // 2 + 1).
+
+    Also the fixed front end of the learned seam term (:class:`audiosort.models.layers.EdgeLogMel`),
+    so that the model's edge spectra are continuity's.
+    """
     fft_length = 1 << (max(edge_samples, int(np.ceil(sample_rate / _MAX_BIN_HZ))) - 1).bit_length()
     window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(edge_samples) / edge_samples)
     filterbank = librosa.filters.mel(sr=sample_rate, n_fft=fft_length, n_mels=N_MELS).astype(np.float64)

@@ -29,8 +29,8 @@ from audiosort.errors import ConfigError
 from audiosort.heads import HEADS
 
 PAD_MODES = ("per_gap", "shared", "fixed")
-POOLINGS = ("global", "flatten", "time")
-ENCODER_TYPES = ("mlp", "conv1d", "logmel", "logmel_resnet")
+POOLINGS = ("global", "flatten", "time", "stats")
+ENCODER_TYPES = ("mlp", "conv1d", "logmel", "logmel_resnet", "logmel1d")
 NORMALIZATIONS = ("softmax", "sinkhorn")
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
@@ -120,7 +120,9 @@ class AugmentConfig:
 class EncoderConfig:
     """The chunk encoder: int16 chunk of L samples -> embedding_dim floats."""
 
-    type: str = "mlp"  # mlp | conv1d | logmel | logmel_resnet (a 2-D ResNet on log-mel, sized for a GPU)
+    # mlp | conv1d | logmel | logmel_resnet (a 2-D ResNet on log-mel, sized for a GPU) | logmel1d (1-D convs over
+    # time with the mel bands as channels: a fraction of logmel's CPU time)
+    type: str = "mlp"
     embedding_dim: int = 64
     hidden_units: int = 1000  # mlp: width of its two hidden layers (the seed's 1000)
     filters: int = 32  # conv1d, logmel, logmel_resnet: channels of the first block, doubled every other block (width)
@@ -130,7 +132,8 @@ class EncoderConfig:
     hop_seconds: float = 0.010  # logmel, logmel_resnet: STFT hop
     # conv1d, logmel, logmel_resnet: how the last feature map becomes one vector. global: average and max over
     # time (and frequency), which forgets where in the chunk things happen; flatten: keep the
-    # coarse time-frequency layout (start vs end of the chunk) and project it with one Dense.
+    # coarse time-frequency layout (start vs end of the chunk) and project it with one Dense; stats: mean and
+    # standard deviation over time of every (frequency, channel) feature, which keeps where in frequency it is.
     pooling: str = "global"
     # conv1d, logmel, logmel_resnet: dropout rate on the pooled features before the embedding layer.
     dropout: float = 0.0
@@ -155,9 +158,17 @@ class SorterConfig:
     attention_layers: int = 2
     attention_heads: int = 4
     sinkhorn_iterations: int = 20
+    # pairwise, successor: add a learned seam term, a per-band distance between the log-mel spectra of one
+    # chunk's last and the next one's first 15 ms, initialised to the continuity baseline (docs/transfer.md).
+    seam: bool = False
+    # pairwise: also feed the pair MLP the learned tail/head mismatch (the successor head always has it).
+    mismatch: bool = False
 
     def __post_init__(self):
         _check(self.type in HEADS, "model.sorter.type", self.type, f"must be one of {tuple(HEADS)}")
+        seam_heads = tuple(name for name, head in HEADS.items() if head.seam)
+        _check(not self.seam or HEADS[self.type].seam, "model.sorter.seam", self.seam, f"needs model.sorter.type in {seam_heads}")
+        _check(not self.mismatch or self.type == "pairwise", "model.sorter.mismatch", self.mismatch, "needs model.sorter.type 'pairwise'")
         _check(
             self.normalization in NORMALIZATIONS,
             "model.sorter.normalization",

@@ -78,6 +78,10 @@ class Head:
         puzzle starts and ends, in the layers named by
         :data:`audiosort.models.sorters.JOIN_SCORE_LAYERS`: what ``audiosort
         dream --mode continue`` asks it about a chunk A and a chunk B.
+    seam : bool
+        It scores joins and takes the learned seam term (``model.sorter.seam``):
+        ``build`` then also gets ``edges=``, the flush edge spectra
+        ``(B, n, 2, bands)`` of :class:`audiosort.models.layers.EdgeLogMel`.
     """
 
     build: Callable
@@ -90,6 +94,7 @@ class Head:
     max_n_reason: str = ""
     softmax_only: bool = False
     join_scores: bool = False
+    seam: bool = False
 
     def __post_init__(self):
         if self.outputs not in OUTPUTS:
@@ -147,7 +152,7 @@ HEADS: dict[str, Head] = {
     ),
     "pairwise": Head(
         build=_lazy(_SORTERS, "build_pairwise"), loss=_POSITION_LOSS, metrics=_POSITION_METRICS,
-        max_n=PAIRWISE_MAX_CHUNKS, max_n_reason="enumerates all n! orders", join_scores=True,
+        max_n=PAIRWISE_MAX_CHUNKS, max_n_reason="enumerates all n! orders", join_scores=True, seam=True,
     ),
     "precedence": Head(build=_lazy(_SORTERS, "build_precedence"), loss=_POSITION_LOSS, metrics=_POSITION_METRICS),
     # Its loss reads the times back from row log-softmax differences, which Sinkhorn would change.
@@ -159,7 +164,7 @@ HEADS: dict[str, Head] = {
     "successor": Head(
         build=_lazy(_SORTERS, "build_successor"), loss=_lazy(_OBJECTIVES, "SuccessorLoss"),
         metrics=_lazy(_OBJECTIVES, "successor_metrics"), outputs="successors", any_n=True, softmax_only=True,
-        join_scores=True,
+        join_scores=True, seam=True,
     ),
 }
 

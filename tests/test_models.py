@@ -21,6 +21,7 @@ from audiosort.heads import HEADS, PAIRWISE_MAX_CHUNKS
 from audiosort.models import ENCODERS, build_encoder, build_model, build_sorter
 from audiosort.models import NORMALIZATIONS as NORMALIZATION_LAYERS
 from audiosort.models.layers import (
+    EdgeLogMel,
     ExpectedRankScores,
     FoldSlots,
     Int16ToFloat,
@@ -29,9 +30,11 @@ from audiosort.models.layers import (
     PairFeatures,
     PermutationMarginals,
     RowLogSoftmax,
+    SeamScores,
     Sinkhorn,
     SuccessorLogits,
     TimePositionScores,
+    TimeStatistics,
     UnfoldSlots,
 )
 
@@ -216,7 +219,10 @@ def test_saved_encoder_reloads_with_identical_outputs(encoder, tmp_path):
     _assert_reloads_identically(chunk_encoder, random_chunks(np.random.default_rng(0), 4, 1)[:, 0], tmp_path)
 
 
-@pytest.mark.parametrize("encoder, pooling, dropout", [("logmel", "time", 0.2), ("logmel", "flatten", 0.0), ("conv1d", "time", 0.0)])
+@pytest.mark.parametrize(
+    "encoder, pooling, dropout",
+    [("logmel", "time", 0.2), ("logmel", "flatten", 0.0), ("conv1d", "time", 0.0), ("logmel1d", "stats", 0.0), ("logmel", "stats", 0.0)],
+)
 def test_pooled_variants_reload_with_identical_outputs(encoder, pooling, dropout, tmp_path):
     cfg = dataclasses.replace(tiny_model_config(encoder).encoder, pooling=pooling, dropout=dropout)
     chunk_encoder = build_encoder(cfg, chunk_samples=CHUNK_SAMPLES, sample_rate=SAMPLE_RATE)
@@ -238,6 +244,13 @@ def test_time_pooling_tells_where_in_the_chunk_a_sound_is_and_global_pooling_bar
         change[pooling] = np.linalg.norm(embeddings[0] - embeddings[1]) / np.linalg.norm(embeddings[0])
     assert change["time"] > 0.15, change
     assert change["global"] < 0.6 * change["time"], change
+
+
+def test_time_statistics_are_the_mean_and_std_over_time_of_each_feature_kept_apart():
+    feature_map = np.random.default_rng(0).normal(size=(2, 7, 3, 4)).astype("float32")  # (B, T, F, C)
+    pooled = keras.ops.convert_to_numpy(TimeStatistics()(feature_map))
+    flat = feature_map.reshape(2, 7, 12)
+    np.testing.assert_allclose(pooled, np.concatenate([flat.mean(axis=1), flat.std(axis=1)], axis=1), atol=1e-3)
 
 
 def test_encoder_pooling_and_dropout_are_checked():
@@ -271,6 +284,9 @@ def test_saved_model_reloads_with_identical_outputs(sorter, normalization, tmp_p
         UnfoldSlots(None),
         SuccessorLogits(),
         JoinMismatch(),
+        TimeStatistics(),
+        EdgeLogMel(SAMPLE_RATE, 240),
+        SeamScores(initial_scale=2.0),
     ],
     ids=lambda layer: type(layer).__name__,
 )
@@ -285,7 +301,7 @@ def test_unknown_names_raise_config_error_listing_the_valid_ones():
     # Config validation rejects these names first; bypass it to reach the builders.
     encoder_cfg = cfg.encoder
     object.__setattr__(encoder_cfg, "type", "rnn")
-    with pytest.raises(ConfigError, match=r"'rnn'.*\['conv1d', 'logmel', 'logmel_resnet', 'mlp'\]"):
+    with pytest.raises(ConfigError, match=r"'rnn'.*\['conv1d', 'logmel', 'logmel1d', 'logmel_resnet', 'mlp'\]"):
         build_encoder(encoder_cfg, chunk_samples=CHUNK_SAMPLES, sample_rate=SAMPLE_RATE)
     sorter_cfg = tiny_model_config().sorter
     object.__setattr__(sorter_cfg, "type", "lstm")

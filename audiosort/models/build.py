@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import keras
 
+from audiosort.baselines import EDGE_SECONDS
 from audiosort.config import NORMALIZATIONS as NORMALIZATION_NAMES
 from audiosort.config import ModelConfig, SorterConfig
 from audiosort.errors import ConfigError
 from audiosort.heads import get_head, model_name
 from audiosort.models.encoders import build_encoder
-from audiosort.models.layers import FoldSlots, RowLogSoftmax, Sinkhorn, UnfoldSlots
+from audiosort.models.layers import EdgeLogMel, FoldSlots, Int16ToFloat, RowLogSoftmax, Sinkhorn, UnfoldSlots
 from audiosort.models.sorters import build_sorter
 
 
@@ -88,6 +89,12 @@ def build_model(model_cfg: ModelConfig, *, n_chunks: int, chunk_samples: int, sa
     folded = encoder(FoldSlots(name="fold_slots")(chunks))
     unfold = UnfoldSlots(n_chunks, name="unfold_slots")
     embeddings = unfold(folded) if n_chunks is not None else unfold([folded, chunks])
+    if sorter_cfg.seam:
+        # The seam term's fixed front end reads the raw chunks' flush edges, which the encoder's frames miss.
+        audio = Int16ToFloat(dtype="float32", name="seam_int16_to_float")(FoldSlots(name="seam_fold_slots")(chunks))
+        edges = EdgeLogMel(sample_rate, round(EDGE_SECONDS * sample_rate), name="edge_log_mel")(audio)
+        unfold_edges = UnfoldSlots(n_chunks, name="seam_unfold_slots")
+        embeddings = [embeddings, unfold_edges(edges) if n_chunks is not None else unfold_edges([edges, chunks])]
     name = model_name(sorter_cfg.type)
     if get_head(sorter_cfg.type).outputs == "successors":
         # No position scores to normalize: its loss normalizes rows and columns of the logits itself.

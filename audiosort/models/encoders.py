@@ -17,12 +17,13 @@ from keras import layers
 
 from audiosort.config import ENCODER_TYPES, EncoderConfig
 from audiosort.errors import ConfigError
-from audiosort.models.layers import Int16ToFloat, LogMelSpectrogram
+from audiosort.models.layers import Int16ToFloat, LogMelSpectrogram, TimeStatistics
 
 CONV1D_STEM_KERNEL = 11  # samples
 CONV1D_STEM_STRIDE = 4
 CONV1D_KERNEL = 9
 CONV1D_BLOCK_STRIDE = 4
+LOGMEL1D_KERNEL = 3  # frames
 
 
 def build_encoder(cfg: EncoderConfig, *, chunk_samples: int, sample_rate: int) -> keras.Model:
@@ -122,8 +123,32 @@ def _logmel(audio, cfg: EncoderConfig, *, sample_rate: int):
     return _pool_and_project(x, cfg, global_pools=(layers.GlobalAveragePooling2D, layers.GlobalMaxPooling2D))
 
 
+def _logmel1d(audio, cfg: EncoderConfig, *, sample_rate: int):
+    """Log-mel frames, per-band BN, ``blocks`` of 1-D conv over time (the mel bands as channels) + BN + ReLU + pool 2.
+
+    Every filter sees all bands of 3 neighbouring frames, so absolute
+    frequency survives (a 2-D CNN shares its weights across bands), and the
+    full-resolution 2-D layers that take most of ``logmel``'s CPU time are
+    gone. Pooling is skipped once the time axis is shorter than 2.
+    """
+    x = _log_mel_frames(audio, cfg, sample_rate=sample_rate)
+    for block in range(cfg.blocks):
+        x = layers.Conv1D(_block_filters(cfg, block), LOGMEL1D_KERNEL, padding="same", use_bias=False, name=f"block_{block}_conv")(x)
+        x = layers.BatchNormalization(name=f"block_{block}_bn")(x)
+        x = layers.ReLU(name=f"block_{block}_relu")(x)
+        if x.shape[1] >= 2:
+            x = layers.MaxPooling1D(2, name=f"block_{block}_pool")(x)
+    return _pool_and_project(x, cfg, global_pools=(layers.GlobalAveragePooling1D, layers.GlobalMaxPooling1D))
+
+
 def _log_mel_image(audio, cfg: EncoderConfig, *, sample_rate: int):
-    """Audio (B, L) -> per-band normalized log-mel spectrogram as a one-channel image (B, frames, n_mels, 1).
+    """Audio (B, L) -> per-band normalized log-mel spectrogram as a one-channel image (B, frames, n_mels, 1)."""
+    x = _log_mel_frames(audio, cfg, sample_rate=sample_rate)
+    return layers.Reshape((*x.shape[1:], 1), name="add_channel")(x)
+
+
+def _log_mel_frames(audio, cfg: EncoderConfig, *, sample_rate: int):
+    """Audio (B, L) -> per-band normalized log-mel frames (B, frames, n_mels).
 
     A chunk shorter than one STFT frame gets a single frame as long as the chunk.
     """
@@ -145,8 +170,7 @@ def _log_mel_image(audio, cfg: EncoderConfig, *, sample_rate: int):
         dtype="float32",  # power spectra overflow float16
         name="log_mel",
     )(audio)
-    x = layers.BatchNormalization(name="band_norm")(x)
-    return layers.Reshape((*x.shape[1:], 1), name="add_channel")(x)
+    return layers.BatchNormalization(name="band_norm")(x)
 
 
 def _halving(shape) -> tuple:
@@ -202,10 +226,14 @@ def _pool_and_project(x, cfg: EncoderConfig, *, global_pools):
     max over frequency only, then flattened (on a 1-D map: flattened), so the
     embedding keeps when in the chunk each feature happens. ``flatten``: the
     whole map flattened. Both keep where in the chunk each feature sits (the
-    start and end of a chunk are what its neighbours share). Then optional
-    dropout and Dense(embedding_dim).
+    start and end of a chunk are what its neighbours share). ``stats``: mean
+    and standard deviation over time of every (frequency, channel) feature,
+    which forgets when but keeps where in frequency (what pitch and track
+    identity need). Then optional dropout and Dense(embedding_dim).
     """
-    if cfg.pooling == "flatten":
+    if cfg.pooling == "stats":
+        x = TimeStatistics(name="time_statistics")(x)
+    elif cfg.pooling == "flatten":
         x = layers.Flatten(name="flatten")(x)
     elif cfg.pooling == "time" and len(x.shape) == 4:
         # (B, T, F, C): average and max over frequency, keep time.

@@ -165,6 +165,27 @@ def _mel_matrix(sample_rate: int, fft_length: int, n_mels: int, f_min: float, f_
 
 
 @keras.saving.register_keras_serializable(package="audiosort")
+class TimeStatistics(keras.layers.Layer):
+    """Mean and standard deviation over time of every other feature: ``(B, T, ...)`` -> ``(B, 2 * prod(...))``.
+
+    A time-frequency map ``(B, T, F, C)`` keeps its F * C features apart, so
+    where in frequency a feature fires survives the pooling; only when is lost.
+    """
+
+    def call(self, inputs):
+        x = ops.reshape(inputs, (ops.shape(inputs)[0], ops.shape(inputs)[1], -1))
+        mean = ops.mean(x, axis=1)
+        std = ops.sqrt(ops.maximum(ops.mean(ops.square(x), axis=1) - ops.square(mean), 0.0) + 1e-6)
+        return ops.concatenate([mean, std], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        features = 1
+        for size in input_shape[2:]:
+            features *= size
+        return (input_shape[0], 2 * features)
+
+
+@keras.saving.register_keras_serializable(package="audiosort")
 class FoldSlots(keras.layers.Layer):
     """Merge the slot axis into the batch: ``(B, n, *rest)`` -> ``(B * n, *rest)``.
 
@@ -480,3 +501,126 @@ class JoinMismatch(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         (batch, n_chunks, width), _ = input_shape
         return (batch, n_chunks, n_chunks, width)
+
+
+@keras.saving.register_keras_serializable(package="audiosort")
+class EdgeLogMel(keras.layers.Layer):
+    """The log-mel spectra of each chunk's two flush edges, exactly as the continuity baseline computes them.
+
+    The last and the first ``edge_samples`` of every chunk (flush with its
+    ends: no framing or padding loses them), each one Hann-windowed frame,
+    zero-padded, as power per bin, pooled into the baseline's row-normalized
+    mel bands, floored at the power of int16 rounding noise and logged
+    (:func:`audiosort.baselines.continuity_scores`, whose window and
+    filterbank it uses). Fixed: no weights. The learned seam term
+    (:class:`SeamScores`) compares these, so that a head that starts from it
+    starts where the baseline is.
+
+    Parameters
+    ----------
+    sample_rate : int > 0
+        Of the audio, in Hz.
+    edge_samples : int > 0
+        Length of each edge, in samples (240 = the baseline's 15 ms at 16 kHz);
+        the whole chunk where it is shorter.
+
+    Input ``[shape=(B, L), float]`` audio in [-1, 1); output
+    ``[shape=(B, 2, n_mels)]``: row 0 the chunk's end ("tail"), row 1 its
+    start ("head"), n_mels = :data:`audiosort.baselines.N_MELS`.
+    """
+
+    def __init__(self, sample_rate, edge_samples, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # power spectra overflow float16
+        super().__init__(**kwargs)
+        for name, value in {"sample_rate": sample_rate, "edge_samples": edge_samples}.items():
+            if int(value) != value or value < 1:
+                raise ValueError(f"EdgeLogMel: {name} = {value!r} must be a positive integer")
+        self.sample_rate = int(sample_rate)
+        self.edge_samples = int(edge_samples)
+
+    def build(self, input_shape):
+        from audiosort import baselines  # deferred: librosa builds the filterbank
+
+        samples = self.edge_samples if input_shape[-1] is None else min(self.edge_samples, int(input_shape[-1]))
+        window, filterbank = baselines.edge_analysis(self.sample_rate, samples)
+        fft_length = 2 * (filterbank.shape[1] - 1)
+        phase = 2 * np.pi * np.outer(np.arange(samples), np.arange(filterbank.shape[1])) / fft_length
+        # Power normalized by the window's energy, as the baseline: white noise of variance s**2 gives s**2 per bin.
+        scale = window[:, None] / np.sqrt(np.sum(window**2))
+        self._samples = samples
+        self._dft = np.concatenate([np.cos(phase) * scale, -np.sin(phase) * scale], axis=1).astype(np.float32)
+        self._filterbank = filterbank.T.astype(np.float32)
+        self._floor = baselines.POWER_FLOOR
+
+    def call(self, inputs):
+        audio = ops.cast(inputs, "float32")
+        edges = ops.stack([audio[:, -self._samples :], audio[:, : self._samples]], axis=1)  # (B, 2, E)
+        spectrum = ops.matmul(edges, self._dft)
+        bins = self._filterbank.shape[0]
+        power = ops.square(spectrum[..., :bins]) + ops.square(spectrum[..., bins:])
+        return ops.log(ops.maximum(ops.matmul(power, self._filterbank), self._floor))
+
+    def compute_output_shape(self, input_shape):
+        from audiosort.baselines import N_MELS
+
+        return (input_shape[0], 2, N_MELS)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(sample_rate=self.sample_rate, edge_samples=self.edge_samples)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="audiosort")
+class SeamScores(keras.layers.Layer):
+    """The "slot j right after slot i" scores from the flush edge spectra: minus a learned per-band seam distance.
+
+    ``output[b, i, j, 0] = -scale * sqrt(sum_k w_k * (tail[b, i, k] - head[b, j, k])**2)``
+    with ``w_k = softplus(band_weight_k)`` and ``scale = exp(log_scale)``,
+    learned. At initialization every ``w_k`` is 1, so the distance is the
+    continuity baseline's Euclidean distance between one chunk's end and the
+    next one's start, and a head whose other scores start at zero sorts as the
+    baseline does (its best order is the baseline's).
+
+    Parameters
+    ----------
+    initial_scale : float > 0
+        ``scale`` at initialization, per unit of distance (log-mel units).
+
+    Input ``[shape=(B, n, 2, M)]`` edge spectra (:class:`EdgeLogMel` per
+    slot: index 0 the tail, 1 the head); output ``[shape=(B, n, n, 1)]``
+    (the trailing axis of the pair MLP's one-unit score, to add to it),
+    computed in float32.
+    """
+
+    def __init__(self, initial_scale=1.0, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        if not initial_scale > 0:
+            raise ValueError(f"SeamScores: initial_scale = {initial_scale!r} must be > 0")
+        self.initial_scale = float(initial_scale)
+
+    def build(self, input_shape):
+        bands = input_shape[-1]
+        # softplus(log(e - 1)) = 1: the baseline's unweighted distance.
+        self.band_weight = self.add_weight(
+            shape=(bands,), initializer=keras.initializers.Constant(float(np.log(np.e - 1.0))), name="band_weight"
+        )
+        self.log_scale = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(float(np.log(self.initial_scale))), name="log_scale"
+        )
+
+    def call(self, inputs):
+        edges = ops.cast(inputs, "float32")
+        difference = ops.expand_dims(edges[:, :, 0], 2) - ops.expand_dims(edges[:, :, 1], 1)  # (B, n, n, M)
+        distance = ops.sqrt(ops.sum(ops.softplus(self.band_weight) * ops.square(difference), axis=-1) + 1e-6)
+        return ops.expand_dims(-ops.exp(self.log_scale) * distance, -1)
+
+    def compute_output_shape(self, input_shape):
+        batch, n_chunks = input_shape[:2]
+        return (batch, n_chunks, n_chunks, 1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(initial_scale=self.initial_scale)
+        return config

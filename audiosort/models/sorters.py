@@ -18,9 +18,10 @@ from keras import layers
 
 from audiosort.config import SorterConfig
 from audiosort.errors import ConfigError
+from audiosort.baselines import N_MELS as SEAM_BANDS
 from audiosort.heads import any_n_heads, get_head
 from audiosort.models.layers import (
-    ExpectedRankScores, JoinMismatch, PairFeatures, PermutationMarginals, SuccessorLogits, TimePositionScores,
+    ExpectedRankScores, JoinMismatch, PairFeatures, PermutationMarginals, SeamScores, SuccessorLogits, TimePositionScores,
 )
 
 MLP_NARROW_UNITS = 200  # the seed's third sorter layer
@@ -48,7 +49,9 @@ def build_sorter(cfg: SorterConfig, *, n_chunks: int, embedding_dim: int) -> ker
     Returns
     -------
     keras.Model
-        Input ``[shape=(B, n_chunks, embedding_dim)]``, output
+        Input ``[shape=(B, n_chunks, embedding_dim)]``, and with ``cfg.seam``
+        also the edge spectra ``[shape=(B, n_chunks, 2, SEAM_BANDS)]``
+        (:class:`audiosort.models.layers.EdgeLogMel` per slot); output
         ``[shape=(B, n_chunks, n_chunks)]`` unnormalized scores.
 
     Raises
@@ -70,8 +73,11 @@ def build_sorter(cfg: SorterConfig, *, n_chunks: int, embedding_dim: int) -> ker
             f"got {n_chunks}; use {' or '.join(map(repr, any_n_heads()))}"
         )
     embeddings = keras.Input((n_chunks, embedding_dim), name="embeddings")
-    scores = head.build(embeddings, cfg, n_chunks=n_chunks)
-    return keras.Model(embeddings, scores, name="sorter")
+    if not cfg.seam:
+        return keras.Model(embeddings, head.build(embeddings, cfg, n_chunks=n_chunks), name="sorter")
+    edges = keras.Input((n_chunks, 2, SEAM_BANDS), name="edges")
+    scores = head.build(embeddings, cfg, n_chunks=n_chunks, edges=edges)
+    return keras.Model([embeddings, edges], scores, name="sorter")
 
 
 def build_mlp(embeddings, cfg: SorterConfig, *, n_chunks: int):
@@ -138,7 +144,7 @@ def _set_encoder(embeddings, cfg: SorterConfig):
     return layers.LayerNormalization(name="final_norm")(x)
 
 
-def build_pairwise(embeddings, cfg: SorterConfig, *, n_chunks: int):
+def build_pairwise(embeddings, cfg: SorterConfig, *, n_chunks: int, edges=None):
     """Score every "slot j right after slot i" with one shared MLP, then marginalize over all n! orders.
 
     An order's score is the sum of its n - 1 successor scores plus a "starts
@@ -147,16 +153,17 @@ def build_pairwise(embeddings, cfg: SorterConfig, *, n_chunks: int):
     log-probabilities under the softmax over orders. The rule is learned once
     for every pair, so the head is permutation-equivariant and needs no
     normalization (rows and columns already sum to 1). The learned twin of the
-    continuity baseline, which scores pairs by how smoothly they join.
+    continuity baseline, which scores pairs by how smoothly they join; with
+    ``cfg.seam`` it starts as that baseline (:func:`_join_scores`).
     """
-    successor, first, last = _join_scores(embeddings, cfg)
+    successor, first, last = _join_scores(embeddings, cfg, mismatch=cfg.mismatch, edges=edges)
     successor = layers.Reshape((n_chunks, n_chunks), name="successor")(successor)
     first = layers.Reshape((n_chunks,), name="first")(first)
     last = layers.Reshape((n_chunks,), name="last")(last)
     return PermutationMarginals(n_chunks, name="scores")([successor, first, last])
 
 
-def build_successor(embeddings, cfg: SorterConfig, *, n_chunks: int | None):
+def build_successor(embeddings, cfg: SorterConfig, *, n_chunks: int | None, edges=None):
     """The pairwise head's join scores, trained on any n without enumerating orders.
 
     The pairwise head's shared MLP, which here also sees how far one chunk's
@@ -170,15 +177,21 @@ def build_successor(embeddings, cfg: SorterConfig, *, n_chunks: int | None):
     continuity baseline (:func:`audiosort.decoding.best_paths`). Nothing is
     sized by n, so n may grow during training.
     """
-    return SuccessorLogits(name="scores")(_join_scores(embeddings, cfg, mismatch=True))
+    return SuccessorLogits(name="scores")(_join_scores(embeddings, cfg, mismatch=True, edges=edges))
 
 
-def _join_scores(embeddings, cfg: SorterConfig, *, mismatch: bool = False):
+def _join_scores(embeddings, cfg: SorterConfig, *, mismatch: bool = False, edges=None):
     """Successor ``(B, n, n, 1)``, first ``(B, n, 1)`` and last ``(B, n, 1)`` scores, from one MLP shared by every pair.
 
     The MLP sees both embeddings side by side, and with ``mismatch`` also the
     squared difference of a learned "how it ends" projection of the first and
     a "how it starts" projection of the second (:class:`JoinMismatch`).
+
+    With ``edges`` (the flush edge spectra, ``(B, n, 2, SEAM_BANDS)``), the
+    successor scores add the learned seam term (:class:`SeamScores`), and the
+    three output layers start at zero, so that the untrained head scores
+    every order by the continuity baseline's distances alone and sorts as it
+    does; what the encoder adds is learned on top of the seam.
     """
     # As in the attention head: batch statistics remove what a puzzle's embeddings share.
     x = layers.Dense(cfg.hidden_units, use_bias=False, name="project")(embeddings)
@@ -190,8 +203,14 @@ def _join_scores(embeddings, cfg: SorterConfig, *, mismatch: bool = False):
         pairs = layers.Concatenate(name="pairs_and_mismatch")([pairs, JoinMismatch(name="mismatch")([tails, heads])])
     h = layers.Dense(cfg.hidden_units, activation="relu", name="pair_dense")(pairs)
     successor_name, first_name, last_name = JOIN_SCORE_LAYERS
-    successor = layers.Dense(1, name=successor_name)(h)
-    return [successor, layers.Dense(1, name=first_name)(x), layers.Dense(1, name=last_name)(x)]
+    start = "zeros" if edges is not None else "glorot_uniform"
+    successor = layers.Dense(1, kernel_initializer=start, name=successor_name)(h)
+    first = layers.Dense(1, kernel_initializer=start, name=first_name)(x)
+    last = layers.Dense(1, kernel_initializer=start, name=last_name)(x)
+    if edges is not None:
+        # Not in the layer named successor_name: what dream reads there is the encoder's part alone.
+        successor = layers.Add(name="successor_and_seam")([successor, SeamScores(name="seam")(edges)])
+    return [successor, first, last]
 
 
 def build_precedence(embeddings, cfg: SorterConfig, *, n_chunks: int):
