@@ -1,18 +1,18 @@
 """audiosort sweep: grid expansion, strict sweep files, runs in subprocesses, resumable results."""
 
 import csv
+import json
 import re
 import shutil
 import subprocess
 import sys
 import time
 
-import numpy as np
 import psutil
 import pytest
 import yaml
 
-from audiosort import metrics
+from audiosort.config import dump_config
 from audiosort.errors import ConfigError, InputError
 from audiosort.sweep import load_sweep, run_sweep
 from audiosort.run import read_eval, write_eval
@@ -113,9 +113,10 @@ def _eval_entry(*, sanity, verdict, exact):
 
 def test_results_row_names_the_sanity_sets_eval_found_above_chance(tmp_path, music_corpus):
     sweep = load_sweep(_write_sweep(tmp_path, music_corpus, {"puzzle.n_chunks": [3]}))
-    (only,) = sweep.runs()
+    ((only, config),) = sweep.configs()
     run_dir = tmp_path / "runs" / only.name
     run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(dump_config(config))
     datasets = {
         "test": _eval_entry(sanity=False, verdict="above_chance", exact=0.9),
         "noise": _eval_entry(sanity=True, verdict="at_chance", exact=0.17),
@@ -123,7 +124,6 @@ def test_results_row_names_the_sanity_sets_eval_found_above_chance(tmp_path, mus
         "tone": _eval_entry(sanity=True, verdict="above_chance", exact=0.5),
     }
     report = {"verdict_decoding": "hungarian", "datasets": datasets}
-    ((_, config),) = sweep.configs()
     settings = sweep_eval_settings(config, sweep)
     write_eval(run_dir, "test-n3", {**settings, "n_puzzles": 7}, report=report, markdown="", confusions={})
     # An evaluation the sweep did not ask for is not its result.
