@@ -21,8 +21,9 @@ For each sanity kind, :func:`audit`
 3. scores ``n_puzzles`` held-out puzzles with eval's statistics: accuracies with
    95% intervals, the one-sided p-values of Kendall tau and of the
    exact-order count against chance, a verdict at alpha 0.01
-   Bonferroni-corrected over the sets audited, on the hungarian decoding;
-   beside it the ideal observer's Kendall tau and accuracy
+   Bonferroni-corrected over the sets audited, on the order decoding
+   (hungarian, or path for a successor head); beside it the ideal
+   observer's Kendall tau and accuracy
    (:mod:`audiosort.leaks`), so that "at chance" can be told from "too weak to
    find the leak".
 
@@ -66,7 +67,7 @@ from audiosort.sanity import (
     sanity_tracks,
 )
 from audiosort.train import compiled_model, fit, train_batches
-from audiosort.verdicts import ALPHA, VERDICT_DECODING, DatasetResult, Verdicts, p_text, score_dataset, tau_and_p
+from audiosort.verdicts import ALPHA, DatasetResult, Verdicts, p_text, score_dataset, tau_and_p
 
 # 400 steps of the config's batch: enough for the small waveform models of the tests to learn
 # each leak of DESIGN.md (see tests/test_audit.py), about a minute per set for configs/demo.yaml
@@ -118,7 +119,7 @@ class AuditReport(Verdicts):
         (chance 0.167; p < 1e-300) ..."``.
         """
         lines = [
-            f"{r.name} sorted above chance ({tau_and_p(r.scores[VERDICT_DECODING])}): {self.diagnosis(r)}"
+            f"{r.name} sorted above chance ({tau_and_p(r.scores.verdict_scores)}): {self.diagnosis(r)}"
             for r in self.leaking()
         ]
         model_found = {r.name for r in self.leaking()}
@@ -152,7 +153,7 @@ class AuditReport(Verdicts):
     def lines(self) -> list[str]:
         """What ``audiosort audit`` prints on stdout: settings, the table and what it means."""
         config, spec, sample_rate = self.config, self.spec, self.config.data.sample_rate
-        puzzles = ", ".join(f"{r.name} {r.scores['n_puzzles']}" for r in self.datasets)
+        puzzles = ", ".join(f"{r.name} {r.scores.n_puzzles}" for r in self.datasets)
         seconds = ", ".join(f"{name} {value:.0f} s" for name, value in self.train_seconds.items())
         if spec.pad_mode == "fixed":
             gaps = f"every gap {spec.pad_max_samples / sample_rate:.4g} s (fixed)"
@@ -185,7 +186,7 @@ class AuditReport(Verdicts):
             "seed": self.seed,
             "alpha": self.alpha,
             "n_tests": self.n_tests,
-            "verdict_decoding": VERDICT_DECODING,
+            "verdict_decoding": self.datasets[0].scores.verdict_decoding,
             "datasets": entries,
         }
 

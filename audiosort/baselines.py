@@ -127,6 +127,8 @@ def continuity_scores(chunks, *, sample_rate, edge_seconds=EDGE_SECONDS):
 
 # name -> scorer(chunks, *, sample_rate) -> scores (B, n, n): the baselines ``audiosort eval`` reports.
 BASELINES = {"continuity": continuity_scores}
+# How every baseline here finds its order, as eval names it (metrics.PATH_DECODING): the best path.
+DECODING = "path"
 
 
 @functools.lru_cache(maxsize=None)

@@ -22,6 +22,7 @@ import numpy as np
 from audiosort.data.puzzles import Puzzles
 from audiosort.errors import ConfigError
 from audiosort.heads import head_of
+from audiosort.metrics import ORDER_DECODINGS
 
 
 def cluster_role() -> tuple[int, int]:
@@ -207,9 +208,14 @@ def fit_multi_worker(
         logs.update({f"val_{name}": float(value) for name, value in zip(names, val_means)})
         callback_list.on_epoch_end(epoch, logs)
         if verbose:
+            # run_callbacks' DecodedValScores has added val scored as eval scores it (hungarian or path).
+            keys = {name: f"val_{name}_exact_accuracy" for name in ORDER_DECODINGS}
+            exact = [f"{name} {logs[key]:.3f}" for name, key in keys.items() if key in logs]
+            exact.append(f"argmax {logs['val_exact_accuracy']:.3f}")
+            chance = f" (chance {logs['val_exact_chance']:.3f})" if "val_exact_chance" in logs else ""
             print(
                 f"epoch {epoch + 1}/{epochs}: loss {logs['loss']:.4f}, val_loss {logs['val_loss']:.4f}, "
-                f"val exact {logs['val_exact_accuracy']:.3f}",
+                f"val exact {', '.join(exact)}{chance}",
                 flush=True,
             )
         if model.stop_training:

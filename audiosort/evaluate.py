@@ -13,13 +13,14 @@ the same pipeline cannot sort audio whose order is unknowable (DESIGN.md,
 
 with the no-learning baselines of :mod:`audiosort.baselines` on the same
 puzzles, judges them (:mod:`audiosort.verdicts`: alpha 0.01, Bonferroni over
-the datasets, hungarian decoding) and writes a report of its own into the run
-folder, named by what was scored (:func:`audiosort.run.write_eval`)::
+the datasets, each on its order decoding: hungarian, or path for a successor
+head) and writes a report of its own into the run folder, named by what was
+scored (:func:`audiosort.run.write_eval`)::
 
     eval/<label>/eval.json             settings, then one entry per dataset (DESIGN.md, "Eval report"),
                                        each with ``baselines: {"continuity": ...}`` (see reports.entries)
     eval/<label>/eval.md               the same as a table
-    eval/<label>/confusion-<name>.png  true x predicted position (hungarian), per dataset
+    eval/<label>/confusion-<name>.png  true x predicted position (order decoding), per dataset
     eval/latest                        the newest <label>
 
 ``<label>`` is the split (``test-n5``), the corpus folder and split when the
@@ -53,7 +54,7 @@ from audiosort.data.puzzles import PuzzleSpec, make_puzzle_set
 from audiosort.data.splits import ALL_SPLITS, OOD_SPLIT, SPLITS
 from audiosort.errors import InputError, check_positive_int
 from audiosort.sanity import SANITY_KINDS, sanity_ideal_observer, sanity_puzzles
-from audiosort.verdicts import ALPHA, VERDICT_DECODING, DatasetResult, Verdicts, score_dataset
+from audiosort.verdicts import ALPHA, DatasetResult, Verdicts, score_dataset
 
 
 @dataclass
@@ -88,21 +89,23 @@ class EvalReport(Verdicts):
         """``eval.json`` less its settings: one entry per dataset with a verdict per decoding and its baselines.
 
         ``datasets[name]["baselines"]["continuity"]`` holds the continuity
-        baseline's scores on that dataset's puzzles in the model's layout, and
-        the McNemar comparison (see :func:`audiosort.reports.entries`); read
-        it back typed with :func:`audiosort.run.read_eval`.
+        baseline's scores on that dataset's puzzles in the model's layout (under
+        ``"path"``: it is decoded by path search), and the McNemar comparison
+        (see :func:`audiosort.reports.entries`); read it back typed with
+        :func:`audiosort.run.read_eval`. ``verdict_decoding`` names the model's
+        order decoding: ``hungarian``, or ``path`` for a successor head.
         """
         return {
             "run": str(self.run_dir),
             "alpha": self.alpha,
             "n_tests": self.n_tests,
-            "verdict_decoding": VERDICT_DECODING,
+            "verdict_decoding": self.datasets[0].scores.verdict_decoding,
             "datasets": reports.entries(self),
         }
 
     def lines(self) -> list[str]:
         """What ``audiosort eval`` prints on stdout: the table and what it means (problems go to stderr)."""
-        puzzles = ", ".join(f"{r.name} {r.scores['n_puzzles']}" for r in self.datasets)
+        puzzles = ", ".join(f"{r.name} {r.scores.n_puzzles}" for r in self.datasets)
         return [f"eval of {self.run_dir} (puzzles: {puzzles})", "", *reports.table(self), "", *reports.notes(self)]
 
     def write(self) -> Path:

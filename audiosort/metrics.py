@@ -23,21 +23,160 @@ Example
 >>> order = np.array([[2, 0, 1], [0, 1, 2], [1, 2, 0], [2, 1, 0]] * 5)
 >>> scores = np.log(np.eye(3)[order] * 0.9 + 0.05)  # peaked on the true positions
 >>> report = score_puzzles(scores, order)
->>> report["hungarian"]["exact_accuracy"]["value"], report["chance"]["exact_accuracy"]
+>>> report.decodings["hungarian"].exact_accuracy.value, report.chance.exact_accuracy
 (1.0, 0.16666666666666666)
->>> verdict(report["hungarian"]["p_value"], n_tests=2)
+>>> verdict(report.verdict_scores.p_value, n_tests=2)
 'above_chance'
+>>> report.to_dict()["hungarian"]["exact_accuracy"]["value"]  # the JSON of eval.json and metrics.json
+1.0
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
+from types import MappingProxyType
 
 import numpy as np
 from scipy import stats
 
 from audiosort.decoding import DECODINGS, check_decoding, decode
 from audiosort.errors import is_int
+
+# Orders decided before scoring, by the best-path search over join scores (a successor head, the
+# continuity baseline): scored by :func:`score_orders`, not decoded from position scores.
+PATH_DECODING = "path"
+# The decodings whose every prediction is a permutation. A scored set has one of them, and its test
+# against chance (and so its verdict) is that decoding's: argmax's exact-order count never exceeds it.
+ORDER_DECODINGS = ("hungarian", PATH_DECODING)
+SCORED_DECODINGS = (*DECODINGS, PATH_DECODING)
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    """A mean over puzzles with its confidence interval: ``value`` in ``[low, high]``."""
+
+    value: float
+    low: float
+    high: float
+
+    def to_dict(self) -> dict:
+        """``{"value", "low", "high"}``."""
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Chance:
+    """What a scorer with no information about the order gets on average (see :func:`chance`)."""
+
+    position_accuracy: float
+    exact_accuracy: float
+    kendall_tau: float
+
+    def to_dict(self) -> dict:
+        """``{"position_accuracy", "exact_accuracy", "kendall_tau"}``."""
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodingScores:
+    """One decoding's accuracies on a set of puzzles, and its test against chance.
+
+    Attributes
+    ----------
+    position_accuracy, exact_accuracy, kendall_tau : Estimate
+        Fraction of slots right, of puzzles in exact order, and Kendall tau,
+        each with its confidence interval (see :func:`score_puzzles`).
+    exact_correct_count : int
+        Puzzles in exact order.
+    p_value : float in [0, 1]
+        The verdict's test against chance (:func:`chance_p_values`): the
+        smaller of the two below, doubled (Bonferroni).
+    tau_p_value, exact_p_value : float in [0, 1] or None
+        Kendall tau against its exact null, and the exact-order count against
+        1/n! (one-sided binomial); None where a file written before they were
+        reported is read back.
+    """
+
+    position_accuracy: Estimate
+    exact_accuracy: Estimate
+    kendall_tau: Estimate
+    exact_correct_count: int
+    p_value: float
+    tau_p_value: float | None = None
+    exact_p_value: float | None = None
+
+    def to_dict(self) -> dict:
+        """The JSON layout: each estimate as ``{"value", "low", "high"}``, then the count and the p-values."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, entry: Mapping) -> DecodingScores:
+        """Read :meth:`to_dict`'s layout back; other keys (a report's ``verdict``) are ignored."""
+        return cls(
+            **{name: Estimate(**{k: entry[name][k] for k in ("value", "low", "high")})
+               for name in ("position_accuracy", "exact_accuracy", "kendall_tau")},
+            exact_correct_count=int(entry["exact_correct_count"]),
+            p_value=float(entry["p_value"]),
+            tau_p_value=entry.get("tau_p_value"),
+            exact_p_value=entry.get("exact_p_value"),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class PuzzleScores:
+    """What :func:`score_puzzles` and :func:`score_orders` measure on one set of puzzles.
+
+    Attributes
+    ----------
+    decodings : Mapping of str to DecodingScores
+        Read-only, in the order scored: ``argmax`` and ``hungarian`` for
+        position scores, ``path`` for orders found by the best-path search.
+    n_puzzles, n_chunks : int
+        Puzzles scored, and chunks n per puzzle.
+    chance : Chance
+        Chance at this n.
+    """
+
+    decodings: Mapping[str, DecodingScores]
+    n_puzzles: int
+    n_chunks: int
+    chance: Chance
+
+    def __post_init__(self):
+        object.__setattr__(self, "decodings", MappingProxyType(dict(self.decodings)))
+        if sum(name in self.decodings for name in ORDER_DECODINGS) != 1:
+            raise ValueError(f"need exactly one of {ORDER_DECODINGS} among the decodings, got {list(self.decodings)}")
+
+    @property
+    def verdict_decoding(self) -> str:
+        """The decoding whose order is the answer (``hungarian`` or ``path``): the verdict is its test."""
+        return next(name for name in ORDER_DECODINGS if name in self.decodings)
+
+    @property
+    def verdict_scores(self) -> DecodingScores:
+        """The scores of :attr:`verdict_decoding`."""
+        return self.decodings[self.verdict_decoding]
+
+    def to_dict(self) -> dict:
+        """JSON-ready: one entry per decoding (:meth:`DecodingScores.to_dict`), then ``n_puzzles``, ``n_chunks``, ``chance``."""
+        return {
+            **{name: scores.to_dict() for name, scores in self.decodings.items()},
+            "n_puzzles": self.n_puzzles,
+            "n_chunks": self.n_chunks,
+            "chance": self.chance.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, entry: Mapping) -> PuzzleScores:
+        """Read :meth:`to_dict`'s layout back, e.g. from ``metrics.json`` or an ``eval.json`` dataset (other keys ignored)."""
+        return cls(
+            {name: DecodingScores.from_dict(entry[name]) for name in SCORED_DECODINGS if name in entry},
+            int(entry["n_puzzles"]),
+            int(entry["n_chunks"]),
+            Chance(**entry["chance"]),
+        )
 
 
 def position_correct(pred, order):
@@ -115,17 +254,13 @@ def chance(n):
 
     Returns
     -------
-    chance : dict
+    chance : Chance
         ``position_accuracy`` 1/n, ``exact_accuracy`` 1/n! (an upper bound for
         argmax, which may predict non-permutations), ``kendall_tau`` 0.0.
     """
     if not is_int(n) or n < 2:
         raise ValueError(f"n must be an int >= 2, got {n!r}")
-    return {
-        "position_accuracy": 1.0 / int(n),
-        "exact_accuracy": 1.0 / math.factorial(int(n)),
-        "kendall_tau": 0.0,
-    }
+    return Chance(position_accuracy=1.0 / int(n), exact_accuracy=1.0 / math.factorial(int(n)), kendall_tau=0.0)
 
 
 def wilson_interval(successes, trials, *, confidence=0.95):
@@ -344,19 +479,18 @@ def score_puzzles(scores, order, *, decodings=DECODINGS, confidence=0.95):
     order : np.ndarray [shape=(B, n), dtype=int]
         True positions; each row a permutation of range(n).
     decodings : sequence of str, keyword-only
-        Names from :data:`DECODINGS` to score.
+        Names from :data:`audiosort.decoding.DECODINGS` to score; ``hungarian`` among them.
     confidence : float in (0, 1), keyword-only
         Two-sided coverage of every interval.
 
     Returns
     -------
-    report : dict
-        JSON-serializable. For each decoding, ``position_accuracy``,
-        ``exact_accuracy`` and ``kendall_tau``, each ``{"value", "low",
-        "high"}``; ``exact_correct_count`` (int); ``p_value``,
+    PuzzleScores
+        For each decoding, position accuracy, exact accuracy and Kendall tau,
+        each an :class:`Estimate`; the exact-order count; ``p_value``,
         ``tau_p_value`` and ``exact_p_value`` (:func:`chance_p_values`:
-        ``p_value`` is the one every verdict tests). At top level
-        ``n_puzzles``, ``n_chunks`` and ``chance`` (:func:`chance`).
+        ``p_value`` is the one every verdict tests). ``to_dict()`` is the JSON
+        layout of ``eval.json`` and ``metrics.json``.
 
     Notes
     -----
@@ -370,32 +504,57 @@ def score_puzzles(scores, order, *, decodings=DECODINGS, confidence=0.95):
     """
     for name in decodings:
         check_decoding(name, "decoding")
-    confidence = _check_confidence(confidence)
-    order = np.asarray(order)
-    scores = np.asarray(scores)
-    if order.ndim != 2 or order.shape[0] < 1 or order.shape[1] < 2 or scores.shape != order.shape + order.shape[1:]:
-        raise ValueError(f"need order (B, n) with B >= 1, n >= 2 and scores (B, n, n), got {order.shape} and {scores.shape}")
+    order, scores = _check_order(order), np.asarray(scores)
+    if scores.shape != order.shape + order.shape[1:]:
+        raise ValueError(f"need order (B, n) and scores (B, n, n), got {order.shape} and {scores.shape}")
+    return _scored({name: decode(scores, method=name) for name in decodings}, order, _check_confidence(confidence))
+
+
+def score_orders(predicted, order, *, decoding=PATH_DECODING, confidence=0.95):
+    """:func:`score_puzzles` for orders decided before scoring, under the name of the decoding that decided them.
+
+    Parameters
+    ----------
+    predicted : np.ndarray [shape=(B, n), dtype=int]
+        Predicted position of each slot, a permutation per puzzle (e.g.
+        :func:`audiosort.decoding.positions_of` of :func:`audiosort.decoding.best_paths`).
+    order : np.ndarray [shape=(B, n), dtype=int]
+        True positions.
+    decoding : str, keyword-only
+        What decided them, one of :data:`ORDER_DECODINGS` (default ``path``).
+    confidence : float in (0, 1), keyword-only
+        Two-sided coverage of every interval.
+
+    Returns
+    -------
+    PuzzleScores
+        With one decoding, ``decoding``.
+    """
+    if decoding not in ORDER_DECODINGS:
+        raise ValueError(f"decoding must be one of {ORDER_DECODINGS}, got {decoding!r}")
+    order, predicted = _check_order(order), np.asarray(predicted)
+    if predicted.shape != order.shape:
+        raise ValueError(f"need predicted and order of one shape (B, n), got {predicted.shape} and {order.shape}")
+    if not np.array_equal(np.sort(predicted, axis=1), np.broadcast_to(np.arange(order.shape[1]), order.shape)):
+        raise ValueError(f"every row of predicted must be a permutation of range({order.shape[1]})")
+    return _scored({decoding: predicted}, order, _check_confidence(confidence))
+
+
+def _scored(predictions, order, confidence):
+    """PuzzleScores of each named prediction (B, n) against the true order (B, n)."""
     n_puzzles, n_chunks = order.shape
-    if not np.array_equal(np.sort(order, axis=1), np.broadcast_to(np.arange(n_chunks), order.shape)):
-        raise ValueError(f"every row of order must be a permutation of range({n_chunks})")
     reference = chance(n_chunks)
-    report = {}
-    for name in decodings:
-        pred = decode(scores, method=name)
-        exact = exact_correct(pred, order)
-        exact_count = int(np.count_nonzero(exact))
-        exact_low, exact_high = wilson_interval(exact_count, n_puzzles, confidence=confidence)
-        report[name] = {
-            "position_accuracy": _mean_summary(position_correct(pred, order).mean(axis=1), confidence, 0.0, 1.0),
-            "exact_accuracy": {"value": exact_count / n_puzzles, "low": exact_low, "high": exact_high},
-            "kendall_tau": _mean_summary(kendall_tau(pred, order), confidence, -1.0, 1.0),
-            "exact_correct_count": exact_count,
+    scored = {}
+    for name, pred in predictions.items():
+        exact_count = int(np.count_nonzero(exact_correct(pred, order)))
+        scored[name] = DecodingScores(
+            position_accuracy=_mean_summary(position_correct(pred, order).mean(axis=1), confidence, 0.0, 1.0),
+            exact_accuracy=Estimate(exact_count / n_puzzles, *wilson_interval(exact_count, n_puzzles, confidence=confidence)),
+            kendall_tau=_mean_summary(kendall_tau(pred, order), confidence, -1.0, 1.0),
+            exact_correct_count=exact_count,
             **chance_p_values(pred, order),
-        }
-    report["n_puzzles"] = int(n_puzzles)
-    report["n_chunks"] = int(n_chunks)
-    report["chance"] = reference
-    return report
+        )
+    return PuzzleScores(scored, int(n_puzzles), int(n_chunks), reference)
 
 
 def verdict(p_value, *, alpha=0.01, n_tests=1):
@@ -428,7 +587,17 @@ def verdict(p_value, *, alpha=0.01, n_tests=1):
 def _mean_summary(values, confidence, lowest, highest):
     """Mean of per-puzzle values with its t-interval clipped to [lowest, highest], as plain floats."""
     low, high = mean_interval(values, confidence=confidence)
-    return {"value": float(np.mean(values)), "low": max(lowest, low), "high": min(highest, high)}
+    return Estimate(float(np.mean(values)), max(lowest, low), min(highest, high))
+
+
+def _check_order(order):
+    """``order`` as an array, checked: (B, n) with B >= 1, n >= 2, each row a permutation of range(n)."""
+    order = np.asarray(order)
+    if order.ndim != 2 or order.shape[0] < 1 or order.shape[1] < 2:
+        raise ValueError(f"need order (B, n) with B >= 1 and n >= 2, got {order.shape}")
+    if not np.array_equal(np.sort(order, axis=1), np.broadcast_to(np.arange(order.shape[1]), order.shape)):
+        raise ValueError(f"every row of order must be a permutation of range({order.shape[1]})")
+    return order
 
 def _check_confidence(confidence):
     if not 0.0 < confidence < 1.0:

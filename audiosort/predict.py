@@ -22,7 +22,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from audiosort import decoding
+from audiosort import decoding, metrics
 from audiosort.heads import head_of
 
 
@@ -63,3 +63,26 @@ def to_position_scores(model: keras.Model, outputs: np.ndarray, *, what: str = "
     Raises InputError on NaN, as :func:`position_scores`.
     """
     return head_of(model).decode(decoding.finite_scores(outputs, what=what))
+
+
+def decodings_of(model: keras.Model) -> tuple[str, ...]:
+    """How ``model``'s orders are decoded, the names eval and training give them, read from its head's entry.
+
+    ``("argmax", "hungarian")`` for a head that outputs position
+    log-probabilities (:data:`audiosort.decoding.DECODINGS`); ``("path",)`` for
+    one that outputs successors, whose order is its best path
+    (:data:`audiosort.metrics.PATH_DECODING`).
+    """
+    return (metrics.PATH_DECODING,) if head_of(model).outputs == "successors" else decoding.DECODINGS
+
+
+def score_predictions(model: keras.Model, scores: np.ndarray, order: np.ndarray) -> metrics.PuzzleScores:
+    """Score ``model``'s position scores (:func:`to_position_scores`) against the true ``order`` (B, n), per decoding it has.
+
+    A successor head's scores are certain (one order), scored once, as ``path``
+    (:func:`audiosort.metrics.score_orders`); position scores by every one of
+    :data:`audiosort.decoding.DECODINGS` (:func:`audiosort.metrics.score_puzzles`).
+    """
+    if decodings_of(model) == (metrics.PATH_DECODING,):
+        return metrics.score_orders(decoding.decode(scores, method="hungarian"), order)
+    return metrics.score_puzzles(scores, order)

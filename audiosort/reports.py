@@ -16,18 +16,20 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from audiosort import _files, decoding
-from audiosort.verdicts import VERDICT_DECODING, BaselineResult, DatasetResult, Verdicts, deciding_statistic, format_p_value, p_text
+from audiosort import _files
+from audiosort.verdicts import BaselineResult, DatasetResult, Verdicts, deciding_statistic, format_p_value, p_text
 
 
 def entries(report: Verdicts) -> dict:
     """One JSON-ready entry per dataset (DESIGN.md, "Eval report"), with a verdict per decoding.
 
-    Where baselines were scored, ``entry["baselines"][name]`` has the same
-    keys as the model's part of the entry (per decoding: accuracies,
-    ``p_value``, ``verdict``; ``n_puzzles``, ``chance``, ``p_value``,
-    ``verdict``), plus ``model_better_p_value`` (one-sided McNemar, exact
-    order, hungarian) and ``model_better`` (that p-value below alpha over the
+    The model's part of an entry is :meth:`audiosort.metrics.PuzzleScores.to_dict`
+    (one key per decoding it has: ``argmax`` and ``hungarian``, or ``path``
+    for a successor head) with a ``verdict`` in each decoding, then the order
+    decoding's ``p_value`` and ``verdict``. Where baselines were scored,
+    ``entry["baselines"][name]`` is laid out alike (the continuity baseline:
+    ``path``), plus ``model_better_p_value`` (one-sided McNemar, exact
+    order, each in its order decoding) and ``model_better`` (that p-value below alpha over the
     datasets). Where an ideal observer is known, ``ideal_observer_*`` give its
     exact-order accuracy, Kendall tau, p-value against chance (None where it
     is computed exactly), the n it was computed for, how, and whether it
@@ -57,49 +59,51 @@ def entries(report: Verdicts) -> dict:
 
 
 def _scored(report: Verdicts, result: DatasetResult | BaselineResult) -> dict:
-    """Its scores with a verdict per decoding, then the dataset's p-value and verdict (hungarian)."""
-    scored = {}
-    for key, value in result.scores.items():
-        if key in decoding.DECODINGS:
-            value = {**value, "verdict": report.verdict(result, key)}
-        scored[key] = value
-    scored["p_value"] = result.scores[VERDICT_DECODING]["p_value"]
+    """Its scores with a verdict per decoding, then the dataset's p-value and verdict (its order decoding's)."""
+    scored = result.scores.to_dict()
+    for name in result.scores.decodings:
+        scored[name]["verdict"] = report.verdict(result, name)
+    scored["p_value"] = result.scores.verdict_scores.p_value
     scored["verdict"] = report.verdict(result)
     return scored
 
 
 def table(report: Verdicts) -> list[str]:
-    """The markdown table: one row per dataset and decoding, then one per baseline (``test (continuity)``)."""
+    """The markdown table: one row per dataset and decoding, then one per baseline (``test (continuity)``).
+
+    Each row names the decoding it was scored by: ``argmax`` and ``hungarian``
+    for position scores, ``path`` for a successor head's best path and for the
+    continuity baseline, which have one order and so one row.
+    """
     rows = [
         "| dataset | decoding | exact acc [95% CI] | chance | position acc (chance) | Kendall tau | p | verdict "
         "| ideal observer |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for result in report.datasets:
-        for method in decoding.DECODINGS:
+        for method in result.scores.decodings:
             rows.append(_row(report, result.name, method, result, _ideal_cell(result)))
-        # A baseline's scores are certain (0 or log 0), so both decodings give its one order.
         for name, baseline in result.baselines.items():
-            rows.append(_row(report, f"{result.name} ({name})", VERDICT_DECODING, baseline, "-"))
+            rows.append(_row(report, f"{result.name} ({name})", baseline.scores.verdict_decoding, baseline, "-"))
     return rows
 
 
 def _row(report: Verdicts, label: str, decoding: str, result: DatasetResult | BaselineResult, ideal_cell: str) -> str:
-    chance = result.scores["chance"]
-    scores = result.scores[decoding]
-    exact = scores["exact_accuracy"]
+    chance = result.scores.chance
+    scores = result.scores.decodings[decoding]
+    exact = scores.exact_accuracy
     # The statistic whose test gave the verdict is in bold (verdicts.deciding_statistic).
-    exact_cell = f"{exact['value']:.3f} [{exact['low']:.3f}, {exact['high']:.3f}]"
-    tau_cell = f"{scores['kendall_tau']['value']:.3f}"
+    exact_cell = f"{exact.value:.3f} [{exact.low:.3f}, {exact.high:.3f}]"
+    tau_cell = f"{scores.kendall_tau.value:.3f}"
     if deciding_statistic(scores) == "kendall_tau":
         tau_cell = f"**{tau_cell}**"
     else:
         exact_cell = f"**{exact_cell}**"
     return (
         f"| {label} | {decoding} | {exact_cell} "
-        f"| {chance['exact_accuracy']:.3f} "
-        f"| {scores['position_accuracy']['value']:.3f} ({chance['position_accuracy']:.3f}) "
-        f"| {tau_cell} | {format_p_value(scores['p_value'])} "
+        f"| {chance.exact_accuracy:.3f} "
+        f"| {scores.position_accuracy.value:.3f} ({chance.position_accuracy:.3f}) "
+        f"| {tau_cell} | {format_p_value(scores.p_value)} "
         f"| {report.verdict(result, decoding).replace('_', ' ')} | {ideal_cell} |"
     )
 
@@ -115,16 +119,17 @@ def _ideal_cell(result: DatasetResult) -> str:
 
 def notes(report: Verdicts) -> list[str]:
     """What the table means: the test behind the verdicts, the baselines, and where an ideal observer says more."""
+    order_decodings = ", ".join(dict.fromkeys(r.scores.verdict_decoding for r in report.datasets))
     out = [
         "verdict: one-sided tests of Kendall tau (chance 0, its exact null) and of the exact-order count (chance "
         f"1/n!), the smaller p doubled; alpha {report.alpha} Bonferroni-corrected over {report.n_tests} dataset(s), on "
-        f"the {VERDICT_DECODING} decoding. In bold: the statistic whose test decided.",
+        f"the {order_decodings} decoding. In bold: the statistic whose test decided.",
     ]
     for result in report.datasets:
-        model_exact = result.scores[VERDICT_DECODING]["exact_accuracy"]["value"]
+        model_exact = result.scores.verdict_scores.exact_accuracy.value
         for name, baseline in result.baselines.items():
             beats = "beats" if report.model_beats(baseline) else "does not beat"
-            baseline_exact = baseline.scores[VERDICT_DECODING]["exact_accuracy"]["value"]
+            baseline_exact = baseline.scores.verdict_scores.exact_accuracy.value
             out.append(
                 f"{result.name}: the model {beats} the {name} baseline (exact {model_exact:.3f} vs "
                 f"{baseline_exact:.3f}, one-sided McNemar {p_text(baseline.model_better_p_value)})"
@@ -152,7 +157,7 @@ def notes(report: Verdicts) -> list[str]:
 
 
 def save_confusion(path: str | Path, result: DatasetResult) -> None:
-    """Row-normalized confusion matrix of ``result`` (hungarian) as a PNG at ``path``, written atomically."""
+    """Row-normalized confusion matrix of ``result`` (its order decoding) as a PNG at ``path``, written atomically."""
     confusion = result.confusion
     n_chunks = len(confusion)
     fractions = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
@@ -168,6 +173,9 @@ def save_confusion(path: str | Path, result: DatasetResult) -> None:
     axes.set_yticks(range(n_chunks))
     axes.set_xlabel("predicted position")
     axes.set_ylabel("true position")
-    exact = result.scores[VERDICT_DECODING]["exact_accuracy"]["value"]
-    axes.set_title(f"{result.name}: exact {exact:.3f}\n(chance {1 / math.factorial(n_chunks):.3f}, hungarian)", fontsize=9)
+    exact = result.scores.verdict_scores.exact_accuracy.value
+    axes.set_title(
+        f"{result.name}: exact {exact:.3f}\n(chance {1 / math.factorial(n_chunks):.3f}, {result.scores.verdict_decoding})",
+        fontsize=9,
+    )
     _files.save_figure(figure, path)

@@ -49,6 +49,7 @@ from audiosort import models as _models  # noqa: F401  (registers the custom lay
 from audiosort.config import Config, dump_config, load_config
 from audiosort.data.puzzles import PuzzleSpec
 from audiosort.errors import ConfigError, InputError
+from audiosort.metrics import ORDER_DECODINGS
 
 # Frames per encoder call: a 0.5 s chunk at 16 kHz makes a 4 MiB int16 batch.
 BATCH_FRAMES = 256
@@ -499,6 +500,14 @@ class Scores:
     chance_position: float
     decodings: Mapping[str, DecodedScores]
     verdict: str | None = None
+
+    @property
+    def order_decoding(self) -> str:
+        """The decoding whose order is the answer and the verdict's: ``hungarian``, or ``path`` (a successor head, continuity)."""
+        for decoding in ORDER_DECODINGS:
+            if decoding in self.decodings:
+                return decoding
+        raise InputError(f"neither of {', '.join(ORDER_DECODINGS)} scores (the file holds {', '.join(self.decodings) or 'none'})")
 
     def decoded(self, decoding: str) -> DecodedScores:
         """The scores of one decoding; an InputError names the decodings there are."""

@@ -16,14 +16,17 @@ restores every order but for three swapped pairs sorts no puzzle exactly,
 though its tau is about 0.65. Kendall tau alone is blind to an order known
 only up to its direction (a tone's shared phase step): mean tau 0.
 
-A dataset's verdict is its hungarian decoding's: the two decodings score the
-same model on the same puzzles, so they are one test, not two, and correcting
-over both would only cost power. Every decoding still carries its own verdict
-at the same threshold.
+A dataset's verdict is that of the decoding that gives its order
+(:attr:`audiosort.metrics.PuzzleScores.verdict_decoding`): hungarian for
+position scores, path for a successor head (and the continuity baseline),
+whose order is the best path through its join scores and which has no other
+decoding. Argmax and hungarian score the same model on the same puzzles, so
+they are one test, not two, and correcting over both would only cost power.
+Every decoding still carries its own verdict at the same threshold.
 
 The model "beats" a baseline where a one-sided exact McNemar test
 (:func:`audiosort.metrics.mcnemar_p_value`) that it gets the exact order right
-more often on the same puzzles (hungarian) is below the same threshold. A
+more often on the same puzzles (each in its order decoding) is below the same threshold. A
 baseline decides nothing: a baseline that sorts a sanity set says the audio has
 an order to find, not that the model found it.
 """
@@ -38,10 +41,9 @@ import numpy as np
 from audiosort import baselines, decoding, leaks, metrics
 from audiosort.data.puzzles import Puzzles
 from audiosort.errors import InputError
-from audiosort.predict import position_scores
+from audiosort.predict import position_scores, score_predictions
 
 ALPHA = 0.01
-VERDICT_DECODING = "hungarian"
 # An exactly computed ideal observer this far above chance (exact order, or Kendall tau) sorts its set:
 # below it, a set at chance proves the pipeline clean.
 _IDEAL_MARGIN = 0.01
@@ -53,14 +55,15 @@ class BaselineResult:
 
     Attributes
     ----------
-    scores : dict
-        :func:`audiosort.metrics.score_puzzles` of the baseline's scores.
+    scores : metrics.PuzzleScores
+        The baseline's order, scored as the decoding that found it
+        (:data:`audiosort.baselines.DECODING`).
     model_better_p_value : float in [0, 1]
-        One-sided exact McNemar test that the model's hungarian decoding gets
+        One-sided exact McNemar test that the model's order decoding gets
         the exact order right on more of the same puzzles than the baseline's.
     """
 
-    scores: dict
+    scores: metrics.PuzzleScores
     model_better_p_value: float
 
 
@@ -79,10 +82,10 @@ class DatasetResult:
         JSON-ready description: ``kind`` ("corpus" or a key of
         :data:`audiosort.sanity.SANITY_KINDS`), and the corpus, split and
         whether its fixed set was used, or the synthetic tracks rendered.
-    scores : dict
-        :func:`audiosort.metrics.score_puzzles` of the model's scores.
+    scores : metrics.PuzzleScores
+        The model's scores per decoding it has (:func:`audiosort.predict.decodings_of`).
     confusion : np.ndarray [shape=(n, n), dtype=int64]
-        ``confusion[t, p]``: slots of true position t predicted at p (hungarian).
+        ``confusion[t, p]``: slots of true position t predicted at p (its order decoding).
     ideal : leaks.IdealObserver or None
         The ideal observer of a synthetic sanity set; None where unknown.
     baselines : dict of str to BaselineResult
@@ -93,7 +96,7 @@ class DatasetResult:
     name: str
     sanity: bool
     source: dict
-    scores: dict
+    scores: metrics.PuzzleScores
     confusion: np.ndarray
     ideal: leaks.IdealObserver | None = None
     baselines: dict[str, BaselineResult] = field(default_factory=dict)
@@ -110,7 +113,7 @@ def score_dataset(
     ideal: leaks.IdealObserver | None = None,
     sample_rate: int | None = None,
 ) -> DatasetResult:
-    """Predict, then score against chance; the confusion matrix is of the hungarian decoding.
+    """Predict, then score against chance; the confusion matrix is of the order decoding (hungarian or path).
 
     Parameters
     ----------
@@ -141,20 +144,21 @@ def score_dataset(
     scores = position_scores(model, puzzles.chunks, batch_size=batch_size, what=name)
     order = np.asarray(puzzles.order, dtype=np.int64)
     n_chunks = order.shape[1]
-    predicted = decoding.decode(scores, method=VERDICT_DECODING)
+    # Hungarian decoding reads a path-decoded model's certain scores back as its one order.
+    predicted = decoding.decode(scores, method="hungarian")
     cells = (order * n_chunks + predicted).ravel()
     confusion = np.bincount(cells, minlength=n_chunks * n_chunks).reshape(n_chunks, n_chunks)
     scored_baselines = {}
     if sample_rate is not None:
         model_right = metrics.exact_correct(predicted, order)
         for baseline_name, baseline in baselines.BASELINES.items():
-            baseline_scores = baseline(puzzles.chunks, sample_rate=sample_rate)
-            baseline_right = metrics.exact_correct(decoding.decode(baseline_scores, method=VERDICT_DECODING), order)
+            baseline_order = decoding.decode(baseline(puzzles.chunks, sample_rate=sample_rate), method="hungarian")
             scored_baselines[baseline_name] = BaselineResult(
-                metrics.score_puzzles(baseline_scores, order), metrics.mcnemar_p_value(model_right, baseline_right)
+                metrics.score_orders(baseline_order, order, decoding=baselines.DECODING),
+                metrics.mcnemar_p_value(model_right, metrics.exact_correct(baseline_order, order)),
             )
     return DatasetResult(
-        name, sanity, source, metrics.score_puzzles(scores, order), confusion, ideal, scored_baselines
+        name, sanity, source, score_predictions(model, scores, order), confusion, ideal, scored_baselines
     )
 
 
@@ -174,9 +178,10 @@ class Verdicts:
         """Tests in the Bonferroni family: one per dataset (see the module docstring for why not per decoding)."""
         return len(self.datasets)
 
-    def verdict(self, result: DatasetResult | BaselineResult, decoding: str = VERDICT_DECODING) -> str:
-        """``"above_chance"`` or ``"at_chance"`` for one dataset's model (or a baseline on it) and decoding."""
-        return metrics.verdict(result.scores[decoding]["p_value"], alpha=self.alpha, n_tests=self.n_tests)
+    def verdict(self, result: DatasetResult | BaselineResult, decoding: str | None = None) -> str:
+        """``"above_chance"`` or ``"at_chance"`` for one dataset's model (or a baseline on it) and decoding (default: its order decoding)."""
+        scores = result.scores.verdict_scores if decoding is None else result.scores.decodings[decoding]
+        return metrics.verdict(scores.p_value, alpha=self.alpha, n_tests=self.n_tests)
 
     def model_beats(self, baseline: BaselineResult) -> bool:
         """Whether the model sorts more puzzles exactly than ``baseline`` (McNemar, same threshold as the verdicts)."""
@@ -188,7 +193,7 @@ class Verdicts:
 
     def problems(self) -> list[str]:
         """One line per sanity set sorted above chance, e.g. ``"tone sorted above chance (Kendall tau 0.214, p=3.1e-12)"``."""
-        return [f"{r.name} sorted above chance ({tau_and_p(r.scores[VERDICT_DECODING])})" for r in self.leaking()]
+        return [f"{r.name} sorted above chance ({tau_and_p(r.scores.verdict_scores)})" for r in self.leaking()]
 
     @property
     def exit_code(self) -> int:
@@ -231,13 +236,13 @@ def p_text(p_value: float) -> str:
     return f"p {text}" if text.startswith("<") else f"p={text}"
 
 
-def tau_and_p(scores: dict) -> str:
+def tau_and_p(scores: metrics.DecodingScores) -> str:
     """What a verdict rests on, for one decoding's scores: ``"Kendall tau 0.214, p=3.1e-12"`` (or exact order)."""
     statistic = deciding_statistic(scores)
     name = "Kendall tau" if statistic == "kendall_tau" else "exact order"
-    return f"{name} {scores[statistic]['value']:.3f}, {p_text(scores['p_value'])}"
+    return f"{name} {getattr(scores, statistic).value:.3f}, {p_text(scores.p_value)}"
 
 
-def deciding_statistic(scores: dict) -> str:
+def deciding_statistic(scores: metrics.DecodingScores) -> str:
     """``"kendall_tau"`` or ``"exact_accuracy"``: whose test gave one decoding's verdict p-value (the smaller)."""
-    return "kendall_tau" if scores["tau_p_value"] <= scores["exact_p_value"] else "exact_accuracy"
+    return "kendall_tau" if scores.tau_p_value <= scores.exact_p_value else "exact_accuracy"

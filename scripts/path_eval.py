@@ -61,13 +61,14 @@ def main() -> None:
     successor, first, last = successor_scores(model, puzzles.chunks)
     sequence = decoding.best_paths(successor, first=first, last=last)
     seconds = time.perf_counter() - started
-    learned = metrics.score_puzzles(decoding.certain_scores(decoding.positions_of(sequence)), puzzles.order, decodings=("hungarian",))
-    baseline = metrics.score_puzzles(continuity_scores(puzzles.chunks, sample_rate=corpus.sample_rate), puzzles.order, decodings=("hungarian",))
+    learned = metrics.score_orders(decoding.positions_of(sequence), puzzles.order)
+    continuity = continuity_scores(puzzles.chunks, sample_rate=corpus.sample_rate)
+    baseline = metrics.score_orders(decoding.decode(continuity, method="hungarian"), puzzles.order)
 
     def cells(report):
-        scored = report["hungarian"]
-        tau = scored["kendall_tau"]
-        return f"{tau['value']:.3f} [{tau['low']:.3f}, {tau['high']:.3f}] | {scored['position_accuracy']['value']:.3f} | {scored['exact_accuracy']['value']:.3f}"
+        scored = report.verdict_scores
+        tau = scored.kendall_tau
+        return f"{tau.value:.3f} [{tau.low:.3f}, {tau.high:.3f}] | {scored.position_accuracy.value:.3f} | {scored.exact_accuracy.value:.3f}"
 
     print("| gaps (s) | n | puzzles | model tau [95%] | position | exact | continuity tau [95%] | position | exact | decode s |")
     print(

@@ -34,7 +34,6 @@ from audiosort.errors import AudiosortError, InputError
 from audiosort.run import read_eval, read_probe
 
 SPLITS = ("test", "ood")
-DECODING = "hungarian"
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,7 @@ def sorting_scores(path: str | Path) -> dict[str, SortingScore]:
     ------
     InputError
         The report cannot be read, holds neither split, or a split lacks the continuity baseline
-        or the Hungarian decoding.
+        or the decoding that gives the order (hungarian, or path).
     """
     report = read_eval(path)
     scores = {}
@@ -87,9 +86,10 @@ def sorting_scores(path: str | Path) -> dict[str, SortingScore]:
         dataset = report.datasets[split]
         if "continuity" not in dataset.baselines:
             raise InputError(f"eval report {path}: split {split!r} lacks its continuity baseline")
-        exact = dataset.scores.decoded(DECODING).exact_accuracy
-        continuity = dataset.baselines["continuity"].decoded(DECODING).exact_accuracy.value
-        scores[split] = SortingScore(exact.value, exact.low, exact.high, continuity, dataset.scores.chance_exact)
+        exact = dataset.scores.decoded(dataset.scores.order_decoding).exact_accuracy
+        continuity = dataset.baselines["continuity"]
+        continuity_exact = continuity.decoded(continuity.order_decoding).exact_accuracy.value
+        scores[split] = SortingScore(exact.value, exact.low, exact.high, continuity_exact, dataset.scores.chance_exact)
     if not scores:
         raise InputError(
             f"eval report {path} has neither a test nor an ood split (it holds {sorted(report.datasets)}); "

@@ -68,7 +68,7 @@ def by_name(report):
 
 
 def exact(result):
-    return result.scores["hungarian"]["exact_accuracy"]["value"]
+    return result.scores.decodings["hungarian"].exact_accuracy.value
 
 
 

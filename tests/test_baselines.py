@@ -19,7 +19,7 @@ def sweep_tracks(start_hz, end_hz, *, seconds=10.0):
 
 
 def exact_accuracy(scores, order):
-    return metrics.score_puzzles(scores, order)["hungarian"]["exact_accuracy"]["value"]
+    return metrics.score_puzzles(scores, order).decodings["hungarian"].exact_accuracy.value
 
 
 # n=8 is exact Held-Karp, n=14 the beam search; a falling sweep shows it follows continuity, not pitch.
@@ -40,9 +40,9 @@ def test_white_noise_is_sorted_at_chance():
     spec = PuzzleSpec(n_chunks=3, chunk_samples=800, pad_min_samples=0, pad_max_samples=160)
     puzzles = make_puzzle_set(tracks, spec, 1500, rng=np.random.default_rng(6))
     report = metrics.score_puzzles(continuity_scores(puzzles.chunks, sample_rate=SAMPLE_RATE), puzzles.order)
-    low, high = metrics.wilson_interval(report["hungarian"]["exact_correct_count"], 1500, confidence=0.999)
+    low, high = metrics.wilson_interval(report.verdict_scores.exact_correct_count, 1500, confidence=0.999)
     assert low <= 1 / 6 <= high
-    assert report["hungarian"]["p_value"] > 0.001
+    assert report.verdict_scores.p_value > 0.001
 
 
 @pytest.mark.parametrize("n_chunks", [2, 3, 7, 8])

@@ -1,5 +1,6 @@
 """audiosort eval: reports against chance, sanity verdicts, baselines and exit codes."""
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -66,13 +67,15 @@ def test_eval_writes_json_markdown_and_confusion_images_with_chance(eval_run, mu
         assert entry["p_value"] == entry["hungarian"]["p_value"] and entry["verdict"] == entry["hungarian"]["verdict"]
         baseline = entry["baselines"]["continuity"]
         assert baseline["n_puzzles"] == 200 and baseline["chance"] == entry["chance"]
-        exact = baseline["hungarian"]["exact_accuracy"]
-        assert (exact["low"], exact["high"]) == metrics.wilson_interval(baseline["hungarian"]["exact_correct_count"], 200)
-        assert baseline["verdict"] == metrics.verdict(baseline["hungarian"]["p_value"], alpha=0.01, n_tests=4)
+        # The continuity baseline's order is a best path: one decoding, named so.
+        assert "path" in baseline and "hungarian" not in baseline and "argmax" not in baseline
+        exact = baseline["path"]["exact_accuracy"]
+        assert (exact["low"], exact["high"]) == metrics.wilson_interval(baseline["path"]["exact_correct_count"], 200)
+        assert baseline["verdict"] == metrics.verdict(baseline["path"]["p_value"], alpha=0.01, n_tests=4)
         assert baseline["model_better"] == (baseline["model_better_p_value"] < 0.01 / 4)
         beats = "beats" if baseline["model_better"] else "does not beat"
         assert f"{name}: the model {beats} the continuity baseline (exact" in result.stdout
-        assert f"| {name} (continuity) | hungarian | {exact['value']:.3f} " in result.stdout.replace("**", "")
+        assert f"| {name} (continuity) | path | {exact['value']:.3f} " in result.stdout.replace("**", "")
         png = latest_eval(eval_run) / f"confusion-{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert datasets["test"]["split"] == "test" and datasets["test"]["fixed_set"] is True
@@ -93,9 +96,9 @@ def test_eval_writes_json_markdown_and_confusion_images_with_chance(eval_run, mu
     spec = PuzzleSpec.from_config(TINY_PUZZLE, sample_rate=16000)
     puzzles, fixed = Corpus(music_corpus).puzzles_for("test", spec, n_puzzles=200, seed=0)
     recomputed = metrics.score_puzzles(position_scores(load_run_model(eval_run, spec), puzzles.chunks), puzzles.order)
-    assert fixed and datasets["test"]["hungarian"] == {**recomputed["hungarian"], "verdict": datasets["test"]["verdict"]}
+    assert fixed and datasets["test"]["hungarian"] == {**recomputed.to_dict()["hungarian"], "verdict": datasets["test"]["verdict"]}
     continuity = metrics.score_puzzles(baselines.BASELINES["continuity"](puzzles.chunks, sample_rate=16000), puzzles.order)
-    assert datasets["test"]["baselines"]["continuity"]["hungarian"]["kendall_tau"] == continuity["hungarian"]["kendall_tau"]
+    assert datasets["test"]["baselines"]["continuity"]["path"]["kendall_tau"] == continuity.verdict_scores.kendall_tau.to_dict()
     assert not list(eval_run.glob("**/.*partial*"))
 
 
@@ -119,8 +122,9 @@ def fake_result(name, *, sanity, sortable, baseline_sortable=None, n_puzzles=300
     scored_baselines = {}
     if baseline_sortable is not None:
         baseline_scores, baseline_right = scores_and_right(baseline_sortable)
+        baseline_order = decoding.decode(baseline_scores, method="hungarian")
         scored_baselines["continuity"] = BaselineResult(
-            metrics.score_puzzles(baseline_scores, order), metrics.mcnemar_p_value(model_right, baseline_right)
+            metrics.score_orders(baseline_order, order), metrics.mcnemar_p_value(model_right, baseline_right)
         )
     return DatasetResult(
         name, sanity, {"kind": name}, metrics.score_puzzles(scores, order), np.eye(3, dtype=np.int64),
@@ -166,7 +170,8 @@ def test_cli_exit_1_prints_the_table_and_names_the_leaking_set(monkeypatch, tmp_
 def test_bonferroni_counts_every_dataset_evaluated():
     # p = 0.004: above chance alone (0.004 < 0.01), at chance among three datasets (0.004 > 0.01 / 3).
     result = fake_result("tone", sanity=True, sortable=False)
-    result.scores["hungarian"]["p_value"] = 0.004
+    hungarian = dataclasses.replace(result.scores.decodings["hungarian"], p_value=0.004)
+    result.scores = dataclasses.replace(result.scores, decodings={**result.scores.decodings, "hungarian": hungarian})
     alone = EvalReport(run_dir=Path("r"), datasets=[result])
     assert alone.exit_code == 1
     others = [fake_result("test", sanity=False, sortable=False), fake_result("noise", sanity=True, sortable=False)]
@@ -191,7 +196,7 @@ def test_baseline_that_sorts_a_sanity_set_never_changes_the_exit_code():
     lines = report.lines()
     assert any(line.startswith("test: the model beats the continuity baseline (exact 1.000 vs ") for line in lines)
     assert any(line.startswith("brown: the model does not beat the continuity baseline (exact ") for line in lines)
-    assert sum(line.replace("**", "").startswith("| brown (continuity) | hungarian | 1.000 ") for line in lines) == 1
+    assert sum(line.replace("**", "").startswith("| brown (continuity) | path | 1.000 ") for line in lines) == 1
     assert sum(line.startswith("| brown | ") for line in lines) == 2
 
 
@@ -224,7 +229,7 @@ def test_score_dataset_pairs_the_model_with_the_baseline_on_the_same_puzzles():
     scoring = dict(name="noise", sanity=True, source={"kind": "noise"}, batch_size=64)
     result = score_dataset(puzzles, model, **scoring, sample_rate=16000)
     baseline = result.baselines["continuity"]
-    right = baseline.scores["hungarian"]["exact_correct_count"]
+    right = baseline.scores.decodings["path"].exact_correct_count
     # The model is right on all 300 puzzles, the baseline on `right`: McNemar sees 300 - right discordant pairs.
     assert baseline.model_better_p_value == pytest.approx(0.5 ** (300 - right))
     assert 20 <= right <= 80  # white noise: about 300 / 6
@@ -280,11 +285,11 @@ def test_a_planted_partial_leak_at_20_chunks_fails_eval_and_audit_on_kendall_tau
     leaky = DatasetResult("noise", True, {"kind": "noise"}, scores, np.eye(20, dtype=np.int64))
     clean = fake_result("test", sanity=False, sortable=False)
     report = EvalReport(run_dir=Path("runs/x"), datasets=[clean, leaky])
-    assert scores["hungarian"]["exact_correct_count"] == 0 and report.exit_code == 1
+    assert scores.decodings["hungarian"].exact_correct_count == 0 and report.exit_code == 1
     (problem,) = report.problems()
     assert problem.startswith("noise sorted above chance (Kendall tau 0.") and "p < 1e-300" in problem
     (row,) = [line for line in report.lines() if line.startswith("| noise | hungarian |")]
-    assert f"| **{scores['hungarian']['kendall_tau']['value']:.3f}** | < 1e-300 | above chance |" in row
+    assert f"| **{scores.decodings['hungarian'].kendall_tau.value:.3f}** | < 1e-300 | above chance |" in row
     config = load_config(None, ["puzzle.n_chunks=20"])
     audit_report = AuditReport(config, PuzzleSpec.from_config(config.puzzle, sample_rate=16000), 10, 0, [leaky])
     assert audit_report.exit_code == 1 and audit_report.problems()[0].startswith("noise sorted above chance (Kendall tau")

@@ -61,13 +61,15 @@ def test_a_head_registered_alone_trains_predicts_and_evaluates_through_the_norma
         columns = next(csv.reader(f))
     # Its own metric, logged by train under the name its entry gives, for train and val.
     assert {"first_slot_accuracy", "val_first_slot_accuracy", "loss", "val_loss"} <= set(columns)
-    assert toy_head == [(200, 3, 3)]  # the run's val scores (the corpus's 200 val puzzles) went through its decode
+    # The run's val scores (the corpus's 200 val puzzles) went through its decode after each of the 2 epochs
+    # (the decoded val columns of history.csv) and for metrics.json.
+    assert toy_head == [(200, 3, 3)] * 3 and "val_hungarian_exact_accuracy" in columns
     model = load_run_model(run_dir)
     assert model.name == model_name("toy") and head_of(model) is HEADS["toy"]
     chunks = np.zeros((5, 3, model.input_shape[2]), dtype=np.int16)
     assert position_scores(model, chunks).shape == (5, 3, 3) and toy_head[-1] == (5, 3, 3)
     report = evaluate(run_dir, sanity=("noise",), n_puzzles=40)
-    assert [result.scores["n_puzzles"] for result in report.datasets] == [200, 40]  # the corpus's test set, noise
+    assert [result.scores.n_puzzles for result in report.datasets] == [200, 40]  # the corpus's test set, noise
     assert toy_head[-2:] == [(200, 3, 3), (40, 3, 3)]  # both decoded by its entry
 
 

@@ -142,7 +142,7 @@ def test_a_run_grows_n_as_scheduled_and_validates_at_the_final_n(music_corpus, t
     assert model.input_shape[1] is None
     # audiosort eval takes the any-n model on the run's 4-chunk test puzzles.
     report = evaluate(run_dir, sanity=(), n_puzzles=50)
-    assert report.datasets[0].scores["n_chunks"] == 4
+    assert report.datasets[0].scores.n_chunks == 4
     # The README's loop keeps every n's report; asking one again replaces only its own.
     for n_chunks in (3, 5, 3):
         result = run("eval", run_dir, "--n-chunks", n_chunks, "--sanity", "", "--puzzles", 30)

@@ -1,3 +1,4 @@
+import dataclasses
 import doctest
 import json
 import math
@@ -32,7 +33,7 @@ def test_kendall_tau_counts_tied_predictions_as_zero():
 
 @pytest.mark.parametrize(("n_chunks", "exact"), [(2, 1 / 2), (3, 1 / 6), (5, 1 / 120)])
 def test_chance_is_one_over_n_per_slot_and_one_over_n_factorial_per_order(n_chunks, exact):
-    assert metrics.chance(n_chunks) == pytest.approx(
+    assert metrics.chance(n_chunks).to_dict() == pytest.approx(
         {"position_accuracy": 1 / n_chunks, "exact_accuracy": exact, "kendall_tau": 0.0}
     )
 
@@ -79,33 +80,61 @@ def test_random_scorer_sorts_at_chance():
     order = random_orders(rng, 3000, 3)
     report = metrics.score_puzzles(rng.normal(size=(3000, 3, 3)), order)
     for method in decoding.DECODINGS:
-        result = report[method]
-        assert metrics.verdict(result["p_value"], n_tests=2) == "at_chance"
-        assert result["position_accuracy"]["value"] == pytest.approx(1 / 3, abs=0.03)
-        assert result["kendall_tau"]["low"] < 0.0 < result["kendall_tau"]["high"]
-    assert report["hungarian"]["exact_accuracy"]["value"] == pytest.approx(1 / 6, abs=0.03)
+        result = report.decodings[method]
+        assert metrics.verdict(result.p_value, n_tests=2) == "at_chance"
+        assert result.position_accuracy.value == pytest.approx(1 / 3, abs=0.03)
+        assert result.kendall_tau.low < 0.0 < result.kendall_tau.high
+    assert report.decodings["hungarian"].exact_accuracy.value == pytest.approx(1 / 6, abs=0.03)
     # Argmax may predict non-permutations, which are never right: below 1/n!, near 1/n^n.
-    assert report["argmax"]["exact_accuracy"]["value"] == pytest.approx(1 / 27, abs=0.015)
+    assert report.decodings["argmax"].exact_accuracy.value == pytest.approx(1 / 27, abs=0.015)
+    assert report.verdict_decoding == "hungarian" and report.verdict_scores is report.decodings["hungarian"]
 
 
 def test_perfect_scorer_sorts_above_chance():
     order = random_orders(np.random.default_rng(4), 200, 4)
     report = metrics.score_puzzles(np.log(np.eye(4)[order] * 0.9 + 0.025), order)
     for method in decoding.DECODINGS:
-        result = report[method]
-        assert metrics.verdict(result["p_value"], n_tests=2) == "above_chance"
-        assert result["exact_correct_count"] == 200
-        assert result["position_accuracy"] == {"value": 1.0, "low": 1.0, "high": 1.0}
-        assert result["kendall_tau"]["value"] == 1.0
+        result = report.decodings[method]
+        assert metrics.verdict(result.p_value, n_tests=2) == "above_chance"
+        assert result.exact_correct_count == 200
+        assert result.position_accuracy == metrics.Estimate(1.0, 1.0, 1.0)
+        assert result.kendall_tau.value == 1.0
 
 
-def test_score_puzzles_report_is_plain_json():
+def test_score_puzzles_to_dict_is_the_json_layout_and_reads_back():
     rng = np.random.default_rng(5)
     report = metrics.score_puzzles(rng.normal(size=(50, 3, 3)).astype(np.float32), random_orders(rng, 50, 3))
-    assert json.loads(json.dumps(report)) == report
-    assert (report["n_puzzles"], report["n_chunks"]) == (50, 3)
-    assert report["chance"] == metrics.chance(3)
-    assert set(report["hungarian"]) == {"position_accuracy", "exact_accuracy", "kendall_tau", "exact_correct_count", "p_value", "tau_p_value", "exact_p_value"}
+    layout = report.to_dict()
+    assert json.loads(json.dumps(layout)) == layout
+    assert list(layout) == ["argmax", "hungarian", "n_puzzles", "n_chunks", "chance"]
+    assert (layout["n_puzzles"], layout["n_chunks"]) == (50, 3)
+    assert layout["chance"] == {"position_accuracy": 1 / 3, "exact_accuracy": 1 / 6, "kendall_tau": 0.0}
+    assert list(layout["hungarian"]) == [
+        "position_accuracy", "exact_accuracy", "kendall_tau", "exact_correct_count", "p_value", "tau_p_value", "exact_p_value"
+    ]
+    assert list(layout["hungarian"]["kendall_tau"]) == ["value", "low", "high"]
+    assert layout["hungarian"]["exact_correct_count"] == report.decodings["hungarian"].exact_correct_count
+    assert metrics.PuzzleScores.from_dict({**layout, "verdict": "at_chance", "sanity": False}) == report
+
+
+def test_puzzle_scores_are_frozen():
+    report = metrics.score_puzzles(np.zeros((2, 3, 3)), np.array([[0, 1, 2], [2, 1, 0]]), decodings=("hungarian",))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        report.n_puzzles = 3
+    with pytest.raises(TypeError):
+        report.decodings["argmax"] = report.verdict_scores
+
+
+def test_score_orders_names_the_decoding_that_decided_them():
+    order = random_orders(np.random.default_rng(7), 100, 5)
+    predicted = order.copy()
+    predicted[:30] = np.roll(predicted[:30], 1, axis=1)  # 30 puzzles wrong
+    report = metrics.score_orders(predicted, order)
+    assert list(report.decodings) == ["path"] and report.verdict_decoding == "path"
+    assert report.verdict_scores.exact_correct_count == 70
+    assert report.verdict_scores == metrics.score_puzzles(decoding.certain_scores(predicted), order).decodings["hungarian"]
+    with pytest.raises(ValueError, match="permutation"):
+        metrics.score_orders(np.zeros((1, 3), dtype=int), np.array([[0, 1, 2]]))
 
 
 def test_position_accuracy_interval_treats_puzzles_not_slots_as_independent():
@@ -113,12 +142,11 @@ def test_position_accuracy_interval_treats_puzzles_not_slots_as_independent():
     rng = np.random.default_rng(6)
     n_puzzles = 400
     order = random_orders(rng, n_puzzles, 2)
-    interval = metrics.score_puzzles(rng.normal(size=(n_puzzles, 2, 2)), order, decodings=("hungarian",))[
-        "hungarian"
-    ]["position_accuracy"]
-    slots_right = round(interval["value"] * 2 * n_puzzles)
+    scored = metrics.score_puzzles(rng.normal(size=(n_puzzles, 2, 2)), order, decodings=("hungarian",))
+    interval = scored.decodings["hungarian"].position_accuracy
+    slots_right = round(interval.value * 2 * n_puzzles)
     slot_low, slot_high = metrics.wilson_interval(slots_right, 2 * n_puzzles)
-    assert interval["high"] - interval["low"] > 1.3 * (slot_high - slot_low)
+    assert interval.high - interval.low > 1.3 * (slot_high - slot_low)
 
 
 def test_score_puzzles_rejects_orders_that_are_not_permutations():
@@ -242,8 +270,8 @@ def test_a_planted_partial_leak_is_above_chance_at_many_chunks(n_chunks, n_swaps
     rng = np.random.default_rng(n_chunks + n_swaps)
     order = random_orders(rng, 300, n_chunks)
     report = metrics.score_puzzles(decoding.certain_scores(swapped(order, n_swaps, rng)), order)
-    result = report["hungarian"]
+    result = report.decodings["hungarian"]
     # Almost no puzzle is exact, so the exact-order count alone says "chance"; tau does not.
-    assert result["exact_accuracy"]["value"] < 0.05 and result["exact_p_value"] > 0.01
-    assert metrics.verdict(result["p_value"], n_tests=4) == "above_chance", result
-    assert result["kendall_tau"]["value"] > 0.1
+    assert result.exact_accuracy.value < 0.05 and result.exact_p_value > 0.01
+    assert metrics.verdict(result.p_value, n_tests=4) == "above_chance", result
+    assert result.kendall_tau.value > 0.1

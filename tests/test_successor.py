@@ -179,20 +179,26 @@ def test_a_successor_run_grows_n_and_eval_and_listen_decode_its_paths(music_corp
     run_dir = train(config, runs_dir=tmp_path, verbose=0)
     history = (run_dir / "history.csv").read_text()
     assert "successor_accuracy" in history and "val_exact_accuracy" in history
+    # Each epoch also logs val decoded as eval decodes a successor head: its best path.
+    assert "val_path_exact_accuracy" in history and "val_path_kendall_tau" in history and "val_hungarian" not in history
     report = evaluate(run_dir, sanity=("noise",), n_puzzles=40)
     test = report.datasets[0].scores
-    assert test["n_chunks"] == 4 and test["n_puzzles"] == 40
+    assert test.n_chunks == 4 and test.n_puzzles == 40
+    # Decoded by path search: one row, named "path", not two identical rows named argmax and hungarian.
+    assert list(test.decodings) == ["path"] and report.to_dict()["verdict_decoding"] == "path"
+    assert sum(line.startswith("| test | ") for line in report.lines()) == 1
+    assert any(line.replace("**", "").startswith("| test | path | ") for line in report.lines())
     # Eval scored the best path of the model's own successor logits on the corpus's test puzzles: recomputed here.
     spec = PuzzleSpec.from_config(config.puzzle, sample_rate=config.data.sample_rate)
     puzzles, _ = Corpus(music_corpus).puzzles_for("test", spec, n_puzzles=40, seed=0)
     model = load_run_model(run_dir, spec)
     logits = model.predict(puzzles.chunks, verbose=0)
     paths = decoding.positions_of(decoding.best_successor_paths(decoding.finite_scores(logits)))
-    assert test["hungarian"]["kendall_tau"]["value"] == pytest.approx(metrics.kendall_tau(paths, puzzles.order).mean())
+    assert test.decodings["path"].kendall_tau.value == pytest.approx(metrics.kendall_tau(paths, puzzles.order).mean())
     assert "continuity" in report.to_dict()["datasets"]["test"]["baselines"]
     # The any-n model sorts puzzles of another n; a fixed-n model refuses to (tiny_run: 3 chunks).
     six = evaluate(run_dir, sanity=(), n_puzzles=20, n_chunks=6).datasets[0].scores
-    assert six["n_chunks"] == 6 and six["n_puzzles"] == 20
+    assert six.n_chunks == 6 and six.n_puzzles == 20
     song = write_music_files(tmp_path / "songs", 1, seconds=3.0)[0]
     result = listen(run_dir, song, out=tmp_path / "listen", start_seconds=1.0)
     # Its answer is the model's best path for the chunks in shuffled.wav, and sorted.wav plays them in that order.

@@ -20,7 +20,6 @@ from audiosort.errors import InputError
 from audiosort.evaluate import eval_settings
 from audiosort.run import config_path, read_eval, read_metrics, read_probe, stage_done
 from audiosort.sweep.grid import Sweep, SweepRun, yaml_scalar
-from audiosort.verdicts import VERDICT_DECODING
 
 
 @dataclasses.dataclass
@@ -99,7 +98,10 @@ class SweepReport:
                 row["status"] + (f": {row['error']}" if row.get("error") else ""),
             ]
             lines.append("| " + " | ".join(cells) + " |")
-        lines += ["", "Scores on held-out tracks, hungarian decoding. probe:<task>:<features> is linear-probe accuracy."]
+        lines += [
+            "", "Scores on held-out tracks, each run's order decoding (hungarian; path for a successor head). "
+            "probe:<task>:<features> is linear-probe accuracy.",
+        ]
         return lines
 
 
@@ -111,7 +113,7 @@ def collect_row(folder: Path, run: SweepRun, sweep: Sweep) -> dict:
     dict
         ``run``, ``values``, and where present: ``exact_accuracy``,
         ``exact_chance``, ``position_accuracy``, ``position_chance``,
-        ``kendall_tau`` (hungarian, eval split), ``continuity_exact_accuracy``,
+        ``kendall_tau`` (order decoding, eval split), ``continuity_exact_accuracy``,
         ``sanity_above_chance`` (names joined by "+", or "none"),
         ``probe:<task>:<features>``, ``val_exact_accuracy``,
         ``train_seconds``; ``status`` ("done", "failed", "pending") and ``error``.
@@ -124,12 +126,12 @@ def collect_row(folder: Path, run: SweepRun, sweep: Sweep) -> dict:
     same_config = is_run_of(run_dir, config)
     metrics = _readable(read_metrics, run_dir) if same_config else None
     if metrics:
-        row["val_exact_accuracy"] = metrics.val.decoded(VERDICT_DECODING).exact_accuracy.value
+        row["val_exact_accuracy"] = metrics.val.decoded(metrics.val.order_decoding).exact_accuracy.value
         row["train_seconds"] = metrics.train_seconds
     report = _readable(read_eval, run_dir, settings=sweep_eval_settings(config, sweep)) if same_config else None
     if report:
         scored = report.main_dataset(sweep.eval["split"])
-        best = scored.scores.decoded(report.decoding)
+        best = scored.scores.decoded(scored.scores.order_decoding)
         row["exact_accuracy"] = best.exact_accuracy.value
         row["exact_chance"] = scored.scores.chance_exact
         row["position_accuracy"] = best.position_accuracy.value
@@ -137,7 +139,7 @@ def collect_row(folder: Path, run: SweepRun, sweep: Sweep) -> dict:
         row["kendall_tau"] = best.kendall_tau.value
         baseline = scored.baselines.get("continuity")
         if baseline:
-            row["continuity_exact_accuracy"] = baseline.decoded(report.decoding).exact_accuracy.value
+            row["continuity_exact_accuracy"] = baseline.decoded(baseline.order_decoding).exact_accuracy.value
         row["sanity_above_chance"] = "+".join(report.sanity_above_chance) or "none"
     for task, entry in ((_readable(read_probe, run_dir) if same_config else None) or {}).items():
         for features, accuracy in entry.accuracy.items():
