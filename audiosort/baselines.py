@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 
-import librosa.filters
 import numpy as np
 
 from audiosort import decoding
@@ -138,6 +137,9 @@ def edge_analysis(sample_rate, edge_samples):
     Also the fixed front end of the learned seam term (:class:`audiosort.models.layers.EdgeLogMel`),
     so that the model's edge spectra are continuity's.
     """
+    # Deferred: models import this module's constants for the seam term, and must not load a codec library.
+    import librosa.filters
+
     fft_length = 1 << (max(edge_samples, int(np.ceil(sample_rate / _MAX_BIN_HZ))) - 1).bit_length()
     window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(edge_samples) / edge_samples)
     filterbank = librosa.filters.mel(sr=sample_rate, n_fft=fft_length, n_mels=N_MELS).astype(np.float64)
