@@ -167,10 +167,7 @@ def load(path: str | Path, *, sample_rate: int) -> np.ndarray:
     """
     check_sample_rate(sample_rate)
     path = Path(path)
-    if not path.is_file():
-        raise DecodeError("no such file" if not path.exists() else "not a regular file")
-    if path.stat().st_size == 0:
-        raise DecodeError("empty file")
+    _check_readable(path)
 
     _check_wav_complete(path)
     samples, file_rate = _decode(path)
@@ -222,10 +219,7 @@ def stream(path: str | Path, *, sample_rate: int, block_frames: int | None = Non
     check_sample_rate(sample_rate)
     block_frames = block_frames or STREAM_BLOCK_FRAMES
     path = Path(path)
-    if not path.is_file():
-        raise DecodeError("no such file" if not path.exists() else "not a regular file")
-    if path.stat().st_size == 0:
-        raise DecodeError("empty file")
+    _check_readable(path)
     _check_wav_complete(path)
     try:
         file = soundfile.SoundFile(os.fsencode(path))
@@ -255,6 +249,14 @@ def stream(path: str | Path, *, sample_rate: int, block_frames: int | None = Non
             yield mono
             if last:
                 return
+
+
+def _check_readable(path: Path) -> None:
+    """DecodeError unless ``path`` is a non-empty regular file (a FIFO or device would block or never end)."""
+    if not path.is_file():
+        raise DecodeError("no such file" if not path.exists() else "not a regular file")
+    if path.stat().st_size == 0:
+        raise DecodeError("empty file")
 
 
 def _check_wav_complete(path: Path) -> None:
