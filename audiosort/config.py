@@ -195,9 +195,29 @@ class SorterConfig:
 
 
 @dataclass(frozen=True)
+class ContrastiveConfig:
+    """A training-only auxiliary loss on the encoder's embeddings (issue 19 §6, docs/training.md).
+
+    The chunks of one puzzle come from one track: each chunk's embedding is pulled towards the other chunks
+    of its puzzle and pushed from every chunk of the batch's other puzzles (supervised contrastive, in-batch
+    negatives). Eval, predict, embed and HEAR never compute it: the saved model's outputs are unchanged.
+    """
+
+    # added to the sorting loss with this factor; 0 = off (the model is built exactly as without it)
+    weight: float = 0.0
+    # of the softmax over cosine similarities (1 / temperature scales them); 0.1 as in Khosla et al. 2020
+    temperature: float = 0.1
+
+    def __post_init__(self):
+        _check(self.weight >= 0, "model.contrastive.weight", self.weight, "must be >= 0")
+        _check(self.temperature > 0, "model.contrastive.temperature", self.temperature, "must be > 0")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     sorter: SorterConfig = field(default_factory=SorterConfig)
+    contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
 
 
 @dataclass(frozen=True)

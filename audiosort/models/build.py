@@ -25,6 +25,7 @@ from audiosort.errors import ConfigError
 from audiosort.heads import get_head, model_name
 from audiosort.models.encoders import build_encoder
 from audiosort.models.layers import EdgeLogMel, FoldSlots, Int16ToFloat, RowLogSoftmax, Sinkhorn, UnfoldSlots
+from audiosort.models.objectives import SamePuzzleContrast
 from audiosort.models.sorters import build_sorter
 
 
@@ -89,6 +90,9 @@ def build_model(model_cfg: ModelConfig, *, n_chunks: int, chunk_samples: int, sa
     folded = encoder(FoldSlots(name="fold_slots")(chunks))
     unfold = UnfoldSlots(n_chunks, name="unfold_slots")
     embeddings = unfold(folded) if n_chunks is not None else unfold([folded, chunks])
+    contrastive = model_cfg.contrastive
+    if contrastive.weight > 0:
+        embeddings = SamePuzzleContrast(contrastive.weight, contrastive.temperature, name="same_puzzle_contrast")(embeddings)
     if sorter_cfg.seam:
         # The seam term's fixed front end reads the raw chunks' flush edges, which the encoder's frames miss.
         audio = Int16ToFloat(dtype="float32", name="seam_int16_to_float")(FoldSlots(name="seam_fold_slots")(chunks))

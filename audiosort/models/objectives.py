@@ -191,3 +191,86 @@ def position_metrics() -> dict:
 def successor_metrics() -> dict:
     """The successor head's: successor accuracy (per row) and exact order (every row's argmax right)."""
     return {"successor_accuracy": successor_row_accuracy, "exact_accuracy": successor_exact_accuracy}
+
+
+def same_puzzle_contrastive_loss(embeddings, temperature: float):
+    """Supervised-contrastive loss over the chunk embeddings of a batch, the chunks of one puzzle as positives.
+
+    Every one of the B * n chunks is an anchor; the other n - 1 chunks of its
+    puzzle (one track) are its positives, every chunk of the other puzzles its
+    negatives (Khosla et al. 2020, "Supervised Contrastive Learning", eq. 2,
+    L_out). Embeddings are compared by cosine similarity divided by
+    ``temperature``. A puzzle cut from the same track as another in the batch
+    counts as a negative: puzzles carry no track label, and the loss is the
+    standard in-batch one, false negatives included.
+
+    Parameters
+    ----------
+    embeddings : tensor [shape=(B, n, D), float]
+        The encoder's embedding of every chunk, by puzzle and slot; B >= 2, n >= 2.
+    temperature : float > 0
+        Of the softmax over similarities.
+
+    Returns
+    -------
+    loss : tensor [shape=(), float32]
+        Mean over anchors of minus the mean log-probability, under the
+        softmax over all other chunks, of each of its positives; in nats.
+        ``log(B * n - 1)`` when every embedding is the same; at least
+        ``log(n - 1)``, reached when each puzzle's chunks coincide and the
+        puzzles are far apart.
+    """
+    embeddings = ops.cast(embeddings, "float32")
+    n_chunks = ops.shape(embeddings)[1]
+    flat = ops.reshape(embeddings, (-1, embeddings.shape[-1]))  # (B * n, D), puzzle by puzzle
+    # The epsilon keeps an all-zero embedding (a ReLU encoder's dead output) finite instead of NaN.
+    unit = flat / ops.sqrt(ops.sum(ops.square(flat), axis=-1, keepdims=True) + 1e-12)
+    similarity = ops.matmul(unit, ops.transpose(unit)) / temperature  # (B * n, B * n)
+    count = ops.shape(flat)[0]
+    puzzle = ops.arange(count) // n_chunks
+    itself = ops.eye(count, dtype="bool")
+    same_puzzle = ops.logical_and(ops.equal(puzzle[:, None], puzzle[None, :]), ops.logical_not(itself))
+    # An anchor is never its own candidate: -1e9, not -inf, so that 0 * it stays 0 below.
+    logits = ops.where(itself, -1e9, similarity)
+    log_p = logits - ops.logsumexp(logits, axis=-1, keepdims=True)
+    positives = ops.sum(ops.where(same_puzzle, log_p, 0.0), axis=-1) / ops.cast(n_chunks - 1, "float32")
+    return -ops.mean(positives)
+
+
+@keras.saving.register_keras_serializable(package="audiosort")
+class SamePuzzleContrast(keras.layers.Layer):
+    """Identity on the chunk embeddings ``(B, n, D)`` that, in training only, adds the same-track contrastive loss.
+
+    ``weight * same_puzzle_contrastive_loss(embeddings, temperature)``
+    (:func:`same_puzzle_contrastive_loss`) joins the model's losses when the
+    model is called with ``training=True`` (``fit``'s steps); evaluation and
+    prediction neither compute nor report it, and the output is the input, so
+    a trained model's outputs and val loss are what they would be without it.
+
+    Parameters
+    ----------
+    weight : float > 0
+        Factor of the loss in the training objective (``model.contrastive.weight``).
+    temperature : float > 0
+        ``model.contrastive.temperature``.
+    """
+
+    def __init__(self, weight: float, temperature: float, **kwargs):
+        super().__init__(**kwargs)
+        if not weight > 0 or not temperature > 0:
+            raise ValueError(f"SamePuzzleContrast: weight = {weight!r} and temperature = {temperature!r} must be > 0")
+        self.weight = float(weight)
+        self.temperature = float(temperature)
+
+    def call(self, embeddings, training=None):
+        if training:
+            self.add_loss(self.weight * same_puzzle_contrastive_loss(embeddings, self.temperature))
+        return embeddings
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(weight=self.weight, temperature=self.temperature)
+        return config

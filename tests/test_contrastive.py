@@ -1,0 +1,178 @@
+"""The same-track contrastive auxiliary (``model.contrastive``): its loss, its place in training, and what it leaves alone."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+
+import keras
+import numpy as np
+import pytest
+
+from audiosort.config import ContrastiveConfig, load_config
+from audiosort.errors import ConfigError
+from audiosort.heads import HEADS
+from audiosort.models import build_model
+from audiosort.models.objectives import SamePuzzleContrast, same_puzzle_contrastive_loss
+from audiosort.train import train
+from conftest import TINY_TRAIN, run_under_jax
+from test_models import CHUNK_SAMPLES, SAMPLE_RATE, random_chunks, tiny_model_config
+
+
+def reference_loss(embeddings: np.ndarray, temperature: float) -> float:
+    """Supervised contrastive L_out (Khosla et al. 2020, eq. 2), anchor by anchor in float64 loops."""
+    batch, n, _ = embeddings.shape
+    flat = embeddings.reshape(batch * n, -1).astype(np.float64)
+    unit = flat / np.linalg.norm(flat, axis=1, keepdims=True)
+    total = 0.0
+    for a in range(batch * n):
+        others = [k for k in range(batch * n) if k != a]
+        scores = np.array([unit[a] @ unit[k] / temperature for k in others])
+        log_denominator = np.log(np.sum(np.exp(scores - scores.max()))) + scores.max()
+        positives = [k for k in others if k // n == a // n]
+        total += -np.mean([unit[a] @ unit[p] / temperature - log_denominator for p in positives])
+    return total / (batch * n)
+
+
+def loss_of(embeddings: np.ndarray, temperature: float = 0.1) -> float:
+    return float(keras.ops.convert_to_numpy(same_puzzle_contrastive_loss(embeddings.astype("float32"), temperature)))
+
+
+def clustered_embeddings(rng: np.random.Generator, batch: int, n: int, dim: int = 16, spread: float = 0.05) -> np.ndarray:
+    """Every puzzle's n chunks near one random direction of its own: ``(batch, n, dim)``."""
+    centres = rng.normal(size=(batch, 1, dim))
+    return centres + spread * rng.normal(size=(batch, n, dim))
+
+
+@pytest.mark.parametrize("batch, n", [(5, 3), (4, 4), (2, 2)])
+def test_the_loss_matches_a_numpy_reference(batch, n):
+    rng = np.random.default_rng(batch * 10 + n)
+    embeddings = rng.normal(size=(batch, n, 8))
+    for temperature in (0.1, 0.5):
+        assert loss_of(embeddings, temperature) == pytest.approx(reference_loss(embeddings, temperature), rel=1e-4)
+
+
+def test_puzzles_clustered_by_track_score_low_and_shuffled_high():
+    rng = np.random.default_rng(0)
+    batch, n = 16, 3
+    clustered = clustered_embeddings(rng, batch, n)
+    shuffled = rng.permutation(clustered.reshape(batch * n, -1)).reshape(clustered.shape)
+    chance = np.log(batch * n - 1)  # every other chunk equally likely
+    assert loss_of(clustered) == pytest.approx(reference_loss(clustered, 0.1), rel=1e-4)
+    # Its floor is log(n - 1): an anchor's n - 1 positives at best share the softmax's mass equally.
+    assert np.log(n - 1) - 1e-5 < loss_of(clustered) < np.log(n - 1) + 0.05
+    assert loss_of(shuffled) > 0.9 * chance
+    # Equal embeddings carry no information: the loss is the uniform softmax's, exactly.
+    assert loss_of(np.ones((batch, n, 4))) == pytest.approx(chance, rel=1e-5)
+    # Scale does not matter (cosine similarity), and an all-zero embedding stays finite.
+    assert loss_of(7.0 * clustered) == pytest.approx(loss_of(clustered), rel=1e-4)
+    assert np.isfinite(loss_of(np.zeros((batch, n, 4))))
+
+
+def test_the_config_keys_are_checked_and_named():
+    config = load_config(None, ["model.contrastive.weight=0.1", "model.contrastive.temperature=0.2"])
+    assert config.model.contrastive == ContrastiveConfig(weight=0.1, temperature=0.2)
+    assert load_config(None).model.contrastive.weight == 0.0
+    with pytest.raises(ConfigError, match=r"model.contrastive.weight = -0.1 must be >= 0"):
+        load_config(None, ["model.contrastive.weight=-0.1"])
+    with pytest.raises(ConfigError, match=r"model.contrastive.temperature = 0.0 must be > 0"):
+        load_config(None, ["model.contrastive.temperature=0"])
+    with pytest.raises(ConfigError, match="did you mean .weight."):
+        load_config(None, ["model.contrastive.wieght=0.1"])
+
+
+def contrast_config(weight: float, sorter: str = "pairwise"):
+    return dataclasses.replace(tiny_model_config(sorter=sorter), contrastive=ContrastiveConfig(weight=weight))
+
+
+def built(weight: float, sorter: str = "pairwise", seed: int = 0) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    model, _ = build_model(contrast_config(weight, sorter), n_chunks=3, chunk_samples=CHUNK_SAMPLES, sample_rate=SAMPLE_RATE)
+    return model
+
+
+@pytest.mark.parametrize("sorter", ["pairwise", "mlp"])
+def test_weight_zero_builds_todays_model_and_the_auxiliary_changes_no_output(sorter):
+    chunks = random_chunks(np.random.default_rng(2), 8)
+    today = built(0.0, sorter)
+    off, on = built(0.0, sorter), built(0.5, sorter)
+    assert [layer.name for layer in off.layers] == [layer.name for layer in today.layers]
+    assert "same_puzzle_contrast" not in [layer.name for layer in off.layers]
+    assert isinstance(on.get_layer("same_puzzle_contrast"), SamePuzzleContrast)
+    assert on.count_params() == off.count_params()
+    np.testing.assert_array_equal(on.predict(chunks, verbose=0), off.predict(chunks, verbose=0))
+    on(chunks, training=False)
+    assert on.losses == []  # inference computes nothing extra
+    on(chunks, training=True)
+    assert len(on.losses) == 1
+
+
+def one_track_per_puzzle(rng: np.random.Generator, batch: int) -> np.ndarray:
+    """Puzzles whose 3 chunks share what no other puzzle has: a tone at the puzzle's own frequency, in white noise."""
+    t = np.arange(CHUNK_SAMPLES) / SAMPLE_RATE
+    frequencies = rng.uniform(200, 6000, size=(batch, 1, 1))
+    audio = 0.5 * np.sin(2 * np.pi * frequencies * t + rng.uniform(0, 2 * np.pi, size=(batch, 3, 1)))
+    audio += 0.1 * rng.normal(size=(batch, 3, CHUNK_SAMPLES))
+    return (audio * 2**14).astype(np.int16)
+
+
+def trained_contrast(weight: float, steps: int = 40) -> float:
+    """Train a tiny pairwise model ``steps`` steps on one fixed batch; the contrastive loss of its embeddings after."""
+    rng = np.random.default_rng(3)
+    chunks = one_track_per_puzzle(rng, 32)
+    order = np.stack([rng.permutation(3) for _ in range(32)])
+    model = built(weight)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=HEADS["pairwise"].loss(), metrics=HEADS["pairwise"].compile_metrics())
+    model.fit(np.tile(chunks, (steps, 1, 1)), np.tile(order, (steps, 1)), batch_size=32, shuffle=False, verbose=0)
+    encoder = model.get_layer("encoder")
+    embeddings = encoder.predict(chunks.reshape(-1, CHUNK_SAMPLES), verbose=0).reshape(32, 3, -1)
+    return loss_of(embeddings)
+
+
+def test_training_with_the_auxiliary_pulls_each_puzzles_chunks_together():
+    # Same seed, same batches: only the auxiliary differs, so the gap is what its gradient did to the encoder.
+    without, with_it = trained_contrast(0.0), trained_contrast(1.0)
+    assert with_it < 0.6 * without, (with_it, without)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
+def test_training_with_the_auxiliary_pulls_chunks_together_under_jax_too():
+    out = run_under_jax(
+        "from test_contrastive import trained_contrast\n"
+        "import keras\n"
+        "assert keras.backend.backend() == 'jax'\n"
+        "print(trained_contrast(0.0), trained_contrast(1.0))\n"
+    )
+    without, with_it = (float(x) for x in out.split()[-2:])
+    assert with_it < 0.6 * without, (with_it, without)
+
+
+def test_a_run_with_the_auxiliary_saves_a_model_that_reloads_with_it(music_corpus, tmp_path):
+    config = load_config(
+        None, ["name=contrast", f"data.corpus={music_corpus}", *TINY_TRAIN, "model.contrastive.weight=0.2", "model.contrastive.temperature=0.3"]
+    )
+    run_dir = train(config, runs_dir=tmp_path, verbose=0)
+    assert load_config(run_dir / "config.yaml").model.contrastive == ContrastiveConfig(weight=0.2, temperature=0.3)
+    model = keras.saving.load_model(run_dir / "model.keras")
+    layer = model.get_layer("same_puzzle_contrast")
+    assert (layer.weight, layer.temperature) == (0.2, 0.3)
+    # The encoder saved beside it is the plain encoder: embed, probe and HEAR read it as before.
+    encoder = keras.saving.load_model(run_dir / "encoder.keras")
+    assert all(not isinstance(layer, SamePuzzleContrast) for layer in encoder.layers)
+
+
+def test_a_model_with_the_auxiliary_reloads_with_identical_outputs_and_still_trains_with_it(tmp_path):
+    chunks = random_chunks(np.random.default_rng(4), 8)
+    model = built(0.5)
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.saving.load_model(tmp_path / "m.keras")
+    layer = reloaded.get_layer("same_puzzle_contrast")
+    assert (layer.weight, layer.temperature) == (0.5, 0.1)
+    np.testing.assert_array_equal(reloaded.predict(chunks, verbose=0), model.predict(chunks, verbose=0))
+    model(chunks, training=True)
+    reloaded(chunks, training=True)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(reloaded.losses[0]), keras.ops.convert_to_numpy(model.losses[0]), rtol=1e-5
+    )
+    assert float(keras.ops.convert_to_numpy(reloaded.losses[0])) > 0
