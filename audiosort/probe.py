@@ -37,7 +37,7 @@ budget of ``DIMENSION_BUDGET`` (128) values per source.
     frames) at lags of 1-128 hops (10 ms-1.28 s), divided by its value at
     lag 0: a clip-long tempogram, the no-learning baseline of tempo (and of
     rhythm in general); 128 values.
-``encoder_and_stats``, ``random_encoder_and_stats``
+``encoder_stats``, ``random_encoder_stats``
     the encoder's (random encoder's) features beside the log-mel statistics:
     what the encoder adds to the statistics. The second row holds the same
     number of values without any training, so that a gain of the first over
@@ -128,24 +128,24 @@ from audiosort.models.encoders import build_encoder
 from audiosort.run import RunEncoder, config_path, load_encoder, load_run_config, read_probe, write_probe
 
 # Linear rows: one feature matrix each; then the supervised reference.
-LINEAR = ("encoder", "random_encoder", "logmel_stats", "tempogram", "encoder_and_stats", "random_encoder_and_stats")
+LINEAR = ("encoder", "random_encoder", "logmel_stats", "tempogram", "encoder_stats", "random_encoder_stats")
 FEATURES = (*LINEAR, "supervised")
 # The rows that are two sources side by side.
-CONCATENATED = {"encoder_and_stats": ("encoder", "logmel_stats"), "random_encoder_and_stats": ("random_encoder", "logmel_stats")}
+CONCATENATED = {"encoder_stats": ("encoder", "logmel_stats"), "random_encoder_stats": ("random_encoder", "logmel_stats")}
 # (A, B): a one-sided test that A is right more often than B, over groups.
 COMPARISONS = (
     ("encoder", "random_encoder"),
     ("encoder", "logmel_stats"),
-    ("encoder_and_stats", "logmel_stats"),
-    ("encoder_and_stats", "random_encoder_and_stats"),
+    ("encoder_stats", "logmel_stats"),
+    ("encoder_stats", "random_encoder_stats"),
 )
 FEATURE_TITLES = {
     "encoder": "encoder",
     "random_encoder": "random encoder",
     "logmel_stats": "log-mel stats",
     "tempogram": "tempogram",
-    "encoder_and_stats": "encoder + stats",
-    "random_encoder_and_stats": "random + stats",
+    "encoder_stats": "encoder + stats",
+    "random_encoder_stats": "random + stats",
     "supervised": "supervised",
 }
 LABELS_FILE = "labels.csv"

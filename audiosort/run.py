@@ -603,7 +603,7 @@ class ProbeTask:
     accuracy, accuracy_std : mapping of str to float
         Mean and standard deviation over splits, per row (``encoder``,
         ``random_encoder``, ``logmel_stats``, ``tempogram``,
-        ``encoder_and_stats``, ``random_encoder_and_stats``, ``supervised``;
+        ``encoder_stats``, ``random_encoder_stats``, ``supervised``;
         an older probe has only the first three).
     p_better : mapping of str to float
         ``"A>B"`` -> one-sided p-value over groups that row A is right more

@@ -81,7 +81,7 @@ def test_logmel_stats_tell_tone_white_and_brown_noise_apart_on_every_split(run_d
     # Mean and std of the 16-value embedding; the concatenations hold both sources.
     assert entry["feature_dims"] == {
         "encoder": 32, "random_encoder": 32, "logmel_stats": 128, "tempogram": 128,
-        "encoder_and_stats": 160, "random_encoder_and_stats": 160,
+        "encoder_stats": 160, "random_encoder_stats": 160,
     }
     assert "supervised" not in entry["accuracy"] and entry["supervised_steps"] == 0
     for name in LINEAR:
@@ -92,7 +92,7 @@ def test_logmel_stats_tell_tone_white_and_brown_noise_apart_on_every_split(run_d
     assert set(entry["p_better"]) == {f"{a}>{b}" for a, b in COMPARISONS} == set(entry["difference"])
     assert read_probe(run_dir)[sounds.name].p_better == entry["p_better"]
     # The statistics alone are perfect, so the encoder beside them cannot be shown to add anything.
-    assert entry["p_better"]["encoder_and_stats>logmel_stats"] == 1.0
+    assert entry["p_better"]["encoder_stats>logmel_stats"] == 1.0
 
 
 def test_encoder_features_are_mean_and_std_of_embeddings_every_quarter_chunk(run_dir):
