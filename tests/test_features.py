@@ -1,0 +1,169 @@
+"""The feature cache: it equals the model's front end, its twin model equals the full model, training on it works."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from audiosort.config import load_config
+from audiosort.data import features
+from audiosort.data.corpus import Corpus
+from audiosort.data.prepare import prepare_synthetic
+from audiosort.data.puzzles import PuzzleSpec, cut_chunks, draw_starts
+from audiosort.errors import ConfigError
+from audiosort.models import build_feature_model, build_model
+from audiosort.train import front_end_inputs, train
+from conftest import TINY_PUZZLE, assert_one_line_error, latest_eval, run
+
+# 3 chunks of 0.05 s (800 samples: 5 hops of 10 ms at 16 kHz, three 25 ms frames), gaps 0-10 ms, a tiny logmel1d seam model.
+CACHED = [
+    "puzzle.chunk_seconds=0.05",
+    "puzzle.pad_min_seconds=0.0",
+    "puzzle.pad_max_seconds=0.01",
+    "model.encoder.type=logmel1d",
+    "model.encoder.filters=8",
+    "model.encoder.blocks=1",
+    "model.encoder.pooling=time",
+    "model.encoder.embedding_dim=16",
+    "model.sorter.type=pairwise",
+    "model.sorter.hidden_units=16",
+    "model.sorter.seam=true",
+    "model.sorter.mismatch=true",
+    "data.features=cached",
+    "train.batch_size=16",
+    "train.epochs=2",
+    "train.steps_per_epoch=5",
+    "data.val_puzzles=64",
+]
+
+
+@pytest.fixture(scope="module")
+def corpus_path(tmp_path_factory):
+    """40 s of synthetic music in 4 s tracks (its own, as the cache is written beside it)."""
+    out = tmp_path_factory.mktemp("features") / "music"
+    prepare_synthetic("music", out, duration_seconds=40, track_seconds=4, puzzle=TINY_PUZZLE, n_puzzles=64, progress=False)
+    return out
+
+
+def cached_config(corpus_path, *overrides):
+    return load_config(None, ["name=cached", f"data.corpus={corpus_path}", *CACHED, *overrides])
+
+
+def test_cached_rows_equal_the_model_front_end_at_any_hop(corpus_path):
+    config = cached_config(corpus_path)
+    front = features.FrontEnd.from_config(config)
+    corpus = Corpus(corpus_path)
+    cache = features.open_feature_cache(corpus, "train", front)
+    model, encoder = build_model(config.model, n_chunks=3, chunk_samples=800, sample_rate=16000)
+    tracks = corpus.tracks("train")
+    rng = np.random.default_rng(1)
+    rows = rng.integers(0, len(tracks), size=8)
+    # Any hop the chunk fits at, the last one included.
+    starts = np.stack([rng.integers(0, tracks.frames[r] // 160 - 5 + 1, size=3) for r in rows])
+    starts[0, 0] = tracks.frames[rows[0]] // 160 - 5
+    chunks = cut_chunks(tracks, rows, starts * 160, chunk_samples=800)
+    expected_frames, expected_edges = front_end_inputs(model, encoder, chunks, batch_size=4)
+    frames, edges = cache.gather(rows, starts, chunk_hops=5)
+    assert frames.shape == expected_frames.shape == (8, 3, 3, 64)
+    assert edges.shape == expected_edges.shape == (8, 3, 2, 40)
+    np.testing.assert_allclose(frames, expected_frames, rtol=2e-3, atol=2e-3)  # float16: 11 bits of mantissa
+    np.testing.assert_allclose(edges, expected_edges, rtol=2e-3, atol=2e-3)
+    # The tail is the chunk's end, the head its start: swapping them is far off.
+    assert np.abs(edges[:, :, 0] - expected_edges[:, :, 1]).max() > 0.5
+
+
+def test_the_feature_model_equals_the_full_model_on_hop_aligned_puzzles(corpus_path):
+    config = cached_config(corpus_path)
+    front = features.FrontEnd.from_config(config)
+    corpus = Corpus(corpus_path)
+    cache = features.open_feature_cache(corpus, "train", front)
+    keras.utils.set_random_seed(0)
+    model, encoder = build_model(config.model, n_chunks=3, chunk_samples=800, sample_rate=16000)
+    twin = build_feature_model(model, encoder)
+    assert twin.name == model.name and [w.path for w in twin.trainable_weights] and len(twin.weights) == len(model.weights)
+    assert {id(w) for w in twin.weights} == {id(w) for w in model.weights}  # shared, not copied
+    spec = front.hop_spec(PuzzleSpec.from_config(config.puzzle, sample_rate=16000))
+    drawn = draw_starts(cache.hop_tracks, spec, 32, rng=np.random.default_rng(2))
+    chunks = cut_chunks(corpus.tracks("train"), drawn.rows, drawn.starts * 160, chunk_samples=800)
+    # Move every weight off its initial value, so that a twin reading other layers could not agree by chance.
+    for weight in model.trainable_weights:
+        weight.assign(weight + np.random.default_rng(3).normal(0, 0.05, weight.shape).astype("float32"))
+    full = keras.ops.convert_to_numpy(model(chunks, training=False))
+    cached = keras.ops.convert_to_numpy(twin(list(cache.gather(drawn.rows, drawn.starts, chunk_hops=5)), training=False))
+    np.testing.assert_allclose(cached, full, atol=0.02)
+    assert np.abs(full - full[::-1]).max() > 0.1  # the outputs differ from puzzle to puzzle: the comparison means something
+
+
+def test_training_on_the_cache_trains_and_the_saved_full_model_evaluates(corpus_path, tmp_path):
+    config = cached_config(corpus_path)
+    lines = []
+    run_dir = train(config, runs_dir=tmp_path, verbose=0, echo=lines.append)
+    history = (run_dir / "history.csv").read_text().splitlines()
+    assert len(history) == 3 and "val_loss" in history[0]
+    assert (features.cache_folder(Corpus(corpus_path), features.FrontEnd.from_config(config)) / "train.json").exists()
+    model = keras.saving.load_model(run_dir / "model.keras")
+    assert model.input_shape == (None, 3, 800)  # the model file takes audio, as every other run's
+    untrained, _ = build_model(config.model, n_chunks=3, chunk_samples=800, sample_rate=16000)
+    trained_weights = {w.path: keras.ops.convert_to_numpy(w) for w in model.weights}
+    assert any(
+        not np.allclose(trained_weights[w.path], keras.ops.convert_to_numpy(w)) for w in untrained.weights if w.path in trained_weights
+    )
+    result = run("eval", run_dir, "--sanity", "")
+    assert result.exit_code == 0, result.output
+    assert "test" in json.loads((latest_eval(run_dir) / "eval.json").read_text())["datasets"]
+    assert json.loads((run_dir / "metrics.json").read_text())["val"]
+
+
+def test_a_stale_cache_is_rebuilt(corpus_path):
+    config = cached_config(corpus_path)
+    front = features.FrontEnd.from_config(config)
+    corpus = Corpus(corpus_path)
+    features.open_feature_cache(corpus, "val", front)
+    lines = []
+    first = features.open_feature_cache(corpus, "val", front, echo=lines.append)
+    assert lines == []  # reused
+    frames = first.frames.copy()
+    folder = features.cache_folder(corpus, front)
+    np.lib.format.open_memmap(folder / "val-frames.npy", mode="r+")[:] = 0  # damaged in place: same shape, so not noticed
+    shard = corpus_path / "audio" / corpus.track_entries[first.hop_tracks.track_id[0]]["shard"]
+    os.utime(shard, ns=(shard.stat().st_atime_ns, shard.stat().st_mtime_ns + 10**9))  # the corpus changed
+    again = features.open_feature_cache(Corpus(corpus_path), "val", front, echo=lines.append)
+    assert any("stale (corpus changed)" in line for line in lines), lines
+    np.testing.assert_array_equal(again.frames, frames)
+    (folder / "val-edges.npy").write_bytes(b"not an array")
+    lines.clear()
+    features.open_feature_cache(Corpus(corpus_path), "val", front, echo=lines.append)
+    assert any("edges unreadable" in line for line in lines), lines
+
+
+def test_other_settings_are_another_cache(corpus_path):
+    config = cached_config(corpus_path)
+    other = cached_config(corpus_path, "model.encoder.n_mels=32")
+    assert features.FrontEnd.from_config(config).key != features.FrontEnd.from_config(other).key
+    assert features.FrontEnd.from_config(config).key == features.FrontEnd.from_config(cached_config(corpus_path, "model.encoder.filters=4")).key
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("puzzle.chunk_seconds=0.0505", "must be a whole number of model.encoder.hop_seconds"),
+        ("model.encoder.type=conv1d", "needs a log-mel encoder"),
+        ("augment.enabled=true", "cannot augment"),
+        ("data.features=cahced", "data.features = 'cahced' must be one of ('raw', 'cached')"),
+        ("data.feature=cached", "did you mean 'features'"),
+    ],
+)
+def test_a_bad_setting_is_one_clear_error(corpus_path, tmp_path, override, fragment):
+    sets = [arg for item in [f"data.corpus={corpus_path}", *CACHED, override] for arg in ("--set", item)]
+    result = run("train", "--config", "configs/tiny.yaml", *sets, "--runs-dir", tmp_path)
+    assert_one_line_error(result, fragment)
+    assert not list(tmp_path.iterdir())
+
+
+def test_gaps_without_a_whole_hop_are_refused(corpus_path):
+    with pytest.raises(ConfigError, match="hold no whole 160-sample hop"):
+        features.FrontEnd.from_config(cached_config(corpus_path, "puzzle.pad_min_seconds=0.001", "puzzle.pad_max_seconds=0.005"))
