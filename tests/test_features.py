@@ -13,7 +13,8 @@ from audiosort.config import load_config
 from audiosort.data import features
 from audiosort.data.corpus import Corpus
 from audiosort.data.prepare import prepare_synthetic
-from audiosort.data.puzzles import PuzzleSpec, cut_chunks, draw_starts
+from audiosort import leaks
+from audiosort.data.puzzles import PuzzleSpec, TrackTable, cut_chunks, draw_starts
 from audiosort.errors import ConfigError
 from audiosort.models import build_feature_model, build_model
 from audiosort.train import front_end_inputs, train
@@ -65,9 +66,10 @@ def test_cached_rows_equal_the_model_front_end_at_any_hop(corpus_path):
     # Any hop the chunk fits at, the last one included.
     starts = np.stack([rng.integers(0, tracks.frames[r] // 160 - 5 + 1, size=3) for r in rows])
     starts[0, 0] = tracks.frames[rows[0]] // 160 - 5
-    chunks = cut_chunks(tracks, rows, starts * 160, chunk_samples=800)
+    starts *= 160
+    chunks = cut_chunks(tracks, rows, starts, chunk_samples=800)
     expected_frames, expected_edges = front_end_inputs(model, encoder, chunks, batch_size=4)
-    frames, edges = cache.gather(rows, starts, chunk_hops=5)
+    frames, edges = cache.gather(rows, starts, chunk_samples=800)
     assert frames.shape == expected_frames.shape == (8, 3, 3, 64)
     assert edges.shape == expected_edges.shape == (8, 3, 2, 40)
     np.testing.assert_allclose(frames, expected_frames, rtol=2e-3, atol=2e-3)  # float16: 11 bits of mantissa
@@ -86,14 +88,14 @@ def test_the_feature_model_equals_the_full_model_on_hop_aligned_puzzles(corpus_p
     twin = build_feature_model(model, encoder)
     assert twin.name == model.name and [w.path for w in twin.trainable_weights] and len(twin.weights) == len(model.weights)
     assert {id(w) for w in twin.weights} == {id(w) for w in model.weights}  # shared, not copied
-    spec = front.hop_spec(PuzzleSpec.from_config(config.puzzle, sample_rate=16000))
-    drawn = draw_starts(cache.hop_tracks, spec, 32, rng=np.random.default_rng(2))
-    chunks = cut_chunks(corpus.tracks("train"), drawn.rows, drawn.starts * 160, chunk_samples=800)
+    spec = front.grid_spec(PuzzleSpec.from_config(config.puzzle, sample_rate=16000))
+    drawn = draw_starts(cache.tracks, spec, 32, rng=np.random.default_rng(2))
+    chunks = cut_chunks(cache.tracks, drawn.rows, drawn.starts, chunk_samples=800)
     # Move every weight off its initial value, so that a twin reading other layers could not agree by chance.
     for weight in model.trainable_weights:
         weight.assign(weight + np.random.default_rng(3).normal(0, 0.05, weight.shape).astype("float32"))
     full = keras.ops.convert_to_numpy(model(chunks, training=False))
-    cached = keras.ops.convert_to_numpy(twin(list(cache.gather(drawn.rows, drawn.starts, chunk_hops=5)), training=False))
+    cached = keras.ops.convert_to_numpy(twin(list(cache.gather(drawn.rows, drawn.starts, chunk_samples=800)), training=False))
     np.testing.assert_allclose(cached, full, atol=0.02)
     assert np.abs(full - full[::-1]).max() > 0.1  # the outputs differ from puzzle to puzzle: the comparison means something
 
@@ -129,7 +131,7 @@ def test_a_stale_cache_is_rebuilt(corpus_path):
     frames = first.frames.copy()
     folder = features.cache_folder(corpus, front)
     np.lib.format.open_memmap(folder / "val-frames.npy", mode="r+")[:] = 0  # damaged in place: same shape, so not noticed
-    shard = corpus_path / "audio" / corpus.track_entries[first.hop_tracks.track_id[0]]["shard"]
+    shard = corpus_path / "audio" / corpus.track_entries[first.tracks.track_id[0]]["shard"]
     os.utime(shard, ns=(shard.stat().st_atime_ns, shard.stat().st_mtime_ns + 10**9))  # the corpus changed
     again = features.open_feature_cache(Corpus(corpus_path), "val", front, echo=lines.append)
     assert any("stale (corpus changed)" in line for line in lines), lines
@@ -167,3 +169,34 @@ def test_a_bad_setting_is_one_clear_error(corpus_path, tmp_path, override, fragm
 def test_gaps_without_a_whole_hop_are_refused(corpus_path):
     with pytest.raises(ConfigError, match="hold no whole 160-sample hop"):
         features.FrontEnd.from_config(cached_config(corpus_path, "puzzle.pad_min_seconds=0.001", "puzzle.pad_max_seconds=0.005"))
+
+
+def test_grid_puzzles_start_and_gap_on_whole_hops_within_the_bounds():
+    spec = PuzzleSpec(n_chunks=3, chunk_samples=800, pad_min_samples=100, pad_max_samples=500)
+    front = features.FrontEnd(16000, 400, 160, 512, 64, 240)
+    grid = front.grid_spec(spec)
+    assert (grid.pad_min_samples, grid.pad_max_samples, grid.grid_samples) == (160, 480, 160)
+    tracks = TrackTable.from_arrays([np.zeros(20000, np.int16), np.zeros(9000, np.int16)])
+    drawn = draw_starts(tracks, grid, 4000, rng=np.random.default_rng(0))
+    assert np.all(drawn.starts % 160 == 0)
+    ordered = np.sort(drawn.starts, axis=1)
+    gaps = np.diff(ordered, axis=1) - 800
+    assert set(np.unique(gaps)) == {160, 320, 480}  # every whole hop in the bounds, and only those
+    assert np.all(ordered[:, -1] + 800 <= tracks.frames[drawn.rows])
+    # Both tracks, all their room: the last start that fits is drawn too.
+    assert set(np.unique(drawn.rows)) == {0, 1}
+    # The ideal observers know the gaps are whole hops: a 36-sample tone steps its phase by 16 samples a hop,
+    # so three gap values leave three phase steps whose reverses are three others, and it sorts.
+    assert leaks.ideal_tone_accuracy(grid, sample_rate=16000, frequency_hz=440).exact_accuracy > 0.9
+    assert leaks.ideal_tone_accuracy(spec, sample_rate=16000, frequency_hz=440).exact_accuracy < 0.18
+
+
+def test_the_in_memory_cache_equals_the_file_cache(corpus_path):
+    config = cached_config(corpus_path)
+    front = features.FrontEnd.from_config(config)
+    corpus = Corpus(corpus_path)
+    on_disk = features.open_feature_cache(corpus, "val", front)
+    in_memory = features.FeatureCache.in_memory(corpus.tracks("val"), front)
+    np.testing.assert_array_equal(in_memory.frames, on_disk.frames)
+    np.testing.assert_array_equal(in_memory.edges, on_disk.edges)
+    np.testing.assert_array_equal(in_memory.first_row, on_disk.first_row)

@@ -21,7 +21,7 @@ track (rows no chunk inside the track reads). A chunk of ``c`` hops starting at
 row s is then frames ``s .. s + T - 1`` (T = 1 + (L - frame) // hop, what the
 layer gives on the chunk), tail ``edges[s + c, 0]`` and head ``edges[s, 1]``:
 the chunk must be a whole number of hops, and its start and gaps are too
-(:meth:`FrontEnd.hop_spec`).
+(:meth:`FrontEnd.grid_spec`).
 
 Layout, beside the corpus (``<key>`` names the front-end settings, :attr:`FrontEnd.key`)::
 
@@ -132,7 +132,7 @@ class FrontEnd:
                 f"({chunk_samples} samples) must be a whole number of model.encoder.hop_seconds = "
                 f"{encoder.hop_seconds} ({front.hop_samples} samples), and at least one frame"
             )
-        front.hop_spec(PuzzleSpec.from_config(config.puzzle, sample_rate=sample_rate))  # gaps on the grid, or the error now
+        front.grid_spec(PuzzleSpec.from_config(config.puzzle, sample_rate=sample_rate))  # gaps on the grid, or the error now
         return front
 
     @property
@@ -145,8 +145,8 @@ class FrontEnd:
         """Log-mel frames of one chunk of ``chunk_samples`` samples (what the layer gives on it)."""
         return 1 + (chunk_samples - self.frame_samples) // self.hop_samples
 
-    def hop_spec(self, spec: PuzzleSpec) -> PuzzleSpec:
-        """``spec`` in hops: chunk length, and gaps rounded inwards to whole hops (so they stay within the bounds).
+    def grid_spec(self, spec: PuzzleSpec) -> PuzzleSpec:
+        """``spec`` on the hop grid: starts and gaps whole hops, the gap bounds rounded inwards (so they stay within the config's).
 
         Raises
         ------
@@ -156,13 +156,13 @@ class FrontEnd:
         hop = self.hop_samples
         if spec.chunk_samples % hop:
             raise ConfigError(f"a chunk of {spec.chunk_samples} samples is not a whole number of {hop}-sample hops")
-        pad_min, pad_max = math.ceil(spec.pad_min_samples / hop), spec.pad_max_samples // hop
+        pad_min, pad_max = math.ceil(spec.pad_min_samples / hop) * hop, spec.pad_max_samples // hop * hop
         if pad_min > pad_max:
             raise ConfigError(
                 f"gaps of {spec.pad_min_samples}-{spec.pad_max_samples} samples hold no whole {hop}-sample hop: "
                 "data.features = 'cached' cuts gaps on the hop grid; widen puzzle.pad_max_seconds"
             )
-        return dataclasses.replace(spec, chunk_samples=spec.chunk_samples // hop, pad_min_samples=pad_min, pad_max_samples=pad_max, min_rms=0.0)
+        return dataclasses.replace(spec, pad_min_samples=pad_min, pad_max_samples=pad_max, grid_samples=hop)
 
 
 def track_features(audio: np.ndarray, front: FrontEnd) -> tuple[np.ndarray, np.ndarray]:
@@ -234,30 +234,38 @@ class FeatureCache:
     frames : np.ndarray [shape=(rows, n_mels), dtype=float16]
     edges : np.ndarray [shape=(rows, 2, edge_mels), dtype=float16]
     first_row : np.ndarray [shape=(T,), dtype=int64]
-        Row of each track's sample 0, in the order of ``Corpus.tracks(split)``.
-    hop_tracks : TrackTable
-        The split's tracks measured in hops (``frames`` = samples // hop, no
-        audio): what :func:`audiosort.data.puzzles.draw_starts` draws from
-        with a :meth:`FrontEnd.hop_spec`.
+        Row of each track's sample 0, in the order of ``tracks``.
+    tracks : TrackTable
+        The tracks' lengths and ids (their audio need not be there): what
+        :func:`audiosort.data.puzzles.draw_starts` draws from with a
+        :meth:`FrontEnd.grid_spec`.
     """
 
     front: FrontEnd
     frames: np.ndarray
     edges: np.ndarray
     first_row: np.ndarray
-    hop_tracks: TrackTable
+    tracks: TrackTable
 
-    def gather(self, rows: np.ndarray, starts: np.ndarray, *, chunk_hops: int, edges: bool = True) -> tuple[np.ndarray, ...]:
-        """The model inputs of puzzles whose chunks start at hop ``starts`` of the tracks ``rows``.
+    @classmethod
+    def in_memory(cls, tracks: TrackTable, front: FrontEnd) -> FeatureCache:
+        """The cache of in-memory ``tracks`` (audit's sanity audio), computed here and held in memory."""
+        rows, first_row = _rows(tracks, front)
+        computed = [track_features(_track(tracks, index), front) for index in range(len(tracks))]
+        frames, edges = (np.concatenate([part[k] for part in computed]).astype(np.float16) for k in (0, 1))
+        return cls(front=front, frames=frames, edges=edges, first_row=first_row, tracks=tracks)
+
+    def gather(self, rows: np.ndarray, starts: np.ndarray, *, chunk_samples: int, edges: bool = True) -> tuple[np.ndarray, ...]:
+        """The model inputs of puzzles whose chunks start at samples ``starts`` of the tracks ``rows``.
 
         Parameters
         ----------
         rows : np.ndarray [shape=(B,), dtype=int]
-            Row of each puzzle's track in :attr:`hop_tracks`.
+            Row of each puzzle's track in :attr:`tracks`.
         starts : np.ndarray [shape=(B, n), dtype=int64]
-            First hop of each chunk within its track.
-        chunk_hops : int > 0
-            Chunk length, in hops.
+            First sample of each chunk within its track: whole hops.
+        chunk_samples : int > 0
+            Chunk length, in samples: whole hops.
         edges : bool
             Also gather the seam edges.
 
@@ -267,8 +275,9 @@ class FeatureCache:
         edges : np.ndarray [shape=(B, n, 2, edge_mels), dtype=float32]
             Row 0 each chunk's tail, row 1 its head (as :class:`EdgeLogMel`); only with ``edges``.
         """
-        first = self.first_row[rows][:, None] + starts
-        chunk_frames = self.front.chunk_frames(chunk_hops * self.front.hop_samples)
+        hop = self.front.hop_samples
+        first = self.first_row[rows][:, None] + starts // hop
+        chunk_hops, chunk_frames = chunk_samples // hop, self.front.chunk_frames(chunk_samples)
         frames = self.frames[first[..., None] + np.arange(chunk_frames)].astype(np.float32)
         if not edges:
             return (frames,)
@@ -309,15 +318,7 @@ def open_feature_cache(corpus: Corpus, split: str, front: FrontEnd, *, echo: Cal
         _build(corpus, split, front, tracks, folder, expected)
         echo(f"feature cache {folder / split}: built in {time.perf_counter() - started:.1f} s, {_size(folder, split) / 2**20:.1f} MiB")
     frames, edges = (np.asarray(np.load(folder / f"{split}-{part}.npy", mmap_mode="r")) for part in ("frames", "edges"))
-    hop_tracks = TrackTable(
-        shards=(),
-        shard=np.zeros(len(tracks), np.int64),
-        offset=np.zeros(len(tracks), np.int64),
-        frames=tracks.frames // front.hop_samples,
-        track_id=tracks.track_id,
-    )
-    first_row = np.array([entry["first_row"] for entry in expected["tracks"]], np.int64)
-    return FeatureCache(front=front, frames=frames, edges=edges, first_row=first_row, hop_tracks=hop_tracks)
+    return FeatureCache(front=front, frames=frames, edges=edges, first_row=_rows(tracks, front)[1], tracks=tracks)
 
 
 def cache_folder(corpus: Corpus, front: FrontEnd) -> Path:
@@ -327,8 +328,7 @@ def cache_folder(corpus: Corpus, front: FrontEnd) -> Path:
 
 def _index(corpus: Corpus, split: str, front: FrontEnd, tracks: TrackTable) -> dict:
     """What the split's index must say: format, settings, the corpus it was computed from, rows per track."""
-    rows = tracks.frames // front.hop_samples + 1
-    first_rows = np.concatenate([[0], np.cumsum(rows)[:-1]])
+    rows, first_rows = _rows(tracks, front)
     shards = sorted({entry["shard"] for entry in corpus.track_entries if entry["split"] == split})
     stats = {name: os.stat(corpus.path / "audio" / name) for name in shards}
     return {
@@ -345,6 +345,18 @@ def _index(corpus: Corpus, split: str, front: FrontEnd, tracks: TrackTable) -> d
             for track, first, count in zip(tracks.track_id, first_rows, rows)
         ],
     }
+
+
+def _rows(tracks: TrackTable, front: FrontEnd) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of each track (samples // hop + 1) and the row of its sample 0, tracks laid end to end."""
+    rows = tracks.frames // front.hop_samples + 1
+    return rows, np.concatenate([[0], np.cumsum(rows)[:-1]]).astype(np.int64)
+
+
+def _track(tracks: TrackTable, index: int) -> np.ndarray:
+    """The samples of row ``index`` of ``tracks``."""
+    offset = tracks.offset[index]
+    return tracks.shards[tracks.shard[index]][offset : offset + tracks.frames[index]]
 
 
 def _stale(folder: Path, split: str, expected: dict) -> str:
@@ -381,9 +393,8 @@ def _build(corpus: Corpus, split: str, front: FrontEnd, tracks: TrackTable, fold
     with _files.replacing(folder / f"{split}-frames.npy") as frames_tmp, _files.replacing(folder / f"{split}-edges.npy") as edges_tmp:
         frames = np.lib.format.open_memmap(frames_tmp, mode="w+", dtype=np.float16, shape=shapes["frames"])
         edges = np.lib.format.open_memmap(edges_tmp, mode="w+", dtype=np.float16, shape=shapes["edges"])
-        for entry in entries:
-            audio = corpus.track_audio(entry["id"])
-            track_frames, track_edges = track_features(audio, front)
+        for row, entry in enumerate(entries):
+            track_frames, track_edges = track_features(_track(tracks, row), front)
             span = slice(entry["first_row"], entry["first_row"] + entry["rows"])
             frames[span], edges[span] = track_frames, track_edges
         frames.flush()
@@ -409,7 +420,7 @@ def cached_puzzle_batches(
     """Endless training batches ``((frames, edges), order)`` on the hop grid, gathered ahead on threads.
 
     Every random draw is :func:`~audiosort.data.puzzles.draw_starts` on
-    :attr:`FeatureCache.hop_tracks` with ``cache.front.hop_spec(spec)``, on
+    :attr:`FeatureCache.tracks` with ``cache.front.grid_spec(spec)``, on
     the caller's thread and in order, so the stream depends only on ``rng``;
     the gathers from the memory maps (copies during which numpy releases the
     GIL) run on ``workers`` threads, ``prefetch`` batches ahead, as
@@ -434,7 +445,7 @@ def cached_puzzle_batches(
         ``edges [shape=(B, n, 2, edge_mels), float32]``.
     order : np.ndarray [shape=(B, n), dtype=int32]
     """
-    hop_spec = cache.front.hop_spec(spec)
+    grid_spec = cache.front.grid_spec(spec)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     workers = workers or max(1, min(4, cores))
     prefetch = prefetch or workers + 1
@@ -442,12 +453,12 @@ def cached_puzzle_batches(
     pending: collections.deque = collections.deque()
 
     def gathered(drawn):
-        return cache.gather(drawn.rows, drawn.starts, chunk_hops=hop_spec.chunk_samples, edges=edges), drawn.order
+        return cache.gather(drawn.rows, drawn.starts, chunk_samples=spec.chunk_samples, edges=edges), drawn.order
 
     try:
         while True:
             while len(pending) <= prefetch:
-                pending.append(pool.submit(gathered, draw_starts(cache.hop_tracks, hop_spec, batch_size, rng=rng)))
+                pending.append(pool.submit(gathered, draw_starts(cache.tracks, grid_spec, batch_size, rng=rng)))
             keep_freed_memory()
             yield pending.popleft().result()
     finally:
