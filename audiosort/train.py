@@ -176,8 +176,7 @@ def _train_in(
     )
     fitted, val_inputs = model, None
     if cache is not None:
-        fitted = build_feature_model(model, encoder)
-        _compile(fitted, config, total_steps=config.train.epochs * steps_per_epoch)
+        fitted = compiled_feature_model(model, encoder, config, total_steps=config.train.epochs * steps_per_epoch)
         val_inputs = front_end_inputs(model, encoder, val.chunks, batch_size=batch_size)
     device = describe_device()
     precision = keras.mixed_precision.dtype_policy().name
@@ -540,7 +539,7 @@ def compiled_model(
     strategy : tf.distribute.Strategy or None
         Builds and compiles the model in its scope (replicated variables).
     compile : bool
-        False: built only (its feature twin is what gets compiled and fitted, :func:`_compile`).
+        False: built only (its feature twin is what gets compiled and fitted, :func:`compiled_feature_model`).
     """
     clear_keras_state()
     keras.utils.set_random_seed(config.seed)
@@ -570,6 +569,17 @@ def _compile(model: keras.Model, config: Config, *, total_steps: int) -> None:
         metrics=head.compile_metrics(),
         jit_compile=config.train.jit_compile,
     )
+
+
+def compiled_feature_model(model: keras.Model, encoder: keras.Model, config: Config, *, total_steps: int) -> keras.Model:
+    """The feature twin of ``model`` (:func:`audiosort.models.build_feature_model`), compiled as ``train`` compiles a model.
+
+    Built from a ``model`` made by :func:`compiled_model` with ``compile=False``:
+    the twin owns the optimizer, and training it trains ``model``'s layers.
+    """
+    twin = build_feature_model(model, encoder)
+    _compile(twin, config, total_steps=total_steps)
+    return twin
 
 
 def front_end_inputs(model: keras.Model, encoder: keras.Model, chunks: np.ndarray, *, batch_size: int) -> tuple[np.ndarray, ...]:
