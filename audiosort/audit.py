@@ -328,7 +328,17 @@ def _tone_diagnosis(spec: PuzzleSpec, sample_rate: int, tone_method: str, sortab
             f"one gap shared by all {spec.n_chunks} chunks lets the model infer the phase step and extend the sine "
             f"(the seed's finding) — {fix}"
         )
-    gap_values = spec.pad_max_samples - spec.pad_min_samples + 1
+    gap_values = (spec.pad_max_samples - spec.pad_min_samples) // spec.grid_samples + 1
+    # On a grid (cached features) the phase steps repeat every `cycle` gap values, not every period's samples.
+    cycle = period_samples // math.gcd(spec.grid_samples, period_samples) if tone_method == "tiled" else period_samples
+    if spec.grid_samples > 1 and tone_method == "tiled" and sortable is not None:
+        cycle_ms = 1000 * cycle * spec.grid_samples / sample_rate
+        return (
+            f"on the {spec.grid_samples}-sample grid of cached features the gaps take {gap_values} values, and the "
+            f"tone's phase steps repeat every {cycle} of them, so some steps are likelier (ideal observer "
+            f"{sortable.exact_accuracy:.3f}) — make the number of gap values a multiple of {cycle} (a range of "
+            f"pad_max_seconds - pad_min_seconds + {spec.grid_samples / sample_rate:g} s = k x {cycle_ms:.0f} ms)"
+        )
     if gap_values < period_samples:
         return (
             f"the gaps take {gap_values} values, less than one period, so the phase step barely varies "

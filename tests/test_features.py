@@ -209,3 +209,16 @@ def test_audit_of_a_cached_config_trains_on_the_cached_stream_and_cuts_on_the_gr
     assert report.spec.grid_samples == 160 and (report.spec.pad_min_samples, report.spec.pad_max_samples) == (0, 320)
     assert "on a 160-sample grid (cached features)" in report.lines()[0]
     assert report.datasets[0].scores.n_puzzles == 60
+
+
+def test_the_tone_diagnosis_on_the_grid_names_the_gap_count_that_fixes_it():
+    from audiosort.audit import _tone_diagnosis
+    from audiosort.verdicts import ideal_sorts
+
+    # 0.5-1.0 s on the 10 ms grid: 51 gap values; a 36-sample tone's phase steps repeat every 9 (gcd(160, 36) = 4).
+    wide = PuzzleSpec(n_chunks=3, chunk_samples=8000, pad_min_samples=8000, pad_max_samples=16000, grid_samples=160)
+    ideal = leaks.ideal_tone_accuracy(wide, sample_rate=16000, frequency_hz=440)
+    assert ideal_sorts(ideal)
+    assert "a multiple of 9" in _tone_diagnosis(wide, 16000, "tiled", ideal)
+    fixed = PuzzleSpec(n_chunks=3, chunk_samples=8000, pad_min_samples=8000, pad_max_samples=15040, grid_samples=160)  # 45 values
+    assert not ideal_sorts(leaks.ideal_tone_accuracy(fixed, sample_rate=16000, frequency_hz=440))
