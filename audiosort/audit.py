@@ -159,7 +159,7 @@ class AuditReport(Verdicts):
             gaps = f"every gap {spec.pad_max_samples / sample_rate:.4g} s (fixed)"
         else:
             low, high = spec.pad_min_samples / sample_rate, spec.pad_max_samples / sample_rate
-            grid = f", on a {spec.grid_samples}-sample grid (cached features)" if spec.grid_samples > 1 else ""
+            grid = f"; on the {spec.grid_samples}-sample hop grid of cached features" if spec.grid_samples > 1 else ""
             gaps = f"gaps {low:.4g}-{high:.4g} s ({spec.pad_mode}{grid})"
         return [
             f"audit of {config.name}: {spec.n_chunks} chunks of {spec.chunk_samples / sample_rate:.4g} s, {gaps} "

@@ -207,7 +207,7 @@ def test_audit_of_a_cached_config_trains_on_the_cached_stream_and_cuts_on_the_gr
 
     report = audit(cached_config(corpus_path, "puzzle.pad_max_seconds=0.02"), steps=3, n_puzzles=60, sanity=("noise",))
     assert report.spec.grid_samples == 160 and (report.spec.pad_min_samples, report.spec.pad_max_samples) == (0, 320)
-    assert "on a 160-sample grid (cached features)" in report.lines()[0]
+    assert "(per_gap; on the 160-sample hop grid of cached features)" in report.lines()[0]
     assert report.datasets[0].scores.n_puzzles == 60
 
 
