@@ -222,3 +222,21 @@ def test_the_tone_diagnosis_on_the_grid_names_the_gap_count_that_fixes_it():
     assert "a multiple of 9" in _tone_diagnosis(wide, 16000, "tiled", ideal)
     fixed = PuzzleSpec(n_chunks=3, chunk_samples=8000, pad_min_samples=8000, pad_max_samples=15040, grid_samples=160)  # 45 values
     assert not ideal_sorts(leaks.ideal_tone_accuracy(fixed, sample_rate=16000, frequency_hz=440))
+
+
+def test_a_model_without_seam_trains_on_frames_alone(corpus_path):
+    from audiosort.train import compiled_feature_model, compiled_model, fit
+
+    config = cached_config(corpus_path, "model.sorter.seam=false", "model.sorter.mismatch=false")
+    spec = PuzzleSpec.from_config(config.puzzle, sample_rate=16000)
+    model, encoder = compiled_model(config, spec, sample_rate=16000, total_steps=2, compile=False)
+    twin = compiled_feature_model(model, encoder, config, total_steps=2)
+    assert [tuple(i.shape) for i in twin.inputs] == [(None, 3, 3, 64)]
+    cache = features.open_feature_cache(Corpus(corpus_path), "train", features.FrontEnd.from_config(config))
+    batches = features.cached_puzzle_batches(cache, spec, 8, rng=np.random.default_rng(0), edges=False)
+    (frames,), order = next(batches)
+    assert frames.shape == (8, 3, 3, 64) and order.shape == (8, 3)
+    before = [keras.ops.convert_to_numpy(w).copy() for w in model.trainable_weights]
+    fit(twin, batches, batch_size=8, epochs=1, steps_per_epoch=2)
+    batches.close()
+    assert any(not np.array_equal(b, keras.ops.convert_to_numpy(w)) for b, w in zip(before, model.trainable_weights))
