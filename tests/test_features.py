@@ -240,3 +240,20 @@ def test_a_model_without_seam_trains_on_frames_alone(corpus_path):
     fit(twin, batches, batch_size=8, epochs=1, steps_per_epoch=2)
     batches.close()
     assert any(not np.array_equal(b, keras.ops.convert_to_numpy(w)) for b, w in zip(before, model.trainable_weights))
+
+
+class _StopAfterFirstEpoch(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt  # as a kill between epochs: the first epoch's checkpoint is on disk
+
+
+def test_a_cached_run_resumes_from_its_checkpoint(corpus_path, tmp_path):
+    config = cached_config(corpus_path)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, runs_dir=tmp_path, verbose=0, callbacks=[_StopAfterFirstEpoch()])
+    run_dir = tmp_path / "cached"
+    assert not (run_dir / "metrics.json").exists() and len((run_dir / "history.csv").read_text().splitlines()) == 2
+    train(config, runs_dir=tmp_path, verbose=0, resume=True)
+    assert len((run_dir / "history.csv").read_text().splitlines()) == 3
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 2
