@@ -19,9 +19,8 @@ the ``test`` and ``ood`` splits: the mean over its reports as a bar, every
 report as a dot, the range over reports as an error bar (the 95 % interval
 when there is one report), and the continuity baseline on the same puzzles
 (its mean) as a black line over the bar. Chance is a dashed line. A probe
-panel draws each task's linear-probe accuracy for every feature row that
-``probe.json`` holds (encoder, random encoder, log-mel statistics, encoder +
-statistics, supervised upper bound), mean ± std over splits, chance dotted.
+panel draws each task's linear-probe accuracy for every row that
+``probe.json`` holds (:data:`PROBE_ROWS`), mean ± std over splits, chance dotted.
 """
 
 from __future__ import annotations
@@ -48,7 +47,9 @@ PROBE_ROWS = {
     "encoder": "trained encoder",
     "random_encoder": "random encoder (same size)",
     "logmel_stats": "log-mel statistics",
+    "tempogram": "tempogram",
     "encoder_stats": "encoder + statistics",
+    "random_encoder_stats": "random encoder + statistics",
     "supervised": "supervised upper bound",
 }
 DPI = 160  # twice the old figure's: readable when the PNG is shown at its natural size
