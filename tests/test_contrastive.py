@@ -12,7 +12,7 @@ import pytest
 from audiosort.config import ContrastiveConfig, load_config
 from audiosort.errors import ConfigError
 from audiosort.heads import HEADS
-from audiosort.models import build_model
+from audiosort.models import build_feature_model, build_model
 from audiosort.models.objectives import SamePuzzleContrast, same_puzzle_contrastive_loss
 from audiosort.train import train
 from conftest import TINY_TRAIN, run_under_jax
@@ -176,3 +176,18 @@ def test_a_model_with_the_auxiliary_reloads_with_identical_outputs_and_still_tra
         keras.ops.convert_to_numpy(reloaded.losses[0]), keras.ops.convert_to_numpy(model.losses[0]), rtol=1e-5
     )
     assert float(keras.ops.convert_to_numpy(reloaded.losses[0])) > 0
+
+
+def test_the_cached_feature_twin_trains_with_the_auxiliary_too():
+    # data.features = cached trains build_feature_model's twin, not the model: the auxiliary must be in it.
+    config = dataclasses.replace(
+        contrast_config(0.5), encoder=dataclasses.replace(tiny_model_config().encoder, type="logmel1d", pooling="time")
+    )
+    keras.utils.set_random_seed(0)
+    model, encoder = build_model(config, n_chunks=3, chunk_samples=800, sample_rate=SAMPLE_RATE)
+    twin = build_feature_model(model, encoder)
+    frames = np.random.default_rng(5).normal(size=(4, *twin.input_shape[1:])).astype("float32")
+    twin([frames], training=False)
+    assert twin.losses == []
+    twin([frames], training=True)
+    assert len(twin.losses) == 1 and float(keras.ops.convert_to_numpy(twin.losses[0])) > 0

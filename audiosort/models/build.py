@@ -149,6 +149,8 @@ def build_feature_model(model: keras.Model, encoder: keras.Model) -> keras.Model
     embeddings = unfold(folded) if n_chunks is not None else unfold([folded, frames])
     inputs = [frames]
     layer_names = {layer.name for layer in model.layers}
+    if "same_puzzle_contrast" in layer_names:
+        embeddings = model.get_layer("same_puzzle_contrast")(embeddings)
     if "edge_log_mel" in layer_names:
         edges = keras.Input((n_chunks, *model.get_layer("edge_log_mel").output.shape[1:]), name="edges")
         inputs.append(edges)
