@@ -53,7 +53,7 @@ import keras
 
 from audiosort import _files, reports
 from audiosort.config import DEFAULT_SANITY, Config, to_dict
-from audiosort.data import synthetic
+from audiosort.data import features, synthetic
 from audiosort.data.puzzles import PuzzleSpec
 from audiosort.errors import ConfigError, InputError, check_positive_int
 from audiosort.leaks import IdealObserver
@@ -66,7 +66,7 @@ from audiosort.sanity import (
     sanity_puzzles,
     sanity_tracks,
 )
-from audiosort.train import compiled_model, fit, train_batches
+from audiosort.train import compiled_feature_model, compiled_model, fit, train_batches
 from audiosort.verdicts import ALPHA, DatasetResult, Verdicts, p_text, score_dataset, tau_and_p
 
 # 400 steps of the config's batch: enough for the small waveform models of the tests to learn
@@ -159,7 +159,8 @@ class AuditReport(Verdicts):
             gaps = f"every gap {spec.pad_max_samples / sample_rate:.4g} s (fixed)"
         else:
             low, high = spec.pad_min_samples / sample_rate, spec.pad_max_samples / sample_rate
-            gaps = f"gaps {low:.4g}-{high:.4g} s ({spec.pad_mode})"
+            grid = f"; on the {spec.grid_samples}-sample hop grid of cached features" if spec.grid_samples > 1 else ""
+            gaps = f"gaps {low:.4g}-{high:.4g} s ({spec.pad_mode}{grid})"
         return [
             f"audit of {config.name}: {spec.n_chunks} chunks of {spec.chunk_samples / sample_rate:.4g} s, {gaps} "
             f"at {sample_rate} Hz",
@@ -265,6 +266,9 @@ def audit(
         raise InputError(f"--sanity {','.join(sanity)} names a set twice")
     sample_rate = config.data.sample_rate
     spec = PuzzleSpec.from_config(config.puzzle, sample_rate=sample_rate)
+    if config.data.features == "cached":
+        # Training then cuts on the hop grid: so do the held-out puzzles, and the ideal observers know it.
+        spec = features.FrontEnd.from_config(config).grid_spec(spec)
     if spec.max_span_samples > SANITY_TRACK_SECONDS * sample_rate:
         raise ConfigError(
             f"a chunk set of these puzzle settings spans {spec.max_span_samples / sample_rate:.3f} s, "
@@ -290,11 +294,19 @@ def audit(
 def _train_on_sanity_audio(config: Config, spec: PuzzleSpec, kind: str, *, steps: int, seed: int) -> keras.Model:
     """A fresh model of ``config`` fitted for ``steps`` batches of puzzles from the kind's train tracks."""
     tracks, rng, _ = sanity_tracks(kind, sample_rate=config.data.sample_rate, seed=seed, split="train")
-    model, _ = compiled_model(config, spec, sample_rate=config.data.sample_rate, total_steps=steps)
+    cached = config.data.features == "cached"
+    model, encoder = compiled_model(config, spec, sample_rate=config.data.sample_rate, total_steps=steps, compile=not cached)
     batch_size = config.train.batch_size
     try:
-        batches = train_batches(tracks, spec, batch_size, rng=rng, augment=config.augment, sample_rate=config.data.sample_rate)
-        fit(model, batches, batch_size=batch_size, epochs=1, steps_per_epoch=steps)
+        if cached:
+            # The stream train reads: the tracks' cached features (here in memory), fitted by the model's feature twin.
+            cache = features.FeatureCache.in_memory(tracks, features.FrontEnd.from_config(config))
+            fitted = compiled_feature_model(model, encoder, config, total_steps=steps)
+            batches = features.cached_puzzle_batches(cache, spec, batch_size, rng=rng, edges=config.model.sorter.seam)
+        else:
+            fitted = model
+            batches = train_batches(tracks, spec, batch_size, rng=rng, augment=config.augment, sample_rate=config.data.sample_rate)
+        fit(fitted, batches, batch_size=batch_size, epochs=1, steps_per_epoch=steps)
     except InputError as e:
         raise InputError(f"training on {kind}: {e}") from None
     return model
@@ -316,7 +328,17 @@ def _tone_diagnosis(spec: PuzzleSpec, sample_rate: int, tone_method: str, sortab
             f"one gap shared by all {spec.n_chunks} chunks lets the model infer the phase step and extend the sine "
             f"(the seed's finding) — {fix}"
         )
-    gap_values = spec.pad_max_samples - spec.pad_min_samples + 1
+    gap_values = (spec.pad_max_samples - spec.pad_min_samples) // spec.grid_samples + 1
+    # On a grid (cached features) the phase steps repeat every `cycle` gap values, not every period's samples.
+    cycle = period_samples // math.gcd(spec.grid_samples, period_samples) if tone_method == "tiled" else period_samples
+    if spec.grid_samples > 1 and tone_method == "tiled" and sortable is not None:
+        cycle_ms = 1000 * cycle * spec.grid_samples / sample_rate
+        return (
+            f"on the {spec.grid_samples}-sample grid of cached features the gaps take {gap_values} values, and the "
+            f"tone's phase steps repeat every {cycle} of them, so some steps are likelier (ideal observer "
+            f"{sortable.exact_accuracy:.3f}) — make the number of gap values a multiple of {cycle} (a range of "
+            f"pad_max_seconds - pad_min_seconds + {spec.grid_samples / sample_rate:g} s = k x {cycle_ms:.0f} ms)"
+        )
     if gap_values < period_samples:
         return (
             f"the gaps take {gap_values} values, less than one period, so the phase step barely varies "

@@ -502,25 +502,31 @@ def embed(run_dir, audio, out, hop_seconds, overwrite):
 )
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the random encoder, the splits and the classifiers.")
 @click.option("--splits", "n_splits", type=click.IntRange(min=2), default=5, show_default=True, help="Train/test splits (group folds) per task.")
-def probe_command(run_dir, data_dirs, seed, n_splits):
-    """Linear-probe the run's frozen encoder on labelled clips, beside two baselines.
+@click.option(
+    "--supervised-steps", type=click.IntRange(min=0), default=300, show_default=True,
+    help="Training steps per split of the supervised reference (the architecture trained on the labels); 0 skips it.",
+)
+def probe_command(run_dir, data_dirs, seed, n_splits, supervised_steps):
+    """Linear-probe the run's frozen encoder on labelled clips, beside baselines of equal size.
 
     Each --data holds one sub-folder of audio files per class, or a labels.csv
     with path,label[,group] (paths relative to it). Each file is one clip; the
     clips of one group (a recording, an instrument) never straddle a split.
     Over --splits group folds, a logistic regression whose L2 strength is chosen
-    by cross-validation on the train part is scored on the test part, for three
-    features: the run's encoder (mean over the clip's chunks), the same
-    architecture with random weights, and log-mel statistics (mean and std of
-    64 bands). Prints mean and spread over splits and a paired test of the
-    encoder against each baseline. Writes probe.json and probe.md into
-    RUN_DIR, keeping the tasks of other folders.
+    by cross-validation on the train part is scored on the test part, for: the
+    run's encoder (mean and std of its embeddings over the clip), the same
+    architecture with random weights, log-mel statistics (mean and std of 64
+    bands), a tempogram, and the encoder (or random encoder) beside the
+    statistics; and the architecture trained end to end on each train part as
+    a supervised reference. Prints mean and spread over splits and paired
+    tests (trained > random, encoder + stats > stats). Writes probe.json and
+    probe.md into RUN_DIR, keeping the tasks of other folders.
     """
     from audiosort.probe import probe
     from audiosort.run import run_in_use
 
     click.get_current_context().with_resource(run_in_use(run_dir))
-    report = probe(run_dir, data_dirs, seed=seed, n_splits=n_splits)
+    report = probe(run_dir, data_dirs, seed=seed, n_splits=n_splits, supervised_steps=supervised_steps)
     click.echo("\n".join(report.lines()))
     click.echo(f"wrote probe.json and probe.md in {report.run_dir}")
 

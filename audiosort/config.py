@@ -29,6 +29,9 @@ from audiosort.errors import ConfigError
 from audiosort.heads import HEADS
 
 PAD_MODES = ("per_gap", "shared", "fixed")
+# raw: every step computes the log-mel front end from the int16 chunks; cached: training reads it from
+# the corpus's feature cache (audiosort.data.features), puzzles cut on the hop grid.
+FEATURE_SOURCES = ("raw", "cached")
 POOLINGS = ("global", "flatten", "time", "stats")
 ENCODER_TYPES = ("mlp", "conv1d", "logmel", "logmel_resnet", "logmel1d")
 NORMALIZATIONS = ("softmax", "sinkhorn")
@@ -56,8 +59,12 @@ class DataConfig:
     corpus: str = "data/demo"  # a corpus folder made by `audiosort prepare`
     sample_rate: int = 16000  # Hz; must match the corpus (the model's front end depends on it)
     val_puzzles: int = DEFAULT_PUZZLES  # size of the validation set when the corpus's fixed one has other settings
+    # raw: the model computes its log-mel front end every step; cached: training reads it from a feature
+    # cache built once beside the corpus (docs/training.md, "Feature cache"); logmel* encoders only.
+    features: str = "raw"
 
     def __post_init__(self):
+        _check(self.features in FEATURE_SOURCES, "data.features", self.features, f"must be one of {FEATURE_SOURCES}")
         _check(self.sample_rate > 0, "data.sample_rate", self.sample_rate, "must be > 0")
         _check(self.val_puzzles > 0, "data.val_puzzles", self.val_puzzles, "must be > 0")
 
@@ -109,6 +116,9 @@ class AugmentConfig:
     # per chunk: white noise whose RMS is drawn uniformly in [noise_min_dbfs, noise_max_dbfs] dB full scale.
     noise_min_dbfs: float = -70.0
     noise_max_dbfs: float = -45.0
+    # false: the per-puzzle EQ only. Gain and noise drawn per chunk change the two sides of a seam differently
+    # (issue 19: gain alone costs continuity 0.04 at 0-50 ms gaps); a per-puzzle EQ changes both alike.
+    per_chunk: bool = True
 
     def __post_init__(self):
         for name in ("gain_db", "tilt_db_per_octave", "eq_db"):

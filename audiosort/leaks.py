@@ -371,12 +371,13 @@ def _observed(guessed: np.ndarray, order: np.ndarray, how: str) -> IdealObserver
 def _gap_distribution(spec: PuzzleSpec) -> tuple[np.ndarray, np.ndarray]:
     """Possible gaps of one step, in samples ``(G, 1)`` int64, and their probabilities ``(G,)``.
 
-    ``per_gap`` and ``shared`` draw each step's gap uniformly in the range (shared
-    then repeats it); ``fixed`` always uses ``pad_max_samples``.
+    ``per_gap`` and ``shared`` draw each step's gap uniformly among the
+    multiples of ``grid_samples`` in the range (shared then repeats it);
+    ``fixed`` always uses ``pad_max_samples``.
     """
     if spec.pad_mode == "fixed":
         return np.array([[spec.pad_max_samples]], dtype=np.int64), np.ones(1)
-    gaps = np.arange(spec.pad_min_samples, spec.pad_max_samples + 1, dtype=np.int64)[:, None]
+    gaps = np.arange(spec.pad_min_samples, spec.pad_max_samples + 1, spec.grid_samples, dtype=np.int64)[:, None]
     return gaps, np.full(len(gaps), 1.0 / len(gaps))
 
 

@@ -12,17 +12,49 @@ labelled folder DATA (one task, named after the folder) holds either
   (``scripts/make_probe_sets.py`` records there where each clip was cut). When
   DATA holds a ``labels.csv``, its sub-folders are not read.
 
-Each file is one clip, decoded at the run's sample rate, and described three ways:
+Each file is one clip, decoded at the run's sample rate. Every row of the
+table reads it under one rule, so that the rows compare like with like: a
+*descriptor* per short frame, summarized by its mean and standard deviation
+over the clip's frames (order in time forgotten, spread kept), within one
+budget of ``DIMENSION_BUDGET`` (128) values per source.
 
 ``encoder``
-    the run's encoder on frames of the run's chunk length, end to end, averaged
-    over the clip (the clip embedding of ``audiosort embed``);
+    the run's encoder on frames of one chunk every quarter chunk (its
+    embedding of D values is the descriptor): mean and std over the frames,
+    2 D values (128 for the usual D = 64). Why the embedding and not the last
+    feature map: the embedding is what the sorter reads and what
+    ``audiosort embed`` gives, and with D = 64 it has the width of the
+    log-mel descriptor, so both sides get the same pooling and the same
+    budget without a projection.
 ``random_encoder``
-    the same, through the same architecture with fresh random weights (seeded):
-    what the architecture gives before any training;
+    the same, through the same architecture with fresh random weights
+    (seeded): what the architecture gives before any training.
 ``logmel_stats``
-    mean and standard deviation over time of each of 64 log-mel bands (32 ms
-    window, 10 ms hop): 128 values that know nothing about sorting.
+    64 log-mel bands (32 ms window, 10 ms hop) as the descriptor: mean and
+    std of each band, 128 values that know nothing about sorting.
+``tempogram``
+    the autocorrelation of the clip's onset strength (from the same log-mel
+    frames) at lags of 1-128 hops (10 ms-1.28 s), divided by its value at
+    lag 0: a clip-long tempogram, the no-learning baseline of tempo (and of
+    rhythm in general); 128 values.
+``encoder_stats``, ``random_encoder_stats``
+    the encoder's (random encoder's) features beside the log-mel statistics:
+    what the encoder adds to the statistics. The second row holds the same
+    number of values without any training, so that a gain of the first over
+    ``logmel_stats`` is not merely a gain of width.
+``supervised``
+    a reference, not a probe: the run's encoder architecture, freshly
+    initialized, with one dense softmax layer on its embedding, trained end
+    to end on the frames of the train part (each frame labelled with its
+    clip's class; ``supervised_steps`` Adam steps of ``SUPERVISED_BATCH``
+    frames at learning rate ``SUPERVISED_LEARNING_RATE``, one fixed recipe
+    never tuned on any test part) and scored on the test part by the mean
+    log-probability over each clip's frames. What this architecture learns
+    from the labels themselves, within a CPU budget: a loose upper bound.
+
+A source wider than its budget (an encoder with D > 64) is reduced by a
+principal component analysis fit on the train part only; a concatenation has
+the budget of its two sources (256).
 
 Splits. The clips are dealt into ``n_splits`` (default 5) seeded folds by
 groups, stratified by class (scikit-learn's ``StratifiedGroupKFold``): the
@@ -31,18 +63,21 @@ recognising a recording it was trained on. Without a ``group`` column each
 file is its own group. Each fold is the test part once, the other folds its
 train part; every clip is thus predicted exactly once.
 
-On each train part, for each feature, a logistic regression on standardized
-features is fit with its L2 strength ``C`` chosen among ``C_GRID`` by a
-3-fold group cross-validation *within the train part* (the test part is never
-seen), then refit on the whole train part and scored on the test part.
+On each train part, for each linear row, a logistic regression on
+standardized features is fit with its L2 strength ``C`` chosen among
+``C_GRID`` by a 3-fold group cross-validation *within the train part* (the
+test part is never seen), then refit on the whole train part and scored on
+the test part.
 
-Reported per task and feature: the accuracy of each split, their mean and
+Reported per task and row: the accuracy of each split, their mean and
 standard deviation, and the pooled accuracy over all clips with its Wilson 95 %
-interval. The encoder is compared with each baseline by a paired test over
-groups, the unit that never straddles a split: a one-sided Wilcoxon
-signed-rank test that the encoder's per-group accuracy exceeds the baseline's
-(with one clip per group this is a sign test, McNemar's). Chance is the share
-of the most common class, the accuracy of always answering it.
+interval. Each pair of ``COMPARISONS`` (trained > random encoder, encoder >
+statistics, encoder + statistics > statistics, encoder + statistics > random
+encoder + statistics) is tested over groups, the unit that never straddles a
+split: a one-sided Wilcoxon signed-rank test that the first's per-group
+accuracy exceeds the second's (with one clip per group this is a sign test,
+McNemar's). Chance is the share of the most common class, the accuracy of
+always answering it.
 
 Output in the run folder (each written atomically)::
 
@@ -50,18 +85,20 @@ Output in the run folder (each written atomically)::
                  the same name replaces it.
     probe.md     one table row per task
 
-An entry holds ``accuracy`` (mean over splits per feature), ``accuracy_std``,
+An entry holds ``accuracy`` (mean over splits per row), ``accuracy_std``,
 ``accuracy_per_split``, ``pooled`` and ``interval`` (Wilson 95 %),
-``chosen_c`` (per feature, per split), ``difference`` (per baseline: mean and
-std over splits of encoder minus baseline), ``p_encoder_better``, ``chance``,
-``classes``, ``n_classes``, ``n_clips``, ``n_groups``, ``grouped_by``,
-``n_splits``, ``labels_from``, ``data``, ``feature_dims``, ``seed``.
+``chosen_c`` (per linear row, per split), ``difference`` and ``p_better``
+(per comparison ``"A>B"``: mean and std over splits of A minus B; the
+one-sided p-value), ``chance``, ``classes``, ``n_classes``, ``n_clips``,
+``n_groups``, ``grouped_by``, ``n_splits``, ``labels_from``, ``data``,
+``feature_dims`` (values per linear row, before any projection),
+``dimension_budget``, ``supervised_steps`` and ``seed``.
 
 Example
 -------
 >>> report = probe("runs/logmel", ["data/probe-tracks", "data/probe-instruments"])  # doctest: +SKIP
 >>> report.tasks["probe-tracks"]["accuracy"]  # doctest: +SKIP
-{'encoder': 0.61, 'random_encoder': 0.35, 'logmel_stats': 0.52}
+{'encoder': 0.61, 'random_encoder': 0.35, 'logmel_stats': 0.52, ...}
 """
 
 from __future__ import annotations
@@ -76,6 +113,7 @@ import keras
 import librosa
 import numpy as np
 from scipy import stats
+from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
@@ -89,9 +127,27 @@ from audiosort.errors import DecodeError, InputError
 from audiosort.models.encoders import build_encoder
 from audiosort.run import RunEncoder, config_path, load_encoder, load_run_config, read_probe, write_probe
 
-FEATURES = ("encoder", "random_encoder", "logmel_stats")
-BASELINES = ("random_encoder", "logmel_stats")
-FEATURE_TITLES = {"encoder": "encoder", "random_encoder": "random encoder", "logmel_stats": "log-mel stats"}
+# Linear rows: one feature matrix each; then the supervised reference.
+LINEAR = ("encoder", "random_encoder", "logmel_stats", "tempogram", "encoder_stats", "random_encoder_stats")
+FEATURES = (*LINEAR, "supervised")
+# The rows that are two sources side by side.
+CONCATENATED = {"encoder_stats": ("encoder", "logmel_stats"), "random_encoder_stats": ("random_encoder", "logmel_stats")}
+# (A, B): a one-sided test that A is right more often than B, over groups.
+COMPARISONS = (
+    ("encoder", "random_encoder"),
+    ("encoder", "logmel_stats"),
+    ("encoder_stats", "logmel_stats"),
+    ("encoder_stats", "random_encoder_stats"),
+)
+FEATURE_TITLES = {
+    "encoder": "encoder",
+    "random_encoder": "random encoder",
+    "logmel_stats": "log-mel stats",
+    "tempogram": "tempogram",
+    "encoder_stats": "encoder + stats",
+    "random_encoder_stats": "random + stats",
+    "supervised": "supervised",
+}
 LABELS_FILE = "labels.csv"
 
 LOGMEL_BANDS = 64
@@ -104,6 +160,16 @@ MAX_ITERATIONS = 10_000
 # Inverse L2 strengths tried by the inner cross-validation, from heavy regularization to almost none.
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
 INNER_FOLDS = 3
+# Values per source: the mean and std of the 64 log-mel bands; a wider source is projected to it.
+DIMENSION_BUDGET = 2 * LOGMEL_BANDS
+# Encoder frames start every quarter chunk, so that a 2 s clip of 0.5 s chunks gives 13 frames to take a std over.
+FRAMES_PER_CHUNK = 4
+# Lags of the tempogram, in log-mel hops: 10 ms to 1.28 s, two beats at 94 BPM.
+TEMPOGRAM_LAGS = 128
+# The supervised reference's one recipe (never tuned on a test part).
+SUPERVISED_STEPS = 300
+SUPERVISED_BATCH = 64
+SUPERVISED_LEARNING_RATE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -280,6 +346,7 @@ def fit_and_predict(
     test_features: np.ndarray,
     *,
     seed: int,
+    max_dims: int | None = None,
 ) -> tuple[np.ndarray, float]:
     """Choose C by group cross-validation on the train clips, refit on them all, predict the test clips.
 
@@ -292,6 +359,10 @@ def fit_and_predict(
     test_features : np.ndarray [shape=(n_test, D), dtype=float]
     seed : int, keyword-only
         Seeds the inner folds and the classifier.
+    max_dims : int > 0, optional, keyword-only
+        Where D is larger, the standardized features are projected on their
+        first ``max_dims`` principal components (fit on the train clips; at
+        most ``n_train``) and standardized again before the regression.
 
     Returns
     -------
@@ -313,7 +384,10 @@ def fit_and_predict(
         classifier = LogisticRegressionCV(
             Cs=list(C_GRID), cv=folds, scoring="accuracy", max_iter=MAX_ITERATIONS, random_state=seed
         )
-        search = make_pipeline(StandardScaler(), classifier).fit(train_features, train_labels)
+        steps = [StandardScaler()]
+        if max_dims is not None and train_features.shape[1] > max_dims:
+            steps += [PCA(min(max_dims, len(train_features)), random_state=seed), StandardScaler()]
+        search = make_pipeline(*steps, classifier).fit(train_features, train_labels)
     return search.predict(test_features), float(np.ravel(classifier.C_)[0])
 
 
@@ -340,8 +414,8 @@ def paired_group_p_value(correct_a: np.ndarray, correct_b: np.ndarray, groups: n
     return float(stats.wilcoxon(difference, zero_method="wilcox", alternative="greater").pvalue)
 
 
-def logmel_stats(y: np.ndarray, *, sample_rate: int) -> np.ndarray:
-    """Mean and standard deviation over time of each log-mel band: the baseline features.
+def log_mel(y: np.ndarray, *, sample_rate: int) -> np.ndarray:
+    """The natural log of the mel power spectrogram the baselines read.
 
     Parameters
     ----------
@@ -352,9 +426,7 @@ def logmel_stats(y: np.ndarray, *, sample_rate: int) -> np.ndarray:
 
     Returns
     -------
-    features : np.ndarray [shape=(2 * LOGMEL_BANDS,), dtype=float32]
-        The 64 band means, then the 64 band standard deviations, of the
-        natural log of the mel power spectrogram.
+    log_mel : np.ndarray [shape=(LOGMEL_BANDS, n_frames), dtype=float32]
     """
     mel = librosa.feature.melspectrogram(
         y=y,
@@ -363,12 +435,61 @@ def logmel_stats(y: np.ndarray, *, sample_rate: int) -> np.ndarray:
         hop_length=round(LOGMEL_HOP_SECONDS * sample_rate),
         n_mels=LOGMEL_BANDS,
     )
-    log_mel = np.log(mel + LOGMEL_FLOOR)
-    return np.concatenate([log_mel.mean(axis=1), log_mel.std(axis=1)]).astype(np.float32)
+    return np.log(mel + LOGMEL_FLOOR).astype(np.float32)
 
 
-def clip_embedding(model: RunEncoder, pcm: np.ndarray) -> np.ndarray:
-    """Mean embedding of a clip's frames of one chunk each, end to end (the last partial frame dropped).
+def logmel_stats(y: np.ndarray, *, sample_rate: int) -> np.ndarray:
+    """Mean and standard deviation over time of each log-mel band: the baseline features.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n_samples,), dtype=float32]
+        Mono audio in [-1, 1].
+    sample_rate : int > 0
+        Hz (see :func:`log_mel`).
+
+    Returns
+    -------
+    features : np.ndarray [shape=(2 * LOGMEL_BANDS,), dtype=float32]
+        The 64 band means, then the 64 band standard deviations.
+    """
+    return time_statistics(log_mel(y, sample_rate=sample_rate).T)
+
+
+def tempogram(y: np.ndarray, *, sample_rate: int) -> np.ndarray:
+    """A clip-long tempogram: the autocorrelation of onset strength, the no-learning baseline of tempo.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n_samples,), dtype=float32]
+        Mono audio in [-1, 1].
+    sample_rate : int > 0
+        Hz (see :func:`log_mel`).
+
+    Returns
+    -------
+    features : np.ndarray [shape=(TEMPOGRAM_LAGS,), dtype=float32]
+        Autocorrelation of librosa's onset strength (spectral flux of the
+        log-mel frames) at lags of 1 .. ``TEMPOGRAM_LAGS`` hops of 10 ms,
+        divided by its value at lag 0 (so loudness does not count); zero at
+        lags the clip is too short for, and everywhere for a clip without onsets.
+    """
+    decibels = log_mel(y, sample_rate=sample_rate) * (10 / np.log(10))
+    onsets = librosa.onset.onset_strength(S=decibels, sr=sample_rate, hop_length=round(LOGMEL_HOP_SECONDS * sample_rate))
+    correlation = librosa.autocorrelate(onsets, max_size=TEMPOGRAM_LAGS + 1)
+    features = np.zeros(TEMPOGRAM_LAGS, dtype=np.float32)
+    if correlation[0] > 0:
+        features[: len(correlation) - 1] = correlation[1:] / correlation[0]
+    return features
+
+
+def time_statistics(descriptors: np.ndarray) -> np.ndarray:
+    """Mean, then standard deviation, over frames: ``(n_frames, D)`` -> ``(2 D,)`` float32."""
+    return np.concatenate([descriptors.mean(axis=0), descriptors.std(axis=0)]).astype(np.float32)
+
+
+def clip_frames(model: RunEncoder, pcm: np.ndarray) -> np.ndarray:
+    """A clip's frames of one chunk, one every ``chunk_samples // FRAMES_PER_CHUNK`` samples (the last partial one dropped).
 
     Parameters
     ----------
@@ -378,10 +499,21 @@ def clip_embedding(model: RunEncoder, pcm: np.ndarray) -> np.ndarray:
 
     Returns
     -------
-    embedding : np.ndarray [shape=(model.embedding_dim,), dtype=float32]
+    frames : np.ndarray [shape=(n_frames, model.chunk_samples), dtype=int16]
+        A strided view of ``pcm``.
     """
-    frames = frame(pcm, chunk_samples=model.chunk_samples, hop_samples=model.chunk_samples)
-    return model.embed(frames).mean(axis=0)
+    hop = max(1, model.chunk_samples // FRAMES_PER_CHUNK)
+    return frame(pcm, chunk_samples=model.chunk_samples, hop_samples=hop)
+
+
+def encoder_statistics(model: RunEncoder, pcm: np.ndarray) -> np.ndarray:
+    """Mean and standard deviation of the embeddings of a clip's frames (:func:`clip_frames`).
+
+    Returns
+    -------
+    features : np.ndarray [shape=(2 * model.embedding_dim,), dtype=float32]
+    """
+    return time_statistics(model.embed(clip_frames(model, pcm)))
 
 
 def random_encoder(run_dir: str | Path, *, seed: int) -> RunEncoder:
@@ -409,6 +541,64 @@ def random_encoder(run_dir: str | Path, *, seed: int) -> RunEncoder:
     return RunEncoder(encoder, sample_rate, chunk_samples, config_path(run_dir))
 
 
+def supervised_predict(
+    architecture: RunEncoder,
+    train_clips: Sequence,
+    train_labels: np.ndarray,
+    test_clips: Sequence,
+    *,
+    steps: int,
+    seed: int,
+) -> np.ndarray:
+    """Train the architecture end to end on the train clips' frames; predict each test clip.
+
+    Parameters
+    ----------
+    architecture : RunEncoder
+        Gives the architecture (a copy with fresh weights is trained; this one
+        is not touched), chunk length and rate.
+    train_clips, test_clips : sequence of np.ndarray [shape=(n_samples,), dtype=int16]
+        Clips of at least one chunk.
+    train_labels : np.ndarray [shape=(len(train_clips),), dtype=str]
+    steps : int > 0, keyword-only
+        Adam steps of ``SUPERVISED_BATCH`` frames drawn with replacement from
+        every frame (:func:`clip_frames`) of the train clips, each labelled
+        with its clip's class; learning rate ``SUPERVISED_LEARNING_RATE``.
+    seed : int, keyword-only
+        Seeds the weights and the batches.
+
+    Returns
+    -------
+    predicted : np.ndarray [shape=(len(test_clips),), dtype=str]
+        The class of the highest mean log-probability over each clip's frames.
+    """
+    classes, targets = np.unique(train_labels, return_inverse=True)
+    keras.utils.set_random_seed(seed)
+    encoder = keras.models.clone_model(architecture.encoder)
+    chunks = keras.Input((architecture.chunk_samples,), dtype="int16", name="chunk")
+    logits = keras.layers.Dense(len(classes), name="classes")(encoder(chunks))
+    model = keras.Model(chunks, logits, name="supervised")
+    model.compile(
+        optimizer=keras.optimizers.Adam(SUPERVISED_LEARNING_RATE),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=False,
+    )
+    frames = [clip_frames(architecture, pcm) for pcm in train_clips]
+    # (clip, frame) of every train frame: batches are cut on demand, never all frames at once.
+    where = np.array([(clip, k) for clip, per_clip in enumerate(frames) for k in range(len(per_clip))])
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        picked = where[rng.integers(len(where), size=SUPERVISED_BATCH)]
+        batch = np.stack([frames[clip][k] for clip, k in picked])
+        model.train_on_batch(batch, targets[picked[:, 0]])
+    predicted = []
+    for pcm in test_clips:
+        scores = np.asarray(model.predict_on_batch(np.ascontiguousarray(clip_frames(architecture, pcm))), dtype=np.float64)
+        log_probabilities = scores - np.logaddexp.reduce(scores, axis=1, keepdims=True)
+        predicted.append(classes[int(log_probabilities.mean(axis=0).argmax())])
+    return np.array(predicted)
+
+
 @dataclass
 class ProbeReport:
     """What :func:`probe` wrote.
@@ -432,8 +622,15 @@ class ProbeReport:
         return markdown_lines(self.run_dir, self.tasks)
 
 
-def probe(run_dir: str | Path, data_dirs: str | Path | Sequence, *, seed: int = 0, n_splits: int = 5) -> ProbeReport:
-    """Probe a run's encoder, a random encoder of the same architecture and log-mel statistics on labelled folders.
+def probe(
+    run_dir: str | Path,
+    data_dirs: str | Path | Sequence,
+    *,
+    seed: int = 0,
+    n_splits: int = 5,
+    supervised_steps: int = SUPERVISED_STEPS,
+) -> ProbeReport:
+    """Probe a run's encoder beside a random encoder, log-mel statistics, a tempogram and a supervised reference.
 
     Parameters
     ----------
@@ -443,9 +640,11 @@ def probe(run_dir: str | Path, data_dirs: str | Path | Sequence, *, seed: int = 
     data_dirs : str, Path or sequence of them
         Labelled folders (layout: module docstring), one task each, named after the folder.
     seed : int, keyword-only
-        Seeds the random encoder's weights, the folds and the classifiers.
+        Seeds the random encoder's weights, the folds, the classifiers and the supervised reference.
     n_splits : int >= 2, keyword-only
         Train/test splits (group folds) per task.
+    supervised_steps : int >= 0, keyword-only
+        Training steps of the supervised reference per split; 0 leaves that row out.
 
     Returns
     -------
@@ -462,63 +661,106 @@ def probe(run_dir: str | Path, data_dirs: str | Path | Sequence, *, seed: int = 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputError(f"no run folder at {str(run_dir)!r}")
+    if supervised_steps < 0:
+        raise InputError(f"supervised_steps = {supervised_steps!r} must be at least 0")
     data_dirs = [Path(data_dirs)] if isinstance(data_dirs, (str, Path)) else [Path(d) for d in data_dirs]
     names = [d.resolve().name for d in data_dirs]
     if len(set(names)) < len(names):
         raise InputError(f"two labelled folders are both named {max(names, key=names.count)!r}; a task is named after its folder")
     labelled_sets = [read_labelled(d) for d in data_dirs]
     folds = [group_folds(labelled, n_splits=n_splits, seed=seed) for labelled in labelled_sets]
-    # Entries of the earlier one-split probe (no n_splits) are not comparable with these; they are dropped.
-    tasks = {name: dict(task.entry) for name, task in read_probe(run_dir).items() if "n_splits" in task.entry}
+    # Entries of earlier probes (mean-pooled encoder, no comparisons) are not comparable with these; they are dropped.
+    tasks = {name: dict(task.entry) for name, task in read_probe(run_dir).items() if task.p_better}
     trained = load_encoder(run_dir)
     untrained = random_encoder(run_dir, seed=seed)
     for data_dir, name, labelled, fold in zip(data_dirs, names, labelled_sets, folds):
-        columns = _features(labelled, trained, untrained)
-        tasks[name] = _score_task(columns, labelled, fold, data_dir=data_dir.resolve(), seed=seed)
+        clips = _decode(labelled, trained)
+        columns = _features(clips, trained, untrained)
+        supervised = None
+        if supervised_steps:
+            supervised = _supervised_column(clips, labelled, fold, untrained, steps=supervised_steps, seed=seed)
+        tasks[name] = _score_task(
+            columns, supervised, labelled, fold, data_dir=data_dir.resolve(), seed=seed, supervised_steps=supervised_steps
+        )
     lines = markdown_lines(run_dir, tasks)
     write_probe(run_dir, tasks, "\n".join([f"# {lines[0]}", *lines[1:]]) + "\n")
     return ProbeReport(run_dir, names, tasks)
 
 
-def _features(labelled: LabelledSet, trained: RunEncoder, untrained: RunEncoder) -> dict:
-    """Each feature of every clip: name -> (n_clips, D) float32."""
-    sample_rate, chunk_samples = trained.sample_rate, trained.chunk_samples
-    columns = {name: [] for name in FEATURES}
+def _decode(labelled: LabelledSet, model: RunEncoder) -> list:
+    """Every clip as float32 audio at the run's rate; a file that cannot serve is an InputError."""
+    clips = []
     for file in labelled.files:
         try:
-            y = audio.load(file, sample_rate=sample_rate)
+            y = audio.load(file, sample_rate=model.sample_rate)
         except DecodeError as error:
             raise InputError(f"cannot probe with {file}: {error}") from None
-        if len(y) < chunk_samples:
+        if len(y) < model.chunk_samples:
             raise InputError(
-                f"{file} lasts {len(y) / sample_rate:.3f} s, less than one chunk of the run "
-                f"({chunk_samples / sample_rate:.3f} s)"
+                f"{file} lasts {len(y) / model.sample_rate:.3f} s, less than one chunk of the run "
+                f"({model.chunk_samples / model.sample_rate:.3f} s)"
             )
+        clips.append(y)
+    return clips
+
+
+def _features(clips: list, trained: RunEncoder, untrained: RunEncoder) -> dict:
+    """Each linear row's features of every clip: name -> (n_clips, D) float32."""
+    sample_rate = trained.sample_rate
+    columns = {"encoder": [], "random_encoder": [], "logmel_stats": [], "tempogram": []}
+    for y in clips:
         pcm = audio.to_int16(y)
-        columns["encoder"].append(clip_embedding(trained, pcm))
-        columns["random_encoder"].append(clip_embedding(untrained, pcm))
+        columns["encoder"].append(encoder_statistics(trained, pcm))
+        columns["random_encoder"].append(encoder_statistics(untrained, pcm))
         columns["logmel_stats"].append(logmel_stats(y, sample_rate=sample_rate))
-    return {name: np.stack(values) for name, values in columns.items()}
+        columns["tempogram"].append(tempogram(y, sample_rate=sample_rate))
+    columns = {name: np.stack(values) for name, values in columns.items()}
+    for name, (first, second) in CONCATENATED.items():
+        columns[name] = np.concatenate([columns[first], columns[second]], axis=1)
+    return columns
 
 
-def _score_task(columns: dict, labelled: LabelledSet, fold: np.ndarray, *, data_dir: Path, seed: int) -> dict:
-    """Fit and score every feature on every split; the task's probe.json entry."""
+def _supervised_column(clips: list, labelled: LabelledSet, fold: np.ndarray, architecture: RunEncoder, *, steps: int, seed: int) -> np.ndarray:
+    """The supervised reference's prediction of every clip, each from the split that tests it."""
+    labels = np.array(labelled.labels)
+    pcm = [audio.to_int16(y) for y in clips]
+    predicted = np.empty(len(labels), dtype=labels.dtype)
+    for k in range(int(fold.max()) + 1):
+        train, test = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
+        predicted[test] = supervised_predict(
+            architecture, [pcm[i] for i in train], labels[train], [pcm[i] for i in test], steps=steps, seed=seed + k
+        )
+    return predicted
+
+
+def _score_task(
+    columns: dict, supervised: np.ndarray | None, labelled: LabelledSet, fold: np.ndarray, *,
+    data_dir: Path, seed: int, supervised_steps: int,
+) -> dict:
+    """Fit and score every row on every split; the task's probe.json entry."""
     labels, groups = np.array(labelled.labels), np.array(labelled.groups)
     n_splits = int(fold.max()) + 1
-    correct = {name: np.zeros(len(labels), dtype=bool) for name in FEATURES}
-    per_split = {name: [] for name in FEATURES}
-    chosen_c = {name: [] for name in FEATURES}
+    rows = [*LINEAR, *(("supervised",) if supervised is not None else ())]
+    correct = {name: np.zeros(len(labels), dtype=bool) for name in rows}
+    per_split = {name: [] for name in rows}
+    chosen_c = {name: [] for name in LINEAR}
     for k in range(n_splits):
         test = fold == k
-        for name in FEATURES:
+        for name in LINEAR:
             features = columns[name]
-            predicted, c = fit_and_predict(features[~test], labels[~test], groups[~test], features[test], seed=seed + k)
+            budget = DIMENSION_BUDGET * (2 if name in CONCATENATED else 1)
+            predicted, c = fit_and_predict(
+                features[~test], labels[~test], groups[~test], features[test], seed=seed + k, max_dims=budget
+            )
             correct[name][test] = predicted == labels[test]
-            per_split[name].append(float(correct[name][test].mean()))
             chosen_c[name].append(c)
+        if supervised is not None:
+            correct["supervised"][test] = supervised[test] == labels[test]
+        for name in rows:
+            per_split[name].append(float(correct[name][test].mean()))
     _, class_counts = np.unique(labels, return_counts=True)
     n_clips = len(labels)
-    differences = {base: np.array(per_split["encoder"]) - np.array(per_split[base]) for base in BASELINES}
+    differences = {f"{a}>{b}": np.array(per_split[a]) - np.array(per_split[b]) for a, b in COMPARISONS}
     return {
         "data": str(data_dir),
         "labels_from": labelled.labels_from,
@@ -528,37 +770,46 @@ def _score_task(columns: dict, labelled: LabelledSet, fold: np.ndarray, *, data_
         "n_clips": n_clips,
         "n_groups": len(set(labelled.groups)),
         "n_splits": n_splits,
-        "accuracy": {name: float(np.mean(per_split[name])) for name in FEATURES},
-        "accuracy_std": {name: float(np.std(per_split[name], ddof=1)) for name in FEATURES},
+        "accuracy": {name: float(np.mean(per_split[name])) for name in rows},
+        "accuracy_std": {name: float(np.std(per_split[name], ddof=1)) for name in rows},
         "accuracy_per_split": per_split,
-        "pooled": {name: float(correct[name].mean()) for name in FEATURES},
-        "interval": {name: list(metrics.wilson_interval(int(correct[name].sum()), n_clips)) for name in FEATURES},
+        "pooled": {name: float(correct[name].mean()) for name in rows},
+        "interval": {name: list(metrics.wilson_interval(int(correct[name].sum()), n_clips)) for name in rows},
         "chosen_c": chosen_c,
-        "difference": {base: {"mean": float(d.mean()), "std": float(d.std(ddof=1))} for base, d in differences.items()},
-        "p_encoder_better": {base: paired_group_p_value(correct["encoder"], correct[base], groups) for base in BASELINES},
+        "difference": {key: {"mean": float(d.mean()), "std": float(d.std(ddof=1))} for key, d in differences.items()},
+        "p_better": {f"{a}>{b}": paired_group_p_value(correct[a], correct[b], groups) for a, b in COMPARISONS},
         "chance": float(class_counts.max() / n_clips),
-        "feature_dims": {name: int(columns[name].shape[1]) for name in FEATURES},
+        "feature_dims": {name: int(columns[name].shape[1]) for name in LINEAR},
+        "dimension_budget": DIMENSION_BUDGET,
+        "supervised_steps": supervised_steps,
         "seed": seed,
     }
 
 
 def markdown_lines(run_dir: Path, tasks: dict) -> list[str]:
-    """A title, one table row per task (mean accuracy ± std over splits per feature), and notes."""
-    header = ["task", "classes", "clips / groups", "splits", *(FEATURE_TITLES[name] for name in FEATURES), "chance"]
-    header += [f"p encoder > {FEATURE_TITLES[name]}" for name in BASELINES]
+    """A title, one table row per task (mean accuracy ± std over splits per row), and notes."""
+    header = ["task", "classes", "clips / groups", "splits", "chance", *(FEATURE_TITLES[name] for name in FEATURES)]
+    header += [f"p {FEATURE_TITLES[a]} > {FEATURE_TITLES[b]}" for a, b in COMPARISONS]
     lines = [f"linear probes of {run_dir}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for task, entry in tasks.items():
         cells = [task, str(entry["n_classes"]), f"{entry['n_clips']} / {entry['n_groups']}", str(entry["n_splits"])]
-        cells += [f"{entry['accuracy'][name]:.3f} ± {entry['accuracy_std'][name]:.3f}" for name in FEATURES]
         cells.append(f"{entry['chance']:.3f}")
-        cells += [f"{entry['p_encoder_better'][name]:.2g}" for name in BASELINES]
+        cells += [
+            f"{entry['accuracy'][name]:.3f} ± {entry['accuracy_std'][name]:.3f}" if name in entry["accuracy"] else "-"
+            for name in FEATURES
+        ]
+        cells += [f"{entry['p_better'][f'{a}>{b}']:.2g}" for a, b in COMPARISONS]
         lines.append("| " + " | ".join(cells) + " |")
     return lines + [
         "",
-        "Test accuracy of a logistic regression on standardized features, mean ± std over the splits (group "
-        "folds: the clips of one group never on both sides), its L2 strength chosen by cross-validation on "
-        "each train part. encoder: the run's encoder, averaged over the clip's chunks; random encoder: the "
-        "same architecture with random weights; log-mel stats: mean and std of 64 log-mel bands. Chance: "
-        "share of the most common class. p: one-sided Wilcoxon signed-rank test over groups that the "
-        "encoder is right more often.",
+        "Test accuracy, mean ± std over the splits (group folds: the clips of one group never on both sides). "
+        "Linear rows: a logistic regression on standardized features, its L2 strength chosen by "
+        "cross-validation on each train part; every source is the mean and std over the clip's frames of a "
+        f"per-frame descriptor, at most {DIMENSION_BUDGET} values (a wider one projected by PCA fit on the "
+        "train part). encoder: the run's embedding of chunk frames every quarter chunk; random encoder: the "
+        "same architecture with random weights; log-mel stats: 64 log-mel bands; tempogram: onset-strength "
+        "autocorrelation at lags 10 ms-1.28 s; + stats: beside the log-mel stats. supervised: the encoder's "
+        "architecture trained end to end on each train part (a reference, not a probe; '-' when not run). "
+        "Chance: share of the most common class. p: one-sided Wilcoxon signed-rank test over groups that the "
+        "first is right more often than the second.",
     ]

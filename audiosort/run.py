@@ -601,8 +601,13 @@ class ProbeTask:
     Attributes
     ----------
     accuracy, accuracy_std : mapping of str to float
-        Mean and standard deviation over splits, per feature (``encoder``,
-        ``random_encoder``, ``logmel_stats``).
+        Mean and standard deviation over splits, per row (``encoder``,
+        ``random_encoder``, ``logmel_stats``, ``tempogram``,
+        ``encoder_stats``, ``random_encoder_stats``, ``supervised``;
+        an older probe has only the first three).
+    p_better : mapping of str to float
+        ``"A>B"`` -> one-sided p-value over groups that row A is right more
+        often than row B ({} in an entry of a probe before the comparisons).
     chance : float or None
         Share of the most common class (None in an entry of an older probe).
     entry : mapping
@@ -611,6 +616,7 @@ class ProbeTask:
 
     accuracy: Mapping[str, float]
     accuracy_std: Mapping[str, float]
+    p_better: Mapping[str, float]
     chance: float | None
     entry: Mapping
 
@@ -737,7 +743,7 @@ def read_probe(path: str | Path) -> dict[str, ProbeTask]:
         with _layout_of(path):
             out[name] = ProbeTask(
                 accuracy=dict(entry.get("accuracy", {})), accuracy_std=dict(entry.get("accuracy_std", {})),
-                chance=entry.get("chance"), entry=entry,
+                p_better=dict(entry.get("p_better", {})), chance=entry.get("chance"), entry=entry,
             )
     return out
 

@@ -29,12 +29,13 @@ import numpy as np
 
 from audiosort import distributed, run
 from audiosort.config import AugmentConfig, Config, n_chunks_schedule
+from audiosort.data import features
 from audiosort.data.corpus import Corpus
 from audiosort.data.pipeline import prefetched_puzzle_batches
 from audiosort.data.puzzles import Puzzles, PuzzleSpec, TrackTable
 from audiosort.errors import AudiosortError, ConfigError, InputError
 from audiosort.heads import get_head
-from audiosort.models import build_model
+from audiosort.models import build_feature_model, build_model
 from audiosort.predict import score_predictions, to_position_scores
 
 
@@ -129,6 +130,11 @@ def train(
             f"longer than every train track (longest {train_tracks.frames.max() / corpus.sample_rate:.3f} s)"
         )
     val, _ = corpus.puzzles_for("val", spec, n_puzzles=config.data.val_puzzles, seed=config.seed)
+    cache = None
+    if config.data.features == "cached":
+        if n_workers > 1:
+            raise ConfigError("data.features = 'cached' is not supported by multi-worker training; use raw")
+        cache = features.open_feature_cache(corpus, "train", features.FrontEnd.from_config(config), echo=echo)
     # Before any other TensorFlow op: MultiWorkerMirroredStrategy configures the runtime's collective ops.
     strategy = strategy or distributed.default_strategy()
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
@@ -142,7 +148,7 @@ def train(
         _train_in(
             run_dir, config, spec, train_tracks, val, strategy,
             sample_rate=corpus.sample_rate, epochs_done=epochs_done, worker_index=worker_index,
-            n_workers=n_workers, verbose=verbose, echo=echo, user_callbacks=callbacks,
+            n_workers=n_workers, verbose=verbose, echo=echo, user_callbacks=callbacks, cache=cache,
         )
     except AudiosortError:
         if not resume:
@@ -154,36 +160,50 @@ def train(
 def _train_in(
     run_dir: Path, config: Config, spec: PuzzleSpec, train_tracks: TrackTable, val: Puzzles, strategy,
     *, sample_rate: int, epochs_done: int, worker_index: int, n_workers: int, verbose: int | str,
-    echo: Callable[[str], None], user_callbacks: Sequence[keras.callbacks.Callback],
+    echo: Callable[[str], None], user_callbacks: Sequence[keras.callbacks.Callback], cache: features.FeatureCache | None,
 ) -> None:
-    """Build the model, restore a resumed run's checkpoint, train the remaining epochs, finish the run folder."""
+    """Build the model, restore a resumed run's checkpoint, train the remaining epochs, finish the run folder.
+
+    With a feature ``cache``, the model fitted (and checkpointed) is the
+    feature twin of the full model (:func:`audiosort.models.build_feature_model`),
+    whose layers are the full model's: val is scored by the full model on its
+    audio, and Keras's val loss on the twin with val's front end computed by the full model's layers.
+    """
     batch_size, steps_per_epoch = config.train.batch_size, config.train.steps_per_epoch
     model, encoder = compiled_model(
-        config, spec, sample_rate=sample_rate, total_steps=config.train.epochs * steps_per_epoch, strategy=strategy
+        config, spec, sample_rate=sample_rate, total_steps=config.train.epochs * steps_per_epoch, strategy=strategy,
+        compile=cache is None,
     )
+    fitted, val_inputs = model, None
+    if cache is not None:
+        fitted = compiled_feature_model(model, encoder, config, total_steps=config.train.epochs * steps_per_epoch)
+        val_inputs = front_end_inputs(model, encoder, val.chunks, batch_size=batch_size)
     device = describe_device()
     precision = keras.mixed_precision.dtype_policy().name
     echo(f"training on {keras.backend.backend()}, {device}, precision {precision}")
     state = run.checkpoint_state(run_dir)
-    run.restore_checkpoint(model, run_dir, epochs_done)
+    run.restore_checkpoint(fitted, run_dir, epochs_done)
     # Each worker, and a resumed run, draws its own stream (seeded by the epochs already done), not a replay.
     rng = np.random.default_rng([config.seed, epochs_done] if n_workers == 1 else [config.seed, worker_index])
     callbacks = [
-        *run_callbacks(run_dir, config, val=val, best_val_loss=state.get("best_val_loss", math.inf), echo=echo),
+        *run_callbacks(
+            run_dir, config, val=val, best_val_loss=state.get("best_val_loss", math.inf), echo=echo, scoring_model=model
+        ),
         *user_callbacks,
     ]
     started = time.perf_counter()
     for first_epoch, end_epoch, n_chunks in curriculum(config, n_workers):
         if end_epoch <= epochs_done:
             continue
-        batches = train_batches(
-            train_tracks, dataclasses.replace(spec, n_chunks=n_chunks), batch_size,
-            rng=rng, augment=config.augment, sample_rate=sample_rate,
-        )
+        phase_spec = dataclasses.replace(spec, n_chunks=n_chunks)
+        if cache is None:
+            batches = train_batches(train_tracks, phase_spec, batch_size, rng=rng, augment=config.augment, sample_rate=sample_rate)
+        else:
+            batches = features.cached_puzzle_batches(cache, phase_spec, batch_size, rng=rng, edges=config.model.sorter.seam)
         # Closed before the next phase: its background threads must stop drawing from rng first.
         with contextlib.closing(batches):
             fit(
-                model,
+                fitted,
                 batches,
                 batch_size=batch_size,
                 epochs=end_epoch,
@@ -193,6 +213,7 @@ def _train_in(
                 callbacks=callbacks,
                 verbose=verbose,
                 strategy=strategy,
+                val_inputs=val_inputs,
             )
     train_seconds = time.perf_counter() - started
     epochs = run.finished_epochs(run_dir)
@@ -267,6 +288,7 @@ def fit(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int | str = 0,
     strategy=None,
+    val_inputs: tuple | None = None,
 ) -> None:
     """Train a compiled ``model`` on ``batches``; stop, and raise, at the first non-finite loss.
 
@@ -283,6 +305,9 @@ def fit(
         Puzzles per batch of ``batches`` (the global batch over all replicas).
     val : Puzzles or None
         Scored after every epoch (``val_`` columns); required with more than one worker.
+    val_inputs : tuple of np.ndarray or None
+        ``model``'s inputs for ``val`` where they are not its chunks (a
+        feature model: :func:`front_end_inputs`).
 
     Raises
     ------
@@ -306,7 +331,7 @@ def fit(
             epochs=epochs,
             initial_epoch=initial_epoch,
             steps_per_epoch=steps_per_epoch,
-            validation_data=None if val is None else (val.chunks, val.order),
+            validation_data=None if val is None else (val.chunks if val_inputs is None else val_inputs, val.order),
             callbacks=callbacks,
             shuffle=False,  # every batch is freshly sampled already
             verbose=verbose,
@@ -316,7 +341,8 @@ def fit(
 
 
 def run_callbacks(
-    run_dir: Path, config: Config, *, val: Puzzles, best_val_loss: float = math.inf, echo: Callable[[str], None]
+    run_dir: Path, config: Config, *, val: Puzzles, best_val_loss: float = math.inf, echo: Callable[[str], None],
+    scoring_model: keras.Model | None = None,
 ) -> list[keras.callbacks.Callback]:
     """What a run writes each epoch, on every training path: the policy in one list.
 
@@ -325,10 +351,11 @@ def run_callbacks(
     (:class:`RunCheckpoints`: written after the history row, so a resumed run
     cuts the history back to its checkpoint), TensorBoard ``logs/``, and
     early stopping on ``val_loss`` when ``train.early_stopping_patience`` is
-    set (restoring the best weights).
+    set (restoring the best weights). ``scoring_model`` scores val instead of
+    the fitted model (the full model of a feature model it shares its layers with).
     """
     callbacks = [
-        DecodedValScores(val, config.train.batch_size),
+        DecodedValScores(val, config.train.batch_size, model=scoring_model),
         keras.callbacks.CSVLogger(str(run.history_path(run_dir)), append=True),
         RunCheckpoints(run_dir, best_val_loss=best_val_loss),
     ]
@@ -361,16 +388,18 @@ class DecodedValScores(keras.callbacks.Callback):
     chief's, which writes the run folder, are the run's, as ``metrics.json`` is.
     """
 
-    def __init__(self, val: Puzzles, batch_size: int):
+    def __init__(self, val: Puzzles, batch_size: int, *, model: keras.Model | None = None):
         super().__init__()
         self.val = val
         self.batch_size = batch_size
+        self.scoring_model = model  # None: the model being fitted
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None or not math.isfinite(float(logs.get("loss", 0.0))):
             return
-        scores = to_position_scores(self.model, val_scores(self.model, self.val, self.batch_size), what="val")
-        scored = score_predictions(self.model, scores, self.val.order)
+        model = self.scoring_model or self.model
+        scores = to_position_scores(model, val_scores(model, self.val, self.batch_size), what="val")
+        scored = score_predictions(model, scores, self.val.order)
         best, name = scored.verdict_scores, scored.verdict_decoding
         logs[f"val_{name}_exact_accuracy"] = best.exact_accuracy.value
         logs[f"val_{name}_position_accuracy"] = best.position_accuracy.value
@@ -493,7 +522,7 @@ def val_scores(model: keras.Model, val: Puzzles, batch_size: int) -> np.ndarray:
 
 
 def compiled_model(
-    config: Config, spec: PuzzleSpec, *, sample_rate: int, total_steps: int, strategy=None
+    config: Config, spec: PuzzleSpec, *, sample_rate: int, total_steps: int, strategy=None, compile: bool = True
 ) -> tuple[keras.Model, keras.Model]:
     """A fresh, compiled sorter and its encoder, in a cleared Keras session seeded by ``config.seed``.
 
@@ -509,6 +538,8 @@ def compiled_model(
         Optimizer steps planned, for the cosine schedule.
     strategy : tf.distribute.Strategy or None
         Builds and compiles the model in its scope (replicated variables).
+    compile : bool
+        False: built only (its feature twin is what gets compiled and fitted, :func:`compiled_feature_model`).
     """
     clear_keras_state()
     keras.utils.set_random_seed(config.seed)
@@ -521,17 +552,67 @@ def compiled_model(
             chunk_samples=spec.chunk_samples,
             sample_rate=sample_rate,
         )
-        learning_rate = config.train.learning_rate
-        if config.train.lr_schedule == "cosine":
-            learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=total_steps)
-        head = get_head(config.model.sorter.type)
-        model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate),
-            loss=head.loss(config.model.sorter),
-            metrics=head.compile_metrics(),
-            jit_compile=config.train.jit_compile,
-        )
+        if compile:
+            _compile(model, config, total_steps=total_steps)
     return model, encoder
+
+
+def _compile(model: keras.Model, config: Config, *, total_steps: int) -> None:
+    """``model.compile`` with the run's optimizer (Adam, ``train.learning_rate`` and its schedule), loss and metrics."""
+    learning_rate = config.train.learning_rate
+    if config.train.lr_schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=total_steps)
+    head = get_head(config.model.sorter.type)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=head.loss(config.model.sorter),
+        metrics=head.compile_metrics(),
+        jit_compile=config.train.jit_compile,
+    )
+
+
+def compiled_feature_model(model: keras.Model, encoder: keras.Model, config: Config, *, total_steps: int) -> keras.Model:
+    """The feature twin of ``model`` (:func:`audiosort.models.build_feature_model`), compiled as ``train`` compiles a model.
+
+    Built from a ``model`` made by :func:`compiled_model` with ``compile=False``:
+    the twin owns the optimizer, and training it trains ``model``'s layers.
+    """
+    twin = build_feature_model(model, encoder)
+    _compile(twin, config, total_steps=total_steps)
+    return twin
+
+
+def front_end_inputs(model: keras.Model, encoder: keras.Model, chunks: np.ndarray, *, batch_size: int) -> tuple[np.ndarray, ...]:
+    """The inputs of ``model``'s feature twin for ``chunks``, computed by ``model``'s own front-end layers.
+
+    Parameters
+    ----------
+    model, encoder : keras.Model
+        From :func:`audiosort.models.build_model` with a log-mel encoder.
+    chunks : np.ndarray [shape=(B, n, L), dtype=int16]
+    batch_size : int > 0
+        Puzzles per call.
+
+    Returns
+    -------
+    tuple of np.ndarray
+        ``frames [shape=(B, n, T, n_mels), float32]`` and, for a seam head,
+        ``edges [shape=(B, n, 2, edge_mels), float32]``: what
+        :func:`audiosort.data.features.cached_puzzle_batches` gathers
+        (in float32, not rounded to the cache's float16).
+    """
+    log_mel = keras.Model(encoder.input, encoder.get_layer("log_mel").output)
+    seam = model.get_layer("edge_log_mel") if "edge_log_mel" in {layer.name for layer in model.layers} else None
+    n_puzzles, n_chunks, chunk_samples = chunks.shape
+    flat = chunks.reshape(-1, chunk_samples)
+    parts = []
+    for start in range(0, len(flat), batch_size * n_chunks):
+        block = flat[start : start + batch_size * n_chunks]
+        outputs = [log_mel(block, training=False)]
+        if seam is not None:
+            outputs.append(seam(model.get_layer("seam_int16_to_float")(block)))
+        parts.append([keras.ops.convert_to_numpy(output).astype(np.float32) for output in outputs])
+    return tuple(np.concatenate(part).reshape(n_puzzles, n_chunks, *part[0].shape[1:]) for part in zip(*parts))
 
 
 def clear_keras_state() -> None:

@@ -1,7 +1,7 @@
 """Benchmark a training step beside its yardsticks, all measured in one run, over several batch sizes.
 
     python scripts/bench_train.py [--batch 256,1024,4096] [--steps 30] [--config configs/seed.yaml] [--jit on|off|auto]
-                                  [--augment]
+                                  [--augment] [--cached]
 
 Trains ``configs/seed.yaml`` (or ``--config``) on a synthetic music corpus
 rendered into a temporary folder, with the model and ``compile`` of
@@ -27,7 +27,14 @@ rendered into a temporary folder, with the model and ``compile`` of
   consumer-side, the pipeline with one worker and with ``--workers``, in
   batches/s and in CPU time per batch on the consuming thread (what a train
   step on that thread waits for; unlike wall time, hardly changed by other
-  jobs on the machine) and in all threads.
+  jobs on the machine) and in all threads;
+- with ``--cached`` (a ``logmel*`` config), two more feeds for the feature
+  cache (``data.features: cached``, :mod:`audiosort.data.features`), built
+  for the temporary corpus first (its build time is printed): the cached
+  stream fitted by the model's feature twin, which shares every trainable
+  layer with the raw-audio model (``cached``), and one cached batch repeated
+  (``cached-repeated``); then the ratio of the cached feed's puzzles/s over
+  the raw pipeline's, at equal model, per round.
 
 Everything is measured ``--rounds`` times, in alternation. Times are the
 fastest round, since other processes can only add time; a ratio is taken
@@ -56,11 +63,12 @@ from audiosort import AudiosortError  # first: importing audiosort silences Tens
 import keras
 from audiosort.config import AugmentConfig, Config, load_config
 from audiosort.data.augment import augment_batch
+from audiosort.data import features
 from audiosort.data.corpus import Corpus
 from audiosort.data.prepare import prepare_synthetic
 from audiosort.data.pipeline import keep_freed_memory, prefetched_puzzle_batches
 from audiosort.data.puzzles import PuzzleSpec, TrackTable, puzzle_batches, sample_puzzles
-from audiosort.train import compiled_model
+from audiosort.train import compiled_feature_model, compiled_model
 
 SEED_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "seed.yaml"
 JIT_SETTINGS = {"on": True, "off": False, "auto": "auto"}
@@ -206,9 +214,17 @@ AUGMENT_FEEDS = {
 }
 
 
-def active_feeds(config: Config) -> dict[str, str]:
-    """The feeds measured for ``config``: FEEDS, and AUGMENT_FEEDS where augmentation is on."""
-    return {**FEEDS, **AUGMENT_FEEDS} if config.augment.enabled else FEEDS
+# With --cached: the feature cache's stream and its step without input work, both fitted by the feature twin.
+CACHED_FEEDS = {
+    "cached": "cached_puzzle_batches: frames and edges gathered from the feature cache, fitting the feature twin",
+    "cached-repeated": "one cached batch repeated: the feature twin's step without input work",
+}
+
+
+def active_feeds(config: Config, *, cached: bool = False) -> dict[str, str]:
+    """The feeds measured for ``config``: FEEDS, AUGMENT_FEEDS where augmentation is on, CACHED_FEEDS with ``cached``."""
+    feeds = {**FEEDS, **AUGMENT_FEEDS} if config.augment.enabled else dict(FEEDS)
+    return {**feeds, **CACHED_FEEDS} if cached else feeds
 
 
 def make_feeds(tracks: TrackTable, config: Config, spec: PuzzleSpec, batch_size: int, *, rng: np.random.Generator,
@@ -390,6 +406,8 @@ def command_line(args: argparse.Namespace) -> str:
         options.append(f"--jit {args.jit}")
     if args.augment:
         options.append("--augment")
+    if args.cached:
+        options.append("--cached")
     return "python scripts/bench_train.py " + " ".join(options)
 
 
@@ -405,18 +423,35 @@ class Measurements:
 
 
 def measure(model: keras.Model, tracks: TrackTable, config: Config, spec: PuzzleSpec, batch_size: int,
-            args: argparse.Namespace) -> Measurements:
-    """Warm up, then per round: a fit on each feed, the sampler alone, the matmul yardsticks."""
+            args: argparse.Namespace, *, twin: keras.Model | None = None, cache: features.FeatureCache | None = None) -> Measurements:
+    """Warm up, then per round: a fit on each feed, the sampler alone, the matmul yardsticks.
+
+    With a feature ``cache``, its feeds fit ``twin`` (the model's feature
+    twin: same layers), in the same rounds as the raw feeds.
+    """
     rng = np.random.default_rng(config.seed)
     model.fit(puzzle_batches(tracks, spec, batch_size, rng=rng), epochs=1, steps_per_epoch=args.warmup, shuffle=False,
               verbose=0)
     fixed = sample_puzzles(tracks, spec, batch_size, rng=rng)
+    cached_feeds = {}
+    if cache is not None:
+        edges = config.model.sorter.seam
+        twin.fit(features.cached_puzzle_batches(cache, spec, batch_size, rng=rng, edges=edges), epochs=1,
+                 steps_per_epoch=args.warmup, shuffle=False, verbose=0)
+        with contextlib.closing(features.cached_puzzle_batches(cache, spec, batch_size, rng=rng, edges=edges)) as stream:
+            fixed_inputs, fixed_order = next(stream)
+        cached_feeds = {
+            "cached": lambda: features.cached_puzzle_batches(cache, spec, batch_size, rng=rng, edges=edges, workers=args.workers),
+            "cached-repeated": lambda: repeat_batch(fixed_inputs, fixed_order),
+        }
     dtypes = ["float32", "bfloat16"] if accelerator_present() else ["float32"]
-    m = Measurements({feed: [] for feed in active_feeds(config)}, [], {dtype: [] for dtype in dtypes}, [], {})
+    m = Measurements({feed: [] for feed in active_feeds(config, cached=cache is not None)}, [], {dtype: [] for dtype in dtypes}, [], {})
     for _ in range(args.rounds):
         feeds = make_feeds(tracks, config, spec, batch_size, rng=rng, fixed=fixed, workers=args.workers)
         for feed, batches in feeds.items():
             m.steps[feed].append(fit_step_cost(model, batches, args.steps))
+        for feed, make in cached_feeds.items():
+            m.steps[feed].append(fit_step_cost(twin, make(), args.steps))
         m.sampler_call.append(sampler_seconds(tracks, spec, batch_size, rng=rng, calls=min(args.steps, 10)))
         for dtype in dtypes:
             m.matmul[dtype].append(matmul_flops_per_second(args.matmul_size, reps=MATMUL_REPS, dtype=dtype))
@@ -443,7 +478,7 @@ def per_round(values, number_format: str) -> str:
 
 
 def print_header(model: keras.Model, config: Config, source: str, spec: PuzzleSpec, args: argparse.Namespace,
-                 train_tracks: int) -> None:
+                 train_tracks: int, cache_line: str = "") -> None:
     """What ran, where, and how FLOPs were counted."""
     forward, train_step, uncounted = train_step_flops(model, n_chunks=spec.n_chunks)
     policy = keras.mixed_precision.dtype_policy()
@@ -468,7 +503,9 @@ def print_header(model: keras.Model, config: Config, source: str, spec: PuzzleSp
         f"sample_puzzles alone, matmul x {MATMUL_REPS}; {args.warmup} warm-up steps first; "
         "times = fastest round, ratios and CPU splits = median over rounds"
     )
-    print("feeds:   " + "; ".join(f"{feed} = {what}" for feed, what in active_feeds(config).items()))
+    print("feeds:   " + "; ".join(f"{feed} = {what}" for feed, what in active_feeds(config, cached=args.cached).items()))
+    if cache_line:
+        print(f"cache:   {cache_line}")
     if config.augment.enabled:
         print(f"augment: {config.augment}")
     print("CPU:     user / system seconds and minor page faults of the whole process (getrusage) per train step")
@@ -493,25 +530,29 @@ def print_batch(model: keras.Model, spec: PuzzleSpec, batch_size: int, m: Measur
     repeated = np.array([cost.seconds for cost in m.steps["repeated"]])
     sampler = np.array(m.sampler_call)
     print(f"\nbatch {batch_size}")
-    print(f"  {'feed':<9} {'ms/step':>9} {'puzzles/s':>10} {'input share':>12} {'user ms':>8} {'sys ms':>7} "
+    print(f"  {'feed':<15} {'ms/step':>9} {'puzzles/s':>10} {'input share':>12} {'user ms':>8} {'sys ms':>7} "
           f"{'sys share':>9} {'minflt/step':>11}  per round: ms/step")
     summary = [str(batch_size)]
     for feed, costs in m.steps.items():
         seconds = np.array([cost.seconds for cost in costs])
-        share = np.median(1 - repeated / seconds) if feed != "repeated" else float("nan")
+        # A feed's input share is against the repeated batch of its own model (the feature twin's for the cache).
+        without_input = np.array([cost.seconds for cost in m.steps["cached-repeated"]]) if feed == "cached" else repeated
+        share = np.median(1 - without_input / seconds) if "repeated" not in feed else float("nan")
         user = np.median([cost.user_seconds for cost in costs])
         system = np.median([cost.system_seconds for cost in costs])
         faults = np.median([cost.minor_faults for cost in costs])
         system_share = np.median([cost.system_share for cost in costs])
-        print(f"  {feed:<9} {seconds.min() * 1e3:9.1f} {batch_size / seconds.min():10,.0f} "
-              f"{'' if feed == 'repeated' else format(share, '.1%'):>12} {user * 1e3:8.1f} {system * 1e3:7.1f} "
+        print(f"  {feed:<15} {seconds.min() * 1e3:9.1f} {batch_size / seconds.min():10,.0f} "
+              f"{'' if 'repeated' in feed else format(share, '.1%'):>12} {user * 1e3:8.1f} {system * 1e3:7.1f} "
               f"{system_share:9.1%} {faults:11,.0f}  {per_round(seconds * 1e3, '.1f')}")
-        summary += [f"{batch_size / seconds.min():,.0f}", "" if feed == "repeated" else f"{share:.0%}", f"{system_share:.1%}",
+        summary += [f"{batch_size / seconds.min():,.0f}", "" if "repeated" in feed else f"{share:.0%}", f"{system_share:.1%}",
                     f"{faults:,.0f}"]
     print(f"  sample_puzzles alone: {sampler.min() * 1e3:.1f} ms/batch, "
           f"{np.median(sampler / np.array([c.seconds for c in m.steps['sampler']])):.1%} of a sampler-fed step")
     if m.augment_call:
         print_augmentation(batch_size, m)
+    if "cached" in m.steps:
+        print_cached(batch_size, m)
     pipeline = np.array([cost.seconds for cost in m.steps["pipeline"]])
     for dtype, flops in m.matmul.items():
         flops = np.array(flops)
@@ -520,6 +561,22 @@ def print_batch(model: keras.Model, spec: PuzzleSpec, batch_size: int, m: Measur
               f"(pipeline feed); utilisation {np.median(utilisation):.2f} ({per_round(utilisation, '.2f')})")
         summary.append(f"{np.median(utilisation):.2f}")
     return summary
+
+
+def print_cached(batch_size: int, m: Measurements) -> None:
+    """With --cached: the cached feed's step beside the raw pipeline's, at equal model, as ratios per round."""
+    seconds = {feed: np.array([cost.seconds for cost in m.steps[feed]]) for feed in ("pipeline", "cached", "repeated", "cached-repeated")}
+    for ours, theirs, what in (
+        ("cached", "pipeline", "cached feed over the raw pipeline (as audiosort train feeds each)"),
+        ("cached-repeated", "repeated", "step without input work, feature twin over raw model"),
+    ):
+        ratio = seconds[theirs] / seconds[ours]
+        # CPU time per step moves less with the other jobs on a shared machine than wall time does.
+        cpu = {feed: np.array([cost.user_seconds + cost.system_seconds for cost in m.steps[feed]]) for feed in (ours, theirs)}
+        print(f"  {what}: {np.median(ratio):.2f} x the puzzles/s ({batch_size / seconds[ours].min():,.0f} vs "
+              f"{batch_size / seconds[theirs].min():,.0f}; {per_round(ratio, '.2f')}); CPU per step "
+              f"{np.median(cpu[ours]) * 1e3:.1f} vs {np.median(cpu[theirs]) * 1e3:.1f} ms, "
+              f"{np.median(cpu[theirs] / cpu[ours]):.2f} x less")
 
 
 def print_augmentation(batch_size: int, m: Measurements) -> None:
@@ -555,6 +612,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="pipeline threads (default: as audiosort train)")
     parser.add_argument("--augment", action="store_true",
                         help="augmentation on: time it on the consuming thread (before) and in the pipeline (after)")
+    parser.add_argument("--cached", action="store_true",
+                        help="also time the feature cache's feed (data.features=cached) with the same model's feature twin")
     args = parser.parse_args()
     if args.steps < 2 or args.warmup < 1 or args.rounds < 1 or min(args.batch) < 1 or args.matmul_size < 1:
         parser.error("need --steps >= 2 and --warmup, --rounds, --batch, --matmul-size >= 1")
@@ -564,16 +623,29 @@ def main() -> None:
     except AudiosortError as e:
         parser.error(str(e))
     spec = PuzzleSpec.from_config(config.puzzle, sample_rate=config.data.sample_rate)
-    model, _ = compiled_model(config, spec, sample_rate=config.data.sample_rate, total_steps=args.steps)
+    try:
+        front = features.FrontEnd.from_config(config) if args.cached else None
+    except AudiosortError as e:
+        parser.error(f"--cached: {e}")
+    model, encoder = compiled_model(config, spec, sample_rate=config.data.sample_rate, total_steps=args.steps)
+    twin = compiled_feature_model(model, encoder, config, total_steps=args.steps) if args.cached else None
     summaries = []
     with tempfile.TemporaryDirectory(prefix="bench_train-") as tmp:
         tracks = synthetic_train_tracks(Path(tmp) / "music", config)
-        print_header(model, config, source, spec, args, len(tracks))
+        cache, cache_line = None, ""
+        if args.cached:
+            started = time.perf_counter()
+            cache = features.open_feature_cache(Corpus(Path(tmp) / "music"), "train", front)
+            cache_line = (f"built in {time.perf_counter() - started:.1f} s for {len(cache.frames):,} hop rows "
+                          f"({(cache.frames.nbytes + cache.edges.nbytes) / 2**20:.1f} MiB float16), front end {front}")
+        print_header(model, config, source, spec, args, len(tracks), cache_line)
         for batch_size in args.batch:
-            summaries.append(print_batch(model, spec, batch_size, measure(model, tracks, config, spec, batch_size, args)))
+            m = measure(model, tracks, config, spec, batch_size, args, twin=twin, cache=cache)
+            summaries.append(print_batch(model, spec, batch_size, m))
     dtypes = ["float32", "bfloat16"] if accelerator_present() else ["float32"]
     columns = ["batch"] + [
-        f"{feed} {what}" for feed in active_feeds(config) for what in ("puzzles/s", "input share", "sys share", "minflt/step")
+        f"{feed} {what}" for feed in active_feeds(config, cached=args.cached)
+        for what in ("puzzles/s", "input share", "sys share", "minflt/step")
     ]
     columns += [f"utilisation vs {dtype} matmul" for dtype in dtypes]
     print(f"\nsummary (load average {os.getloadavg()[0]:.1f} at the end)\n")

@@ -1,31 +1,38 @@
-"""Draw issue 11's study figure from the runs' eval reports and probe.json files.
+"""Draw the real-music study figure from the runs' eval reports and probe.json, one panel per question.
 
-    python scripts/plot_study.py \\
-        --run "logmel, aug on" runs/logmel-aug-true/eval/test-n5 \\
-        --run "logmel, aug off" runs/logmel-aug-false/eval/test-n5 \\
-        --probe "logmel, aug on" runs/logmel-aug-true \\
-        --out docs/transfer-study.png
+    python scripts/plot_study.py docs/transfer-study.yaml --runs-dir runs --out docs/transfer-study.png
 
-Left panel: exact-order accuracy (Hungarian decoding, 95 % interval) of each
-``--run`` on the in-domain ``test`` split and the out-of-domain ``ood`` split,
-with the continuity baseline on the same puzzles as a black bar over each and
-chance (1/n!) as a dashed line. ``EVAL`` is a report of ``audiosort eval RUN``
-(test, ood and sanity sets): its folder ``RUN/eval/<label>``, its
-``eval.json``, or the run folder for its newest report
-(:func:`audiosort.run.read_eval`). Right panel: for each ``--probe`` (a run
-folder or its ``probe.json``), each task's linear-probe accuracy (mean and
-standard deviation over splits) of the encoder, with the same architecture's
-random weights as a cross; log-mel statistics as a black line and chance as a
-dotted line per task (both the same for every run on the same clips).
+The figure is described by a small YAML file (``docs/transfer-study.yaml`` is
+the one in docs/transfer.md)::
+
+    headline: the sentence the figure says, drawn above the panels
+    panels:
+      - title: "0-50 ms gaps, n = 3: does learning add to the seam?"
+        metric: exact               # exact (decoded exact order) or tau (mean Kendall tau)
+        runs:                       # a bar group per label: every report is one seed
+          seam model: [recipe-small-gaps/eval/test-n3, recipe-small-gaps-s1/eval/test-n3]
+      - title: "Probes: are the features worth reusing?"
+        probe: recipe-small-gaps    # a run folder or its probe.json
+
+Paths are relative to ``--runs-dir``. A sorting panel draws, for each label,
+the ``test`` and ``ood`` splits: the mean over its reports as a bar, every
+report as a dot, the range over reports as an error bar (the 95 % interval
+when there is one report), and the continuity baseline on the same puzzles
+(its mean) as a black line over the bar. Chance is a dashed line. A probe
+panel draws each task's linear-probe accuracy for every row that
+``probe.json`` holds (:data:`PROBE_ROWS`), mean ± std over splits, chance dotted.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -34,38 +41,41 @@ from audiosort.errors import AudiosortError, InputError
 from audiosort.run import read_eval, read_probe
 
 SPLITS = ("test", "ood")
+METRICS = {"exact": "exact-order accuracy", "tau": "mean Kendall tau"}
+# The probe rows in drawing order, with their legend names; a row a probe.json lacks is skipped.
+PROBE_ROWS = {
+    "encoder": "trained encoder",
+    "random_encoder": "random encoder (same size)",
+    "logmel_stats": "log-mel statistics",
+    "tempogram": "tempogram",
+    "encoder_stats": "encoder + statistics",
+    "random_encoder_stats": "random encoder + statistics",
+    "supervised": "supervised upper bound",
+}
+DPI = 160  # twice the old figure's: readable when the PNG is shown at its natural size
 
 
 @dataclass(frozen=True)
 class SortingScore:
-    """One split of one run: exact-order accuracy with its 95 % interval, the continuity baseline, chance."""
+    """One split of one eval report: the metric with its 95 % interval, the continuity baseline, chance."""
 
-    exact: float
-    low: float
-    high: float
+    value: float
+    low: float | None
+    high: float | None
     continuity: float
     chance: float
 
 
-@dataclass(frozen=True)
-class ProbeScore:
-    """One probe task of one run: mean and std over splits of encoder and random weights, log-mel stats, chance."""
-
-    encoder: float
-    encoder_std: float
-    random_encoder: float
-    logmel_stats: float
-    chance: float
-
-
-def sorting_scores(path: str | Path) -> dict[str, SortingScore]:
-    """The ``test`` and ``ood`` scores of one eval report.
+def sorting_scores(path: str | Path, metric: str = "exact") -> dict[str, SortingScore]:
+    """The ``test`` and ``ood`` scores of one eval report, on the decoding that gives the order.
 
     Parameters
     ----------
     path : str or Path
-        A report of ``audiosort eval RUN`` with at least one of the splits ``test``, ``ood``: its
-        folder, its ``eval.json``, or the run folder (its newest report).
+        A report of ``audiosort eval RUN``: its folder ``RUN/eval/<label>``, its
+        ``eval.json``, or the run folder (its newest report).
+    metric : {"exact", "tau"}
+        Exact-order accuracy (chance 1/n!) or mean Kendall tau (chance 0).
 
     Returns
     -------
@@ -75,8 +85,7 @@ def sorting_scores(path: str | Path) -> dict[str, SortingScore]:
     Raises
     ------
     InputError
-        The report cannot be read, holds neither split, or a split lacks the continuity baseline
-        or the decoding that gives the order (hungarian, or path).
+        The report cannot be read, holds neither split, or a split lacks the continuity baseline.
     """
     report = read_eval(path)
     scores = {}
@@ -86,10 +95,12 @@ def sorting_scores(path: str | Path) -> dict[str, SortingScore]:
         dataset = report.datasets[split]
         if "continuity" not in dataset.baselines:
             raise InputError(f"eval report {path}: split {split!r} lacks its continuity baseline")
-        exact = dataset.scores.decoded(dataset.scores.order_decoding).exact_accuracy
         continuity = dataset.baselines["continuity"]
-        continuity_exact = continuity.decoded(continuity.order_decoding).exact_accuracy.value
-        scores[split] = SortingScore(exact.value, exact.low, exact.high, continuity_exact, dataset.scores.chance_exact)
+        model = _metric(dataset.scores.decoded(dataset.scores.order_decoding), metric)
+        chance = dataset.scores.chance_exact if metric == "exact" else 0.0
+        scores[split] = SortingScore(
+            model.value, model.low, model.high, _metric(continuity.decoded(continuity.order_decoding), metric).value, chance
+        )
     if not scores:
         raise InputError(
             f"eval report {path} has neither a test nor an ood split (it holds {sorted(report.datasets)}); "
@@ -98,13 +109,19 @@ def sorting_scores(path: str | Path) -> dict[str, SortingScore]:
     return scores
 
 
-def probe_scores(path: str | Path) -> dict[str, ProbeScore]:
-    """Each task's scores in a run's ``probe.json`` (or the run folder), keyed by task name without ``probe-``.
+def _metric(decoded, metric: str):
+    return decoded.exact_accuracy if metric == "exact" else decoded.kendall_tau
+
+
+def probe_scores(path: str | Path) -> dict[str, dict[str, tuple[float, float]]]:
+    """Each task's ``{row: (mean, std)}`` in a run's ``probe.json`` (or the run folder), and ``"chance"``.
+
+    Tasks are keyed by name without ``probe-``; rows are the :data:`PROBE_ROWS` the file holds.
 
     Raises
     ------
     InputError
-        The file cannot be read, is not JSON, holds no task, or a task lacks a feature's accuracy.
+        The file cannot be read, holds no task, or a task lacks the encoder's accuracy or its chance.
     """
     if not Path(path).exists():
         raise InputError(f"cannot read probe.json {path}: no such file or folder")
@@ -113,18 +130,124 @@ def probe_scores(path: str | Path) -> dict[str, ProbeScore]:
         raise InputError(f"probe.json {path} holds no task")
     scores = {}
     for name, task in tasks.items():
-        try:
-            accuracy, spread = task.accuracy, task.accuracy_std
-            score = ProbeScore(
-                accuracy["encoder"], spread["encoder"], accuracy["random_encoder"], accuracy["logmel_stats"],
-                task.chance,
-            )
-        except KeyError:
-            raise InputError(f"probe.json {path}: task {name!r} lacks the accuracy of a feature") from None
-        if task.chance is None:
-            raise InputError(f"probe.json {path}: task {name!r} lacks its chance")
-        scores[name.removeprefix("probe-")] = score
+        if "encoder" not in task.accuracy or task.chance is None:
+            raise InputError(f"probe.json {path}: task {name!r} lacks the encoder's accuracy or its chance")
+        rows = {row: (task.accuracy[row], task.accuracy_std.get(row, 0.0)) for row in PROBE_ROWS if row in task.accuracy}
+        scores[name.removeprefix("probe-")] = {**rows, "chance": (task.chance, 0.0)}
     return scores
+
+
+def read_spec(path: str | Path, runs_dir: str | Path) -> tuple[str, list[dict]]:
+    """The figure's headline and panels, with every report read (see the module docstring).
+
+    Returns
+    -------
+    headline : str
+    panels : list of dict
+        ``{"title", "metric", "runs": {label: [dict of split to SortingScore, one per report]}}`` or
+        ``{"title", "probe": probe_scores(...)}``.
+
+    Raises
+    ------
+    InputError
+        The file cannot be read, is not the layout above, or a report cannot be read.
+    """
+    try:
+        spec = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise InputError(f"cannot read the figure spec {path}: {error}") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("panels"), list) or not spec["panels"]:
+        raise InputError(f"figure spec {path}: needs 'headline' and a non-empty list 'panels'")
+    runs_dir = Path(runs_dir)
+    panels = []
+    for k, panel in enumerate(spec["panels"]):
+        if not isinstance(panel, dict) or ("runs" in panel) == ("probe" in panel):
+            raise InputError(f"figure spec {path}: panel {k + 1} needs a 'title' and one of 'runs', 'probe'")
+        title = str(panel.get("title", ""))
+        if "probe" in panel:
+            panels.append({"title": title, "probe": probe_scores(runs_dir / panel["probe"])})
+            continue
+        metric = panel.get("metric", "exact")
+        if metric not in METRICS or not isinstance(panel["runs"], dict):
+            raise InputError(f"figure spec {path}: panel {k + 1}: metric one of {sorted(METRICS)}, runs a mapping")
+        runs = {}
+        for label, reports in panel["runs"].items():
+            reports = [reports] if isinstance(reports, str) else reports
+            runs[str(label)] = [sorting_scores(runs_dir / report, metric) for report in reports]
+        panels.append({"title": title, "metric": metric, "runs": runs})
+    return str(spec.get("headline", "")), panels
+
+
+def draw(headline: str, panels: list[dict], out: str | Path) -> None:
+    """Save the figure: the headline above, one panel per question side by side, as a PNG (atomically)."""
+    figure = Figure(figsize=(4.2 * len(panels), 4.6), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes_list = np.atleast_1d(figure.subplots(1, len(panels)))
+    for axes, panel in zip(axes_list, panels):
+        if "probe" in panel:
+            _draw_probe(axes, panel["probe"])
+        else:
+            _draw_sorting(axes, panel["runs"], panel["metric"])
+        axes.set_title(panel["title"], fontsize=9, wrap=True)
+    figure.suptitle(headline, fontsize=11, fontweight="bold", wrap=True)
+    _files.save_figure(figure, out)
+
+
+def _draw_sorting(axes, runs: dict[str, list[dict[str, SortingScore]]], metric: str) -> None:
+    seen: set[str] = set()
+    width = 0.8 / len(SPLITS)
+    for i, (label, reports) in enumerate(runs.items()):
+        for j, split in enumerate(SPLITS):
+            scores = [report[split] for report in reports if split in report]
+            if not scores:
+                continue
+            x = i + (j - (len(SPLITS) - 1) / 2) * width
+            values = [score.value for score in scores]
+            mean = float(np.mean(values))
+            if len(scores) > 1:
+                low, high = min(values), max(values)
+            else:
+                low, high = (scores[0].low or mean), (scores[0].high or mean)
+            axes.bar(x, mean, width * 0.9, color=f"C{j}", yerr=[[mean - low], [high - mean]], capsize=2,
+                     label=_first_time(seen, f"{split} (mean; bar: range over {_seeds(reports)})"))
+            axes.plot([x] * len(values), values, "o", color="black", markersize=2.5)
+            continuity = float(np.mean([score.continuity for score in scores]))
+            axes.hlines(continuity, x - width * 0.45, x + width * 0.45, color="black", linewidth=2.5,
+                        label=_first_time(seen, "continuity baseline"))
+            axes.hlines(scores[0].chance, x - width / 2, x + width / 2, color="grey", linestyle="--",
+                        label=_first_time(seen, "chance"))
+            axes.annotate(f"{mean:.2f}", (x, max(high, continuity)), textcoords="offset points", xytext=(0, 3),
+                          ha="center", fontsize=6.5)
+    axes.set_xticks(range(len(runs)), list(runs), fontsize=7.5, rotation=12, ha="right")
+    axes.set_ylabel(METRICS[metric])
+    top = max(max(s.value for r in reports for s in r.values()) for reports in runs.values())
+    axes.set_ylim(0, max(1.0, math.ceil(top * 10) / 10) * 1.15)
+    axes.legend(fontsize=6.5, loc="upper right")
+
+
+def _seeds(reports: list) -> str:
+    return f"{len(reports)} seeds" if len(reports) > 1 else "95 % interval"
+
+
+def _draw_probe(axes, tasks: dict[str, dict[str, tuple[float, float]]]) -> None:
+    seen: set[str] = set()
+    rows = [row for row in PROBE_ROWS if any(row in scores for scores in tasks.values())]
+    width = 0.8 / max(len(rows), 1)
+    for k, (task, scores) in enumerate(tasks.items()):
+        axes.hlines(scores["chance"][0], k - 0.42, k + 0.42, color="grey", linestyle=":",
+                    label=_first_time(seen, "chance"))
+        for i, row in enumerate(rows):
+            if row not in scores:
+                continue
+            mean, std = scores[row]
+            x = k + (i - (len(rows) - 1) / 2) * width
+            axes.bar(x, mean, width * 0.9, yerr=std, capsize=1.5, color=f"C{i + 2}",
+                     label=_first_time(seen, PROBE_ROWS[row]))
+    axes.set_xticks(range(len(tasks)), list(tasks), fontsize=8)
+    axes.set_ylabel("linear-probe accuracy (mean ± std over splits)")
+    axes.set_ylim(0, 1.25)
+    axes.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    axes.legend(fontsize=6.5, loc="upper center", ncol=2)
 
 
 def _first_time(seen: set[str], label: str) -> str | None:
@@ -135,86 +258,15 @@ def _first_time(seen: set[str], label: str) -> str | None:
     return label
 
 
-def draw(runs: dict[str, dict[str, SortingScore]], probes: dict[str, dict[str, ProbeScore]], out: str | Path) -> None:
-    """Save the two-panel study figure (module docstring) as a PNG.
-
-    Parameters
-    ----------
-    runs : dict of str to dict of str to SortingScore
-        Run label to its :func:`sorting_scores`, in the order to draw.
-    probes : dict of str to dict of str to ProbeScore
-        Run label to its :func:`probe_scores`; may be empty (the right panel then says so).
-    out : str or Path
-        The PNG to write (atomically).
-    """
-    figure = Figure(figsize=(11, 4.2), dpi=80, layout="constrained")
-    FigureCanvasAgg(figure)
-    sorting, probing = figure.subplots(1, 2, width_ratios=(1, 1.15))
-    seen: set[str] = set()
-    width = 0.8 / len(SPLITS)
-    for i, (label, scores) in enumerate(runs.items()):
-        for j, split in enumerate(SPLITS):
-            if split not in scores:
-                continue
-            score = scores[split]
-            x = i + (j - (len(SPLITS) - 1) / 2) * width
-            sorting.bar(
-                x, score.exact, width * 0.9, color=f"C{j}", label=_first_time(seen, split),
-                yerr=[[score.exact - score.low], [score.high - score.exact]], capsize=2,
-            )
-            sorting.hlines(score.continuity, x - width * 0.45, x + width * 0.45, color="black", linewidth=2.5,
-                           label=_first_time(seen, "continuity baseline"))
-            sorting.hlines(score.chance, x - width / 2, x + width / 2, color="grey", linestyle="--",
-                           label=_first_time(seen, "chance"))
-    sorting.set_xticks(range(len(runs)), list(runs), fontsize=8, rotation=15, ha="right")
-    sorting.set_ylabel("exact-order accuracy (Hungarian)")
-    sorting.set_title("sorting: in domain (test) and out of domain (ood)", fontsize=10)
-    sorting.legend(fontsize=8, loc="upper center", ncol=2)
-
-    seen.clear()
-    tasks = list(dict.fromkeys(task for scores in probes.values() for task in scores))
-    width = 0.8 / max(len(probes), 1)
-    for k, task in enumerate(tasks):
-        reference = next(scores[task] for scores in probes.values() if task in scores)
-        probing.hlines(reference.logmel_stats, k - 0.42, k + 0.42, color="black", linewidth=2.5,
-                       label=_first_time(seen, "log-mel statistics"))
-        probing.hlines(reference.chance, k - 0.42, k + 0.42, color="grey", linestyle=":",
-                       label=_first_time(seen, "chance"))
-        for i, (label, scores) in enumerate(probes.items()):
-            if task not in scores:
-                continue
-            score = scores[task]
-            x = k + (i - (len(probes) - 1) / 2) * width
-            color = f"C{(len(SPLITS) + i) % 10}"  # after the sorting panel's split colours; matplotlib has 10
-            probing.bar(x, score.encoder, width * 0.9, yerr=score.encoder_std, capsize=2, color=color,
-                        label=_first_time(seen, f"encoder: {label}"))
-            probing.plot(x, score.random_encoder, marker="x", color="black", linestyle="none",
-                         label=_first_time(seen, "random weights (same architecture)"))
-    probing.set_xticks(range(len(tasks)), tasks)
-    probing.set_ylabel("linear-probe accuracy (mean ± std over splits)")
-    probing.set_title("probe suite: encoder vs the two baselines", fontsize=10)
-    if tasks:
-        probing.legend(fontsize=7, loc="upper center", ncol=2)
-    else:
-        probing.text(0.5, 0.5, "no probe.json given", ha="center", transform=probing.transAxes)
-    for axes in (sorting, probing):
-        axes.set_ylim(0, 1.3)  # room for the legend above the bars
-        axes.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
-    _files.save_figure(figure, out)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", nargs=2, action="append", metavar=("LABEL", "EVAL"), required=True,
-                        help="a run's label and a report of `audiosort eval RUN`: RUN/eval/<label>, its eval.json, or RUN (repeat)")
-    parser.add_argument("--probe", nargs=2, action="append", metavar=("LABEL", "PROBE"), default=[],
-                        help="a run's label and its folder or probe.json of `audiosort probe` (repeat)")
+    parser.add_argument("spec", help="the figure's YAML description (headline and panels)")
+    parser.add_argument("--runs-dir", default="runs", help="the folder the spec's paths are relative to (default: runs)")
     parser.add_argument("--out", required=True, help="the PNG to write")
     args = parser.parse_args(argv)
     try:
-        runs = {label: sorting_scores(path) for label, path in args.run}
-        probes = {label: probe_scores(path) for label, path in args.probe}
-        draw(runs, probes, args.out)
+        headline, panels = read_spec(args.spec, args.runs_dir)
+        draw(headline, panels, args.out)
     except AudiosortError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

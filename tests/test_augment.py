@@ -170,3 +170,17 @@ def test_augment_section_is_strict_and_off_by_default():
         load_config(None, ["augment.gain=3"])
     with pytest.raises(ConfigError, match="must be <= noise_max_dbfs"):
         load_config(None, ["augment.noise_min_dbfs=-30"])
+
+
+def test_per_chunk_off_keeps_only_the_shared_eq():
+    # The same chunk in every slot: with per_chunk off the slots stay equal to the int16 step (one EQ per
+    # puzzle, no gain or noise of their own); with it on they differ by their own gains and noise.
+    rng = np.random.default_rng(8)
+    one_chunk = np.rint(rng.normal(0, 3000, (40, 1, 800))).astype(np.int16)
+    chunks = np.repeat(one_chunk, 3, axis=1)
+    shared = augment_batch(chunks, np.random.default_rng(9), dataclasses.replace(ON, per_chunk=False), sample_rate=SAMPLE_RATE)
+    np.testing.assert_array_equal(shared[:, 1], shared[:, 0])
+    np.testing.assert_array_equal(shared[:, 2], shared[:, 0])
+    assert not np.array_equal(shared, chunks)
+    per_chunk = augment_batch(chunks, np.random.default_rng(9), ON, sample_rate=SAMPLE_RATE).astype(np.float64)
+    assert np.abs(per_chunk[:, 1] - per_chunk[:, 0]).max() > 100

@@ -1,4 +1,4 @@
-"""scripts/plot_study.py: reads the numbers of eval.json and probe.json, draws the figure, fails in one line."""
+"""scripts/plot_study.py: reads eval.json and probe.json numbers through a figure spec, draws it, fails in one line."""
 
 import json
 import runpy
@@ -12,15 +12,15 @@ ROOT = Path(__file__).resolve().parents[1]
 PLOT = runpy.run_path(str(ROOT / "scripts" / "plot_study.py"))
 
 
-def _scores(exact):
+def _scores(exact, tau):
     scored = {"exact_accuracy": {"value": exact, "low": exact - 0.02, "high": exact + 0.02},
-              "position_accuracy": {"value": 0.5}, "kendall_tau": {"value": 0.1}}
+              "position_accuracy": {"value": 0.5}, "kendall_tau": {"value": tau}}
     return {"hungarian": scored, "chance": {"exact_accuracy": 1 / 6, "position_accuracy": 1 / 3}, "n_puzzles": 100,
             "n_chunks": 3}
 
 
-def _eval_entry(exact, continuity):
-    return {**_scores(exact), "baselines": {"continuity": _scores(continuity)}}
+def _eval_entry(exact, continuity, tau=0.1, continuity_tau=0.05):
+    return {**_scores(exact, tau), "baselines": {"continuity": _scores(continuity, continuity_tau)}}
 
 
 def _write_eval(path, datasets):
@@ -28,32 +28,50 @@ def _write_eval(path, datasets):
     return path
 
 
-def _write_probe(path):
-    task = {
-        "accuracy": {"encoder": 0.46, "random_encoder": 0.37, "logmel_stats": 0.47},
-        "accuracy_std": {"encoder": 0.12, "random_encoder": 0.09, "logmel_stats": 0.1},
-        "chance": 0.125,
-    }
+def _write_probe(path, rows=None):
+    rows = rows or {"encoder": 0.46, "random_encoder": 0.37, "logmel_stats": 0.47}
+    task = {"accuracy": rows, "accuracy_std": {row: 0.1 for row in rows}, "chance": 0.125}
     path.write_text(json.dumps({"tasks": {"probe-instruments": task}}))
     return path
 
 
-def test_reads_the_hungarian_scores_and_draws_a_png(tmp_path):
-    both = _write_eval(tmp_path / "a.json", {"test": _eval_entry(0.29, 0.63), "ood": _eval_entry(0.27, 0.66),
+def test_reads_each_metric_of_both_splits(tmp_path):
+    both = _write_eval(tmp_path / "a.json", {"test": _eval_entry(0.29, 0.63, 0.4, 0.3), "ood": _eval_entry(0.27, 0.66),
                                              "noise": _eval_entry(0.16, 0.17)})
+    exact = PLOT["sorting_scores"](both)
+    assert list(exact) == ["test", "ood"]
+    assert (exact["ood"].value, exact["ood"].continuity, exact["ood"].chance) == (0.27, 0.66, 1 / 6)
+    tau = PLOT["sorting_scores"](both, "tau")["test"]
+    assert (tau.value, tau.continuity, tau.chance) == (0.4, 0.3, 0.0)
     test_only = _write_eval(tmp_path / "b.json", {"test": _eval_entry(0.5, 0.4)})
-    probe = _write_probe(tmp_path / "probe.json")
-
-    scores = PLOT["sorting_scores"](both)
-    assert list(scores) == ["test", "ood"]
-    assert (scores["ood"].exact, scores["ood"].continuity, scores["ood"].chance) == (0.27, 0.66, 1 / 6)
     assert list(PLOT["sorting_scores"](test_only)) == ["test"]
-    instruments = PLOT["probe_scores"](probe)["instruments"]
-    assert (instruments.encoder, instruments.random_encoder, instruments.logmel_stats) == (0.46, 0.37, 0.47)
 
+
+def test_probe_rows_are_those_the_file_holds(tmp_path):
+    probe = _write_probe(tmp_path / "p.json", {"encoder": 0.5, "logmel_stats": 0.6, "supervised": 0.9})
+    instruments = PLOT["probe_scores"](probe)["instruments"]
+    assert list(instruments) == ["encoder", "logmel_stats", "supervised", "chance"]
+    assert instruments["supervised"] == (0.9, 0.1) and instruments["chance"] == (0.125, 0.0)
+
+
+def test_a_spec_with_seeds_and_a_probe_draws_a_png(tmp_path):
+    for seed, exact in enumerate((0.70, 0.72, 0.75)):
+        _write_eval(tmp_path / f"s{seed}.json", {"test": _eval_entry(exact, 0.63), "ood": _eval_entry(exact - 0.02, 0.66)})
+    _write_probe(tmp_path / "probe.json")
+    spec = tmp_path / "figure.yaml"
+    spec.write_text(
+        "headline: the learned sorter beats continuity\n"
+        "panels:\n"
+        "  - {title: small gaps, metric: exact, runs: {seam: [s0.json, s1.json, s2.json], one seed: s0.json}}\n"
+        "  - {title: n = 10, metric: tau, runs: {seam: [s1.json]}}\n"
+        "  - {title: probes, probe: probe.json}\n"
+    )
+    headline, panels = PLOT["read_spec"](spec, tmp_path)
+    assert headline == "the learned sorter beats continuity"
+    assert [score["test"].value for score in panels[0]["runs"]["seam"]] == [0.70, 0.72, 0.75]
+    assert len(panels[0]["runs"]["one seed"]) == 1 and panels[1]["metric"] == "tau"
     out = tmp_path / "study.png"
-    assert PLOT["main"](["--run", "a", str(both), "--run", "b", str(test_only), "--probe", "a", str(probe),
-                         "--out", str(out)]) == 0
+    assert PLOT["main"]([str(spec), "--runs-dir", str(tmp_path), "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -63,11 +81,18 @@ def test_an_eval_json_without_test_or_ood_is_named(tmp_path):
         PLOT["sorting_scores"](val_only)
 
 
-def test_a_missing_file_is_one_line_and_exit_2(tmp_path, capsys):
-    good = _write_eval(tmp_path / "a.json", {"test": _eval_entry(0.29, 0.63)})
+@pytest.mark.parametrize("panels, message", [
+    ("[]", "non-empty list 'panels'"),
+    ("[{title: t, runs: {a: a.json}, probe: missing.json}]", "one of 'runs', 'probe'"),
+    ("[{title: t, metric: accuracy, runs: {a: a.json}}]", "metric one of"),
+    ("[{title: t, probe: missing.json}]", "cannot read probe.json"),
+])
+def test_a_bad_spec_is_one_line_and_exit_2(tmp_path, capsys, panels, message):
+    _write_eval(tmp_path / "a.json", {"test": _eval_entry(0.29, 0.63)})
+    spec = tmp_path / "figure.yaml"
+    spec.write_text(f"headline: h\npanels: {panels}\n")
     out = tmp_path / "study.png"
-    assert PLOT["main"](["--run", "a", str(good), "--probe", "a", str(tmp_path / "missing.json"),
-                         "--out", str(out)]) == 2
+    assert PLOT["main"]([str(spec), "--runs-dir", str(tmp_path), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: cannot read probe.json") and err.count("\n") == 1
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
     assert not out.exists()

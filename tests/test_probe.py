@@ -1,5 +1,6 @@
-"""audiosort probe: labelled folders, group folds, C chosen on the train part, three features against chance,
-paired tests, probe.json merging, one-line errors; and the probe sets of scripts/make_probe_sets.py."""
+"""audiosort probe: labelled folders, group folds, C chosen on the train part, like-for-like rows (mean and std of
+per-frame descriptors within one budget), the tempogram, the supervised reference, paired tests, probe.json merging,
+one-line errors; and the probe sets of scripts/make_probe_sets.py."""
 
 import csv
 import json
@@ -15,7 +16,21 @@ import soundfile as sf
 from audiosort import audio
 from audiosort.data import synthetic
 from audiosort.data.corpus import Corpus
-from audiosort.probe import C_GRID, FEATURES, fit_and_predict, group_folds, paired_group_p_value, probe, read_labelled
+from audiosort.embed import frame
+from audiosort.probe import (
+    C_GRID,
+    COMPARISONS,
+    LINEAR,
+    encoder_statistics,
+    fit_and_predict,
+    group_folds,
+    paired_group_p_value,
+    probe,
+    random_encoder,
+    read_labelled,
+    tempogram,
+)
+from audiosort.run import read_probe
 from conftest import SAMPLE_RATE, assert_one_line_error, run
 
 SCRIPT = runpy.run_path(str(Path(__file__).parents[1] / "scripts" / "make_probe_sets.py"))
@@ -54,22 +69,76 @@ def write_labels(folder, rows, header="path,label,group"):
 
 
 def test_logmel_stats_tell_tone_white_and_brown_noise_apart_on_every_split(run_dir, sounds):
-    result = run("probe", run_dir, "--data", sounds)
+    result = run("probe", run_dir, "--data", sounds, "--supervised-steps", "0")
     assert result.exit_code == 0, result.output
-    assert f"| {sounds.name} | 3 | 30 / 30 | 5 |" in result.stdout
+    assert f"| {sounds.name} | 3 | 30 / 30 | 5 | 0.333 |" in result.stdout
     entry = json.loads((run_dir / "probe.json").read_text())["tasks"][sounds.name]
     assert entry["accuracy"]["logmel_stats"] == 1.0 and entry["accuracy_per_split"]["logmel_stats"] == [1.0] * 5
     assert entry["accuracy_std"]["logmel_stats"] == 0.0 and entry["pooled"]["logmel_stats"] == 1.0
     assert entry["chance"] == pytest.approx(1 / 3)
     assert (entry["n_clips"], entry["n_groups"], entry["n_splits"], entry["classes"]) == (30, 30, 5, ["brown", "noise", "tone"])
     assert entry["labels_from"] == "sub-folders" and entry["grouped_by"] == "file"
-    assert entry["feature_dims"] == {"encoder": 16, "random_encoder": 16, "logmel_stats": 128}
-    for name in FEATURES:
+    # Mean and std of the 16-value embedding; the concatenations hold both sources.
+    assert entry["feature_dims"] == {
+        "encoder": 32, "random_encoder": 32, "logmel_stats": 128, "tempogram": 128,
+        "encoder_stats": 160, "random_encoder_stats": 160,
+    }
+    assert "supervised" not in entry["accuracy"] and entry["supervised_steps"] == 0
+    for name in LINEAR:
         low, high = entry["interval"][name]
         assert low <= entry["pooled"][name] <= high
         assert len(entry["accuracy_per_split"][name]) == 5 and set(entry["chosen_c"][name]) <= set(C_GRID)
         assert entry["accuracy"][name] == pytest.approx(np.mean(entry["accuracy_per_split"][name]))
-    assert set(entry["p_encoder_better"]) == {"random_encoder", "logmel_stats"} == set(entry["difference"])
+    assert set(entry["p_better"]) == {f"{a}>{b}" for a, b in COMPARISONS} == set(entry["difference"])
+    assert read_probe(run_dir)[sounds.name].p_better == entry["p_better"]
+    # The statistics alone are perfect, so the encoder beside them cannot be shown to add anything.
+    assert entry["p_better"]["encoder_stats>logmel_stats"] == 1.0
+
+
+def test_encoder_features_are_mean_and_std_of_embeddings_every_quarter_chunk(run_dir):
+    model = random_encoder(run_dir, seed=0)
+    pcm = audio.to_int16(synthetic.white_noise(0.5, sample_rate=SAMPLE_RATE, rng=np.random.default_rng(0)))
+    embeddings = model.embed(frame(pcm, chunk_samples=model.chunk_samples, hop_samples=model.chunk_samples // 4))
+    assert len(embeddings) == (len(pcm) - model.chunk_samples) // (model.chunk_samples // 4) + 1
+    features = encoder_statistics(model, pcm)
+    np.testing.assert_allclose(features, np.concatenate([embeddings.mean(axis=0), embeddings.std(axis=0)]), rtol=1e-5, atol=1e-6)
+
+
+def test_tempogram_peaks_at_the_beat_period():
+    # A click every 0.25 s (240 BPM) for 2 s: the onset autocorrelation peaks at 25 hops and its multiples.
+    y = np.zeros(2 * SAMPLE_RATE, dtype=np.float32)
+    for start in range(0, len(y), SAMPLE_RATE // 4):
+        y[start : start + 80] = np.hanning(80)
+    features = tempogram(y, sample_rate=SAMPLE_RATE)
+    assert features.shape == (128,) and np.all(np.abs(features) <= 1.0)
+    assert int(np.argmax(features[5:40])) + 5 + 1 == 25  # features[k] is lag k + 1
+    assert features[24] > features[11] + 0.3  # half the period falls between clicks
+    louder = tempogram(4 * y, sample_rate=SAMPLE_RATE)
+    np.testing.assert_allclose(louder, features, atol=0.05)
+    assert not np.any(tempogram(np.zeros(SAMPLE_RATE, dtype=np.float32), sample_rate=SAMPLE_RATE))
+
+
+def test_supervised_reference_learns_the_labels_on_its_train_parts(run_dir, sounds):
+    entry = probe(run_dir, sounds, supervised_steps=60).tasks[sounds.name]
+    assert entry["supervised_steps"] == 60 and len(entry["accuracy_per_split"]["supervised"]) == 5
+    assert entry["accuracy"]["supervised"] >= 0.8, entry["accuracy"]
+    table = (run_dir / "probe.md").read_text()
+    assert f"{entry['accuracy']['supervised']:.3f} ± {entry['accuracy_std']['supervised']:.3f}" in table
+
+
+def test_projection_to_the_budget_is_fit_on_the_train_clips_only():
+    rng = np.random.default_rng(0)
+    labels = np.array(["a", "b"])[rng.integers(0, 2, 60)]
+    features = rng.normal(size=(60, 40)) + (labels == "a")[:, None] * 0.5
+    groups = np.arange(60).astype(str)
+    test_features = rng.normal(size=(10, 40)) + 0.25
+    predicted, _ = fit_and_predict(features, labels, groups, test_features, seed=0, max_dims=8)
+    more, _ = fit_and_predict(features, labels, groups, np.vstack([test_features, 50 * test_features]), seed=0, max_dims=8)
+    np.testing.assert_array_equal(more[:10], predicted)
+    # Eight components of forty noisy values do not all carry the label direction: the answers change.
+    full, _ = fit_and_predict(features, labels, groups, rng.normal(size=(200, 40)), seed=0)
+    projected, _ = fit_and_predict(features, labels, groups, rng.normal(size=(200, 40)), seed=0, max_dims=1)
+    assert np.any(full != projected)
 
 
 def tone_groups(folder, *, grouped):
@@ -88,8 +157,8 @@ def tone_groups(folder, *, grouped):
 def test_group_folds_keep_a_recording_on_one_side(run_dir, tmp_path):
     # Labels that only the recording tells: split by file, the probe recognises the recording and
     # scores near 1; split by group, it must hear the label in sounds it never trained on, and cannot.
-    by_file = probe(run_dir, tone_groups(tmp_path / "by-file", grouped=False)).tasks["by-file"]
-    by_group = probe(run_dir, tone_groups(tmp_path / "by-group", grouped=True)).tasks["by-group"]
+    by_file = probe(run_dir, tone_groups(tmp_path / "by-file", grouped=False), supervised_steps=0).tasks["by-file"]
+    by_group = probe(run_dir, tone_groups(tmp_path / "by-group", grouped=True), supervised_steps=0).tasks["by-group"]
     assert by_file["accuracy"]["logmel_stats"] >= 0.9 and by_file["grouped_by"] == "file"
     assert by_group["accuracy"]["logmel_stats"] <= 0.7 and by_group["grouped_by"] == "group column"
     assert by_group["n_groups"] == 10 and by_group["labels_from"] == "labels.csv"
@@ -136,23 +205,27 @@ def test_one_call_probes_a_suite_and_keeps_earlier_tasks(run_dir, sounds, tmp_pa
     other = tmp_path / "two-kinds"
     for label in ("tone", "brown"):
         shutil.copytree(sounds / label, other / label)
-    first = probe(run_dir, sounds).tasks[sounds.name]
-    report = probe(run_dir, [other, tone_groups(tmp_path / "tones", grouped=True)], seed=1)
+    first = probe(run_dir, sounds, supervised_steps=0).tasks[sounds.name]
+    report = probe(run_dir, [other, tone_groups(tmp_path / "tones", grouped=True)], seed=1, supervised_steps=2)
     tasks = json.loads((run_dir / "probe.json").read_text())["tasks"]
     assert list(tasks) == [sounds.name, "two-kinds", "tones"] and tasks == report.tasks and report.probed == ["two-kinds", "tones"]
     assert tasks[sounds.name] == first and tasks["two-kinds"]["seed"] == 1
     table = (run_dir / "probe.md").read_text()
     assert f"| {sounds.name} | 3 |" in table and "| two-kinds | 2 | 20 / 20 | 5 |" in table and "| tones | 2 | 40 / 10 | 5 |" in table
+    # The first task ran without the supervised reference: a dash in its cell, a number in the others'.
+    assert table.count(" | - | ") == 1 and "supervised" in tasks["tones"]["accuracy"]
 
-    result = run("probe", run_dir, "--data", other, "--seed", "2", "--splits", "2")
+    result = run("probe", run_dir, "--data", other, "--seed", "2", "--splits", "2", "--supervised-steps", "0")
     assert result.exit_code == 0, result.output
     tasks = json.loads((run_dir / "probe.json").read_text())["tasks"]
     assert list(tasks) == [sounds.name, "two-kinds", "tones"] and tasks["two-kinds"]["n_splits"] == 2
 
 
-def test_entries_of_the_one_split_probe_are_dropped(run_dir, sounds):
-    (run_dir / "probe.json").write_text(json.dumps({"tasks": {"old": {"accuracy": {"encoder": 0.5}}}}))
-    assert list(probe(run_dir, sounds).tasks) == [sounds.name]
+def test_entries_of_earlier_probes_are_dropped(run_dir, sounds):
+    one_split = {"accuracy": {"encoder": 0.5}}
+    mean_pooled = {"accuracy": {"encoder": 0.5}, "n_splits": 5, "p_encoder_better": {"logmel_stats": 0.5}}
+    (run_dir / "probe.json").write_text(json.dumps({"tasks": {"old": one_split, "mean-pooled": mean_pooled}}))
+    assert list(probe(run_dir, sounds, supervised_steps=0).tasks) == [sounds.name]
 
 
 @pytest.mark.parametrize(
@@ -217,6 +290,7 @@ def test_one_split_and_missing_run_exit_2(run_dir, sounds, tmp_path):
     assert_one_line_error(run("probe", run_dir, "--data", sounds, "--splits", "1"), "'--splits': 1 is not in the range x>=2")
     assert_one_line_error(run("probe", tmp_path / "no-run", "--data", sounds), "no run folder")
     assert_one_line_error(run("probe", run_dir, "--data", sounds, "--data", sounds), "both named")
+    assert_one_line_error(run("probe", run_dir, "--data", sounds, "--supervised-steps", "-1"), "'--supervised-steps': -1 is not in the range x>=0")
 
 
 def test_synthetic_probe_set_has_one_folder_per_tempo_and_is_seeded(tmp_path, capsys):

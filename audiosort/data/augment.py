@@ -44,7 +44,7 @@ _FFT_BLOCK_BYTES = 4 << 20  # spectrum of the puzzles filtered at once
 
 
 def augment_batch(chunks: np.ndarray, rng: np.random.Generator, config: AugmentConfig, *, sample_rate: int) -> np.ndarray:
-    """Apply the configured per-puzzle EQ, per-chunk gain and per-chunk noise to a batch of puzzles.
+    """Apply the configured per-puzzle EQ, and unless ``per_chunk`` is off per-chunk gain and noise, to a batch of puzzles.
 
     Parameters
     ----------
@@ -87,13 +87,20 @@ def augment_batch(chunks: np.ndarray, rng: np.random.Generator, config: AugmentC
             spectrum = scipy.fft.rfft(audio[puzzles], n=2 * length, axis=-1)
             spectrum *= gain[puzzles]
             audio[puzzles] = scipy.fft.irfft(spectrum, n=2 * length, axis=-1)[..., :length]
+    if config.per_chunk:
+        _gain_and_noise(audio, rng, config)
+    return np.clip(np.rint(audio, out=audio), INT16.min, INT16.max, out=audio).astype(np.int16)
+
+
+def _gain_and_noise(audio: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> None:
+    """Scale each chunk of ``audio`` (B, n, L) float32 by its own gain and add its own white noise, in place."""
+    batch, n_chunks, length = audio.shape
     if config.gain_db > 0:
         audio *= (10.0 ** (rng.uniform(-config.gain_db, 0.0, size=(batch, n_chunks, 1)) / 20.0)).astype(np.float32)
     noise_rms = -float(INT16.min) * 10.0 ** (rng.uniform(config.noise_min_dbfs, config.noise_max_dbfs, size=(batch, n_chunks, 1)) / 20.0)
     noise = rng.standard_normal((batch, n_chunks, length), dtype=np.float32)
     noise *= noise_rms.astype(np.float32)
     audio += noise
-    return np.clip(np.rint(audio, out=audio), INT16.min, INT16.max, out=audio).astype(np.int16)
 
 
 def puzzle_response_db(

@@ -52,6 +52,11 @@ class PuzzleSpec:
     min_rms : float >= 0
         Chunk sets having any chunk with RMS below this (full scale = 1.0) are
         redrawn; 0 disables the check.
+    grid_samples : int > 0
+        Chunk starts and gaps are whole multiples of this many samples (so
+        must be the chunk length and the gap bounds): 1 for audio, the hop of
+        a feature cache's frames for cached features
+        (:meth:`audiosort.data.features.FrontEnd.grid_spec`).
     """
 
     n_chunks: int
@@ -60,6 +65,7 @@ class PuzzleSpec:
     pad_max_samples: int
     pad_mode: str = "per_gap"
     min_rms: float = 0.0
+    grid_samples: int = 1
 
     def __post_init__(self):
         if self.n_chunks < 2:
@@ -70,6 +76,9 @@ class PuzzleSpec:
             raise InputError(f"gap bounds [{self.pad_min_samples}, {self.pad_max_samples}] samples are not 0 <= min <= max")
         if self.pad_mode not in PAD_MODES:
             raise InputError(f"pad_mode = {self.pad_mode!r} must be one of {PAD_MODES}")
+        lengths = (self.chunk_samples, self.pad_min_samples, self.pad_max_samples)
+        if self.grid_samples < 1 or any(length % self.grid_samples for length in lengths):
+            raise InputError(f"chunk and gap bounds {lengths} samples are not whole multiples of grid_samples = {self.grid_samples}")
 
     @classmethod
     def from_config(cls, puzzle: PuzzleConfig, *, sample_rate: int) -> PuzzleSpec:
@@ -267,7 +276,8 @@ def draw_starts(tracks: TrackTable, spec: PuzzleSpec, batch_size: int, *, rng: n
         )
     weights = np.maximum(room, 0).astype(np.float64)
     rows = rng.choice(len(tracks), size=batch_size, p=weights / weights.sum())
-    start = (rng.random(batch_size) * (tracks.frames[rows] - span + 1)).astype(np.int64)
+    grid = spec.grid_samples
+    start = (rng.random(batch_size) * ((tracks.frames[rows] - span) // grid + 1)).astype(np.int64) * grid
 
     # Slot i holds the chunk of temporal position perm[b, i]: that is the label.
     order = np.argsort(rng.random((batch_size, n)), axis=1).astype(np.int32)
@@ -329,16 +339,17 @@ def draw_gaps(spec: PuzzleSpec, batch_size: int, *, rng: np.random.Generator) ->
     Returns
     -------
     np.ndarray [shape=(batch_size, n_chunks - 1), dtype=int64]
-        ``per_gap``: each drawn independently and uniformly in
-        [pad_min_samples, pad_max_samples]; ``shared``: one such draw per
-        puzzle, repeated; ``fixed``: always pad_max_samples.
+        ``per_gap``: each drawn independently and uniformly among the
+        multiples of ``grid_samples`` in [pad_min_samples, pad_max_samples];
+        ``shared``: one such draw per puzzle, repeated; ``fixed``: always pad_max_samples.
     """
     shape = (batch_size, spec.n_chunks - 1)
-    low, high = spec.pad_min_samples, spec.pad_max_samples + 1
+    grid = spec.grid_samples
+    low, high = spec.pad_min_samples // grid, spec.pad_max_samples // grid + 1
     if spec.pad_mode == "per_gap":
-        return rng.integers(low, high, size=shape, dtype=np.int64)
+        return rng.integers(low, high, size=shape, dtype=np.int64) * grid
     if spec.pad_mode == "shared":
-        return np.repeat(rng.integers(low, high, size=(batch_size, 1), dtype=np.int64), shape[1], axis=1)
+        return np.repeat(rng.integers(low, high, size=(batch_size, 1), dtype=np.int64), shape[1], axis=1) * grid
     return np.full(shape, spec.pad_max_samples, dtype=np.int64)
 
 

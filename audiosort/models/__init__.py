@@ -7,8 +7,8 @@ under the TensorFlow and JAX backends alike.
 """
 
 from audiosort.models import layers, objectives
-from audiosort.models.build import NORMALIZATIONS, build_model
+from audiosort.models.build import NORMALIZATIONS, build_feature_model, build_model
 from audiosort.models.encoders import ENCODERS, build_encoder
 from audiosort.models.sorters import build_sorter
 
-__all__ = ["ENCODERS", "NORMALIZATIONS", "build_encoder", "build_model", "build_sorter", "layers", "objectives"]
+__all__ = ["ENCODERS", "NORMALIZATIONS", "build_encoder", "build_feature_model", "build_model", "build_sorter", "layers", "objectives"]

@@ -102,3 +102,53 @@ def build_model(model_cfg: ModelConfig, *, n_chunks: int, chunk_samples: int, sa
     log_probs = NORMALIZATIONS[sorter_cfg.normalization](sorter_cfg)(sorter(embeddings))
     return keras.Model(chunks, log_probs, name=name), encoder
 
+
+
+def build_feature_model(model: keras.Model, encoder: keras.Model) -> keras.Model:
+    """The training twin of a ``logmel*`` model: the same layers, fed the cached front end instead of audio.
+
+    Everything after the fixed front end (the encoder from ``band_norm`` on,
+    the sorter head, the normalization) is the very layer objects of ``model``
+    and ``encoder``, so training this model trains them, and ``model`` (saved
+    as ``model.keras``, raw audio in) has the trained weights with no copy.
+    Its inputs are what :func:`audiosort.data.features.cached_puzzle_batches`
+    gathers.
+
+    Parameters
+    ----------
+    model, encoder : keras.Model
+        From :func:`build_model` with a ``logmel``, ``logmel1d`` or ``logmel_resnet`` encoder.
+
+    Returns
+    -------
+    keras.Model
+        Inputs ``frames [shape=(B, n, T, n_mels), float32]`` (the encoder's
+        log-mel frames of each chunk) and, for a seam head, ``edges
+        [shape=(B, n, 2, edge_mels), float32]`` (:class:`EdgeLogMel` of each
+        chunk); the outputs of ``model``, under its name.
+
+    Raises
+    ------
+    ConfigError
+        An encoder without the "log_mel" front end.
+    """
+    try:
+        front = encoder.get_layer("log_mel")
+    except ValueError:
+        raise ConfigError("data.features = 'cached' needs a log-mel encoder (logmel, logmel1d, logmel_resnet)") from None
+    # The encoder's graph from the front end's output on: its layers, not copies.
+    body = keras.Model(front.output, encoder.output, name="encoder_body")
+    n_chunks = model.input_shape[1]
+    frames = keras.Input((n_chunks, *front.output.shape[1:]), name="frames")
+    folded = body(FoldSlots(name="fold_slots")(frames))
+    unfold = UnfoldSlots(n_chunks, name="unfold_slots")
+    embeddings = unfold(folded) if n_chunks is not None else unfold([folded, frames])
+    inputs = [frames]
+    layer_names = {layer.name for layer in model.layers}
+    if "edge_log_mel" in layer_names:
+        edges = keras.Input((n_chunks, *model.get_layer("edge_log_mel").output.shape[1:]), name="edges")
+        inputs.append(edges)
+        embeddings = [embeddings, edges]
+    scores = model.get_layer("sorter")(embeddings)
+    output = model.get_layer("successor_logits" if "successor_logits" in layer_names else "log_probs")(scores)
+    return keras.Model(inputs, output, name=model.name)

@@ -152,7 +152,34 @@ def _log_mel_frames(audio, cfg: EncoderConfig, *, sample_rate: int):
 
     A chunk shorter than one STFT frame gets a single frame as long as the chunk.
     """
-    chunk_samples = audio.shape[-1]
+    x = log_mel_layer(cfg, chunk_samples=audio.shape[-1], sample_rate=sample_rate)(audio)
+    return layers.BatchNormalization(name="band_norm")(x)
+
+
+def log_mel_layer(cfg: EncoderConfig, *, chunk_samples: int, sample_rate: int) -> LogMelSpectrogram:
+    """The fixed log-mel front end of the ``logmel*`` encoders, named "log_mel" (also what the feature cache runs).
+
+    Parameters
+    ----------
+    cfg : EncoderConfig
+        ``frame_seconds``, ``hop_seconds`` and ``n_mels``.
+    chunk_samples : int > 0
+        Chunk length L, in samples: a frame is never longer.
+    sample_rate : int > 0
+        Of the audio, in Hz.
+
+    Returns
+    -------
+    LogMelSpectrogram
+        Input ``[shape=(B, samples), float32]`` in [-1, 1); output
+        ``[shape=(B, frames, n_mels), float32]``; the DFT is the frame rounded
+        up to a power of two.
+
+    Raises
+    ------
+    ConfigError
+        A frame or hop shorter than one sample.
+    """
     frame_samples = round(cfg.frame_seconds * sample_rate)
     hop_samples = round(cfg.hop_seconds * sample_rate)
     if frame_samples < 1:
@@ -161,7 +188,7 @@ def _log_mel_frames(audio, cfg: EncoderConfig, *, sample_rate: int):
         raise ConfigError(f"model.encoder.hop_seconds = {cfg.hop_seconds!r} is under one sample at {sample_rate} Hz")
     frame_samples = min(frame_samples, chunk_samples)
     fft_length = 2 ** math.ceil(math.log2(frame_samples))
-    x = LogMelSpectrogram(
+    return LogMelSpectrogram(
         sample_rate,
         frame_samples,
         hop_samples,
@@ -169,8 +196,7 @@ def _log_mel_frames(audio, cfg: EncoderConfig, *, sample_rate: int):
         cfg.n_mels,
         dtype="float32",  # power spectra overflow float16
         name="log_mel",
-    )(audio)
-    return layers.BatchNormalization(name="band_norm")(x)
+    )
 
 
 def _halving(shape) -> tuple:

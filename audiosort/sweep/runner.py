@@ -191,7 +191,8 @@ def _run_stages(config: Config, folder: Path, job: dict) -> None:
                 from audiosort.probe import probe
 
                 print(f"probe {run_dir} on {data}", flush=True)
-                probe(run_dir, data)
+                # The supervised reference ignores the run's weights: the same for every run of a sweep, so not per run.
+                probe(run_dir, data, supervised_steps=0)
 
 
 def _progress(row: dict, status: str, seconds: float) -> str:
