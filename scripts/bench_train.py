@@ -96,7 +96,7 @@ def bench_config(path: Path | None, *, batch_size: int, jit: str | None, augment
     jit : {"on", "off", "auto"}, optional
         Overrides ``train.jit_compile``; None keeps the config's.
     augment : bool
-        Switches ``augment.enabled`` on (the config's magnitudes, else the defaults).
+        ``augment.enabled`` (the config's magnitudes, else the defaults); off without ``--augment``.
 
     Returns
     -------
@@ -112,8 +112,8 @@ def bench_config(path: Path | None, *, batch_size: int, jit: str | None, augment
     train = dataclasses.replace(config.train, batch_size=batch_size)
     if jit is not None:
         train = dataclasses.replace(train, jit_compile=JIT_SETTINGS[jit])
-    if augment:
-        config = dataclasses.replace(config, augment=dataclasses.replace(config.augment, enabled=True))
+    # Augmentation only with --augment, whatever the config says: the feeds compare like with like.
+    config = dataclasses.replace(config, augment=dataclasses.replace(config.augment, enabled=augment))
     return dataclasses.replace(config, train=train), source
 
 
