@@ -182,9 +182,14 @@ class SorterConfig:
     # pairwise: rows (cross-entropy of each slot's position marginal) | orders (-log P(true order) under the
     # softmax over all n! orders the head enumerates: the whole order's likelihood, not each slot's).
     loss: str = "rows"
+    # pairwise, successor with seam: in training, drop the seam term of this share of the puzzles, so that on
+    # those the embeddings alone must sort (issue 27, docs/transfer.md); eval always keeps it.
+    seam_dropout: float = 0.0
 
     def __post_init__(self):
         _check(self.type in HEADS, "model.sorter.type", self.type, f"must be one of {tuple(HEADS)}")
+        _check(0 <= self.seam_dropout < 1, "model.sorter.seam_dropout", self.seam_dropout, "must be in [0, 1)")
+        _check(not self.seam_dropout or self.seam, "model.sorter.seam_dropout", self.seam_dropout, "needs model.sorter.seam: true")
         seam_heads = tuple(name for name, head in HEADS.items() if head.seam)
         _check(not self.seam or HEADS[self.type].seam, "model.sorter.seam", self.seam, f"needs model.sorter.type in {seam_heads}")
         _check(not self.mismatch or self.type == "pairwise", "model.sorter.mismatch", self.mismatch, "needs model.sorter.type 'pairwise'")
@@ -224,10 +229,32 @@ class ContrastiveConfig:
 
 
 @dataclass(frozen=True)
+class ViewsConfig:
+    """Each chunk under its own view on the encoder's path only (issue 27, :mod:`audiosort.models.views`); off by default.
+
+    The seam term keeps reading the raw edges; the encoder gets each chunk with an independent gain, tilt and
+    shift in training, and with its outer ``edge_mask_seconds`` silenced always, so that it cannot sort by
+    matching edges and must learn what the chunks hold. Draws are per chunk and i.i.d.: none carries order.
+    """
+
+    enabled: bool = False
+    gain_db: float = 6.0  # per chunk: attenuation drawn uniformly in [-gain_db, 0] dB
+    tilt_db_per_octave: float = 3.0  # per chunk: spectral tilt around 1 kHz, drawn in [-x, x] dB per octave
+    shift_seconds: float = 0.02  # per chunk: a time shift drawn in [-x, x] s; inside the mask, so no edge shows
+    # always, in training and inference: the first and last this many seconds of each chunk are set to zero
+    edge_mask_seconds: float = 0.04
+
+    def __post_init__(self):
+        for name in ("gain_db", "tilt_db_per_octave", "shift_seconds", "edge_mask_seconds"):
+            _check(getattr(self, name) >= 0, f"model.views.{name}", getattr(self, name), "must be >= 0")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     sorter: SorterConfig = field(default_factory=SorterConfig)
     contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
+    views: ViewsConfig = field(default_factory=ViewsConfig)
 
 
 @dataclass(frozen=True)
@@ -301,6 +328,12 @@ class Config:
             batch_bytes <= MAX_BATCH_BYTES, "train.batch_size", self.train.batch_size,
             f"makes batches of {batch_bytes / 2**30:.3g} GiB of int16 audio ({self.puzzle.n_chunks} chunks of "
             f"{chunk_samples:.0f} samples a puzzle); the limit is {MAX_BATCH_BYTES // 2**30} GiB: lower train.batch_size",
+        )
+        views = self.model.views
+        _check(
+            not views.enabled or 2 * views.edge_mask_seconds < self.puzzle.chunk_seconds,
+            "model.views.edge_mask_seconds", views.edge_mask_seconds,
+            f"masks the whole chunk at both ends: must be under half of puzzle.chunk_seconds ({self.puzzle.chunk_seconds})",
         )
 
 

@@ -6,7 +6,7 @@ reload a saved model (compiled or not) or encoder. Only ``keras.layers`` and ``k
 under the TensorFlow and JAX backends alike.
 """
 
-from audiosort.models import layers, objectives
+from audiosort.models import layers, objectives, views
 from audiosort.models.build import NORMALIZATIONS, build_feature_model, build_model
 from audiosort.models.encoders import ENCODERS, build_encoder
 from audiosort.models.sorters import build_sorter

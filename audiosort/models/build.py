@@ -27,6 +27,7 @@ from audiosort.models.encoders import build_encoder
 from audiosort.models.layers import EdgeLogMel, FoldSlots, Int16ToFloat, RowLogSoftmax, Sinkhorn, UnfoldSlots
 from audiosort.models.objectives import SamePuzzleContrast
 from audiosort.models.sorters import build_sorter
+from audiosort.models.views import ChunkViews
 
 
 # The output layer computes in float32 whatever the global dtype policy, so that
@@ -87,7 +88,16 @@ def build_model(model_cfg: ModelConfig, *, n_chunks: int, chunk_samples: int, sa
     chunks = keras.Input((n_chunks, chunk_samples), dtype="int16", name="chunks")
     # Folding the slots into the batch runs the encoder once on all B * n chunks:
     # shared weights, and batch-norm statistics over every chunk rather than per slot.
-    folded = encoder(FoldSlots(name="fold_slots")(chunks))
+    folded = FoldSlots(name="fold_slots")(chunks)
+    views = model_cfg.views
+    if views.enabled:
+        # The encoder's path only: the seam below reads the raw edges (two paths, issue 27).
+        folded = ChunkViews(
+            sample_rate, gain_db=views.gain_db, tilt_db_per_octave=views.tilt_db_per_octave,
+            shift_samples=round(views.shift_seconds * sample_rate), edge_mask_samples=round(views.edge_mask_seconds * sample_rate),
+            name="chunk_views",
+        )(folded)
+    folded = encoder(folded)
     unfold = UnfoldSlots(n_chunks, name="unfold_slots")
     embeddings = unfold(folded) if n_chunks is not None else unfold([folded, chunks])
     contrastive = model_cfg.contrastive
@@ -149,6 +159,8 @@ def build_feature_model(model: keras.Model, encoder: keras.Model) -> keras.Model
     embeddings = unfold(folded) if n_chunks is not None else unfold([folded, frames])
     inputs = [frames]
     layer_names = {layer.name for layer in model.layers}
+    if "chunk_views" in layer_names:
+        raise ConfigError("data.features = 'cached' cannot apply model.views (they change the audio before the front end); use raw")
     if "same_puzzle_contrast" in layer_names:
         embeddings = model.get_layer("same_puzzle_contrast")(embeddings)
     if "edge_log_mel" in layer_names:

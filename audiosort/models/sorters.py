@@ -20,6 +20,7 @@ from audiosort.config import SorterConfig
 from audiosort.errors import ConfigError
 from audiosort.baselines import N_MELS as SEAM_BANDS
 from audiosort.heads import any_n_heads, get_head
+from audiosort.models.views import SeamDropout
 from audiosort.models.layers import (
     ExpectedRankScores, JoinMismatch, PairFeatures, PermutationMarginals, SeamScores, SuccessorLogits, TimePositionScores,
 )
@@ -212,7 +213,10 @@ def _join_scores(embeddings, cfg: SorterConfig, *, mismatch: bool = False, edges
     last = layers.Dense(1, kernel_initializer=start, name=last_name)(x)
     if edges is not None:
         # Not in the layer named successor_name: what dream reads there is the encoder's part alone.
-        successor = layers.Add(name="successor_and_seam")([successor, SeamScores(name="seam")(edges)])
+        seam = SeamScores(name="seam")(edges)
+        if cfg.seam_dropout:
+            seam = SeamDropout(cfg.seam_dropout, name="seam_dropout")(seam)
+        successor = layers.Add(name="successor_and_seam")([successor, seam])
     return [successor, first, last]
 
 

@@ -1,0 +1,135 @@
+"""Two paths into the network (issue 27): the encoder's per-chunk views and seam dropout."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+from scipy import stats
+
+from audiosort.config import Config, EncoderConfig, ModelConfig, SorterConfig, ViewsConfig, load_config
+from audiosort.errors import ConfigError
+from audiosort.models import build_model
+from audiosort.models.views import ChunkViews, SeamDropout
+
+SAMPLE_RATE = 16000
+CHUNK_SAMPLES = 4000
+MASK = 320
+SHIFT = 160
+
+
+def noise_chunks(n_rows: int, seed: int = 0) -> np.ndarray:
+    return (np.random.default_rng(seed).standard_normal((n_rows, CHUNK_SAMPLES)) * 3000).astype(np.int16)
+
+
+def views(**kwargs) -> ChunkViews:
+    settings = dict(gain_db=6.0, tilt_db_per_octave=3.0, shift_samples=SHIFT, edge_mask_samples=MASK, seed=1)
+    return ChunkViews(SAMPLE_RATE, **(settings | kwargs))
+
+
+def test_in_inference_only_the_edges_are_silenced():
+    chunks = noise_chunks(6)
+    out = keras.ops.convert_to_numpy(views()(chunks, training=False))
+    assert out.dtype == np.int16
+    assert not out[:, :MASK].any() and not out[:, -MASK:].any()
+    np.testing.assert_array_equal(out[:, MASK:-MASK], chunks[:, MASK:-MASK])
+
+
+def test_in_training_each_chunk_gets_its_own_view_and_the_edges_stay_silent():
+    chunk = noise_chunks(1)
+    same = np.repeat(chunk, 8, axis=0)
+    out = keras.ops.convert_to_numpy(views()(same, training=True)).astype(np.float64)
+    assert not out[:, :MASK].any() and not out[:, -MASK:].any()
+    # eight copies of one chunk, eight different views
+    assert len({row.tobytes() for row in out}) == 8
+    # the gain never makes a chunk louder than the tilt alone could: attenuation in [-6, 0] dB
+    rms = np.sqrt(np.mean(out[:, MASK:-MASK] ** 2, axis=1)) / np.sqrt(np.mean(chunk[0, MASK:-MASK].astype(np.float64) ** 2))
+    assert np.all(rms < 1.6) and np.all(rms > 0.3)
+
+
+def test_the_shift_moves_the_audio_by_whole_samples_within_the_bound():
+    chunk = noise_chunks(1)
+    out = keras.ops.convert_to_numpy(views(gain_db=0.0, tilt_db_per_octave=0.0)(np.repeat(chunk, 32, axis=0), training=True))
+    inner = slice(MASK, CHUNK_SAMPLES - MASK)
+    shifts = []
+    for row in out:
+        matches = [s for s in range(-SHIFT, SHIFT + 1) if np.array_equal(row[inner], chunk[0, MASK - s : CHUNK_SAMPLES - MASK - s])]
+        assert len(matches) == 1
+        shifts.append(matches[0])
+    assert len(set(shifts)) > 10
+
+
+def test_view_draws_do_not_depend_on_the_slot():
+    """Gain is drawn i.i.d. per chunk: the loudest slot of a puzzle of identical chunks is uniform (chi-square)."""
+    n_puzzles, n_chunks = 600, 3
+    chunk = noise_chunks(1)
+    batch = np.repeat(chunk, n_puzzles * n_chunks, axis=0)
+    out = keras.ops.convert_to_numpy(views(tilt_db_per_octave=0.0, shift_samples=0)(batch, training=True)).astype(np.float64)
+    loudness = np.mean(out**2, axis=1).reshape(n_puzzles, n_chunks)
+    counts = np.bincount(np.argmax(loudness, axis=1), minlength=n_chunks)
+    assert stats.chisquare(counts).pvalue > 0.001
+
+
+def test_seam_dropout_drops_whole_puzzles_at_its_rate_and_only_in_training():
+    seam = np.ones((4000, 3, 3, 1), dtype=np.float32)
+    layer = SeamDropout(0.3, seed=2)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(seam, training=False)), seam)
+    out = keras.ops.convert_to_numpy(layer(seam, training=True))
+    per_puzzle = out.reshape(len(seam), -1)
+    assert np.all((per_puzzle == 0).all(axis=1) | (per_puzzle == 1).all(axis=1))
+    dropped = int((per_puzzle == 0).all(axis=1).sum())
+    assert stats.binomtest(dropped, len(seam), 0.3).pvalue > 0.001
+
+
+def model_config(**sorter) -> ModelConfig:
+    return ModelConfig(
+        encoder=EncoderConfig(type="logmel1d", filters=8, blocks=1, embedding_dim=8),
+        sorter=SorterConfig(type="pairwise", hidden_units=8, seam=True, mismatch=True, **sorter),
+        views=ViewsConfig(enabled=True),
+    )
+
+
+def test_the_encoder_path_cannot_see_the_edges_but_the_seam_does():
+    model, _ = build_model(model_config(), n_chunks=3, chunk_samples=CHUNK_SAMPLES, sample_rate=SAMPLE_RATE)
+    mask = model.get_layer("chunk_views").edge_mask_samples
+    paths = keras.Model(model.input, [model.get_layer("unfold_slots").output, model.get_layer("seam_unfold_slots").output])
+    chunks = noise_chunks(3).reshape(1, 3, CHUNK_SAMPLES)
+    edited = chunks.copy()
+    edited[..., :mask] = noise_chunks(3, seed=1).reshape(1, 3, CHUNK_SAMPLES)[..., :mask]
+    edited[..., -mask:] = 0
+    (embeddings, seam), (edited_embeddings, edited_seam) = (
+        [keras.ops.convert_to_numpy(out) for out in paths(x, training=False)] for x in (chunks, edited)
+    )
+    np.testing.assert_array_equal(edited_embeddings, embeddings)
+    assert np.abs(edited_seam - seam).max() > 1.0
+
+
+def test_a_model_with_views_and_seam_dropout_reloads_with_identical_outputs(tmp_path):
+    model, _ = build_model(model_config(seam_dropout=0.5), n_chunks=3, chunk_samples=CHUNK_SAMPLES, sample_rate=SAMPLE_RATE)
+    chunks = noise_chunks(6).reshape(2, 3, CHUNK_SAMPLES)
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.saving.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(reloaded(chunks, training=False)), keras.ops.convert_to_numpy(model(chunks, training=False)), atol=1e-6
+    )
+    assert reloaded.get_layer("sorter").get_layer("seam_dropout").rate == 0.5
+    assert reloaded.get_layer("chunk_views").edge_mask_samples == round(0.04 * SAMPLE_RATE)
+
+
+def test_seam_dropout_needs_the_seam_and_the_mask_must_leave_audio():
+    with pytest.raises(ConfigError, match="model.sorter.seam_dropout"):
+        SorterConfig(type="pairwise", seam_dropout=0.5)
+    with pytest.raises(ConfigError, match="model.sorter.seam_dropout"):
+        SorterConfig(type="pairwise", seam=True, seam_dropout=1.0)
+    config = Config(model=ModelConfig(views=ViewsConfig(enabled=True)))
+    with pytest.raises(ConfigError, match="model.views.edge_mask_seconds"):
+        dataclasses.replace(config, puzzle=dataclasses.replace(config.puzzle, chunk_seconds=0.08))
+    with pytest.raises(ConfigError, match="model.views.gain_db"):
+        ViewsConfig(gain_db=-1.0)
+
+
+def test_views_keys_are_reachable_from_the_command_line():
+    config = load_config(overrides=["model.views.enabled=true", "model.views.edge_mask_seconds=0.03"])
+    assert config.model.views.enabled and config.model.views.edge_mask_seconds == 0.03
