@@ -229,6 +229,23 @@ class ContrastiveConfig:
 
 
 @dataclass(frozen=True)
+class SpectralTargetsConfig:
+    """A training-only auxiliary loss: predict each chunk's chroma and spectral envelope from its embedding.
+
+    Sorting rewards what changes along a track and ignores what stays (key, register, timbre); this asks the
+    encoder to keep them (issue 27, :mod:`audiosort.models.auxiliary`). Computed from the chunk's own audio, no
+    labels; eval, predict, embed and HEAR never compute it.
+    """
+
+    weight: float = 0.0  # added to the sorting loss with this factor; 0 = off (the model is built exactly as without it)
+    hidden_units: int = 128  # width of the predictor's hidden layer
+
+    def __post_init__(self):
+        _check(self.weight >= 0, "model.spectral_targets.weight", self.weight, "must be >= 0")
+        _check(self.hidden_units > 0, "model.spectral_targets.hidden_units", self.hidden_units, "must be > 0")
+
+
+@dataclass(frozen=True)
 class ViewsConfig:
     """Each chunk under its own view on the encoder's path only (issue 27, :mod:`audiosort.models.views`); off by default.
 
@@ -255,6 +272,7 @@ class ModelConfig:
     sorter: SorterConfig = field(default_factory=SorterConfig)
     contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
     views: ViewsConfig = field(default_factory=ViewsConfig)
+    spectral_targets: SpectralTargetsConfig = field(default_factory=SpectralTargetsConfig)
 
 
 @dataclass(frozen=True)

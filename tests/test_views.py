@@ -1,4 +1,4 @@
-"""Two paths into the network (issue 27): the encoder's per-chunk views and seam dropout."""
+"""Issue 27's levers in the model: two paths in (per-chunk views, seam dropout) and the spectral targets."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from audiosort.config import Config, EncoderConfig, ModelConfig, SorterConfig, ViewsConfig, load_config
+from audiosort.config import Config, EncoderConfig, ModelConfig, SorterConfig, SpectralTargetsConfig, ViewsConfig, load_config
 from audiosort.errors import ConfigError
 from audiosort.models import build_model
+from audiosort.models.auxiliary import ENVELOPE_BANDS, SpectralTargets, chunk_descriptors, descriptor_filterbank
 from audiosort.models.views import ChunkViews, SeamDropout
 
 SAMPLE_RATE = 16000
@@ -133,3 +134,50 @@ def test_seam_dropout_needs_the_seam_and_the_mask_must_leave_audio():
 def test_views_keys_are_reachable_from_the_command_line():
     config = load_config(overrides=["model.views.enabled=true", "model.views.edge_mask_seconds=0.03"])
     assert config.model.views.enabled and config.model.views.edge_mask_seconds == 0.03
+
+
+def tone(frequency: float, seconds: float = 0.5, amplitude: float = 0.3) -> np.ndarray:
+    time = np.arange(round(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    return (amplitude * np.sin(2 * np.pi * frequency * time)).astype(np.float32)
+
+
+def test_chunk_descriptors_name_the_pitch_class_and_ignore_loudness():
+    filterbank = descriptor_filterbank(SAMPLE_RATE)
+    # A4, C5 and E5: pitch classes 9, 0 and 4 (chroma starts at C)
+    audio = np.stack([tone(440.0), tone(523.25), tone(659.26), tone(440.0, amplitude=0.03)])
+    descriptors = keras.ops.convert_to_numpy(chunk_descriptors(audio, filterbank))
+    assert descriptors.shape == (4, 12 + ENVELOPE_BANDS)
+    assert list(np.argmax(descriptors[:, :12], axis=1)) == [9, 0, 4, 9]
+    np.testing.assert_allclose(descriptors[3], descriptors[0], atol=1e-3)
+    np.testing.assert_allclose(descriptors.reshape(4, -1)[:, :12].mean(axis=1), 0.0, atol=1e-5)
+    # the envelope of a low tone has its energy in lower bands than a high one's
+    low, high = keras.ops.convert_to_numpy(chunk_descriptors(np.stack([tone(200.0), tone(3000.0)]), filterbank))[:, 12:]
+    assert np.argmax(low) < np.argmax(high)
+
+
+def test_spectral_targets_add_a_loss_in_training_only_and_reload(tmp_path):
+    cfg = dataclasses.replace(model_config(), spectral_targets=SpectralTargetsConfig(weight=0.5))
+    model, _ = build_model(cfg, n_chunks=3, chunk_samples=CHUNK_SAMPLES, sample_rate=SAMPLE_RATE)
+    chunks = noise_chunks(6).reshape(2, 3, CHUNK_SAMPLES)
+    model(chunks, training=False)
+    assert not model.losses
+    model(chunks, training=True)
+    (loss,) = model.losses
+    assert float(loss) > 0
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.saving.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(reloaded(chunks)), keras.ops.convert_to_numpy(model(chunks)), atol=1e-6
+    )
+    assert reloaded.get_layer("spectral_targets").weight == 0.5
+
+
+def test_the_spectral_targets_loss_is_the_squared_error_of_the_readout():
+    layer = SpectralTargets(SAMPLE_RATE, weight=2.0, hidden_units=4)
+    embeddings = np.random.default_rng(0).standard_normal((2, 3, 5)).astype(np.float32)
+    chunks = noise_chunks(6).reshape(2, 3, CHUNK_SAMPLES)
+    out = layer([embeddings, chunks], training=True)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(out), embeddings)
+    predicted = keras.ops.convert_to_numpy(layer.readout(layer.hidden(embeddings.reshape(6, 5))))
+    target = keras.ops.convert_to_numpy(chunk_descriptors(chunks.reshape(6, -1).astype(np.float32) / 32768, layer.filterbank))
+    np.testing.assert_allclose(float(layer.losses[-1]), 2.0 * np.mean((predicted - target) ** 2), rtol=1e-4)

@@ -23,6 +23,7 @@ from audiosort.config import NORMALIZATIONS as NORMALIZATION_NAMES
 from audiosort.config import ModelConfig, SorterConfig
 from audiosort.errors import ConfigError
 from audiosort.heads import get_head, model_name
+from audiosort.models.auxiliary import SpectralTargets
 from audiosort.models.encoders import build_encoder
 from audiosort.models.layers import EdgeLogMel, FoldSlots, Int16ToFloat, RowLogSoftmax, Sinkhorn, UnfoldSlots
 from audiosort.models.objectives import SamePuzzleContrast
@@ -100,6 +101,9 @@ def build_model(model_cfg: ModelConfig, *, n_chunks: int, chunk_samples: int, sa
     folded = encoder(folded)
     unfold = UnfoldSlots(n_chunks, name="unfold_slots")
     embeddings = unfold(folded) if n_chunks is not None else unfold([folded, chunks])
+    targets = model_cfg.spectral_targets
+    if targets.weight > 0:
+        embeddings = SpectralTargets(sample_rate, targets.weight, targets.hidden_units, name="spectral_targets")([embeddings, chunks])
     contrastive = model_cfg.contrastive
     if contrastive.weight > 0:
         embeddings = SamePuzzleContrast(contrastive.weight, contrastive.temperature, name="same_puzzle_contrast")(embeddings)
@@ -159,8 +163,10 @@ def build_feature_model(model: keras.Model, encoder: keras.Model) -> keras.Model
     embeddings = unfold(folded) if n_chunks is not None else unfold([folded, frames])
     inputs = [frames]
     layer_names = {layer.name for layer in model.layers}
-    if "chunk_views" in layer_names:
-        raise ConfigError("data.features = 'cached' cannot apply model.views (they change the audio before the front end); use raw")
+    if "chunk_views" in layer_names or "spectral_targets" in layer_names:
+        raise ConfigError(
+            "data.features = 'cached' cannot apply model.views or model.spectral_targets (both read the audio); use raw"
+        )
     if "same_puzzle_contrast" in layer_names:
         embeddings = model.get_layer("same_puzzle_contrast")(embeddings)
     if "edge_log_mel" in layer_names:

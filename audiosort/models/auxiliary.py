@@ -1,0 +1,119 @@
+"""A training-only target for what sorting throws away: each chunk's pitch classes and spectral envelope.
+
+Issue 27: sorting rewards what changes between the chunks of one track and
+ignores what stays (key, register, instrumentation): the recipe's encoder
+fell from its random weights' 0.79 to 0.36 on the pitch probe. Pascual et
+al. 2019 (PASE) and Ravanelli et al. 2020 keep such information by asking
+the encoder to regress fixed descriptors of its own input beside the
+self-supervised task. :class:`SpectralTargets` does that for two
+descriptors computed in the model from the raw chunk, with no label:
+
+chroma
+    the energy in each of the 12 pitch classes (librosa's chroma filterbank
+    on the STFT power), averaged over the chunk's frames;
+envelope
+    the chunk's mean log power in ``ENVELOPE_BANDS`` mel bands.
+
+Both are taken as logarithms and centred over their bins, so neither depends
+on the chunk's loudness. An MLP reads them off the embedding, and the squared
+error joins the training loss; prediction and evaluation never compute it.
+"""
+
+from __future__ import annotations
+
+import keras
+import librosa
+import numpy as np
+from keras import ops
+
+from audiosort.pcm import INT16_SCALE
+
+FFT_LENGTH = 2048  # 128 ms at 16 kHz: 7.8 Hz bins, fine enough for the pitch classes above ~100 Hz
+HOP_LENGTH = 512
+ENVELOPE_BANDS = 16
+POWER_FLOOR = 1e-8  # of the frame-mean power; keeps silent chunks' logarithms finite
+
+
+def descriptor_filterbank(sample_rate: int) -> np.ndarray:
+    """The chroma and envelope filterbanks stacked: ``[shape=(12 + ENVELOPE_BANDS, FFT_LENGTH // 2 + 1), float32]``."""
+    chroma = librosa.filters.chroma(sr=sample_rate, n_fft=FFT_LENGTH, norm=None)
+    mel = librosa.filters.mel(sr=sample_rate, n_fft=FFT_LENGTH, n_mels=ENVELOPE_BANDS, norm=None)
+    return np.concatenate([chroma, mel]).astype(np.float32)
+
+
+def chunk_descriptors(audio, filterbank: np.ndarray):
+    """Centred log chroma and log envelope of each chunk.
+
+    Parameters
+    ----------
+    audio : tensor [shape=(B, L), float32]
+        Chunks, full scale 1.
+    filterbank : np.ndarray [shape=(12 + ENVELOPE_BANDS, FFT_LENGTH // 2 + 1)]
+        From :func:`descriptor_filterbank`.
+
+    Returns
+    -------
+    tensor [shape=(B, 12 + ENVELOPE_BANDS), float32]
+        The chroma's logarithms minus their mean, then the envelope's minus theirs.
+    """
+    real, imag = ops.stft(audio, FFT_LENGTH, HOP_LENGTH, FFT_LENGTH, window="hann", center=True)
+    power = ops.mean(ops.square(real) + ops.square(imag), axis=1)  # (B, bins)
+    log_energy = ops.log(ops.matmul(power, ops.convert_to_tensor(filterbank.T)) + POWER_FLOOR)
+    chroma, envelope = log_energy[:, :12], log_energy[:, 12:]
+    return ops.concatenate(
+        [chroma - ops.mean(chroma, axis=-1, keepdims=True), envelope - ops.mean(envelope, axis=-1, keepdims=True)], axis=-1
+    )
+
+
+@keras.saving.register_keras_serializable(package="audiosort")
+class SpectralTargets(keras.layers.Layer):
+    """Identity on the embeddings ``(B, n, D)`` that, in training, adds ``weight`` times the descriptors' squared error.
+
+    Inputs ``[embeddings (B, n, D), chunks (B, n, L) int16]``; output the
+    embeddings. In training, an MLP (``hidden_units``, ReLU) predicts each
+    chunk's :func:`chunk_descriptors` from its embedding; ``weight`` times the
+    mean squared error over chunks and descriptors is added with ``add_loss``.
+
+    Parameters
+    ----------
+    sample_rate : int > 0
+        Hz of the chunks.
+    weight : float > 0
+        Factor of the loss in the training objective.
+    hidden_units : int > 0
+        Width of the predictor's hidden layer.
+    """
+
+    def __init__(self, sample_rate, weight, hidden_units=128, **kwargs):
+        super().__init__(**kwargs)
+        if not sample_rate > 0 or not weight > 0 or not hidden_units > 0:
+            raise ValueError(f"SpectralTargets: sample_rate = {sample_rate!r}, weight = {weight!r}, hidden_units = {hidden_units!r} must be > 0")
+        self.sample_rate = int(sample_rate)
+        self.weight = float(weight)
+        self.hidden_units = int(hidden_units)
+        self.filterbank = descriptor_filterbank(self.sample_rate)
+        self.hidden = keras.layers.Dense(self.hidden_units, activation="relu", name="hidden")
+        self.readout = keras.layers.Dense(self.filterbank.shape[0], name="descriptors")
+
+    def build(self, input_shapes):
+        embeddings_shape, _ = input_shapes
+        self.hidden.build((None, embeddings_shape[-1]))
+        self.readout.build((None, self.hidden_units))
+
+    def call(self, inputs, training=None):
+        embeddings, chunks = inputs
+        if training:
+            dim, length = embeddings.shape[-1], chunks.shape[-1]
+            audio = ops.reshape(ops.cast(chunks, "float32"), (-1, length)) * (1.0 / INT16_SCALE)
+            target = ops.stop_gradient(chunk_descriptors(audio, self.filterbank))
+            predicted = self.readout(self.hidden(ops.reshape(embeddings, (-1, dim))))
+            self.add_loss(self.weight * ops.mean(ops.square(ops.cast(predicted, "float32") - target)))
+        return embeddings
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[0]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(sample_rate=self.sample_rate, weight=self.weight, hidden_units=self.hidden_units)
+        return config
