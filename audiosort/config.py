@@ -222,9 +222,12 @@ class ContrastiveConfig:
     weight: float = 0.0
     # of the softmax over cosine similarities (1 / temperature scales them); 0.1 as in Khosla et al. 2020
     temperature: float = 0.1
+    # width of a two-layer projection head the loss compares instead of the embeddings (SimCLR); 0 = none
+    projection_units: int = 0
 
     def __post_init__(self):
         _check(self.weight >= 0, "model.contrastive.weight", self.weight, "must be >= 0")
+        _check(self.projection_units >= 0, "model.contrastive.projection_units", self.projection_units, "must be >= 0")
         _check(self.temperature > 0, "model.contrastive.temperature", self.temperature, "must be > 0")
 
 

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from audiosort.config import Config, EncoderConfig, ModelConfig, SorterConfig, SpectralTargetsConfig, ViewsConfig, load_config
+from audiosort.config import Config, ContrastiveConfig, EncoderConfig, ModelConfig, SorterConfig, SpectralTargetsConfig, ViewsConfig, load_config
 from audiosort.errors import ConfigError
 from audiosort.models import build_model
 from audiosort.models.auxiliary import ENVELOPE_BANDS, SpectralTargets, chunk_descriptors, descriptor_filterbank
+from audiosort.models.objectives import SamePuzzleContrast, same_puzzle_contrastive_loss
 from audiosort.models.views import ChunkViews, SeamDropout
 
 SAMPLE_RATE = 16000
@@ -181,3 +182,21 @@ def test_the_spectral_targets_loss_is_the_squared_error_of_the_readout():
     predicted = keras.ops.convert_to_numpy(layer.readout(layer.hidden(embeddings.reshape(6, 5))))
     target = keras.ops.convert_to_numpy(chunk_descriptors(chunks.reshape(6, -1).astype(np.float32) / 32768, layer.filterbank))
     np.testing.assert_allclose(float(layer.losses[-1]), 2.0 * np.mean((predicted - target) ** 2), rtol=1e-4)
+
+
+def test_with_a_projection_head_the_contrastive_loss_compares_the_projections(tmp_path):
+    layer = SamePuzzleContrast(1.0, 0.1, projection_units=6)
+    embeddings = np.random.default_rng(1).standard_normal((4, 3, 5)).astype(np.float32)
+    out = layer(embeddings, training=True)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(out), embeddings)
+    projected = layer.projection(layer.projection_hidden(embeddings))
+    expected = float(same_puzzle_contrastive_loss(projected, 0.1))
+    np.testing.assert_allclose(float(layer.losses[-1]), expected, rtol=1e-5)
+    assert abs(expected - float(same_puzzle_contrastive_loss(embeddings, 0.1))) > 1e-3
+    cfg = dataclasses.replace(model_config(), contrastive=ContrastiveConfig(weight=0.1, projection_units=6))
+    model, _ = build_model(cfg, n_chunks=3, chunk_samples=CHUNK_SAMPLES, sample_rate=SAMPLE_RATE)
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.saving.load_model(tmp_path / "model.keras").get_layer("same_puzzle_contrast")
+    original = model.get_layer("same_puzzle_contrast")
+    assert reloaded.projection_units == 6
+    np.testing.assert_array_equal(reloaded.projection.get_weights()[0], original.projection.get_weights()[0])

@@ -106,7 +106,9 @@ def build_model(model_cfg: ModelConfig, *, n_chunks: int, chunk_samples: int, sa
         embeddings = SpectralTargets(sample_rate, targets.weight, targets.hidden_units, name="spectral_targets")([embeddings, chunks])
     contrastive = model_cfg.contrastive
     if contrastive.weight > 0:
-        embeddings = SamePuzzleContrast(contrastive.weight, contrastive.temperature, name="same_puzzle_contrast")(embeddings)
+        embeddings = SamePuzzleContrast(
+            contrastive.weight, contrastive.temperature, contrastive.projection_units, name="same_puzzle_contrast"
+        )(embeddings)
     if sorter_cfg.seam:
         # The seam term's fixed front end reads the raw chunks' flush edges, which the encoder's frames miss.
         audio = Int16ToFloat(dtype="float32", name="seam_int16_to_float")(FoldSlots(name="seam_fold_slots")(chunks))

@@ -241,11 +241,16 @@ def same_puzzle_contrastive_loss(embeddings, temperature: float):
 class SamePuzzleContrast(keras.layers.Layer):
     """Identity on the chunk embeddings ``(B, n, D)`` that, in training only, adds the same-track contrastive loss.
 
-    ``weight * same_puzzle_contrastive_loss(embeddings, temperature)``
+    ``weight * same_puzzle_contrastive_loss(z, temperature)``
     (:func:`same_puzzle_contrastive_loss`) joins the model's losses when the
     model is called with ``training=True`` (``fit``'s steps); evaluation and
     prediction neither compute nor report it, and the output is the input, so
     a trained model's outputs and val loss are what they would be without it.
+    ``z`` is the embeddings, or with ``projection_units`` their image under a
+    two-layer MLP (Chen et al. 2020, SimCLR): the invariance the loss asks for
+    is then learned in the projection, and the embedding keeps what the
+    projection discards (issue 27: the loss on the embeddings themselves cost
+    tempo and sorting).
 
     Parameters
     ----------
@@ -253,18 +258,35 @@ class SamePuzzleContrast(keras.layers.Layer):
         Factor of the loss in the training objective (``model.contrastive.weight``).
     temperature : float > 0
         ``model.contrastive.temperature``.
+    projection_units : int >= 0
+        Width of the projection head; 0 compares the embeddings themselves.
     """
 
-    def __init__(self, weight: float, temperature: float, **kwargs):
+    def __init__(self, weight: float, temperature: float, projection_units: int = 0, **kwargs):
         super().__init__(**kwargs)
-        if not weight > 0 or not temperature > 0:
-            raise ValueError(f"SamePuzzleContrast: weight = {weight!r} and temperature = {temperature!r} must be > 0")
+        if not weight > 0 or not temperature > 0 or projection_units < 0:
+            raise ValueError(
+                f"SamePuzzleContrast: weight = {weight!r} and temperature = {temperature!r} must be > 0, "
+                f"projection_units = {projection_units!r} >= 0"
+            )
         self.weight = float(weight)
         self.temperature = float(temperature)
+        self.projection_units = int(projection_units)
+        if self.projection_units:
+            self.projection_hidden = keras.layers.Dense(self.projection_units, activation="relu", name="projection_hidden")
+            self.projection = keras.layers.Dense(self.projection_units, name="projection")
+
+    def build(self, input_shape):
+        if self.projection_units:
+            self.projection_hidden.build((None, input_shape[-1]))
+            self.projection.build((None, self.projection_units))
 
     def call(self, embeddings, training=None):
         if training:
-            self.add_loss(self.weight * same_puzzle_contrastive_loss(embeddings, self.temperature))
+            projected = embeddings
+            if self.projection_units:
+                projected = self.projection(self.projection_hidden(embeddings))
+            self.add_loss(self.weight * same_puzzle_contrastive_loss(projected, self.temperature))
         return embeddings
 
     def compute_output_shape(self, input_shape):
@@ -272,5 +294,5 @@ class SamePuzzleContrast(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(weight=self.weight, temperature=self.temperature)
+        config.update(weight=self.weight, temperature=self.temperature, projection_units=self.projection_units)
         return config
