@@ -215,9 +215,10 @@ def dream(
     Raises
     ------
     InputError, DecodeError
-        An ``out`` that may not be replaced (see ``out``), a run without an encoder (or, for ``continue``, without a sorter whose
-        head has join scores), an unknown layer or unit, a missing or too
-        short source, a dream shorter than one chunk, a setting out of range.
+        An ``out`` that may not be replaced (see ``out``), a run without an
+        encoder (or, for ``continue``, without a sorter whose head has join
+        scores), an unknown layer or unit, a missing or too short source, a
+        dream shorter than one chunk, a setting out of range.
     """
     _check_settings(mode=mode, steps=steps, octaves=octaves, step_size=step_size, tv_weight=tv_weight,
                     start_seconds=start_seconds, init_seconds=init_seconds)
@@ -299,6 +300,8 @@ def _check_out(out: str | Path, inputs: list) -> Path:
     (it holds ``dream.json``), and may neither be, hold nor lie inside the
     run folder, the corpus or the source; never the working folder or one above it.
     """
+    if Path(out).exists() and not Path(out).is_dir():
+        raise InputError(f"--out {out} exists and is not a folder; name a folder for the four files")
     path = _files.check_output(out, what="--out", overwrite=True, keep=inputs)
     if path.is_dir() and not (path / REPORT_NAME).exists() and any(path.iterdir()):
         raise InputError(f"--out {out} holds files and no {REPORT_NAME}: name a new or empty folder, or an earlier dream's")

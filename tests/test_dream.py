@@ -235,6 +235,7 @@ def workspace(tiny_run, music_corpus, song, tmp_path, monkeypatch):
         ("CORPUS", None, "overlaps input"),
         ("CORPUS/audio", None, "overlaps input"),
         ("notes", None, "holds files and no dream.json"),
+        ("notes/thesis.txt", None, "exists and is not a folder"),
     ],
 )
 def test_dream_replaces_nothing_but_its_own_output(tiny_run, music_corpus, workspace, out, source, fragment):
