@@ -566,7 +566,7 @@ def listen(run_dir, audio, out, start_seconds, seed):
 @click.option("--unit", type=click.IntRange(min=0), default=0, show_default=True, help="unit: the channel of --layer.")
 @click.option("--steps", type=click.IntRange(1, 100_000), help="Gradient steps per octave (default 40).")
 @click.option("--octaves", type=click.IntRange(1, 12), help="Coarse-to-fine stages (default 3).")
-@click.option("--step-size", type=click.FloatRange(min=0, min_open=True), help="Each update's RMS as a fraction of the waveform's (default 0.1).")
+@click.option("--step-size", type=click.FloatRange(0, 1, min_open=True), help="Each update's RMS as a fraction of the waveform's, at most 1 (default 0.1).")
 @click.option("--tv-weight", type=click.FloatRange(0, 1, max_open=True),
               help="Share of each step spent lowering total variation (default 0.3).")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the starting noise and the jitter.")

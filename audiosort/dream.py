@@ -34,7 +34,10 @@ random offset of up to one chunk (jitter), so the result does not lock onto
 the encoder's frame grid. Everything random comes from one seeded generator:
 the same seed on the same backend gives the same WAV.
 
-Written into ``out`` (created if missing), each file atomically::
+Written into ``out`` as one set: built in a hidden folder beside it and
+swapped in whole, so a reader (or a kill mid-write) sees the old set or the
+new one. ``out`` may be missing, empty or an earlier dream, and never the
+run folder, the corpus, the source audio, the working folder or one above it::
 
     before.wav        the starting point (continue: A then B as it started)
     dream.wav         the result (continue: A then the dreamed B)
@@ -74,6 +77,8 @@ DEFAULT_OCTAVES = 3
 # Each update's root mean square, as a fraction of the waveform's (z, the waveform over AMPLITUDE_BOUND
 # before tanh): 0.01 absolute steps made quiet noise worse, not better, through the log-mel front end.
 DEFAULT_STEP_SIZE = 0.1
+# At 1 an update is as loud as the waveform itself; beyond it, tanh saturates into a square wave.
+MAX_STEP_SIZE = 1.0
 # The share of each step's direction that lowers total variation rather than raising the objective.
 DEFAULT_TV_WEIGHT = 0.3
 # Below full scale, so that a dream written as int16 never clips.
@@ -82,10 +87,16 @@ AMPLITUDE_BOUND = 0.95
 NOISE_LEVEL = 0.01
 # The front end's first layer: everything after it takes float audio in [-1, 1] and is differentiable.
 FRONT_LAYER = "int16_to_float"
+# A seam head's layers (audiosort.models.build, .sorters): the edge spectra of the chunks' float audio,
+# and the successor scores with the seam term added.
+EDGE_LAYER = "edge_log_mel"
+SEAM_SUCCESSOR_LAYER = "successor_and_seam"
 SPECTROGRAM_MELS = 64
 SPECTROGRAM_FRAME_SECONDS = 0.032
 SPECTROGRAM_HOP_SECONDS = 0.008
 PNG_COLOURS = 64
+# The file that marks a folder as a dream's, so that a later dream may replace it.
+REPORT_NAME = "dream.json"
 
 
 @dataclass
@@ -156,7 +167,10 @@ def dream(
         Run folder of ``audiosort train`` (``config.yaml``, ``encoder.keras``;
         ``model.keras`` too for ``continue``).
     out : str or Path, keyword-only
-        Folder for the four files (created if missing); nothing is written elsewhere.
+        Folder for the four files, replaced whole: missing, empty or an
+        earlier dream's (it holds ``dream.json``); not the working folder or
+        one above it, and neither inside nor around the run folder, its
+        corpus or ``source``. Nothing is written elsewhere.
     mode : {"unit", "amplify", "continue"}, keyword-only
         What to optimise (see the module docstring).
     source : str or Path, optional, keyword-only
@@ -181,7 +195,7 @@ def dream(
         Gradient steps per octave.
     octaves : int > 0, keyword-only
         Coarse-to-fine stages; each halves the lowest cut-off of the update.
-    step_size : float > 0, keyword-only
+    step_size : float in (0, 1], keyword-only
         Root mean square of each update of z (the waveform's pre-tanh value),
         as a fraction of the waveform's root mean square (at least
         :data:`NOISE_LEVEL`'s).
@@ -201,15 +215,18 @@ def dream(
     Raises
     ------
     InputError, DecodeError
-        A run without an encoder (or, for ``continue``, without a sorter whose
-        head has join scores), an unknown layer or unit, a missing or too
-        short source, a dream shorter than one chunk, a setting out of range.
+        An ``out`` that may not be replaced (see ``out``), a run without an
+        encoder (or, for ``continue``, without a sorter whose head has join
+        scores), an unknown layer or unit, a missing or too short source, a
+        dream shorter than one chunk, a setting out of range.
     """
-    _check_settings(mode=mode, steps=steps, octaves=octaves, step_size=step_size, tv_weight=tv_weight)
-    if Path(out).exists() and not Path(out).is_dir():
-        raise InputError(f"out = {str(out)!r} exists and is not a folder")
+    _check_settings(mode=mode, steps=steps, octaves=octaves, step_size=step_size, tv_weight=tv_weight,
+                    start_seconds=start_seconds, init_seconds=init_seconds)
     run_dir = Path(run_dir)
     run_encoder = load_encoder(run_dir)
+    inputs = [run_encoder.path.parent, load_run_config(run_encoder.path.parent).data.corpus]
+    inputs += [] if source is None else [source]
+    _check_out(out, inputs)
     sample_rate, chunk_samples = run_encoder.sample_rate, run_encoder.chunk_samples
     rng = np.random.default_rng(seed)
     settings = {
@@ -255,19 +272,40 @@ def dream(
     )
     if first_chunk is not None:
         start, dreamed = np.concatenate([first_chunk, start]), np.concatenate([first_chunk, dreamed])
-    _write(result, start, dreamed, sample_rate=sample_rate, seam_samples=None if first_chunk is None else len(first_chunk))
+    _write(result, start, dreamed, inputs, sample_rate=sample_rate,
+           seam_samples=None if first_chunk is None else len(first_chunk))
     return result
 
 
-def _check_settings(*, mode: str, steps: int, octaves: int, step_size: float, tv_weight: float) -> None:
+def _check_settings(*, mode: str, steps: int, octaves: int, step_size: float, tv_weight: float,
+                    start_seconds: float, init_seconds: float | None) -> None:
     if mode not in MODES:
         raise InputError(f"mode = {mode!r} is not one of {list(MODES)}")
     check_positive_int(steps, "steps =")
     check_positive_int(octaves, "octaves =")
-    if not step_size > 0:
-        raise InputError(f"step_size = {step_size!r} must be > 0")
+    if not 0 < step_size <= MAX_STEP_SIZE:
+        raise InputError(f"step_size = {step_size!r} must be in (0, {MAX_STEP_SIZE:g}]: "
+                         "a larger step replaces the waveform instead of changing it")
     if not 0 <= tv_weight < 1:
         raise InputError(f"tv_weight = {tv_weight!r} must be in [0, 1)")
+    for name, seconds in (("start_seconds", start_seconds), ("init_seconds", init_seconds)):
+        if seconds is not None and not (np.isfinite(seconds) and seconds >= 0):
+            raise InputError(f"{name} = {seconds!r} must be a finite number of seconds >= 0")
+
+
+def _check_out(out: str | Path, inputs: list) -> Path:
+    """Refuse, before any step is taken, an ``out`` that would replace something the user did not name as a dream.
+
+    ``out`` is replaced whole: it may be missing, empty, or an earlier dream
+    (it holds ``dream.json``), and may neither be, hold nor lie inside the
+    run folder, the corpus or the source; never the working folder or one above it.
+    """
+    if Path(out).exists() and not Path(out).is_dir():
+        raise InputError(f"--out {out} exists and is not a folder; name a folder for the four files")
+    path = _files.check_output(out, what="--out", overwrite=True, keep=inputs)
+    if path.is_dir() and not (path / REPORT_NAME).exists() and any(path.iterdir()):
+        raise InputError(f"--out {out} holds files and no {REPORT_NAME}: name a new or empty folder, or an earlier dream's")
+    return path
 
 
 def _activations_model(encoder: keras.Model, layer: str) -> keras.Model:
@@ -354,16 +392,27 @@ def _continue_objective(run_dir: Path, source, *, start_seconds: float, init_sec
         else _cut(source, init_seconds, chunk_samples, sample_rate=sample_rate)
     )
     embed = _activations_model(encoder, encoder.layers[-1].name)
-    joins = keras.Model(sorter.input, [sorter.get_layer(name).output for name in JOIN_SCORE_LAYERS], name="join_scores")
+    # A seam head takes the chunks' edge spectra as a second input and adds its seam term to the
+    # successor scores after the layer named in JOIN_SCORE_LAYERS: B's score must include it.
+    seam = len(sorter.inputs) == 2
+    successor_layer = SEAM_SUCCESSOR_LAYER if seam else JOIN_SCORE_LAYERS[0]
+    outputs = [sorter.get_layer(name).output for name in (successor_layer, *JOIN_SCORE_LAYERS[1:])]
+    joins = keras.Model(sorter.inputs, outputs, name="join_scores")
+    edge_spectra = model.get_layer(EDGE_LAYER) if seam else None
     # A head built for n chunks takes n slots; the scores of the pair (A, B) depend on those two
     # slots alone (every pair is scored by the same MLP), so the rest are filled with A.
-    slots = sorter.input_shape[1] or 2
+    slots = sorter.inputs[0].shape[1] or 2
     first_audio = ops.convert_to_tensor(first_chunk[None])
 
+    def filled(pair_values):
+        return ops.concatenate([pair_values, ops.repeat(pair_values[:1], slots - 2, axis=0)], axis=0)[None]
+
     def objective(second):
-        embeddings = embed(ops.concatenate([first_audio, second[None]], axis=0), training=False)
-        filled = ops.concatenate([embeddings, ops.repeat(embeddings[:1], slots - 2, axis=0)], axis=0)
-        successor, first, last = (ops.reshape(x, (-1,)) for x in joins(filled[None], training=False))
+        pair = ops.concatenate([first_audio, second[None]], axis=0)
+        inputs = [filled(embed(pair, training=False))]
+        if seam:
+            inputs.append(filled(edge_spectra(pair)))
+        successor, first, last = (ops.reshape(x, (-1,)) for x in joins(inputs, training=False))
         # Two orders of the pair; successor is the flattened slots x slots matrix.
         forward = first[0] + successor[1] + last[1]
         backward = first[1] + successor[slots] + last[0]
@@ -465,14 +514,16 @@ def _low_pass(x: np.ndarray, kept_fraction: float) -> np.ndarray:
     return np.fft.irfft(spectrum, n=len(x))
 
 
-def _write(result: DreamResult, before: np.ndarray, after: np.ndarray, *, sample_rate: int, seam_samples) -> None:
-    out = result.out
-    audio.write_wav(out / "before.wav", before, sample_rate=sample_rate)
-    audio.write_wav(out / "dream.wav", after, sample_rate=sample_rate)
-    save_spectrograms(out / "spectrogram.png", {"before": before, "dream": after}, sample_rate=sample_rate,
-                      seam_seconds=None if seam_samples is None else seam_samples / sample_rate)
-    report = {**result.settings, "objective": result.objective, "total_variation": result.total_variation}
-    _files.write_text(out / "dream.json", json.dumps(report, indent=1) + "\n")
+def _write(result: DreamResult, before: np.ndarray, after: np.ndarray, inputs: list, *, sample_rate: int,
+           seam_samples) -> None:
+    """The four files, built in a hidden folder beside ``result.out`` and swapped in whole (a kill leaves the old set)."""
+    with _files.new_folder(result.out, overwrite=True, what="--out", keep=inputs, marker=REPORT_NAME) as out:
+        audio.write_wav(out / "before.wav", before, sample_rate=sample_rate)
+        audio.write_wav(out / "dream.wav", after, sample_rate=sample_rate)
+        save_spectrograms(out / "spectrogram.png", {"before": before, "dream": after}, sample_rate=sample_rate,
+                          seam_seconds=None if seam_samples is None else seam_samples / sample_rate)
+        report = {**result.settings, "objective": result.objective, "total_variation": result.total_variation}
+        _files.write_text(out / REPORT_NAME, json.dumps(report, indent=1, allow_nan=False) + "\n")
 
 
 def save_spectrograms(path: str | Path, clips: dict, *, sample_rate: int, seam_seconds: float | None = None) -> None:

@@ -240,7 +240,8 @@ def read_labelled(data_dir: str | Path) -> LabelledSet:
 
 def _read_labels_csv(path: Path) -> LabelledSet:
     try:
-        with open(path, newline="") as f:
+        # utf-8-sig: spreadsheet programs start the file with a byte order mark, which would join the first column's name.
+        with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             columns = [name.strip() for name in reader.fieldnames or []]
             rows = [{key.strip(): (value or "").strip() for key, value in row.items() if key} for row in reader]
@@ -317,9 +318,10 @@ def group_folds(labelled: LabelledSet, *, n_splits: int, seed: int) -> np.ndarra
     Raises
     ------
     InputError
-        ``n_splits`` below 2, or a class spread over fewer groups than
+        ``n_splits`` below 2, a class spread over fewer groups than
         ``n_splits`` (some split would test it with none of it to train on,
-        or train on none of it).
+        or train on none of it), or a split whose train part holds a single
+        group of every class (no inner cross-validation can choose C).
     """
     if n_splits < 2:
         raise InputError(f"n_splits = {n_splits!r} must be at least 2")
@@ -336,6 +338,14 @@ def group_folds(labelled: LabelledSet, *, n_splits: int, seed: int) -> np.ndarra
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     for k, (_, test) in enumerate(splitter.split(np.zeros(len(labels)), labels, groups)):
         fold[test] = k
+    for k in range(n_splits):
+        train = fold != k
+        if max(len(set(groups[train & (labels == label)].tolist())) for label in set(labelled.labels)) < 2:
+            what = "file" if labelled.grouped_by == "file" else "group"
+            raise InputError(
+                f"split {k + 1} of {n_splits} trains on one {what} per class, too few to choose the regularization "
+                "by cross-validation; add clips to some class"
+            )
     return fold
 
 
@@ -372,7 +382,9 @@ def fit_and_predict(
         mean inner accuracy; the smallest such C on a tie. The standardization
         is fit on the whole train part (never on the test part).
     """
-    n_inner = min(INNER_FOLDS, len(set(train_groups.tolist())))
+    # Counted per class: scikit-learn refuses more folds than the largest class has members.
+    groups_per_class = [len(set(train_groups[train_labels == label].tolist())) for label in set(train_labels.tolist())]
+    n_inner = min(INNER_FOLDS, max(groups_per_class))
     inner = StratifiedGroupKFold(n_splits=n_inner, shuffle=True, random_state=seed)
     # One BLAS thread: on a few hundred clips, threads cost 10-100 times more than they save.
     with warnings.catch_warnings(), threadpool_limits(limits=1):
@@ -664,7 +676,7 @@ def probe(
     if supervised_steps < 0:
         raise InputError(f"supervised_steps = {supervised_steps!r} must be at least 0")
     data_dirs = [Path(data_dirs)] if isinstance(data_dirs, (str, Path)) else [Path(d) for d in data_dirs]
-    names = [d.resolve().name for d in data_dirs]
+    names = [_resolved(d).name for d in data_dirs]
     if len(set(names)) < len(names):
         raise InputError(f"two labelled folders are both named {max(names, key=names.count)!r}; a task is named after its folder")
     labelled_sets = [read_labelled(d) for d in data_dirs]
@@ -680,11 +692,19 @@ def probe(
         if supervised_steps:
             supervised = _supervised_column(clips, labelled, fold, untrained, steps=supervised_steps, seed=seed)
         tasks[name] = _score_task(
-            columns, supervised, labelled, fold, data_dir=data_dir.resolve(), seed=seed, supervised_steps=supervised_steps
+            columns, supervised, labelled, fold, data_dir=_resolved(data_dir), seed=seed, supervised_steps=supervised_steps
         )
     lines = markdown_lines(run_dir, tasks)
     write_probe(run_dir, tasks, "\n".join([f"# {lines[0]}", *lines[1:]]) + "\n")
     return ProbeReport(run_dir, names, tasks)
+
+
+def _resolved(data_dir: Path) -> Path:
+    """``data_dir`` with its links followed; a link that leads back to itself is an InputError."""
+    try:
+        return data_dir.resolve(strict=True)
+    except (OSError, RuntimeError) as error:  # Python 3.11 and 3.12 raise RuntimeError on a loop, later ones OSError
+        raise InputError(f"no labelled folder at {str(data_dir)!r}: {getattr(error, 'strerror', None) or error}") from None
 
 
 def _decode(labelled: LabelledSet, model: RunEncoder) -> list:

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -94,3 +95,18 @@ def run_under_jax(code, *, timeout=300):
     result = subprocess.run([sys.executable, "-c", code], env=env, cwd=repo_root, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
+
+
+# Long enough that only a hang reaches it, never a slow run on a loaded machine: no test asserts a duration.
+HANG_SECONDS = 900
+
+
+def wait_for(event, *, what, process=None):
+    """Poll ``event()`` until it is true; fail if ``process`` exits first, or after HANG_SECONDS (a hang)."""
+    deadline = time.monotonic() + HANG_SECONDS
+    while not event():
+        if process is not None and process.poll() is not None:
+            pytest.fail(f"the process exited with {process.returncode} before {what}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} after {HANG_SECONDS} s: a hang")
+        time.sleep(0.05)

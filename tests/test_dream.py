@@ -22,6 +22,7 @@ from audiosort.predict import position_scores
 from audiosort.run import load_run_model
 from audiosort.train import train
 from conftest import SAMPLE_RATE, TINY_TRAIN, assert_one_line_error, run, run_under_jax
+from test_outputs import snapshot
 
 CHUNK_SAMPLES = 800  # the tiny runs' 0.05 s chunks at 16 kHz
 # Enough steps that the rise beats the jitter's step-to-step noise, few enough to stay fast.
@@ -35,6 +36,16 @@ def pairwise_run(music_corpus, tmp_path_factory):
         "name=tiny_pairwise", f"data.corpus={music_corpus}", *TINY_TRAIN,
         "model.encoder.type=logmel", "model.encoder.filters=8", "model.encoder.blocks=2", "model.encoder.n_mels=16",
         "model.sorter.type=pairwise", "train.epochs=3",
+    ])
+    return train(config, runs_dir=tmp_path_factory.mktemp("runs"), verbose=0)
+
+
+@pytest.fixture(scope="module")
+def seam_run(music_corpus, tmp_path_factory):
+    """A pairwise head with the seam and mismatch terms, as configs/recipe-small-gaps.yaml; read-only."""
+    config = load_config(None, [
+        "name=tiny_seam", f"data.corpus={music_corpus}", *TINY_TRAIN, "model.sorter.type=pairwise",
+        "model.sorter.seam=true", "model.sorter.mismatch=true", "train.epochs=1",
     ])
     return train(config, runs_dir=tmp_path_factory.mktemp("runs"), verbose=0)
 
@@ -145,6 +156,12 @@ def test_writes_nothing_outside_out(tiny_run, tmp_path, monkeypatch):
         (["--mode", "amplify"], "amplify needs audio"),
         (["--mode", "sing"], "--mode"),
         (["--tv-weight", "1"], "--tv-weight"),
+        # Issue 29: a step beyond the waveform's own level turns the dream into a square wave.
+        (["--step-size", "inf"], "--step-size"),
+        (["--step-size", "1e308"], "--step-size"),
+        (["--step-size", "nan"], "step_size = nan"),
+        (["--start", "nan"], "start_seconds = nan"),
+        (["--start", "inf"], "start_seconds = inf"),
     ],
 )
 def test_bad_arguments_are_one_line_and_exit_2(tiny_run, song, tmp_path, args, fragment):
@@ -185,3 +202,68 @@ _JAX_CHECK = textwrap.dedent(
 def test_dreams_rise_and_repeat_under_jax(pairwise_run, song, tmp_path):
     arguments = f"import sys\nsys.argv = ['-', {str(pairwise_run)!r}, {str(song)!r}, {str(tmp_path)!r}]\n"
     assert run_under_jax(arguments + _JAX_CHECK).strip().endswith("ok")
+
+
+def test_continue_on_a_head_with_seam_and_mismatch_raises_the_log_odds(seam_run, song, tmp_path):
+    """Issue 29: the recommended real-music head (two sorter inputs) failed with a TypeError."""
+    result = dream(seam_run, out=tmp_path / "out", mode="continue", source=song, start_seconds=2.0, steps=STEPS,
+                   octaves=OCTAVES, seed=0, progress=False)
+    assert result.objective[-1] > result.objective[0], result.objective
+    assert len(read_wav(tmp_path / "out" / "dream.wav")) == 2 * CHUNK_SAMPLES
+
+
+@pytest.fixture
+def workspace(tiny_run, music_corpus, song, tmp_path, monkeypatch):
+    """A working folder two levels down holding a copy of `song`, as the working folder of each command."""
+    work = tmp_path / "home" / "work"
+    (work / "out").mkdir(parents=True)
+    shutil.copy(song, work / "out" / "before.wav")
+    (work / "notes").mkdir()
+    (work / "notes" / "thesis.txt").write_text("precious\n")
+    monkeypatch.chdir(work)
+    return work
+
+
+@pytest.mark.parametrize(
+    "out, source, fragment",
+    [
+        ("out", "out/before.wav", "overlaps input"),  # issue 29: a 30 s input replaced by a 2 s clip
+        (".", None, "working folder"),
+        ("..", None, "working folder"),
+        ("RUN", None, "overlaps input"),
+        ("RUN/dream", None, "overlaps input"),
+        ("CORPUS", None, "overlaps input"),
+        ("CORPUS/audio", None, "overlaps input"),
+        ("notes", None, "holds files and no dream.json"),
+        ("notes/thesis.txt", None, "exists and is not a folder"),
+    ],
+)
+def test_dream_replaces_nothing_but_its_own_output(tiny_run, music_corpus, workspace, out, source, fragment):
+    out = out.replace("RUN", str(tiny_run)).replace("CORPUS", str(music_corpus))
+    roots = (workspace.parent, tiny_run, music_corpus)
+    before = [snapshot(root) for root in roots]
+    args = ["--out", out, "--seconds", "0.1", "--steps", "1", "--octaves", "1"]
+    result = run("dream", tiny_run, *args, *(["--audio", source] if source else []))
+    assert_one_line_error(result, fragment)
+    assert [snapshot(root) for root in roots] == before
+
+
+def test_a_dream_is_written_as_a_whole_set_or_not_at_all(tiny_run, workspace, monkeypatch):
+    import audiosort.dream
+
+    settings = dict(mode="unit", seconds=0.1, steps=2, octaves=1, progress=False)
+    dream(tiny_run, out="dreams", seed=1, **settings)
+    first = snapshot(workspace)
+
+    def killed(path, *args, **kwargs):  # SIGTERM as the command line turns it, after both wavs are written
+        raise SystemExit(143)
+
+    monkeypatch.setattr(audiosort.dream, "save_spectrograms", killed)
+    with pytest.raises(SystemExit):
+        dream(tiny_run, out="dreams", seed=2, **settings)
+    assert snapshot(workspace) == first
+    monkeypatch.undo()
+    monkeypatch.chdir(workspace)
+    dream(tiny_run, out="dreams", seed=2, **settings)
+    assert json.loads((workspace / "dreams" / "dream.json").read_text())["seed"] == 2
+    assert sorted(p.name for p in (workspace / "dreams").iterdir()) == ["before.wav", "dream.json", "dream.wav", "spectrogram.png"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -17,7 +18,7 @@ from audiosort import leaks
 from audiosort.data.puzzles import PuzzleSpec, TrackTable, cut_chunks, draw_starts
 from audiosort.errors import ConfigError
 from audiosort.models import build_feature_model, build_model
-from audiosort.train import front_end_inputs, train
+from audiosort.train import compiled_model, front_end_inputs, train
 from conftest import TINY_PUZZLE, assert_one_line_error, latest_eval, run
 
 # 3 chunks of 0.05 s (800 samples: 5 hops of 10 ms at 16 kHz, three 25 ms frames), gaps 0-10 ms, a tiny logmel1d seam model.
@@ -109,11 +110,13 @@ def test_training_on_the_cache_trains_and_the_saved_full_model_evaluates(corpus_
     assert (features.cache_folder(Corpus(corpus_path), features.FrontEnd.from_config(config)) / "train.json").exists()
     model = keras.saving.load_model(run_dir / "model.keras")
     assert model.input_shape == (None, 3, 800)  # the model file takes audio, as every other run's
-    untrained, _ = build_model(config.model, n_chunks=3, chunk_samples=800, sample_rate=16000)
-    trained_weights = {w.path: keras.ops.convert_to_numpy(w) for w in model.weights}
-    assert any(
-        not np.allclose(trained_weights[w.path], keras.ops.convert_to_numpy(w)) for w in untrained.weights if w.path in trained_weights
-    )
+    # The run's own starting weights (train seeds and builds them this way), not another random draw.
+    spec = PuzzleSpec.from_config(config.puzzle, sample_rate=16000)
+    start, _ = compiled_model(config, spec, sample_rate=16000, total_steps=1, compile=False)
+    trained_weights = {w.path: keras.ops.convert_to_numpy(w) for w in model.trainable_weights}
+    start_weights = {w.path: keras.ops.convert_to_numpy(w) for w in start.trainable_weights}
+    assert trained_weights.keys() == start_weights.keys()
+    assert any(not np.allclose(trained_weights[path], value) for path, value in start_weights.items())
     result = run("eval", run_dir, "--sanity", "")
     assert result.exit_code == 0, result.output
     assert "test" in json.loads((latest_eval(run_dir) / "eval.json").read_text())["datasets"]
@@ -164,6 +167,19 @@ def test_a_bad_setting_is_one_clear_error(corpus_path, tmp_path, override, fragm
     result = run("train", "--config", "configs/tiny.yaml", *sets, "--runs-dir", tmp_path)
     assert_one_line_error(result, fragment)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("features_path", ["a file", "a link to itself"])
+def test_a_features_path_that_is_not_a_folder_is_one_line(corpus_path, tmp_path, features_path):
+    corpus = tmp_path / "music"
+    shutil.copytree(corpus_path, corpus, ignore=shutil.ignore_patterns("features"))
+    if features_path == "a file":
+        (corpus / "features").write_text("not a cache\n")
+    else:
+        (corpus / "features").symlink_to(corpus / "features")
+    sets = [arg for item in [f"data.corpus={corpus}", *CACHED] for arg in ("--set", item)]
+    result = run("train", "--config", "configs/tiny.yaml", *sets, "--runs-dir", tmp_path / "runs")
+    assert_one_line_error(result, "cannot create the feature cache")
 
 
 def test_gaps_without_a_whole_hop_are_refused(corpus_path):

@@ -88,6 +88,12 @@ def test_float_input_reaches_the_encoder_scaled_to_int16(model):
     loud = hear.get_scene_embeddings(noise(1, SAMPLE_RATE, amplitude=0.8), model)
     # Fed as raw floats, every sample in (-1, 1) would be cast to int16 zero: all three would be silence.
     assert not np.allclose(quiet, silence) and not np.allclose(loud, quiet) and not np.allclose(loud, silence)
+    # And the scale is int16's full scale: frame 1 of a two-chunk sound (samples 400-1199, centered on 800)
+    # embeds as those samples times 32768, rounded, fed to the encoder by hand.
+    sound = noise(1, 2 * CHUNK_SAMPLES, amplitude=0.8)
+    embeddings, _ = hear.get_timestamp_embeddings(sound, model)
+    pcm = np.clip(np.round(sound[0, CHUNK_SAMPLES // 2 : 3 * CHUNK_SAMPLES // 2] * 32768), -32768, 32767).astype(np.int16)
+    np.testing.assert_allclose(embeddings[0, 1], model.encoder.embed(pcm[None])[0], rtol=1e-5, atol=1e-6)
 
 
 def test_float64_and_tensorflow_tensors_are_accepted(model):

@@ -7,8 +7,8 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,6 +16,7 @@ import yaml
 
 from audiosort import _files
 from audiosort.errors import InputError
+from audiosort.sweep import grid as sweep_grid
 from audiosort.sweep import load_sweep
 from audiosort.sweep.report import collect_row, pending_stages
 from conftest import TINY_TRAIN, assert_one_line_error, run, write_music_files
@@ -103,15 +104,15 @@ def test_a_huge_batch_is_refused_naming_the_key_and_leaves_no_run(tmp_path, musi
     assert os.listdir(tmp_path) == []
 
 
-def test_a_sweep_of_a_million_runs_is_refused_at_once(tmp_path):
+def test_a_sweep_of_a_million_runs_is_refused_at_once(tmp_path, monkeypatch):
     (tmp_path / "base.yaml").write_text("name: x\n")
     grid = {f"train.{key}": list(range(1, 11)) for key in ("epochs", "steps_per_epoch", "batch_size")}
     grid.update({"seed": list(range(1000))})
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({"base": "base.yaml", "grid": grid}))
-    started = time.perf_counter()
+    # At once: counted, never expanded.
+    monkeypatch.setattr(sweep_grid, "itertools", SimpleNamespace(product=lambda *axes: pytest.fail("the grid was expanded")))
     assert_one_line_error(run("sweep", "--config", tmp_path / "sweep.yaml", "--runs-dir", tmp_path / "runs"),
                           "makes 1000000 runs; the limit is 1000")
-    assert time.perf_counter() - started < 30
     assert not (tmp_path / "runs").exists()
 
 

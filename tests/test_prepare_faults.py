@@ -5,12 +5,11 @@ import resource
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import run
+from conftest import run, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK = ["--chunk-seconds", "0.05", "--pad-min-seconds", "0", "--pad-max-seconds", "0.01", "--puzzles", "20", "--quiet"]
@@ -25,10 +24,7 @@ def _prepare_process(folder, *args, **popen):
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_during_prepare_leaves_no_partial_folder(tmp_path, signum):
     proc = _prepare_process(tmp_path, "--synthetic", "noise", "--duration", "4h", "--track-seconds", "60", "--jobs", "1", "--out", "corpus")
-    deadline = time.monotonic() + 120
-    while not list(tmp_path.glob(".corpus.partial-*/decoded/*.npy")):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.05)
+    wait_for(lambda: list(tmp_path.glob(".corpus.partial-*/decoded/*.npy")), what="decoded track", process=proc)
     proc.send_signal(signum)
     proc.communicate(timeout=120)
     assert proc.returncode == 128 + signum  # the shell's code for the signal, not 1 (a check found a problem)

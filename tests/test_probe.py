@@ -136,9 +136,30 @@ def test_projection_to_the_budget_is_fit_on_the_train_clips_only():
     more, _ = fit_and_predict(features, labels, groups, np.vstack([test_features, 50 * test_features]), seed=0, max_dims=8)
     np.testing.assert_array_equal(more[:10], predicted)
     # Eight components of forty noisy values do not all carry the label direction: the answers change.
-    full, _ = fit_and_predict(features, labels, groups, rng.normal(size=(200, 40)), seed=0)
-    projected, _ = fit_and_predict(features, labels, groups, rng.normal(size=(200, 40)), seed=0, max_dims=1)
+    # One test set for both: two random sets would give different answers with or without the projection.
+    probe_set = rng.normal(size=(200, 40))
+    full, _ = fit_and_predict(features, labels, groups, probe_set, seed=0)
+    projected, _ = fit_and_predict(features, labels, groups, probe_set, seed=0, max_dims=1)
     assert np.any(full != projected)
+
+
+def test_two_classes_of_four_clips_take_two_splits(run_dir, sounds, tmp_path):
+    """Issue 29: the inner folds counted groups over all classes, so 2 x 4 clips with --splits 2 asked for 3 folds of 2."""
+    data = tmp_path / "small"
+    for label in ("tone", "noise"):
+        shutil.copytree(sounds / label, data / label, ignore=lambda folder, names: [n for n in names if n[-5] not in "0123"])
+    result = run("probe", run_dir, "--data", data, "--splits", "2", "--supervised-steps", "0")
+    assert result.exit_code == 0, result.output
+    assert len(read_probe(run_dir)["small"].entry["accuracy_per_split"]["logmel_stats"]) == 2
+
+
+def test_a_labels_csv_from_a_spreadsheet_with_a_byte_order_mark_is_read(sounds, tmp_path):
+    rows = [(str(sounds / label / f"{label}-{k}.wav"), label, f"{label}{k}") for label in ("tone", "noise") for k in range(3)]
+    folder = write_labels(tmp_path / "excel", rows)
+    (folder / "labels.csv").write_bytes(b"\xef\xbb\xbf" + (folder / "labels.csv").read_bytes())
+    labelled = read_labelled(folder)
+    assert labelled.labels_from == "labels.csv" and labelled.grouped_by == "group column"
+    assert labelled.labels == ("tone",) * 3 + ("noise",) * 3
 
 
 def tone_groups(folder, *, grouped):
@@ -244,6 +265,8 @@ def test_entries_of_earlier_probes_are_dropped(run_dir, sounds):
         ("copy", "hold the same bytes"),
         ("too few groups", "class 'a' has 3 groups; 5 splits need at least 5"),
         ("too short", "less than one chunk of the run"),
+        ("symlink loop", "no labelled folder"),
+        ("one group per class to train on", "trains on one file per class"),
     ],
 )
 def test_bad_labelled_folder_exits_2_with_one_line(case, fragment, run_dir, sounds, tmp_path):
@@ -282,6 +305,13 @@ def test_bad_labelled_folder_exits_2_with_one_line(case, fragment, run_dir, soun
             for k in range(5):
                 level = 0.05 * (5 * index + k + 1)  # distinct bytes in every file
                 sf.write(data / label / f"{k}.wav", np.full(320, level, dtype=np.float32), SAMPLE_RATE)  # 0.02 s < 0.05 s
+    elif case == "symlink loop":
+        data.symlink_to(data)
+    elif case == "one group per class to train on":
+        shutil.copytree(sounds / "tone", data / "tone", ignore=lambda folder, names: [n for n in names if n[-5] not in "01"])
+        shutil.copytree(sounds / "noise", data / "noise", ignore=lambda folder, names: [n for n in names if n[-5] not in "01"])
+        assert_one_line_error(run("probe", run_dir, "--data", data, "--splits", "2"), fragment)
+        return
     assert_one_line_error(run("probe", run_dir, "--data", data), fragment)
     assert not (run_dir / "probe.json").exists()
 

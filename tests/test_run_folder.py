@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ import pytest
 from audiosort import _files, hear
 from audiosort import run as run_module
 from audiosort.errors import InputError
-from conftest import TINY_TRAIN, assert_one_line_error, run, write_music_files
+from conftest import TINY_TRAIN, assert_one_line_error, run, wait_for, write_music_files
 
 HOSTILE_NAMES = ["", ".", "..", "../x", "/abs", "a/b", "a\\b", "../../etc", ".hidden", "x/.."]
 
@@ -209,9 +208,7 @@ def test_ctrl_c_exits_130_without_a_traceback(music_corpus, tmp_path):
     command = [sys.executable, "-m", "audiosort.cli", *train_args(music_corpus, tmp_path, "--set", "train.epochs=50")]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert process.stdout.readline().startswith("training on ")
-    deadline = time.time() + 120
-    while not (tmp_path / "tiny" / "history.csv").exists() and time.time() < deadline:
-        time.sleep(0.05)
+    wait_for((tmp_path / "tiny" / "history.csv").exists, what="first epoch", process=process)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr[-2000:]

@@ -6,7 +6,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 
 import psutil
 import pytest
@@ -17,7 +16,7 @@ from audiosort.errors import ConfigError, InputError
 from audiosort.sweep import load_sweep, run_sweep
 from audiosort.run import read_eval, write_eval
 from audiosort.sweep.report import collect_row, sweep_eval_settings
-from conftest import TINY_TRAIN, assert_one_line_error, run
+from conftest import TINY_TRAIN, assert_one_line_error, run, wait_for
 
 
 def _write_sweep(folder, corpus, grid, **extra):
@@ -229,13 +228,10 @@ def test_killing_a_sweep_stops_the_run_it_started(tmp_path, music_corpus):
     path = _write_sweep(tmp_path, music_corpus, {"train.steps_per_epoch": [2000]})
     sweep = subprocess.Popen([sys.executable, "-m", "audiosort.cli", "sweep", "--config", str(path),
                               "--runs-dir", str(tmp_path / "runs")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    children = []
-    while not children and time.monotonic() < deadline:
-        time.sleep(0.5)
-        children = psutil.Process(sweep.pid).children()
-    assert children, "the sweep started no run"
-    time.sleep(3)  # let the run get past its start
+    wait_for(lambda: psutil.Process(sweep.pid).children(), what="run started by the sweep", process=sweep)
+    children = psutil.Process(sweep.pid).children()
+    # Past its start: it has made its run folder.
+    wait_for(lambda: list((tmp_path / "runs").rglob("checkpoints")), what="run folder", process=sweep)
     sweep.kill()
     sweep.wait()
     gone, alive = psutil.wait_procs(children, timeout=60)

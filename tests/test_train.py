@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import keras
@@ -25,7 +24,7 @@ from audiosort.config import load_config
 from audiosort.data.corpus import Corpus
 from audiosort.metrics import PuzzleScores
 from audiosort.train import StopOnNonFinite, train
-from conftest import TINY_TRAIN, assert_one_line_error, run
+from conftest import HANG_SECONDS, TINY_TRAIN, assert_one_line_error, run, wait_for
 
 
 
@@ -143,9 +142,7 @@ def test_resume_after_kill_finishes_the_planned_epochs(music_corpus, tmp_path):
     command += sets + ["--set", "train.epochs=6", "--set", "train.steps_per_epoch=20"]
     run_dir = tmp_path / "resume"
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.time() + 240
-    while history_rows(run_dir) < 2 and process.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: history_rows(run_dir) >= 2, what="second epoch", process=process)
     assert process.poll() is None, process.stdout.read().decode()[-2000:]
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
@@ -290,10 +287,9 @@ def test_two_workers_train_one_model_and_only_the_chief_writes_the_run_folder(mu
         # Files, not pipes: a worker blocked on a full pipe would stall the other at its next collective op.
         with open(tmp_path / f"out{index}.txt", "w") as stdout, open(tmp_path / f"err{index}.txt", "w") as stderr:
             processes.append(subprocess.Popen(command, stdout=stdout, stderr=stderr, env=env))
-    deadline = time.time() + 240
     try:
         for process in processes:
-            process.wait(timeout=max(1.0, deadline - time.time()))
+            process.wait(timeout=HANG_SECONDS)
     finally:
         for process in processes:
             if process.poll() is None:

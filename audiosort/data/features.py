@@ -59,7 +59,7 @@ from audiosort.config import Config
 from audiosort.data.corpus import Corpus
 from audiosort.data.pipeline import keep_freed_memory
 from audiosort.data.puzzles import PuzzleSpec, TrackTable, draw_starts
-from audiosort.errors import ConfigError
+from audiosort.errors import ConfigError, InputError
 from audiosort.pcm import INT16_SCALE
 
 FORMAT = "audiosort-features/1"
@@ -305,7 +305,8 @@ def open_feature_cache(corpus: Corpus, split: str, front: FrontEnd, *, echo: Cal
     Raises
     ------
     InputError
-        A split without tracks, or a cache path the filesystem cannot hold.
+        A split without tracks, a cache path the filesystem cannot hold, or a
+        ``features`` path in the corpus that is not a folder (a file, a link loop).
     """
     echo = echo or (lambda line: None)
     tracks = corpus.tracks(split)
@@ -384,8 +385,12 @@ def _stale(folder: Path, split: str, expected: dict) -> str:
 
 def _build(corpus: Corpus, split: str, front: FrontEnd, tracks: TrackTable, folder: Path, index: dict) -> None:
     """Compute every track's rows into fresh memory-mapped files, each renamed into place, the index last."""
-    folder.mkdir(parents=True, exist_ok=True)
     _files.check_name(folder / f"{split}-frames.npy", "feature cache")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # CORPUS/features is a file, a link to itself, or read-only
+        raise InputError(f"cannot create the feature cache {folder}: {e.strerror or e}; "
+                         f"{corpus.path / 'features'} must be a folder audiosort may write") from None
     (folder / f"{split}.json").unlink(missing_ok=True)  # no index over half-written files
     edge_mels = track_features(np.zeros(front.frame_samples, np.int16), front)[1].shape[-1]
     shapes = {"frames": (index["rows"], front.n_mels), "edges": (index["rows"], 2, edge_mels)}
