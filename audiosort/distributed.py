@@ -4,10 +4,10 @@ One machine trains with ``model.fit`` (over several GPUs through
 ``MirroredStrategy``). The workers of a ``TF_CONFIG`` cluster train with
 :func:`fit_multi_worker` instead, because Keras 3.15's ``fit`` fails under
 ``MultiWorkerMirroredStrategy`` (tensorflow/tensorflow#72388). That loop
-drives the same Keras callbacks ``fit`` would (:func:`audiosort.train.run_callbacks`),
+drives the same Keras callbacks ``fit`` would (:func:`audiosort.callbacks.run_callbacks`),
 so both paths write one run folder by one policy: history columns,
 checkpoints, early stopping and the non-finite stop are defined once, in
-train.py. docs/run-folder.md describes a cluster run.
+callbacks.py. docs/run-folder.md describes a cluster run.
 """
 
 from __future__ import annotations
@@ -48,6 +48,29 @@ def cluster_role() -> tuple[int, int]:
         raise ConfigError(
             f"TF_CONFIG = {text!r} is not JSON naming a cluster of chief/worker addresses and this process's task in it"
         ) from None
+
+
+def checked_cluster_role(*, resume: bool) -> tuple[int, int]:
+    """:func:`cluster_role`, checked for training: a cluster needs the TensorFlow backend and cannot ``resume``.
+
+    Raises
+    ------
+    ConfigError
+        ``TF_CONFIG`` is malformed, names several workers on another backend,
+        or names several workers while ``resume`` is asked for.
+    """
+    worker_index, n_workers = cluster_role()
+    if n_workers > 1 and keras.backend.backend() != "tensorflow":
+        raise ConfigError(
+            f"TF_CONFIG names {n_workers} workers, but multi-worker training needs the TensorFlow backend, "
+            f"not KERAS_BACKEND={keras.backend.backend()}"
+        )
+    if n_workers > 1 and resume:
+        raise ConfigError(
+            f"--resume: TF_CONFIG names {n_workers} workers, and a multi-worker run cannot resume "
+            "(its optimizer state is not saved); start afresh with --overwrite"
+        )
+    return worker_index, n_workers
 
 
 def default_strategy():
