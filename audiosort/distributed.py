@@ -66,8 +66,8 @@ def checked_cluster_role(*, resume: bool) -> tuple[int, int]:
         )
     if n_workers > 1 and resume:
         raise ConfigError(
-            f"--resume: TF_CONFIG names {n_workers} workers, and a multi-worker run cannot resume "
-            "(its optimizer state is not saved); start afresh with --overwrite"
+            f"resume=True: TF_CONFIG names {n_workers} workers, and a multi-worker run cannot resume "
+            "(its optimizer state is not saved); start afresh with overwrite=True"
         )
     return worker_index, n_workers
 
