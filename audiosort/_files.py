@@ -154,20 +154,20 @@ def check_output(
     if not (path.exists() or path.is_symlink()):
         return path
     if not overwrite:
-        raise InputError(f"{what} {out} already exists; pass --overwrite to replace it")
+        raise InputError(f"{what} {out} already exists; pass overwrite=True to replace it")
     if not path.exists():  # a dangling symlink: only the link is replaced
         return path
     if kind == "file":
         if not path.is_file():  # a device, a FIFO, a socket
-            raise InputError(f"{what} {out} exists and is not a regular file; --overwrite replaces only a file")
+            raise InputError(f"{what} {out} exists and is not a regular file; overwrite=True replaces only a file")
         return path
     if not path.is_dir():
-        raise InputError(f"{what} {out} exists and is not a folder; --overwrite replaces only a {what}")
+        raise InputError(f"{what} {out} exists and is not a folder; overwrite=True replaces only a {what}")
     markers = list(markers)
     missing = [name for name in markers if not (path / name).exists()]
     if missing and any(path.iterdir()):
         raise InputError(
-            f"{out} is not a {what} (no {', '.join(missing)}); --overwrite replaces only a {what} audiosort wrote"
+            f"{out} is not a {what} (no {', '.join(missing)}); overwrite=True replaces only a {what} audiosort wrote"
         )
     return path
 
@@ -324,7 +324,7 @@ def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
         os.replace(tmp, out)
         return
     if not overwrite:
-        raise InputError(f"{out} already exists; pass --overwrite to replace it")
+        raise InputError(f"{out} already exists; pass overwrite=True to replace it")
     trash = out.parent / _hidden_name(out.name, f"old-{os.getpid()}")
     os.replace(out, trash)
     os.replace(tmp, out)

@@ -263,7 +263,7 @@ def audit(
         if kind not in SANITY_KINDS:
             raise InputError(f"unknown sanity set {kind!r}; choose from {', '.join(SANITY_KINDS)}")
     if len(set(sanity)) != len(sanity):
-        raise InputError(f"--sanity {','.join(sanity)} names a set twice")
+        raise InputError(f"sanity={','.join(sanity)} names a set twice")
     sample_rate = config.data.sample_rate
     spec = PuzzleSpec.from_config(config.puzzle, sample_rate=sample_rate)
     if config.data.features == "cached":

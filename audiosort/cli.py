@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import sys
 
@@ -123,11 +124,44 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except AudiosortError as e:
-            raise UserError(str(e)) from None
+            raise UserError(as_flags(str(e))) from None
         except click.UsageError as e:
             raise _one_line(e) from None
         except KeyboardInterrupt:
             raise Interrupted() from None
+
+
+# Library errors name parameters as Python spells them (resume=True, n_puzzles); on the command line
+# they are flags. Keys with "=" also match before a value ("out=runs/x" -> "--out runs/x").
+PARAMETER_FLAGS = {
+    "resume=True": "--resume",
+    "overwrite=True": "--overwrite",
+    "allow_train=True": "--allow-train",
+    "split='train'": "--split train",
+    "overrides": "--set",
+    "sanity=": "--sanity ",
+    "audio_paths": "--audio",
+    "out=": "--out ",
+    "n_puzzles": "--puzzles",
+    "test_sources=": "--test-sources ",
+    "group_pattern=": "--group-pattern ",
+    "track_seconds=": "--track-seconds ",
+    "track_seconds": "--track-seconds",
+    "duration_seconds": "--duration",
+    "hop_seconds=": "--hop-seconds ",
+    "n_splits": "--splits",
+    "runs_dir": "--runs-dir",
+    "plot=": "--plot ",
+}
+_NAME_ENDS = r"(?![\w/=-]|\.\w)"  # not part of a longer name, path or file name
+_PARAMETER = re.compile(
+    "|".join(r"(?<![\w./=-])" + re.escape(name) + ("" if name.endswith("=") else _NAME_ENDS) for name in PARAMETER_FLAGS)
+)
+
+
+def as_flags(message: str) -> str:
+    """``message`` with the parameters it names spelled as the flags that set them (:data:`PARAMETER_FLAGS`)."""
+    return _PARAMETER.sub(lambda match: PARAMETER_FLAGS[match.group()], message)
 
 
 def _one_line(error: click.UsageError) -> UserError:
@@ -214,7 +248,7 @@ def prepare(sources, out, synthetic, duration, track_seconds, tone_method, confi
     --split; --test-sources holds whole sources out as 'ood'.
     """
     from audiosort.config import load_config
-    from audiosort.data import prepare as corpus
+    from audiosort.data.prepare import prepare as prepare_corpus, prepare_synthetic
 
     flags = ("n_chunks", "chunk_seconds", "pad_min_seconds", "pad_max_seconds", "pad_mode", "min_rms")
     values = {name: opts.pop(name) for name in flags}
@@ -230,7 +264,7 @@ def prepare(sources, out, synthetic, duration, track_seconds, tone_method, confi
     if synthetic:
         if sources:
             raise UserError("give either SOURCES or --synthetic, not both")
-        summary = corpus.prepare_synthetic(
+        summary = prepare_synthetic(
             synthetic,
             out,
             duration_seconds=parse_duration(duration or "2h"),
@@ -243,7 +277,7 @@ def prepare(sources, out, synthetic, duration, track_seconds, tone_method, confi
             raise UserError("give audio files or folders, or --synthetic KIND")
         if duration:
             raise UserError("--duration applies only to --synthetic")
-        summary = corpus.prepare(sources, out, **common)
+        summary = prepare_corpus(sources, out, **common)
     click.echo("\n".join(summary.lines()))
 
 
@@ -550,6 +584,37 @@ def listen(run_dir, audio, out, start_seconds, seed):
     click.echo("\n".join(result.lines()))
 
 
+def _dream_defaults() -> dict:
+    """dream.py's ``DEFAULT_*`` constants, read from its source: importing it loads Keras, which --help must not."""
+    import ast
+    from importlib.util import find_spec
+    from pathlib import Path
+
+    tree = ast.parse(Path(find_spec("audiosort.dream").origin).read_text())
+    return {
+        target.id: ast.literal_eval(node.value)
+        for node in tree.body if isinstance(node, ast.Assign)
+        for target in node.targets if isinstance(target, ast.Name) and target.id.startswith("DEFAULT_")
+    }
+
+
+class _DreamDefaultOption(click.Option):
+    """An option whose help names a dream.py default (``{DEFAULT_STEPS}``), filled in when the help is shown.
+
+    The dream options default to None so that :func:`audiosort.dream.dream` picks
+    its own defaults (the length of a continue dream is one chunk, not
+    ``DEFAULT_SECONDS``); the help reads the same constants.
+    """
+
+    def get_help_record(self, ctx):
+        template = self.help
+        self.help = template.format_map(_dream_defaults())
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.help = template
+
+
 @main.command(name="dream")
 @click.argument("run_dir", type=click.Path(path_type=str))
 @click.option("--out", required=True, type=click.Path(path_type=str), help="Folder for the wavs, the PNG and dream.json.")
@@ -560,15 +625,17 @@ def listen(run_dir, audio, out, start_seconds, seed):
               help="Where in --audio the clip (or chunk A) starts, seconds.")
 @click.option("--init-start", "init_seconds", type=click.FloatRange(min=0),
               help="continue: start B from the chunk of --audio at this time, seconds (default: noise).")
-@click.option("--seconds", type=click.FloatRange(min=0, min_open=True, max=600),
-              help="Length of the dream, seconds, at least one chunk (default 2; not for continue).")
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True, max=600), cls=_DreamDefaultOption,
+              help="Length of the dream, seconds, at least one chunk (default {DEFAULT_SECONDS:g}; not for continue).")
 @click.option("--layer", help="Encoder layer to dream with (default: the embedding); a wrong name lists them.")
 @click.option("--unit", type=click.IntRange(min=0), default=0, show_default=True, help="unit: the channel of --layer.")
-@click.option("--steps", type=click.IntRange(1, 100_000), help="Gradient steps per octave (default 40).")
-@click.option("--octaves", type=click.IntRange(1, 12), help="Coarse-to-fine stages (default 3).")
-@click.option("--step-size", type=click.FloatRange(0, 1, min_open=True), help="Each update's RMS as a fraction of the waveform's, at most 1 (default 0.1).")
-@click.option("--tv-weight", type=click.FloatRange(0, 1, max_open=True),
-              help="Share of each step spent lowering total variation (default 0.3).")
+@click.option("--steps", type=click.IntRange(1, 100_000), cls=_DreamDefaultOption,
+              help="Gradient steps per octave (default {DEFAULT_STEPS}).")
+@click.option("--octaves", type=click.IntRange(1, 12), cls=_DreamDefaultOption, help="Coarse-to-fine stages (default {DEFAULT_OCTAVES}).")
+@click.option("--step-size", type=click.FloatRange(0, 1, min_open=True), cls=_DreamDefaultOption,
+              help="Each update's RMS as a fraction of the waveform's, at most 1 (default {DEFAULT_STEP_SIZE:g}).")
+@click.option("--tv-weight", type=click.FloatRange(0, 1, max_open=True), cls=_DreamDefaultOption,
+              help="Share of each step spent lowering total variation (default {DEFAULT_TV_WEIGHT:g}).")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the starting noise and the jitter.")
 @click.option("--quiet", is_flag=True, help="No progress bar or per-octave lines.")
 def dream_command(run_dir, out, quiet, **options):

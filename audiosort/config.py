@@ -423,7 +423,7 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
         Unknown key (naming the closest valid one), wrong type or bad value.
     """
     raw: dict = {}
-    where = "--set"
+    where = "overrides"
     if path is not None:
         path = Path(path)
         where = str(path)
@@ -562,19 +562,19 @@ def apply_override(raw: dict, override: str, *, where: str = "config") -> str:
     key, sep, text = override.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ConfigError(f"--set {override!r}: expected section.key=value")
+        raise ConfigError(f"overrides {override!r}: expected section.key=value")
     parts = key.split(".")
     cls = Config
     node = raw
     for i, part in enumerate(parts):
         names = {f.name: f for f in dataclasses.fields(cls)}
         if part not in names:
-            raise ConfigError(_unknown_key_message(".".join(parts[: i + 1]), cls, where="--set"))
+            raise ConfigError(_unknown_key_message(".".join(parts[: i + 1]), cls, where="overrides"))
         hint = _field_types(cls)[part]
         last = i == len(parts) - 1
         if dataclasses.is_dataclass(hint):
             if last:
-                raise ConfigError(f"--set {key}: '{key}' is a section; set one of its keys")
+                raise ConfigError(f"overrides {key}: '{key}' is a section; set one of its keys")
             parent, node = node, node.get(part)
             if node is None:  # absent, or an empty YAML section
                 node = parent[part] = {}
@@ -584,7 +584,7 @@ def apply_override(raw: dict, override: str, *, where: str = "config") -> str:
             cls = hint
         else:
             if not last:
-                raise ConfigError(f"--set {key}: '{'.'.join(parts[: i + 1])}' is a value, not a section")
+                raise ConfigError(f"overrides {key}: '{'.'.join(parts[: i + 1])}' is a value, not a section")
             try:
                 node[part] = yaml.safe_load(text) if text.strip() else ""
             except yaml.YAMLError:
@@ -626,11 +626,11 @@ def from_dict(
             )
         else:
             dotted = f"{prefix}{key}"
-            values[key] = _coerce(value, hint, dotted, "--set" if dotted in overridden else where)
+            values[key] = _coerce(value, hint, dotted, "overrides" if dotted in overridden else where)
     try:
         return cls(**values)
     except _BadValue as e:
-        raise ConfigError(f"{e} (in {'--set' if e.key in overridden else where})") from None
+        raise ConfigError(f"{e} (in {'overrides' if e.key in overridden else where})") from None
 
 
 def to_dict(cfg) -> dict:

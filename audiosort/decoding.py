@@ -177,7 +177,7 @@ _BEAM_PRESELECT = 2
 _MOVED_SEGMENT_MAX = 3
 
 
-def best_paths(successor, *, first=None, last=None, beam_width=PATH_BEAM_WIDTH):
+def best_paths(successor, *, first=None, last=None, beam_width=PATH_BEAM_WIDTH, exact_max_chunks=EXACT_PATH_MAX_CHUNKS):
     """The order of slots with the highest total join score: a best Hamiltonian path per puzzle.
 
     An order (slots s_0 ... s_{n-1}, slot s_k at position k) scores
@@ -191,7 +191,11 @@ def best_paths(successor, *, first=None, last=None, beam_width=PATH_BEAM_WIDTH):
     first, last : np.ndarray [shape=(B, n), finite] or None, keyword-only
         Scores of starting (ending) the order with each slot; None for zeros.
     beam_width : int >= 1, keyword-only
-        Partial orders kept per puzzle and direction by the beam search (n > 12).
+        Partial orders kept per puzzle and direction by the beam search (n > ``exact_max_chunks``).
+    exact_max_chunks : int >= 0, keyword-only
+        Held-Karp up to this many chunks, the search above (0: the search at
+        every n, to measure it against Held-Karp). Held-Karp's table is
+        ``(2**n, n)`` floats per puzzle: 8 MiB at n = 16.
 
     Returns
     -------
@@ -200,7 +204,7 @@ def best_paths(successor, *, first=None, last=None, beam_width=PATH_BEAM_WIDTH):
 
     Notes
     -----
-    Up to :data:`EXACT_PATH_MAX_CHUNKS` chunks the Held-Karp dynamic program
+    Up to ``exact_max_chunks`` chunks the Held-Karp dynamic program
     finds the best order exactly in O(2**n n**2) per puzzle, vectorized over
     the batch and over all subsets of one size. Above it, no guarantee of the
     optimum: a beam search is run forwards (from the first slot) and backwards
@@ -236,7 +240,9 @@ def best_paths(successor, *, first=None, last=None, beam_width=PATH_BEAM_WIDTH):
         raise ValueError("successor, first and last scores must be finite; clip log-probabilities first")
     if isinstance(beam_width, bool) or int(beam_width) != beam_width or beam_width < 1:
         raise ValueError(f"beam_width must be a positive int, got {beam_width!r}")
-    if n_chunks <= EXACT_PATH_MAX_CHUNKS:
+    if isinstance(exact_max_chunks, bool) or int(exact_max_chunks) != exact_max_chunks or exact_max_chunks < 0:
+        raise ValueError(f"exact_max_chunks must be an int >= 0, got {exact_max_chunks!r}")
+    if n_chunks <= exact_max_chunks:
         search, block = _held_karp, max(1, _PATH_TABLE_ELEMENTS // ((1 << n_chunks) * n_chunks))
     else:
         search = functools.partial(_searched_path, beam_width=int(beam_width))

@@ -4,10 +4,10 @@ One machine trains with ``model.fit`` (over several GPUs through
 ``MirroredStrategy``). The workers of a ``TF_CONFIG`` cluster train with
 :func:`fit_multi_worker` instead, because Keras 3.15's ``fit`` fails under
 ``MultiWorkerMirroredStrategy`` (tensorflow/tensorflow#72388). That loop
-drives the same Keras callbacks ``fit`` would (:func:`audiosort.train.run_callbacks`),
+drives the same Keras callbacks ``fit`` would (:func:`audiosort.callbacks.run_callbacks`),
 so both paths write one run folder by one policy: history columns,
 checkpoints, early stopping and the non-finite stop are defined once, in
-train.py. docs/run-folder.md describes a cluster run.
+callbacks.py. docs/run-folder.md describes a cluster run.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import numpy as np
 
 from audiosort.data.puzzles import Puzzles
 from audiosort.errors import ConfigError
-from audiosort.heads import head_of
 from audiosort.metrics import ORDER_DECODINGS
 
 
@@ -48,6 +47,29 @@ def cluster_role() -> tuple[int, int]:
         raise ConfigError(
             f"TF_CONFIG = {text!r} is not JSON naming a cluster of chief/worker addresses and this process's task in it"
         ) from None
+
+
+def checked_cluster_role(*, resume: bool) -> tuple[int, int]:
+    """:func:`cluster_role`, checked for training: a cluster needs the TensorFlow backend and cannot ``resume``.
+
+    Raises
+    ------
+    ConfigError
+        ``TF_CONFIG`` is malformed, names several workers on another backend,
+        or names several workers while ``resume`` is asked for.
+    """
+    worker_index, n_workers = cluster_role()
+    if n_workers > 1 and keras.backend.backend() != "tensorflow":
+        raise ConfigError(
+            f"TF_CONFIG names {n_workers} workers, but multi-worker training needs the TensorFlow backend, "
+            f"not KERAS_BACKEND={keras.backend.backend()}"
+        )
+    if n_workers > 1 and resume:
+        raise ConfigError(
+            f"resume=True: TF_CONFIG names {n_workers} workers, and a multi-worker run cannot resume "
+            "(its optimizer state is not saved); start afresh with overwrite=True"
+        )
+    return worker_index, n_workers
 
 
 def default_strategy():
@@ -91,7 +113,7 @@ def fit_multi_worker(
     callbacks: Sequence[keras.callbacks.Callback],
     verbose: int | str,
 ) -> None:
-    """``model.fit`` for one worker of a ``TF_CONFIG`` cluster: the same callbacks, called at the same points.
+    """``model.fit`` for one worker of a ``TF_CONFIG`` cluster: the same step, the same callbacks at the same points.
 
     Every worker runs this same loop; each collective op (variable creation,
     gradient all-reduce, the logged means) is therefore called by all workers
@@ -103,16 +125,16 @@ def fit_multi_worker(
       worker's replicas one slice each a step, so a step trains on
       ``batch_size`` puzzles over the whole cluster, the same global batch as
       on one machine.
-    - Step: the per-puzzle loss (the mean of the terms of the head's loss, as
-      ``compile`` got it) is divided by the global batch; the optimizer sums
-      the gradients over all replicas. The trainable weights stay identical
-      on every worker; BatchNormalization's moving statistics are each
-      replica's own estimate, as under ``MirroredStrategy``.
-    - Logs: after each step the callbacks get that step's all-reduced
-      ``loss`` and the head's per-puzzle metrics (its registry entry,
-      :func:`audiosort.heads.head_of`); after each epoch, the epoch's means
-      and the val means (each replica scores its share of the val puzzles;
-      the sums are all-reduced), under the names ``fit`` uses. Every worker thus logs the
+    - Step: Keras's own ``model.train_step``, the step ``fit`` runs, on each
+      replica's slice: the compiled loss, scaled by 1/replicas, and the
+      optimizer sums the gradients over all replicas. The trainable weights
+      stay identical on every worker; BatchNormalization's moving statistics
+      are each replica's own estimate, as under ``MirroredStrategy``.
+    - Logs: after each step the callbacks get the epoch's running means of
+      ``loss`` and the compiled metrics, averaged over all replicas; after
+      each epoch, those and the val means from ``model.test_step`` (each
+      replica scores its share of the val puzzles; the metrics' sums are
+      all-reduced), under the names ``fit`` uses. Every worker thus logs the
       same history and takes the same early-stopping decision.
 
     Parameters
@@ -129,51 +151,78 @@ def fit_multi_worker(
     verbose : int or "auto"
         Prints one line per epoch unless 0.
     """
+    with strategy.scope():
+        # What fit builds before its first step: the compiled loss and metrics' state, and the optimizer's.
+        model._symbolic_build(data_batch=(val.chunks[:batch_size], val.order[:batch_size]))
+    train_step, val_logs = _step_functions(model, strategy, val, batch_size=batch_size)
+    iterator = _distributed_batches(strategy, batches, batch_size=batch_size, puzzle_shape=val.chunks.shape[1:])
+    callback_list = keras.callbacks.CallbackList(
+        list(callbacks), model=model, epochs=epochs, steps=steps_per_epoch, verbose=0
+    )
+    model.stop_training = False
+    callback_list.on_train_begin()
+    for epoch in range(epochs):
+        callback_list.on_epoch_begin(epoch)
+        model.reset_metrics()
+        for step in range(steps_per_epoch):
+            callback_list.on_train_batch_begin(step)
+            logs = train_step(iterator)
+            callback_list.on_train_batch_end(step, logs)
+            if model.stop_training:
+                break
+        logs = {**logs, **{f"val_{name}": value for name, value in val_logs().items()}}
+        callback_list.on_epoch_end(epoch, logs)
+        if verbose:
+            _print_epoch(epoch, epochs, logs)
+        if model.stop_training:
+            break
+    callback_list.on_train_end()
+
+
+def _step_functions(model: keras.Model, strategy, val: Puzzles, *, batch_size: int):
+    """``train_step(iterator)``: one step of Keras's ``model.train_step`` on every replica, its logs as floats;
+    ``val_logs()``: ``model.test_step`` over ``val``, the loss and metrics means over all of it.
+    """
     import tensorflow as tf
 
-    with strategy.scope():
-        model.optimizer.build(model.trainable_variables)
-    head_loss = model.loss  # the head's own loss, as compile got it
-    head_metrics = head_of(model).metrics()
-    names = ["loss", *head_metrics]
-
-    def puzzle_stats(chunks, order, training):
-        """Per puzzle: loss (mean of the loss terms), then each of the head's metrics: (b, len(names)) float32."""
-        outputs = tf.cast(model(chunks, training=training), tf.float32)
-        per_puzzle = [tf.reduce_mean(head_loss.call(order, outputs), axis=-1)]
-        per_puzzle += [tf.cast(metric(order, outputs), tf.float32) for metric in head_metrics.values()]
-        return tf.stack(per_puzzle, axis=-1)
-
-    # The optimizer's gradient all-reduce stays outside XLA: XLA compiles no collective op on CPU.
-    @tf.function(jit_compile=model.jit_compile)
-    def stats_and_gradients(chunks, order):
-        with tf.GradientTape() as tape:
-            stats = puzzle_stats(chunks, order, training=True)
-            loss = tf.nn.compute_average_loss(stats[:, 0], global_batch_size=batch_size)
-            scaled_loss = model.optimizer.scale_loss(loss)
-        return stats, tape.gradient(scaled_loss, model.trainable_variables)
-
-    def replica_step(chunks, order):
-        stats, gradients = stats_and_gradients(chunks, order)
-        model.optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        return tf.reduce_sum(stats, axis=0) / batch_size
-
+    # Not jit-compiled: the optimizer's gradient all-reduce runs inside the step, and XLA compiles no
+    # collective op on CPU.
     @tf.function
-    def train_step(iterator):
-        """Loss and metrics of the step's global batch, the same on every worker: (len(names),)."""
-        return strategy.reduce("SUM", strategy.run(replica_step, args=next(iterator)), axis=None)
+    def distributed_train_step(iterator):
+        logs = strategy.run(model.train_step, args=(next(iterator),))
+        return {name: strategy.reduce("MEAN", value, axis=None) for name, value in logs.items()}
 
-    def replica_val_sums(chunks, order):
+    def replica_test_step(chunks, order):
         replica = tf.distribute.get_replica_context()
         mine = tf.range(replica.replica_id_in_sync_group, tf.shape(order)[0], replica.num_replicas_in_sync)
-        return tf.reduce_sum(puzzle_stats(tf.gather(chunks, mine), tf.gather(order, mine), training=False), axis=0)
+        model.test_step((tf.gather(chunks, mine), tf.gather(order, mine)))
 
     @tf.function
-    def val_sums(chunks, order):
-        """Sums of loss and metrics over the puzzles of one val batch: (len(names),)."""
-        return strategy.reduce("SUM", strategy.run(replica_val_sums, args=(chunks, order)), axis=None)
+    def distributed_test_step(chunks, order):
+        strategy.run(replica_test_step, args=(chunks, order))
 
-    _, n_chunks, chunk_samples = val.chunks.shape
+    # Every val batch gives each replica at least one puzzle: a short last batch joins the one before.
+    bounds = list(range(0, len(val), batch_size)) + [len(val)]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] < strategy.num_replicas_in_sync:
+        del bounds[-2]
+
+    def val_logs():
+        model.reset_metrics()
+        for start, end in zip(bounds, bounds[1:]):
+            distributed_test_step(val.chunks[start:end], val.order[start:end])
+        return {name: float(value) for name, value in model.get_metrics_result().items()}
+
+    def train_step(iterator):
+        return {name: float(value) for name, value in distributed_train_step(iterator).items()}
+
+    return train_step, val_logs
+
+
+def _distributed_batches(strategy, batches: Iterator, *, batch_size: int, puzzle_shape: tuple[int, int]):
+    """``batches`` as a distributed dataset's iterator: each global batch split into one slice per replica."""
+    import tensorflow as tf
+
+    n_chunks, chunk_samples = puzzle_shape
     signature = (
         tf.TensorSpec((batch_size, n_chunks, chunk_samples), tf.int16),
         tf.TensorSpec((batch_size, n_chunks), tf.int32),
@@ -182,42 +231,18 @@ def fit_multi_worker(
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     # repeat() makes the stream's cardinality infinite, so no step all-reduces "has every worker got data?".
-    iterator = iter(strategy.experimental_distribute_dataset(dataset.repeat().with_options(options)))
+    return iter(strategy.experimental_distribute_dataset(dataset.repeat().with_options(options)))
 
-    callback_list = keras.callbacks.CallbackList(
-        list(callbacks), model=model, epochs=epochs, steps=steps_per_epoch, verbose=0
+
+def _print_epoch(epoch: int, epochs: int, logs: dict[str, float]) -> None:
+    """The epoch's line: loss, val loss, val exact order as eval decodes it and by argmax, chance."""
+    # run_callbacks' DecodedValScores has added val scored as eval scores it (hungarian or path).
+    keys = {name: f"val_{name}_exact_accuracy" for name in ORDER_DECODINGS}
+    exact = [f"{name} {logs[key]:.3f}" for name, key in keys.items() if key in logs]
+    exact.append(f"argmax {logs['val_exact_accuracy']:.3f}")
+    chance = f" (chance {logs['val_exact_chance']:.3f})" if "val_exact_chance" in logs else ""
+    print(
+        f"epoch {epoch + 1}/{epochs}: loss {logs['loss']:.4f}, val_loss {logs['val_loss']:.4f}, "
+        f"val exact {', '.join(exact)}{chance}",
+        flush=True,
     )
-    model.stop_training = False
-    callback_list.on_train_begin()
-    for epoch in range(epochs):
-        callback_list.on_epoch_begin(epoch)
-        train_means = np.zeros(len(names))
-        for step in range(steps_per_epoch):
-            callback_list.on_train_batch_begin(step)
-            step_means = train_step(iterator).numpy()
-            train_means += step_means
-            callback_list.on_train_batch_end(step, dict(zip(names, map(float, train_means / (step + 1)))))
-            if model.stop_training:
-                break
-        steps_done = step + 1
-        val_means = sum((
-            val_sums(val.chunks[start : start + batch_size], val.order[start : start + batch_size]).numpy()
-            for start in range(0, len(val), batch_size)
-        ), np.zeros(len(names))) / len(val)
-        logs = dict(zip(names, map(float, train_means / steps_done)))
-        logs.update({f"val_{name}": float(value) for name, value in zip(names, val_means)})
-        callback_list.on_epoch_end(epoch, logs)
-        if verbose:
-            # run_callbacks' DecodedValScores has added val scored as eval scores it (hungarian or path).
-            keys = {name: f"val_{name}_exact_accuracy" for name in ORDER_DECODINGS}
-            exact = [f"{name} {logs[key]:.3f}" for name, key in keys.items() if key in logs]
-            exact.append(f"argmax {logs['val_exact_accuracy']:.3f}")
-            chance = f" (chance {logs['val_exact_chance']:.3f})" if "val_exact_chance" in logs else ""
-            print(
-                f"epoch {epoch + 1}/{epochs}: loss {logs['loss']:.4f}, val_loss {logs['val_loss']:.4f}, "
-                f"val exact {', '.join(exact)}{chance}",
-                flush=True,
-            )
-        if model.stop_training:
-            break
-    callback_list.on_train_end()

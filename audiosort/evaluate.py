@@ -217,8 +217,8 @@ def evaluate(
         raise InputError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     if split == "train" and not allow_train:
         raise InputError(
-            "--split train scores puzzles from the tracks the model was trained on, which inflates accuracy; "
-            "use val or test, or pass --allow-train"
+            "split='train' scores puzzles from the tracks the model was trained on, which inflates accuracy; "
+            "use val or test, or pass allow_train=True"
         )
     asked = _Asked.check(run_dir, sanity, n_puzzles, n_chunks)
     sample_rate = asked.config.data.sample_rate
@@ -302,7 +302,7 @@ def evaluate_audio(
     """
     asked = _Asked.check(run_dir, sanity, n_puzzles, n_chunks)
     if not audio_paths:
-        raise InputError("--audio: give at least one audio file or folder")
+        raise InputError("audio_paths: give at least one audio file or folder")
     sample_rate = asked.config.data.sample_rate
     sanity_corpora = {entry: _open_corpus(entry, sample_rate) for entry in asked.sanity if entry not in SANITY_KINDS}
     decoded = decode_tracks(audio_paths, sample_rate=sample_rate, spec=asked.spec)
@@ -342,7 +342,7 @@ class _Asked:
         for entry in sanity:
             if entry not in SANITY_KINDS and not Path(entry).is_dir():
                 raise InputError(
-                    f"--sanity {entry!r} is neither a sanity kind ({', '.join(SANITY_KINDS)}) nor a corpus folder"
+                    f"sanity={entry!r} is neither a sanity kind ({', '.join(SANITY_KINDS)}) nor a corpus folder"
                 )
         config = run.load_run_config(run_dir)
         sample_rate = config.data.sample_rate
@@ -389,7 +389,7 @@ def _score(
             source = {"kind": "corpus", "corpus": str(folder.path), "split": folder_split, "fixed_set": fixed}
             ideal = None
         if name in {r.name for r in results}:
-            raise InputError(f"--sanity names {name!r} twice (or it clashes with the set scored); give each set once")
+            raise InputError(f"sanity names {name!r} twice (or it clashes with the set scored); give each set once")
         results.append(score_dataset(puzzles, model, name=name, sanity=True, source=source, ideal=ideal, **scoring))
     report = EvalReport(run_dir=asked.run_dir, datasets=results, label=label, settings=settings)
     report.write()

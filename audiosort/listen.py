@@ -154,11 +154,11 @@ def listen(
     spec = PuzzleSpec.from_config(config.puzzle, sample_rate=sample_rate)
     out = Path(out)
     targets = [
-        _files.check_output(out / name, what="--out", overwrite=True, keep=(source, run_dir), kind="file")
+        _files.check_output(out / name, what="out", overwrite=True, keep=(source, run_dir), kind="file")
         for name in OUTPUT_NAMES
     ]
     if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} exists and is not a folder")
+        raise InputError(f"out={out} exists and is not a folder")
     # The puzzle is drawn as training draws one (puzzles.draw_starts), inside the window of its
     # longest span that starts at --start (the puzzle is then moved to start there) or at random.
     # Only that window is kept: a recording of hours is decoded block by block, never held whole.
@@ -203,7 +203,7 @@ def listen(
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise InputError(f"cannot create --out folder {out}: {e.strerror or e}") from None
+        raise InputError(f"cannot create folder out={out}: {e.strerror or e}") from None
     # All three or none: each is written to a temporary file, and renamed into place only once all are written.
     with contextlib.ExitStack() as stack:
         temporaries = [stack.enter_context(_files.replacing(target)) for target in targets]

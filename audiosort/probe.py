@@ -332,7 +332,7 @@ def group_folds(labelled: LabelledSet, *, n_splits: int, seed: int) -> np.ndarra
             what = "files" if labelled.grouped_by == "file" else "groups"
             raise InputError(
                 f"class {label!r} has {n_groups} {what}; {n_splits} splits need at least {n_splits} "
-                "(lower --splits or add clips)"
+                "(lower n_splits or add clips)"
             )
     fold = np.empty(len(labels), dtype=np.int64)
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)

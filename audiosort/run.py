@@ -97,18 +97,18 @@ def open_run(run_dir: Path, config: Config, *, resume: bool, overwrite: bool, ke
         resume; a resumed config that differs; a damaged checkpoint state.
     """
     if resume and overwrite:
-        raise InputError("--resume continues a run and --overwrite deletes it: pass one of them")
+        raise InputError("resume=True continues a run and overwrite=True deletes it: pass one of them")
     _files.check_name(run_dir, "run folder")
     if resume:
         if not (run_dir / "config.yaml").exists():
             raise InputError(f"nothing to resume: {run_dir} has no config.yaml")
         if load_run_config(run_dir) != config:
-            raise ConfigError(f"--resume: the config differs from the one {run_dir} was started with")
+            raise ConfigError(f"resume=True: the config differs from the one {run_dir} was started with")
         return finished_epochs(run_dir)
     if not overwrite and run_dir.is_dir() and not run_dir.is_symlink() and not any(run_dir.iterdir()):
         overwrite = True  # an empty folder is no run to lose: train into it
     elif not overwrite and (run_dir.exists() or run_dir.is_symlink()):
-        raise InputError(f"run folder {run_dir} already exists; pass --resume to continue it, --overwrite to replace it")
+        raise InputError(f"run folder {run_dir} already exists; pass resume=True to continue it, overwrite=True to replace it")
     _files.check_output(
         run_dir, what="run folder", overwrite=overwrite, keep=(config.data.corpus, *keep), markers=RUN_MARKERS
     )
@@ -232,9 +232,9 @@ def checkpoint_state(run_dir: Path) -> dict:
         epochs = state["epochs"]
         float(state["best_val_loss"])
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise InputError(f"{path} is damaged ({type(e).__name__}); start afresh with --overwrite") from None
+        raise InputError(f"{path} is damaged ({type(e).__name__}); start afresh with overwrite=True") from None
     if not isinstance(epochs, int) or epochs < 0:
-        raise InputError(f"{path} is damaged (epochs = {epochs!r}); start afresh with --overwrite")
+        raise InputError(f"{path} is damaged (epochs = {epochs!r}); start afresh with overwrite=True")
     return state
 
 
@@ -274,13 +274,13 @@ def restore_checkpoint(model: keras.Model, run_dir: Path, epochs: int) -> None:
 
 def _load_weights(model: keras.Model, path: Path) -> None:
     if not path.is_file():
-        raise InputError(f"cannot resume: {path} is missing; start afresh with --overwrite")
+        raise InputError(f"cannot resume: {path} is missing; start afresh with overwrite=True")
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     try:
         model.load_weights(path)
     except (OSError, ValueError, KeyError) as e:
-        raise InputError(f"cannot resume: {path} is damaged ({_first_line(e)}); start afresh with --overwrite") from None
+        raise InputError(f"cannot resume: {path} is damaged ({_first_line(e)}); start afresh with overwrite=True") from None
 
 
 def save_keras(model: keras.Model, path: Path) -> None:

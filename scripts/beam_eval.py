@@ -28,23 +28,11 @@ _EXACT_MAX_CHUNKS = 16
 _REFERENCE_WIDTH = 1024
 
 
-def path_totals(successor, first, last, sequence):
-    """Score of each order (B, n) under successor (B, n, n), first and last (B, n)."""
-    rows = np.arange(len(sequence))
-    joins = successor[rows[:, None], sequence[:, :-1], sequence[:, 1:]].sum(axis=1)
-    return first[rows, sequence[:, 0]] + joins + last[rows, sequence[:, -1]]
-
-
 def searched(successor, first, last, width):
     """The search's orders at any n (Held-Karp switched off) and the seconds it took."""
-    exact_max = decoding.EXACT_PATH_MAX_CHUNKS
-    decoding.EXACT_PATH_MAX_CHUNKS = 0
-    try:
-        started = time.perf_counter()
-        sequence = decoding.best_paths(successor, first=first, last=last, beam_width=width)
-        return sequence, time.perf_counter() - started
-    finally:
-        decoding.EXACT_PATH_MAX_CHUNKS = exact_max
+    started = time.perf_counter()
+    sequence = decoding.best_paths(successor, first=first, last=last, beam_width=width, exact_max_chunks=0)
+    return sequence, time.perf_counter() - started
 
 
 def main() -> None:
@@ -64,17 +52,16 @@ def main() -> None:
         found = {width: searched(successor, first, last, width) for width in args.widths}
         if n_chunks <= _EXACT_MAX_CHUNKS:
             reference_name = "Held-Karp"
-            blocks = [slice(s, s + 4) for s in range(0, n_puzzles, 4)]
-            optimum = np.concatenate([decoding._held_karp(successor[b], first[b], last[b]) for b in blocks])
-            reference = path_totals(successor, first, last, optimum)
+            optimum = decoding.best_paths(successor, first=first, last=last, exact_max_chunks=n_chunks)
+            reference = decoding.path_scores(successor, first, last, optimum)
         else:
             reference_name = f"best found (widths {', '.join(map(str, args.widths))}, {_REFERENCE_WIDTH})"
             wide, _ = searched(successor, first, last, _REFERENCE_WIDTH)
             candidates = [wide, *(sequence for sequence, _ in found.values())]
-            reference = np.max([path_totals(successor, first, last, s) for s in candidates], axis=0)
+            reference = np.max([decoding.path_scores(successor, first, last, s) for s in candidates], axis=0)
         for width, (sequence, seconds) in found.items():
             assert np.array_equal(np.sort(sequence, axis=1), np.broadcast_to(np.arange(n_chunks), sequence.shape))
-            totals = path_totals(successor, first, last, sequence)
+            totals = decoding.path_scores(successor, first, last, sequence)
             gap = reference - totals
             optimal = np.mean(gap <= 1e-9 * np.maximum(1.0, np.abs(reference)))
             print(

@@ -61,6 +61,7 @@ import numpy as np
 from audiosort import AudiosortError  # first: importing audiosort silences TensorFlow's start-up notes
 
 import keras
+from audiosort.cli import as_flags
 from audiosort.config import AugmentConfig, Config, load_config
 from audiosort.data.augment import augment_batch
 from audiosort.data import features
@@ -621,12 +622,12 @@ def main() -> None:
     try:
         config, source = bench_config(args.config, batch_size=args.batch[0], jit=args.jit, augment=args.augment)
     except AudiosortError as e:
-        parser.error(str(e))
+        parser.error(as_flags(str(e)))
     spec = PuzzleSpec.from_config(config.puzzle, sample_rate=config.data.sample_rate)
     try:
         front = features.FrontEnd.from_config(config) if args.cached else None
     except AudiosortError as e:
-        parser.error(f"--cached: {e}")
+        parser.error(f"--cached: {as_flags(str(e))}")
     model, encoder = compiled_model(config, spec, sample_rate=config.data.sample_rate, total_steps=args.steps)
     twin = compiled_feature_model(model, encoder, config, total_steps=args.steps) if args.cached else None
     summaries = []

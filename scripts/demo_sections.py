@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +31,7 @@ def track_sections(track: dict, *, seed: int, sample_rate: int) -> tuple[list, f
     """The (section kind, bar in section, section bars) of each bar of one synthetic track, and bar length in samples."""
     index = int(track["source"].rsplit("/", 1)[1])
     rng = np.random.default_rng([seed, index])  # as audiosort.data.prepare.prepare_synthetic seeds track k
-    style = synthetic._draw_style(rng)
-    bar_samples = 16 * style.step_seconds * sample_rate
-    return synthetic._draw_sections(rng, math.ceil(track["frames"] / bar_samples)), bar_samples
+    return synthetic.music_sections(track["frames"] / sample_rate, sample_rate=sample_rate, rng=rng)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ import sys
 
 import keras
 
+from audiosort.cli import as_flags
 from audiosort.config import load_config
 from audiosort.data.puzzles import PuzzleSpec
 from audiosort.errors import AudiosortError
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         lines += ["| " + " | ".join(cost_row(path)) + " |" for path in args.configs]
     except AudiosortError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {as_flags(str(error))}", file=sys.stderr)
         return 2
     print("\n".join(lines))
     return 0

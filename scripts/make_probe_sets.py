@@ -59,6 +59,7 @@ from pathlib import Path
 import numpy as np
 
 from audiosort import _files, audio
+from audiosort.cli import as_flags
 from audiosort.data import synthetic
 from audiosort.data.corpus import Corpus
 from audiosort.errors import AudiosortError, InputError
@@ -510,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
             make = {"instruments": make_instruments, "pitch": make_pitch, "synthetic": make_synthetic}[command]
             lines = make(args.pop("out"), **args)
     except AudiosortError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {as_flags(str(error))}", file=sys.stderr)
         return 2
     print("\n".join(lines))
     return 0

@@ -37,6 +37,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from audiosort import _files
+from audiosort.cli import as_flags
 from audiosort.errors import AudiosortError, InputError
 from audiosort.run import read_eval, read_probe
 
@@ -270,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         headline, panels = read_spec(args.spec, args.runs_dir)
         draw(headline, panels, args.out)
     except AudiosortError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {as_flags(str(error))}", file=sys.stderr)
         return 2
     print(f"wrote {args.out}")
     return 0

@@ -23,6 +23,7 @@ import sys
 
 import numpy as np
 
+from audiosort.cli import as_flags
 from audiosort.errors import AudiosortError, InputError
 from audiosort.run import read_eval
 
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise InputError(f"--row {label!r} names no eval report")
             rows[label] = row_cells([read_eval(path) for path in paths], args.metric)
     except AudiosortError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {as_flags(str(error))}", file=sys.stderr)
         return 2
     splits = [split for split in SPLITS if any(split in cells for cells in rows.values())]
     print(f"| run | {' | '.join(splits)} | sanity sets, exact |")

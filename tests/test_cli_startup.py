@@ -22,6 +22,7 @@ print(",".join(heavy) or "none")
     [
         (["--help"], 0),
         (["train", "--help"], 0),
+        (["dream", "--help"], 0),  # its help reads dream.py's defaults from the source, not by importing it
         (["train"], 2),  # --config missing
         (["eval", "run", "--seed", "-1"], 2),
         (["listen", "run", "a.wav"], 2),  # --out missing

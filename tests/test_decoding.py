@@ -177,3 +177,16 @@ def test_best_paths_rejects_non_finite_scores_and_bad_shapes():
 
 def test_module_example_runs():
     assert doctest.testmod(decoding).failed == 0
+
+
+def test_exact_max_chunks_chooses_between_held_karp_and_the_search():
+    rng = np.random.default_rng(0)
+    successor, first, last = rng.normal(size=(60, 9, 9)), rng.normal(size=(60, 9)), rng.normal(size=(60, 9))
+    exact = decoding.best_paths(successor, first=first, last=last)  # 9 chunks: Held-Karp by default
+    searched = decoding.best_paths(successor, first=first, last=last, beam_width=1, exact_max_chunks=0)
+    exact_scores = decoding.path_scores(successor, first, last, exact)
+    searched_scores = decoding.path_scores(successor, first, last, searched)
+    # A beam of one misses the optimum somewhere in 60 random puzzles, and never beats it.
+    assert np.all(searched_scores <= exact_scores + 1e-9) and np.any(searched_scores < exact_scores - 1e-9)
+    with pytest.raises(ValueError, match="exact_max_chunks"):
+        decoding.best_paths(successor, exact_max_chunks=-1)

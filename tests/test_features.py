@@ -18,7 +18,8 @@ from audiosort import leaks
 from audiosort.data.puzzles import PuzzleSpec, TrackTable, cut_chunks, draw_starts
 from audiosort.errors import ConfigError
 from audiosort.models import build_feature_model, build_model
-from audiosort.train import compiled_model, front_end_inputs, train
+from audiosort.models.front_end import front_end_inputs
+from audiosort.train import compiled_model, train
 from conftest import TINY_PUZZLE, assert_one_line_error, latest_eval, run
 
 # 3 chunks of 0.05 s (800 samples: 5 hops of 10 ms at 16 kHz, three 25 ms frames), gaps 0-10 ms, a tiny logmel1d seam model.

@@ -11,6 +11,7 @@ import psutil
 import pytest
 import yaml
 
+from audiosort.cli import as_flags
 from audiosort.config import dump_config
 from audiosort.errors import ConfigError, InputError
 from audiosort.sweep import load_sweep, run_sweep
@@ -73,7 +74,7 @@ def test_two_keys_with_the_same_leaf_get_longer_names(tmp_path, music_corpus):
     [
         ({"gird": {"puzzle.n_chunks": [3]}}, "unknown key 'gird' in sweep"),
         ({"eval": {"puzles": 10}}, "did you mean 'eval.puzzles'?"),
-        ({"grid": {"puzzle.n_chunk": [3]}}, "unknown key 'puzzle.n_chunk' in --set; did you mean 'n_chunks'?"),
+        ({"grid": {"puzzle.n_chunk": [3]}}, "unknown key 'puzzle.n_chunk' in overrides; did you mean 'n_chunks'?"),
         ({"grid": {"puzzle.n_chunks": [3, 1]}}, "sweep run n_chunks=1: puzzle.n_chunks"),
         ({"grid": {"puzzle.n_chunks": []}}, "must be a non-empty list"),
         ({"grid": {"puzzle.pad_min_seconds, puzzle.pad_max_seconds": [[0.0]]}}, "every value must be a list of 2"),
@@ -88,7 +89,7 @@ def test_bad_sweep_files_fail_before_anything_runs(tmp_path, music_corpus, chang
     with pytest.raises(ConfigError, match=re.escape(fragment)):
         load_sweep(path)
     result = run("sweep", "--config", path, "--runs-dir", tmp_path / "runs")
-    assert_one_line_error(result, fragment)
+    assert_one_line_error(result, as_flags(fragment))  # the command line says --set where the library says overrides
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("metrics.json"))
 
 

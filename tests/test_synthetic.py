@@ -189,11 +189,7 @@ def test_section_loudness_swells_through_a_build_and_fades_through_a_breakdown()
 
 def sections_of(seed, duration_seconds, sample_rate=16000):
     """The sections :func:`synthetic.music` lays out for this seed, drawn in the same order, with bar length."""
-    rng = np.random.default_rng(seed)
-    style = synthetic._draw_style(rng)
-    bar_samples = 16 * style.step_seconds * sample_rate
-    n_bars = int(np.ceil(duration_seconds * sample_rate / bar_samples))
-    return synthetic._draw_sections(rng, n_bars), bar_samples
+    return synthetic.music_sections(duration_seconds, sample_rate=sample_rate, rng=np.random.default_rng(seed))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])

@@ -23,7 +23,8 @@ from audiosort.cli import main
 from audiosort.config import load_config
 from audiosort.data.corpus import Corpus
 from audiosort.metrics import PuzzleScores
-from audiosort.train import StopOnNonFinite, train
+from audiosort.callbacks import StopOnNonFinite
+from audiosort.train import train
 from conftest import HANG_SECONDS, TINY_TRAIN, assert_one_line_error, run, wait_for
 
 

@@ -387,12 +387,12 @@ def prepare_synthetic(
     shortest = spec.max_span_samples / sample_rate
     if not (math.isfinite(track_seconds) and track_seconds >= shortest):
         raise InputError(
-            f"--track-seconds {track_seconds} must be a number of seconds >= {shortest:.3f} (one puzzle's longest span)"
+            f"track_seconds={track_seconds} must be a number of seconds >= {shortest:.3f} (one puzzle's longest span)"
         )
     n_tracks = max(1, round(duration_seconds / track_seconds))
     if n_tracks > MAX_SYNTHETIC_TRACKS:
         raise InputError(
-            f"--duration / --track-seconds makes {n_tracks} tracks; the limit is {MAX_SYNTHETIC_TRACKS}: "
+            f"duration_seconds / track_seconds makes {n_tracks} tracks; the limit is {MAX_SYNTHETIC_TRACKS}: "
             "give longer tracks or a shorter duration"
         )
     seconds = duration_seconds / n_tracks

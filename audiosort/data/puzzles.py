@@ -384,7 +384,7 @@ def check_set_size(n_puzzles: int, spec: PuzzleSpec) -> None:
     if size > MAX_SET_BYTES:
         raise InputError(
             f"{n_puzzles} puzzles of {spec.n_chunks} chunks of {spec.chunk_samples} samples hold "
-            f"{size / 2**30:.3g} GiB; the limit is {MAX_SET_BYTES // 2**30} GiB a puzzle set: ask for fewer (--puzzles)"
+            f"{size / 2**30:.3g} GiB; the limit is {MAX_SET_BYTES // 2**30} GiB a puzzle set: ask for fewer (n_puzzles)"
         )
 
 

@@ -102,7 +102,7 @@ def hold_out(sources: list[str], patterns: Sequence[str], *, group_pattern: str 
     for pattern in patterns:
         if not any(fnmatch.fnmatchcase(source, pattern) for source in sources):
             raise InputError(
-                f"--test-sources {pattern!r} matches no track (paths are relative to the sources' common folder, "
+                f"test_sources pattern {pattern!r} matches no track (paths are relative to the sources' common folder, "
                 f"e.g. {sources[0]!r})"
             )
     keys = _group_keys(sources, group_pattern)
@@ -116,5 +116,5 @@ def _group_keys(sources: list[str], group_pattern: str | None) -> list[str]:
     try:
         pattern = re.compile(group_pattern)
     except re.error as e:
-        raise InputError(f"--group-pattern {group_pattern!r} is not a regular expression: {e}") from None
+        raise InputError(f"group_pattern={group_pattern!r} is not a regular expression: {e}") from None
     return [pattern.sub("", s) for s in sources]

@@ -268,11 +268,9 @@ def music(
     frames = _frames(duration_seconds, sample_rate)
     if tempo_bpm is not None and not (math.isfinite(tempo_bpm) and tempo_bpm > 0):
         raise InputError(f"tempo_bpm must be a positive number, got {tempo_bpm!r}")
-    style = _draw_style(rng, tempo_bpm)
+    style, sections = _draw_plan(rng, frames, sample_rate=sample_rate, tempo_bpm=tempo_bpm)
     step_samples = style.step_seconds * sample_rate
     bar_samples = 16 * step_samples
-    n_bars = math.ceil(frames / bar_samples)
-    sections = _draw_sections(rng, n_bars)
     kick = _kick_wave(style, sample_rate)
 
     drums, bass, pads, lead, effects = (np.zeros(frames) for _ in range(5))
@@ -335,6 +333,34 @@ def music(
     mix = mix * _section_loudness(sections, frames, bar_samples) + effects
     peak = np.max(np.abs(mix))
     return (mix * (MUSIC_PEAK / peak if peak > 0 else 0.0)).astype(np.float32)
+
+
+def music_sections(
+    duration_seconds: float, *, sample_rate: int, rng: np.random.Generator, tempo_bpm: float | None = None
+) -> tuple[list[tuple[str, int, int]], float]:
+    """The sections :func:`music` lays out for a track drawn from the same ``rng`` state, and its bar length.
+
+    Parameters
+    ----------
+    duration_seconds, sample_rate, rng, tempo_bpm
+        As for :func:`music`; ``rng`` in the state :func:`music` would get (it is advanced the same way).
+
+    Returns
+    -------
+    sections : list of (str, int, int)
+        Per bar: the section kind ("build", "drop" or "breakdown"), the bar's index in its section and the
+        section's length in bars.
+    bar_samples : float
+        Length of one bar, in samples (not rounded).
+    """
+    style, sections = _draw_plan(rng, _frames(duration_seconds, sample_rate), sample_rate=sample_rate, tempo_bpm=tempo_bpm)
+    return sections, 16 * style.step_seconds * sample_rate
+
+
+def _draw_plan(rng: np.random.Generator, frames: int, *, sample_rate: int, tempo_bpm: float | None) -> tuple:
+    """The style and the sections of a track of ``frames`` samples, drawn in the order :func:`music` draws them."""
+    style = _draw_style(rng, tempo_bpm)
+    return style, _draw_sections(rng, math.ceil(frames / (16 * style.step_seconds * sample_rate)))
 
 
 def _section_loudness(sections: list[tuple[str, int, int]], frames: int, bar_samples: float) -> np.ndarray:

@@ -150,7 +150,7 @@ def load_sweep(path: str | Path, overrides: tuple = ()) -> Sweep:
     for override in overrides:
         key = override.partition("=")[0].strip()
         if key in varied:
-            raise ConfigError(f"--set {key}: the sweep's grid varies this key; change the grid instead")
+            raise ConfigError(f"overrides {key}: the sweep's grid varies this key; change the grid instead")
     fixed += list(overrides)
 
     evaluation = dict(EVAL_DEFAULTS)
@@ -166,7 +166,7 @@ def load_sweep(path: str | Path, overrides: tuple = ()) -> Sweep:
 
     name = str(raw.get("name") or path.stem)
     if not is_folder_name(name):
-        raise ConfigError(f"name = {name!r} in {path} {RUN_NAME_RULE} (the sweep's folder under --runs-dir)")
+        raise ConfigError(f"name = {name!r} in {path} {RUN_NAME_RULE} (the sweep's folder under runs_dir)")
     sweep = Sweep(
         name=name,
         base=base,

@@ -271,7 +271,7 @@ def match_axis(key: str, axis_keys: list[str]) -> str:
         return matches[0]
     close = closest_key(key, axis_keys)
     hint = f"; did you mean '{close}'?" if close else ""
-    raise InputError(f"--plot {key!r} is not a grid axis of this sweep{hint} (axes: {'; '.join(axis_keys)})")
+    raise InputError(f"plot={key!r} is not a grid axis of this sweep{hint} (axes: {'; '.join(axis_keys)})")
 
 
 def _distinct(values) -> list:
