@@ -633,7 +633,7 @@ class _DreamDefaultOption(click.Option):
               help="Gradient steps per octave (default {DEFAULT_STEPS}).")
 @click.option("--octaves", type=click.IntRange(1, 12), cls=_DreamDefaultOption, help="Coarse-to-fine stages (default {DEFAULT_OCTAVES}).")
 @click.option("--step-size", type=click.FloatRange(0, 1, min_open=True), cls=_DreamDefaultOption,
-              help="Each update's RMS as a fraction of the waveform's, at most 1 (default {DEFAULT_STEP_SIZE:g}).")
+              help="Each update's RMS, at most 1, as a fraction of the waveform's (default {DEFAULT_STEP_SIZE:g}).")
 @click.option("--tv-weight", type=click.FloatRange(0, 1, max_open=True), cls=_DreamDefaultOption,
               help="Share of each step spent lowering total variation (default {DEFAULT_TV_WEIGHT:g}).")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the starting noise and the jitter.")
