@@ -19,11 +19,11 @@ For each sanity kind, :func:`audit`
    of fresh puzzles cut from the train tracks with the config's puzzle
    settings;
 3. scores ``n_puzzles`` held-out puzzles with eval's statistics: accuracies with
-   95% intervals, the one-sided p-values of Kendall tau and of the
-   exact-order count against chance, a verdict at alpha 0.01
-   Bonferroni-corrected over the sets audited, on the order decoding
+   95% intervals, the one-sided p-values of Kendall tau, of the exact-order
+   count and of the true neighbours found against chance, a verdict at alpha
+   0.01 Bonferroni-corrected over the sets audited, on the order decoding
    (hungarian, or path for a successor head); beside it the ideal
-   observer's Kendall tau and accuracy
+   observer's Kendall tau, neighbours and accuracy
    (:mod:`audiosort.leaks`), so that "at chance" can be told from "too weak to
    find the leak".
 
@@ -119,7 +119,7 @@ class AuditReport(Verdicts):
         (chance 0.167; p < 1e-300) ..."``.
         """
         lines = [
-            f"{r.name} sorted above chance ({tau_and_p(r.scores.verdict_scores)}): {self.diagnosis(r)}"
+            f"{r.name} sorted above chance ({tau_and_p(r.scores.order_scores)}): {self.diagnosis(r)}"
             for r in self.leaking()
         ]
         model_found = {r.name for r in self.leaking()}
@@ -130,7 +130,8 @@ class AuditReport(Verdicts):
             tested = "exact" if ideal.p_value is None else p_text(ideal.p_value)
             lines.append(
                 f"{result.name}: its ideal observer ({ideal.method}) sorts it at Kendall tau {ideal.kendall_tau:.3f} "
-                f"(chance 0) and {ideal.exact_accuracy:.3f} exact (chance {ideal.chance:.3g}; {tested}), though this "
+                f"(chance 0) and {ideal.exact_accuracy:.3f} exact (chance {ideal.chance:.3g}; {tested}), "
+                f"{ideal.neighbour_share:.3f} of true neighbours found (chance {2 / ideal.n_chunks:.3f}), though this "
                 f"model stayed at chance: {self.diagnosis(result)}"
             )
         return lines
@@ -187,7 +188,7 @@ class AuditReport(Verdicts):
             "seed": self.seed,
             "alpha": self.alpha,
             "n_tests": self.n_tests,
-            "verdict_decoding": self.datasets[0].scores.verdict_decoding,
+            "verdict_decoding": self.datasets[0].scores.order_decoding,
             "datasets": entries,
         }
 

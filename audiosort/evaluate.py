@@ -99,7 +99,7 @@ class EvalReport(Verdicts):
             "run": str(self.run_dir),
             "alpha": self.alpha,
             "n_tests": self.n_tests,
-            "verdict_decoding": self.datasets[0].scores.verdict_decoding,
+            "verdict_decoding": self.datasets[0].scores.order_decoding,
             "datasets": reports.entries(self),
         }
 

@@ -28,12 +28,17 @@ def entries(report: Verdicts) -> dict:
     for a successor head) with a ``verdict`` in each decoding, then the order
     decoding's ``p_value`` and ``verdict``. Where baselines were scored,
     ``entry["baselines"][name]`` is laid out alike (the continuity baseline:
-    ``path``), plus ``model_better_p_value`` (one-sided McNemar, exact
-    order, each in its order decoding) and ``model_better`` (that p-value below alpha over the
-    datasets). Where an ideal observer is known, ``ideal_observer_*`` give its
+    ``path``), plus the paired comparison with the model, each in its order
+    decoding (:func:`audiosort.metrics.better_p_values`):
+    ``model_better_p_value`` (one-sided McNemar, exact orders),
+    ``model_better_tau_p_value`` (one-sided Wilcoxon signed-rank, per-puzzle
+    Kendall tau), ``model_better_decided_by`` (the test with the smaller p)
+    and ``model_better`` (that p doubled below alpha over the datasets).
+    Where an ideal observer is known, ``ideal_observer_*`` give its
     exact-order accuracy, Kendall tau, p-value against chance (None where it
-    is computed exactly), the n it was computed for, how, and whether it
-    sorts the set above chance (``ideal_observer_sorts``).
+    is computed exactly), the n it was computed for, how, whether it sorts
+    the set above chance (``ideal_observer_sorts``) and its share of true
+    neighbours found (``ideal_observer_neighbour_share``).
     """
     out = {}
     for result in report.datasets:
@@ -45,12 +50,15 @@ def entries(report: Verdicts) -> dict:
             entry["ideal_observer_n_chunks"] = result.ideal.n_chunks
             entry["ideal_observer_method"] = result.ideal.method
             entry["ideal_observer_sorts"] = report.ideal_sorts(result)
+            entry["ideal_observer_neighbour_share"] = result.ideal.neighbour_share
         if result.baselines:
             entry["baselines"] = {
                 name: {
                     **_scored(report, baseline),
-                    "model_better_p_value": baseline.model_better_p_value,
+                    "model_better_p_value": baseline.model_better["exact_p_value"],
                     "model_better": report.model_beats(baseline),
+                    "model_better_tau_p_value": baseline.model_better["tau_p_value"],
+                    "model_better_decided_by": baseline.deciding_test,
                 }
                 for name, baseline in result.baselines.items()
             }
@@ -63,7 +71,7 @@ def _scored(report: Verdicts, result: DatasetResult | BaselineResult) -> dict:
     scored = result.scores.to_dict()
     for name in result.scores.decodings:
         scored[name]["verdict"] = report.verdict(result, name)
-    scored["p_value"] = result.scores.verdict_scores.p_value
+    scored["p_value"] = result.scores.order_scores.p_value
     scored["verdict"] = report.verdict(result)
     return scored
 
@@ -73,18 +81,19 @@ def table(report: Verdicts) -> list[str]:
 
     Each row names the decoding it was scored by: ``argmax`` and ``hungarian``
     for position scores, ``path`` for a successor head's best path and for the
-    continuity baseline, which have one order and so one row.
+    continuity baseline, which have one order and so one row. ``neighbours``
+    is the share of true neighbours found, with its chance 2/n.
     """
     rows = [
-        "| dataset | decoding | exact acc [95% CI] | chance | position acc (chance) | Kendall tau | p | verdict "
-        "| ideal observer |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| dataset | decoding | exact acc [95% CI] | chance | position acc (chance) | Kendall tau | neighbours (chance) "
+        "| p | verdict | ideal observer |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for result in report.datasets:
         for method in result.scores.decodings:
             rows.append(_row(report, result.name, method, result, _ideal_cell(result)))
         for name, baseline in result.baselines.items():
-            rows.append(_row(report, f"{result.name} ({name})", baseline.scores.verdict_decoding, baseline, "-"))
+            rows.append(_row(report, f"{result.name} ({name})", baseline.scores.order_decoding, baseline, "-"))
     return rows
 
 
@@ -95,15 +104,19 @@ def _row(report: Verdicts, label: str, decoding: str, result: DatasetResult | Ba
     # The statistic whose test gave the verdict is in bold (verdicts.deciding_statistic).
     exact_cell = f"{exact.value:.3f} [{exact.low:.3f}, {exact.high:.3f}]"
     tau_cell = f"{scores.kendall_tau.value:.3f}"
-    if deciding_statistic(scores) == "kendall_tau":
+    neighbour_cell = f"{scores.neighbour_share.value:.3f}"
+    deciding = deciding_statistic(scores)
+    if deciding == "kendall_tau":
         tau_cell = f"**{tau_cell}**"
-    else:
+    elif deciding == "exact_accuracy":
         exact_cell = f"**{exact_cell}**"
+    else:
+        neighbour_cell = f"**{neighbour_cell}**"
     return (
         f"| {label} | {decoding} | {exact_cell} "
         f"| {chance.exact_accuracy:.3f} "
         f"| {scores.position_accuracy.value:.3f} ({chance.position_accuracy:.3f}) "
-        f"| {tau_cell} | {format_p_value(scores.p_value)} "
+        f"| {tau_cell} | {neighbour_cell} ({chance.neighbour_share:.3f}) | {format_p_value(scores.p_value)} "
         f"| {report.verdict(result, decoding).replace('_', ' ')} | {ideal_cell} |"
     )
 
@@ -114,25 +127,28 @@ def _ideal_cell(result: DatasetResult) -> str:
     if ideal is None:
         return "-"
     how = "exact" if ideal.p_value is None else p_text(ideal.p_value)
-    return f"tau {ideal.kendall_tau:.3f}, exact {ideal.exact_accuracy:.3f} ({how})"
+    return f"tau {ideal.kendall_tau:.3f}, exact {ideal.exact_accuracy:.3f}, neighbours {ideal.neighbour_share:.3f} ({how})"
 
 
 def notes(report: Verdicts) -> list[str]:
     """What the table means: the test behind the verdicts, the baselines, and where an ideal observer says more."""
-    order_decodings = ", ".join(dict.fromkeys(r.scores.verdict_decoding for r in report.datasets))
+    order_decodings = ", ".join(dict.fromkeys(r.scores.order_decoding for r in report.datasets))
     out = [
-        "verdict: one-sided tests of Kendall tau (chance 0, its exact null) and of the exact-order count (chance "
-        f"1/n!), the smaller p doubled; alpha {report.alpha} Bonferroni-corrected over {report.n_tests} dataset(s), on "
-        f"the {order_decodings} decoding. In bold: the statistic whose test decided.",
+        "verdict: one-sided tests of Kendall tau (chance 0), of the exact-order count (chance 1/n!) and of the true "
+        "neighbours found (chance 2/n), the smallest p times 3 (2 at n = 2); alpha "
+        f"{report.alpha} Bonferroni-corrected over {report.n_tests} dataset(s), on the {order_decodings} decoding. "
+        "In bold: the statistic whose test decided.",
     ]
     for result in report.datasets:
-        model_exact = result.scores.verdict_scores.exact_accuracy.value
+        model = result.scores.order_scores
         for name, baseline in result.baselines.items():
             beats = "beats" if report.model_beats(baseline) else "does not beat"
-            baseline_exact = baseline.scores.verdict_scores.exact_accuracy.value
+            other = baseline.scores.order_scores
             out.append(
-                f"{result.name}: the model {beats} the {name} baseline (exact {model_exact:.3f} vs "
-                f"{baseline_exact:.3f}, one-sided McNemar {p_text(baseline.model_better_p_value)})"
+                f"{result.name}: the model {beats} the {name} baseline (exact {model.exact_accuracy.value:.3f} vs "
+                f"{other.exact_accuracy.value:.3f}, one-sided McNemar {p_text(baseline.model_better['exact_p_value'])}; "
+                f"Kendall tau {model.kendall_tau.value:.3f} vs {other.kendall_tau.value:.3f}, one-sided Wilcoxon "
+                f"{p_text(baseline.model_better['tau_p_value'])}; decided by {baseline.deciding_test}, the smaller p doubled)"
             )
     scored = list(dict.fromkeys(name for r in report.datasets for name in r.baselines))
     if scored:
@@ -145,7 +161,7 @@ def notes(report: Verdicts) -> list[str]:
         out.append(f"sanity sets at chance: {', '.join(r.name for r in at_chance)}")
     # A set at chance proves the pipeline clean only where an ideal observer is at chance too.
     sortable = [
-        f"{r.name} at tau {r.ideal.kendall_tau:.3f}, exact {r.ideal.exact_accuracy:.3f}"
+        f"{r.name} at tau {r.ideal.kendall_tau:.3f}, exact {r.ideal.exact_accuracy:.3f}, neighbours {r.ideal.neighbour_share:.3f}"
         for r in at_chance if report.ideal_sorts(r)
     ]
     if sortable:
@@ -173,9 +189,9 @@ def save_confusion(path: str | Path, result: DatasetResult) -> None:
     axes.set_yticks(range(n_chunks))
     axes.set_xlabel("predicted position")
     axes.set_ylabel("true position")
-    exact = result.scores.verdict_scores.exact_accuracy.value
+    exact = result.scores.order_scores.exact_accuracy.value
     axes.set_title(
-        f"{result.name}: exact {exact:.3f}\n(chance {1 / math.factorial(n_chunks):.3f}, {result.scores.verdict_decoding})",
+        f"{result.name}: exact {exact:.3f}\n(chance {1 / math.factorial(n_chunks):.3f}, {result.scores.order_decoding})",
         fontsize=9,
     )
     _files.save_figure(figure, path)

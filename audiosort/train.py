@@ -400,7 +400,7 @@ class DecodedValScores(keras.callbacks.Callback):
         model = self.scoring_model or self.model
         scores = to_position_scores(model, val_scores(model, self.val, self.batch_size), what="val")
         scored = score_predictions(model, scores, self.val.order)
-        best, name = scored.verdict_scores, scored.verdict_decoding
+        best, name = scored.order_scores, scored.order_decoding
         logs[f"val_{name}_exact_accuracy"] = best.exact_accuracy.value
         logs[f"val_{name}_position_accuracy"] = best.position_accuracy.value
         logs[f"val_{name}_kendall_tau"] = best.kendall_tau.value

@@ -214,7 +214,8 @@ def test_ideal_observer_fails_the_audit_even_when_the_config_model_stays_at_chan
 def fake_result(name, *, sortable, n_puzzles=300):
     order = np.tile([[0, 1, 2], [2, 0, 1], [1, 2, 0]], (n_puzzles // 3, 1))
     eye = np.eye(3)
-    scores = np.log(eye[order if sortable else order[:, ::-1]] * 0.9 + 0.05)
+    # Unsortable: every slot one position late (mod 3), neither the order nor its reverse.
+    scores = np.log(eye[order if sortable else (order + 1) % 3] * 0.9 + 0.05)
     return DatasetResult(name, True, {"kind": name}, metrics.score_puzzles(scores, order), eye.astype(int))
 
 
@@ -233,10 +234,10 @@ def test_a_set_only_its_ideal_observer_sorts_fails_the_audit_naming_the_observer
     config = load_config(None, ["puzzle.pad_min_seconds=0", "puzzle.pad_max_seconds=0.01"])
     spec = PuzzleSpec.from_config(config.puzzle, sample_rate=config.data.sample_rate)
     brown, noise, tone = (fake_result(name, sortable=False) for name in ("brown", "noise", "tone"))
-    brown.ideal = IdealObserver(0.55, 0.52, 3, "brown noise, edges", monte_carlo_puzzles=300, p_value=1e-40)
-    noise.ideal = IdealObserver(1 / 6, 0.0, 3, "exact")
+    brown.ideal = IdealObserver(0.55, 0.52, 0.9, 3, "brown noise, edges", monte_carlo_puzzles=300, p_value=1e-40)
+    noise.ideal = IdealObserver(1 / 6, 0.0, 2 / 3, 3, "exact")
     # 0.19 exact is above the 0.01 margin, but a Monte Carlo estimate is judged by its test (p = 0.16 here).
-    tone.ideal = IdealObserver(0.19, 0.03, 3, "tone, estimated", monte_carlo_puzzles=300, p_value=0.16)
+    tone.ideal = IdealObserver(0.19, 0.03, 0.7, 3, "tone, estimated", monte_carlo_puzzles=300, p_value=0.16)
     report = AuditReport(config, spec, steps=10, seed=0, datasets=[brown, noise, tone])
     assert report.leaking() == [] and [r.name for r in report.ideal_leaking()] == ["brown"]
     assert report.exit_code == 1

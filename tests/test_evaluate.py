@@ -61,7 +61,8 @@ def test_eval_writes_json_markdown_and_confusion_images_with_chance(eval_run, mu
             scores = entry[decoding]
             exact = scores["exact_accuracy"]
             assert (exact["low"], exact["high"]) == metrics.wilson_interval(scores["exact_correct_count"], 200)
-            assert scores["p_value"] == min(1.0, 2 * min(scores["tau_p_value"], scores["exact_p_value"]))
+            tested = (scores["tau_p_value"], scores["exact_p_value"], scores["neighbour_p_value"])
+            assert scores["p_value"] == min(1.0, 3 * min(tested))
             expected = metrics.verdict(scores["p_value"], alpha=0.01, n_tests=4)
             assert scores["verdict"] == expected
         assert entry["p_value"] == entry["hungarian"]["p_value"] and entry["verdict"] == entry["hungarian"]["verdict"]
@@ -72,7 +73,8 @@ def test_eval_writes_json_markdown_and_confusion_images_with_chance(eval_run, mu
         exact = baseline["path"]["exact_accuracy"]
         assert (exact["low"], exact["high"]) == metrics.wilson_interval(baseline["path"]["exact_correct_count"], 200)
         assert baseline["verdict"] == metrics.verdict(baseline["path"]["p_value"], alpha=0.01, n_tests=4)
-        assert baseline["model_better"] == (baseline["model_better_p_value"] < 0.01 / 4)
+        compared = min(1.0, 2 * min(baseline["model_better_p_value"], baseline["model_better_tau_p_value"]))
+        assert baseline["model_better"] == (compared < 0.01 / 4)
         beats = "beats" if baseline["model_better"] else "does not beat"
         assert f"{name}: the model {beats} the continuity baseline (exact" in result.stdout
         assert f"| {name} (continuity) | path | {exact['value']:.3f} " in result.stdout.replace("**", "")
@@ -98,7 +100,7 @@ def test_eval_writes_json_markdown_and_confusion_images_with_chance(eval_run, mu
     recomputed = metrics.score_puzzles(position_scores(load_run_model(eval_run, spec), puzzles.chunks), puzzles.order)
     assert fixed and datasets["test"]["hungarian"] == {**recomputed.to_dict()["hungarian"], "verdict": datasets["test"]["verdict"]}
     continuity = metrics.score_puzzles(baselines.BASELINES["continuity"](puzzles.chunks, sample_rate=16000), puzzles.order)
-    assert datasets["test"]["baselines"]["continuity"]["path"]["kendall_tau"] == continuity.verdict_scores.kendall_tau.to_dict()
+    assert datasets["test"]["baselines"]["continuity"]["path"]["kendall_tau"] == continuity.order_scores.kendall_tau.to_dict()
     assert not list(eval_run.glob("**/.*partial*"))
 
 
@@ -114,17 +116,16 @@ def fake_result(name, *, sanity, sortable, baseline_sortable=None, n_puzzles=300
     rng = np.random.default_rng(seed)
     order = np.argsort(rng.random((n_puzzles, 3)), axis=1)
 
-    def scores_and_right(sorts):
-        scores = np.log(np.eye(3)[order] * 0.9 + 0.05) if sorts else rng.normal(size=(n_puzzles, 3, 3))
-        return scores, metrics.exact_correct(decoding.decode(scores, method="hungarian"), order)
+    def sorted_scores(sorts):
+        return np.log(np.eye(3)[order] * 0.9 + 0.05) if sorts else rng.normal(size=(n_puzzles, 3, 3))
 
-    scores, model_right = scores_and_right(sortable)
+    scores = sorted_scores(sortable)
     scored_baselines = {}
     if baseline_sortable is not None:
-        baseline_scores, baseline_right = scores_and_right(baseline_sortable)
-        baseline_order = decoding.decode(baseline_scores, method="hungarian")
+        baseline_order = decoding.decode(sorted_scores(baseline_sortable), method="hungarian")
         scored_baselines["continuity"] = BaselineResult(
-            metrics.score_orders(baseline_order, order), metrics.mcnemar_p_value(model_right, baseline_right)
+            metrics.score_orders(baseline_order, order),
+            metrics.better_p_values(decoding.decode(scores, method="hungarian"), baseline_order, order),
         )
     return DatasetResult(
         name, sanity, {"kind": name}, metrics.score_puzzles(scores, order), np.eye(3, dtype=np.int64),
@@ -231,7 +232,7 @@ def test_score_dataset_pairs_the_model_with_the_baseline_on_the_same_puzzles():
     baseline = result.baselines["continuity"]
     right = baseline.scores.decodings["path"].exact_correct_count
     # The model is right on all 300 puzzles, the baseline on `right`: McNemar sees 300 - right discordant pairs.
-    assert baseline.model_better_p_value == pytest.approx(0.5 ** (300 - right))
+    assert baseline.model_better["exact_p_value"] == pytest.approx(0.5 ** (300 - right))
     assert 20 <= right <= 80  # white noise: about 300 / 6
     assert score_dataset(puzzles, model, **scoring).baselines == {}
 

@@ -34,7 +34,7 @@ def test_kendall_tau_counts_tied_predictions_as_zero():
 @pytest.mark.parametrize(("n_chunks", "exact"), [(2, 1 / 2), (3, 1 / 6), (5, 1 / 120)])
 def test_chance_is_one_over_n_per_slot_and_one_over_n_factorial_per_order(n_chunks, exact):
     assert metrics.chance(n_chunks).to_dict() == pytest.approx(
-        {"position_accuracy": 1 / n_chunks, "exact_accuracy": exact, "kendall_tau": 0.0}
+        {"position_accuracy": 1 / n_chunks, "exact_accuracy": exact, "kendall_tau": 0.0, "neighbour_share": 2 / n_chunks}
     )
 
 
@@ -87,7 +87,7 @@ def test_random_scorer_sorts_at_chance():
     assert report.decodings["hungarian"].exact_accuracy.value == pytest.approx(1 / 6, abs=0.03)
     # Argmax may predict non-permutations, which are never right: below 1/n!, near 1/n^n.
     assert report.decodings["argmax"].exact_accuracy.value == pytest.approx(1 / 27, abs=0.015)
-    assert report.verdict_decoding == "hungarian" and report.verdict_scores is report.decodings["hungarian"]
+    assert report.order_decoding == "hungarian" and report.order_scores is report.decodings["hungarian"]
 
 
 def test_perfect_scorer_sorts_above_chance():
@@ -108,9 +108,11 @@ def test_score_puzzles_to_dict_is_the_json_layout_and_reads_back():
     assert json.loads(json.dumps(layout)) == layout
     assert list(layout) == ["argmax", "hungarian", "n_puzzles", "n_chunks", "chance"]
     assert (layout["n_puzzles"], layout["n_chunks"]) == (50, 3)
-    assert layout["chance"] == {"position_accuracy": 1 / 3, "exact_accuracy": 1 / 6, "kendall_tau": 0.0}
+    assert layout["chance"] == {"position_accuracy": 1 / 3, "exact_accuracy": 1 / 6, "kendall_tau": 0.0, "neighbour_share": 2 / 3}
+    # The keys eval.json had before the neighbours, in their order; the neighbours' after them.
     assert list(layout["hungarian"]) == [
-        "position_accuracy", "exact_accuracy", "kendall_tau", "exact_correct_count", "p_value", "tau_p_value", "exact_p_value"
+        "position_accuracy", "exact_accuracy", "kendall_tau", "exact_correct_count", "p_value", "tau_p_value", "exact_p_value",
+        "neighbour_share", "neighbour_p_value",
     ]
     assert list(layout["hungarian"]["kendall_tau"]) == ["value", "low", "high"]
     assert layout["hungarian"]["exact_correct_count"] == report.decodings["hungarian"].exact_correct_count
@@ -122,7 +124,7 @@ def test_puzzle_scores_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         report.n_puzzles = 3
     with pytest.raises(TypeError):
-        report.decodings["argmax"] = report.verdict_scores
+        report.decodings["argmax"] = report.order_scores
 
 
 def test_score_orders_names_the_decoding_that_decided_them():
@@ -130,9 +132,9 @@ def test_score_orders_names_the_decoding_that_decided_them():
     predicted = order.copy()
     predicted[:30] = np.roll(predicted[:30], 1, axis=1)  # 30 puzzles wrong
     report = metrics.score_orders(predicted, order)
-    assert list(report.decodings) == ["path"] and report.verdict_decoding == "path"
-    assert report.verdict_scores.exact_correct_count == 70
-    assert report.verdict_scores == metrics.score_puzzles(decoding.certain_scores(predicted), order).decodings["hungarian"]
+    assert list(report.decodings) == ["path"] and report.order_decoding == "path"
+    assert report.order_scores.exact_correct_count == 70
+    assert report.order_scores == metrics.score_puzzles(decoding.certain_scores(predicted), order).decodings["hungarian"]
     with pytest.raises(ValueError, match="permutation"):
         metrics.score_orders(np.zeros((1, 3), dtype=int), np.array([[0, 1, 2]]))
 
