@@ -290,7 +290,8 @@ def test_a_planted_partial_leak_at_20_chunks_fails_eval_and_audit_on_kendall_tau
     (problem,) = report.problems()
     assert problem.startswith("noise sorted above chance (Kendall tau 0.") and "p < 1e-300" in problem
     (row,) = [line for line in report.lines() if line.startswith("| noise | hungarian |")]
-    assert f"| **{scores.decodings['hungarian'].kendall_tau.value:.3f}** | < 1e-300 | above chance |" in row
+    hungarian = scores.decodings["hungarian"]
+    assert f"| **{hungarian.kendall_tau.value:.3f}** | {hungarian.neighbour_share.value:.3f} (0.100) | < 1e-300 | above chance |" in row
     config = load_config(None, ["puzzle.n_chunks=20"])
     audit_report = AuditReport(config, PuzzleSpec.from_config(config.puzzle, sample_rate=16000), 10, 0, [leaky])
     assert audit_report.exit_code == 1 and audit_report.problems()[0].startswith("noise sorted above chance (Kendall tau")
