@@ -85,9 +85,12 @@ class IdealObserver(NamedTuple):
     p_value : float in [0, 1] or None
         Where it is a Monte Carlo estimate, the p-value of its guesses against
         chance, by the test of the verdicts
-        (:func:`audiosort.metrics.chance_p_values`: Kendall tau, the
-        exact-order count or the neighbours found); None where exact (no
-        sampling noise to test).
+        (:func:`audiosort.metrics.chance_p_values`: Kendall tau or the
+        exact-order count); None where exact (no sampling noise to test).
+    neighbour_p_value : float in [0, 1] or None
+        Where it is a Monte Carlo estimate, the p-value of the true neighbours
+        it found against chance (:func:`audiosort.metrics.neighbour_p_value`,
+        the neighbours' own test); None where exact.
     """
 
     exact_accuracy: float
@@ -97,6 +100,7 @@ class IdealObserver(NamedTuple):
     method: str
     monte_carlo_puzzles: int | None = None
     p_value: float | None = None
+    neighbour_p_value: float | None = None
 
     @property
     def chance(self) -> float:
@@ -368,7 +372,8 @@ def ideal_brown_accuracy(chunks: np.ndarray, order: np.ndarray, spec: PuzzleSpec
 
 
 def _observed(guessed: np.ndarray, order: np.ndarray, how: str) -> IdealObserver:
-    """A Monte Carlo observer's accuracy, Kendall tau, neighbours and p-value from its guesses (B, n) and the labels (B, n)."""
+    """A Monte Carlo observer's accuracy, Kendall tau, neighbours and p-values from its guesses (B, n) and the labels (B, n)."""
+    p_values = metrics.chance_p_values(guessed, order)
     return IdealObserver(
         float(np.mean(metrics.exact_correct(guessed, order))),
         float(np.mean(metrics.kendall_tau(guessed, order))),
@@ -376,7 +381,8 @@ def _observed(guessed: np.ndarray, order: np.ndarray, how: str) -> IdealObserver
         order.shape[1],
         how,
         monte_carlo_puzzles=len(order),
-        p_value=metrics.chance_p_values(guessed, order)["p_value"],
+        p_value=p_values["p_value"],
+        neighbour_p_value=p_values["neighbour_p_value"],
     )
 
 

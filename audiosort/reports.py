@@ -26,7 +26,9 @@ def entries(report: Verdicts) -> dict:
     The model's part of an entry is :meth:`audiosort.metrics.PuzzleScores.to_dict`
     (one key per decoding it has: ``argmax`` and ``hungarian``, or ``path``
     for a successor head) with a ``verdict`` in each decoding, then the order
-    decoding's ``p_value`` and ``verdict``. Where baselines were scored,
+    decoding's ``p_value`` and ``verdict``, and beside them its
+    ``neighbour_p_value`` and ``neighbour_verdict``, the true neighbours'
+    own test at the same threshold (:meth:`~audiosort.verdicts.Verdicts.neighbour_verdict`). Where baselines were scored,
     ``entry["baselines"][name]`` is laid out alike (the continuity baseline:
     ``path``), plus the paired comparison with the model, each in its order
     decoding (:func:`audiosort.metrics.better_p_values`):
@@ -37,8 +39,10 @@ def entries(report: Verdicts) -> dict:
     Where an ideal observer is known, ``ideal_observer_*`` give its
     exact-order accuracy, Kendall tau, p-value against chance (None where it
     is computed exactly), the n it was computed for, how, whether it sorts
-    the set above chance (``ideal_observer_sorts``) and its share of true
-    neighbours found (``ideal_observer_neighbour_share``).
+    the set above chance (``ideal_observer_sorts``: by the verdict's test or
+    the neighbours'), its share of true neighbours found
+    (``ideal_observer_neighbour_share``) and their p-value
+    (``ideal_observer_neighbour_p_value``, None where exact).
     """
     out = {}
     for result in report.datasets:
@@ -51,6 +55,7 @@ def entries(report: Verdicts) -> dict:
             entry["ideal_observer_method"] = result.ideal.method
             entry["ideal_observer_sorts"] = report.ideal_sorts(result)
             entry["ideal_observer_neighbour_share"] = result.ideal.neighbour_share
+            entry["ideal_observer_neighbour_p_value"] = result.ideal.neighbour_p_value
         if result.baselines:
             entry["baselines"] = {
                 name: {
@@ -67,12 +72,14 @@ def entries(report: Verdicts) -> dict:
 
 
 def _scored(report: Verdicts, result: DatasetResult | BaselineResult) -> dict:
-    """Its scores with a verdict per decoding, then the dataset's p-value and verdict (its order decoding's)."""
+    """Its scores with a verdict per decoding, then the dataset's p-value and verdict and the neighbours' (its order decoding's)."""
     scored = result.scores.to_dict()
     for name in result.scores.decodings:
         scored[name]["verdict"] = report.verdict(result, name)
     scored["p_value"] = result.scores.order_scores.p_value
     scored["verdict"] = report.verdict(result)
+    scored["neighbour_p_value"] = result.scores.order_scores.neighbour_p_value
+    scored["neighbour_verdict"] = report.neighbour_verdict(result)
     return scored
 
 
@@ -81,12 +88,13 @@ def table(report: Verdicts) -> list[str]:
 
     Each row names the decoding it was scored by: ``argmax`` and ``hungarian``
     for position scores, ``path`` for a successor head's best path and for the
-    continuity baseline, which have one order and so one row. ``neighbours``
-    is the share of true neighbours found, with its chance 2/n.
+    continuity baseline, which have one order and so one row. The
+    ``neighbours`` column, after the verdict and outside it, holds the share
+    of true neighbours found, its chance 2/n, and its own test's p and verdict.
     """
     rows = [
-        "| dataset | decoding | exact acc [95% CI] | chance | position acc (chance) | Kendall tau | neighbours (chance) "
-        "| p | verdict | ideal observer |",
+        "| dataset | decoding | exact acc [95% CI] | chance | position acc (chance) | Kendall tau | p | verdict "
+        "| neighbours (chance), p: verdict | ideal observer |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for result in report.datasets:
@@ -104,20 +112,20 @@ def _row(report: Verdicts, label: str, decoding: str, result: DatasetResult | Ba
     # The statistic whose test gave the verdict is in bold (verdicts.deciding_statistic).
     exact_cell = f"{exact.value:.3f} [{exact.low:.3f}, {exact.high:.3f}]"
     tau_cell = f"{scores.kendall_tau.value:.3f}"
-    neighbour_cell = f"{scores.neighbour_share.value:.3f}"
-    deciding = deciding_statistic(scores)
-    if deciding == "kendall_tau":
+    if deciding_statistic(scores) == "kendall_tau":
         tau_cell = f"**{tau_cell}**"
-    elif deciding == "exact_accuracy":
-        exact_cell = f"**{exact_cell}**"
     else:
-        neighbour_cell = f"**{neighbour_cell}**"
+        exact_cell = f"**{exact_cell}**"
+    neighbour_cell = (
+        f"{scores.neighbour_share.value:.3f} ({chance.neighbour_share:.3f}), {format_p_value(scores.neighbour_p_value)}: "
+        f"{report.neighbour_verdict(result, decoding).replace('_', ' ')}"
+    )
     return (
         f"| {label} | {decoding} | {exact_cell} "
         f"| {chance.exact_accuracy:.3f} "
         f"| {scores.position_accuracy.value:.3f} ({chance.position_accuracy:.3f}) "
-        f"| {tau_cell} | {neighbour_cell} ({chance.neighbour_share:.3f}) | {format_p_value(scores.p_value)} "
-        f"| {report.verdict(result, decoding).replace('_', ' ')} | {ideal_cell} |"
+        f"| {tau_cell} | {format_p_value(scores.p_value)} "
+        f"| {report.verdict(result, decoding).replace('_', ' ')} | {neighbour_cell} | {ideal_cell} |"
     )
 
 
@@ -127,17 +135,18 @@ def _ideal_cell(result: DatasetResult) -> str:
     if ideal is None:
         return "-"
     how = "exact" if ideal.p_value is None else p_text(ideal.p_value)
-    return f"tau {ideal.kendall_tau:.3f}, exact {ideal.exact_accuracy:.3f}, neighbours {ideal.neighbour_share:.3f} ({how})"
+    return f"tau {ideal.kendall_tau:.3f}, exact {ideal.exact_accuracy:.3f} ({how})"
 
 
 def notes(report: Verdicts) -> list[str]:
     """What the table means: the test behind the verdicts, the baselines, and where an ideal observer says more."""
     order_decodings = ", ".join(dict.fromkeys(r.scores.order_decoding for r in report.datasets))
     out = [
-        "verdict: one-sided tests of Kendall tau (chance 0), of the exact-order count (chance 1/n!) and of the true "
-        "neighbours found (chance 2/n), the smallest p times 3 (2 at n = 2); alpha "
-        f"{report.alpha} Bonferroni-corrected over {report.n_tests} dataset(s), on the {order_decodings} decoding. "
-        "In bold: the statistic whose test decided.",
+        "verdict: one-sided tests of Kendall tau (chance 0, its exact null) and of the exact-order count (chance "
+        f"1/n!), the smaller p doubled; alpha {report.alpha} Bonferroni-corrected over {report.n_tests} dataset(s), on "
+        f"the {order_decodings} decoding. In bold: the statistic whose test decided.",
+        "neighbours: the share of chunks placed beside a true neighbour, either way round (chance 2/n), with its own "
+        "one-sided exact test at the same threshold, outside the verdict",
     ]
     for result in report.datasets:
         model = result.scores.order_scores
@@ -156,7 +165,10 @@ def notes(report: Verdicts) -> list[str]:
             f"baseline rows ({', '.join(scored)}): no training (audiosort.baselines), the same puzzles and tests; "
             "they never change the exit code"
         )
-    at_chance = [r for r in report.datasets if r.sanity and report.verdict(r) == "at_chance"]
+    at_chance = [
+        r for r in report.datasets
+        if r.sanity and report.verdict(r) == "at_chance" and report.neighbour_verdict(r) == "at_chance"
+    ]
     if at_chance:
         out.append(f"sanity sets at chance: {', '.join(r.name for r in at_chance)}")
     # A set at chance proves the pipeline clean only where an ideal observer is at chance too.

@@ -333,14 +333,14 @@ def test_neighbours_found_see_the_order_either_way_round():
 
 def test_neighbours_alone_see_a_chain_of_right_joins_in_the_wrong_global_order():
     # Each puzzle's true order cut in 5 runs of 4 that are then shuffled: 15 of 19 joins right, no exact order,
-    # tau anywhere. 3 puzzles suffice for the neighbours, and the verdict rests on them (times the 3 tests).
+    # tau anywhere. 3 puzzles suffice for the neighbours' own test, which leaves the verdict's p-value as it was.
     rng = np.random.default_rng(10)
     order = random_orders(rng, 3, 20)
     runs = np.stack([rng.permutation(5) for _ in range(3)])
     pred = (runs[np.arange(3)[:, None], order // 4] * 4 + order % 4).astype(np.int64)
     p_values = metrics.chance_p_values(pred, order)
     assert p_values["exact_p_value"] == 1.0 and 0 < p_values["neighbour_p_value"] < 1e-10
-    assert p_values["p_value"] == pytest.approx(3 * p_values["neighbour_p_value"], rel=1e-12, abs=0)
+    assert p_values["p_value"] == min(1.0, 2 * min(p_values["tau_p_value"], p_values["exact_p_value"]))
     assert metrics.neighbours_found(pred, order).mean() >= 15 / 19
 
 
