@@ -22,8 +22,9 @@ For each sanity kind, :func:`audit`
    95% intervals, the one-sided p-values of Kendall tau and of the
    exact-order count against chance, a verdict at alpha 0.01
    Bonferroni-corrected over the sets audited, on the order decoding
-   (hungarian, or path for a successor head); beside it the ideal
-   observer's Kendall tau and accuracy
+   (hungarian, or path for a successor head), and beside the verdict the
+   true neighbours found with their own test at the same threshold; beside
+   them the ideal observer's Kendall tau, neighbours and accuracy
    (:mod:`audiosort.leaks`), so that "at chance" can be told from "too weak to
    find the leak".
 
@@ -31,8 +32,9 @@ A leak is a property of the pipeline, not of the model that happens to be
 trained on it: a log-mel encoder cannot hear a tone's phase or brown noise's
 sample-level edges, so it stays at chance where the puzzles leak. The audit
 therefore fails (exit 1) when the trained model **or an ideal observer** sorts
-a set above chance (:meth:`AuditReport.problems` names which, by how much,
-the likely cause and its fix).
+a set above chance, by the verdict or by the neighbours' test
+(:meth:`AuditReport.problems` names which, by how much, the likely cause and
+its fix).
 
 Example
 -------
@@ -67,7 +69,7 @@ from audiosort.sanity import (
     sanity_tracks,
 )
 from audiosort.train import compiled_feature_model, compiled_model, fit, train_batches
-from audiosort.verdicts import ALPHA, DatasetResult, Verdicts, p_text, score_dataset, tau_and_p
+from audiosort.verdicts import ALPHA, DatasetResult, Verdicts, p_text, neighbours_and_p, score_dataset, tau_and_p
 
 # 400 steps of the config's batch: enough for the small waveform models of the tests to learn
 # each leak of DESIGN.md (see tests/test_audit.py), about a minute per set for configs/demo.yaml
@@ -109,6 +111,10 @@ class AuditReport(Verdicts):
     train_seconds: dict = field(default_factory=dict)
     alpha: float = ALPHA
 
+    def leaking(self) -> list[DatasetResult]:
+        """The sanity sets the model sorts above chance by the verdict or by the neighbours' own test."""
+        return [r for r in self.datasets if r.sanity and "above_chance" in (self.verdict(r), self.neighbour_verdict(r))]
+
     def problems(self) -> list[str]:
         """One line per leak: each set the model sorts above chance, then each set only its ideal observer sorts.
 
@@ -118,26 +124,32 @@ class AuditReport(Verdicts):
         observer (...) sorts it at Kendall tau 0.637 (chance 0) and 0.695 exact
         (chance 0.167; p < 1e-300) ..."``.
         """
-        lines = [
-            f"{r.name} sorted above chance ({tau_and_p(r.scores.verdict_scores)}): {self.diagnosis(r)}"
-            for r in self.leaking()
-        ]
+        lines = [f"{r.name} sorted above chance ({self._evidence(r)}): {self.diagnosis(r)}" for r in self.leaking()]
         model_found = {r.name for r in self.leaking()}
         for result in self.ideal_leaking():
             if result.name in model_found:
                 continue
             ideal = result.ideal
             tested = "exact" if ideal.p_value is None else p_text(ideal.p_value)
+            neighbours_tested = "exact" if ideal.neighbour_p_value is None else p_text(ideal.neighbour_p_value)
             lines.append(
                 f"{result.name}: its ideal observer ({ideal.method}) sorts it at Kendall tau {ideal.kendall_tau:.3f} "
-                f"(chance 0) and {ideal.exact_accuracy:.3f} exact (chance {ideal.chance:.3g}; {tested}), though this "
-                f"model stayed at chance: {self.diagnosis(result)}"
+                f"(chance 0) and {ideal.exact_accuracy:.3f} exact (chance {ideal.chance:.3g}; {tested}), "
+                f"{ideal.neighbour_share:.3f} of true neighbours found (chance {2 / ideal.n_chunks:.3f}; "
+                f"{neighbours_tested}), though this model stayed at chance: {self.diagnosis(result)}"
             )
         return lines
 
+    def _evidence(self, result: DatasetResult) -> str:
+        """The test that found ``result`` above chance: the verdict's where it did, else the neighbours'."""
+        scores = result.scores.order_scores
+        if self.verdict(result) == "above_chance":
+            return tau_and_p(scores)
+        return neighbours_and_p(scores, result.scores.n_chunks)
+
     @property
     def exit_code(self) -> int:
-        """1 if the model or an ideal observer sorts any sanity set above chance, else 0."""
+        """1 if the model or an ideal observer sorts any sanity set above chance (verdict or neighbours), else 0."""
         return 1 if self.leaking() or self.ideal_leaking() else 0
 
     def diagnosis(self, result: DatasetResult) -> str:
@@ -177,7 +189,7 @@ class AuditReport(Verdicts):
         """``audit.json``: the config, the budget, then one entry per set as in ``eval.json``."""
         entries = reports.entries(self)
         for result in self.datasets:
-            if self.verdict(result) == "above_chance" or self.ideal_sorts(result):
+            if result in self.leaking() or self.ideal_sorts(result):
                 entries[result.name]["diagnosis"] = self.diagnosis(result)
         for name, value in self.train_seconds.items():
             entries[name]["train_seconds"] = round(value, 1)
@@ -187,7 +199,7 @@ class AuditReport(Verdicts):
             "seed": self.seed,
             "alpha": self.alpha,
             "n_tests": self.n_tests,
-            "verdict_decoding": self.datasets[0].scores.verdict_decoding,
+            "verdict_decoding": self.datasets[0].scores.order_decoding,
             "datasets": entries,
         }
 

@@ -82,7 +82,7 @@ class DecodedValScores(keras.callbacks.Callback):
             return
         model = self.scoring_model or self.model
         scored = scored_val(model, self.val, self.batch_size)
-        best, name = scored.verdict_scores, scored.verdict_decoding
+        best, name = scored.order_scores, scored.order_decoding
         logs[f"val_{name}_exact_accuracy"] = best.exact_accuracy.value
         logs[f"val_{name}_position_accuracy"] = best.position_accuracy.value
         logs[f"val_{name}_kendall_tau"] = best.kendall_tau.value

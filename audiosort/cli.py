@@ -358,11 +358,11 @@ def train(config_path, overrides, runs_dir, resume, overwrite, quiet):
 
 def _score_line(name: str, scores) -> str:
     """'val (hungarian, 2000 puzzles): exact 0.712 (chance 0.167), position 0.80 (chance 0.333), tau 0.70'."""
-    best = scores.decoded(scores.order_decoding)
+    best, chance = scores.order_scores, scores.chance
     return (
         f"{name} ({scores.order_decoding}, {scores.n_puzzles} puzzles of {scores.n_chunks}): "
-        f"exact {best.exact_accuracy.value:.3f} (chance {scores.chance_exact:.3f}), "
-        f"position {best.position_accuracy.value:.3f} (chance {scores.chance_position:.3f}), "
+        f"exact {best.exact_accuracy.value:.3f} (chance {chance.exact_accuracy:.3f}), "
+        f"position {best.position_accuracy.value:.3f} (chance {chance.position_accuracy:.3f}), "
         f"Kendall tau {best.kendall_tau.value:.3f} (chance 0)"
     )
 

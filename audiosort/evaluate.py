@@ -90,7 +90,7 @@ class EvalReport(Verdicts):
 
         ``datasets[name]["baselines"]["continuity"]`` holds the continuity
         baseline's scores on that dataset's puzzles in the model's layout (under
-        ``"path"``: it is decoded by path search), and the McNemar comparison
+        ``"path"``: it is decoded by path search), and the paired comparison (Wilcoxon on tau, McNemar)
         (see :func:`audiosort.reports.entries`); read it back typed with
         :func:`audiosort.run.read_eval`. ``verdict_decoding`` names the model's
         order decoding: ``hungarian``, or ``path`` for a successor head.
@@ -99,7 +99,7 @@ class EvalReport(Verdicts):
             "run": str(self.run_dir),
             "alpha": self.alpha,
             "n_tests": self.n_tests,
-            "verdict_decoding": self.datasets[0].scores.verdict_decoding,
+            "verdict_decoding": self.datasets[0].scores.order_decoding,
             "datasets": reports.entries(self),
         }
 

@@ -4,9 +4,11 @@ A sanity set "at chance" is only worth something next to the accuracy an
 observer that knows exactly how the audio and the gaps were made could reach
 on it (DESIGN.md, "Leaks to know"). If that observer is at chance, the pipeline
 leaks no order; if it is not, a model at chance was merely too weak to find the
-leak. Each function here gives that observer's exact-order accuracy and its
-Kendall tau (chance 0), which the verdicts test: at 20 chunks even an observer
-that sorts most of each puzzle restores almost no whole order.
+leak. Each function here gives that observer's exact-order accuracy, its
+Kendall tau (chance 0) and its share of true neighbours found (chance 2/n),
+which the verdicts test: at 20 chunks even an observer that sorts most of each
+puzzle restores almost no whole order, and one that links a chunk to its
+neighbour here and there (brown noise across short gaps) has a tau near 0.
 
 - White noise: samples are independent, so every order of the chunks is
   equally likely whatever the gaps: exactly 1/n!, tau 0.
@@ -69,6 +71,10 @@ class IdealObserver(NamedTuple):
     kendall_tau : float in [-1, 1]
         Mean Kendall tau between its order and the true one: what the verdicts
         test, with power at every n (chance 0).
+    neighbour_share : float in [0, 1]
+        Mean share of the chunk pairs it places side by side that are
+        neighbours in time, either way round
+        (:func:`audiosort.metrics.neighbours_found`; chance 2/n).
     n_chunks : int >= 2
         Chunks per puzzle.
     method : str
@@ -81,14 +87,20 @@ class IdealObserver(NamedTuple):
         chance, by the test of the verdicts
         (:func:`audiosort.metrics.chance_p_values`: Kendall tau or the
         exact-order count); None where exact (no sampling noise to test).
+    neighbour_p_value : float in [0, 1] or None
+        Where it is a Monte Carlo estimate, the p-value of the true neighbours
+        it found against chance (:func:`audiosort.metrics.neighbour_p_value`,
+        the neighbours' own test); None where exact.
     """
 
     exact_accuracy: float
     kendall_tau: float
+    neighbour_share: float
     n_chunks: int
     method: str
     monte_carlo_puzzles: int | None = None
     p_value: float | None = None
+    neighbour_p_value: float | None = None
 
     @property
     def chance(self) -> float:
@@ -97,9 +109,10 @@ class IdealObserver(NamedTuple):
 
 
 def ideal_noise_accuracy(spec: PuzzleSpec) -> IdealObserver:
-    """White noise: exactly chance, 1 / n! and tau 0, for any gaps (independent samples carry no order)."""
+    """White noise: exactly chance, 1 / n!, tau 0 and neighbours 2 / n, for any gaps (independent samples carry no order)."""
     return IdealObserver(
-        1.0 / math.factorial(spec.n_chunks), 0.0, spec.n_chunks, "exact: independent samples carry no order"
+        1.0 / math.factorial(spec.n_chunks), 0.0, 2.0 / spec.n_chunks, spec.n_chunks,
+        "exact: independent samples carry no order",
     )
 
 
@@ -159,8 +172,8 @@ def ideal_tone_accuracy(
     Exact: every order of the slots and every gap combination (independent
     per gap, one shared gap, or the fixed gap) is enumerated with its
     probability; the accuracy is the sum over observations of the largest
-    P(observation | order), divided by n!, and Kendall tau is averaged the
-    same way. For n=2 this reduces to comparing the step ``(L + g) c`` with
+    P(observation | order), divided by n!, and Kendall tau and the neighbours
+    found are averaged the same way. For n=2 this reduces to comparing the step ``(L + g) c`` with
     its negative (the reversed order). Tiled, with period p and gaps covering
     k whole periods, every residue is equally likely and the accuracy is 0.5;
     otherwise some residues are one count more likely, and whether their
@@ -245,12 +258,14 @@ def _enumerated_tone(spec, values, value_weights, cycle_units, method) -> IdealO
     likelihood = likelihood.reshape(len(outcomes), len(orders))
     accuracy = float(likelihood.max(axis=1).sum() / len(orders))
     # tau_between[a, t]: Kendall tau of guessing order a when the truth is order t.
-    tau_between = metrics.kendall_tau(np.repeat(orders, len(orders), axis=0), np.tile(orders, (len(orders), 1)))
-    tau_between = tau_between.reshape(len(orders), len(orders))
+    guesses, truths = np.repeat(orders, len(orders), axis=0), np.tile(orders, (len(orders), 1))
+    tau_between = metrics.kendall_tau(guesses, truths).reshape(len(orders), len(orders))
+    neighbours_between = metrics.neighbours_found(guesses, truths).reshape(len(orders), len(orders))
     guess = np.argmax(likelihood, axis=1)
     tau = float(np.sum(likelihood * tau_between[guess]) / len(orders))
+    neighbours = float(np.sum(likelihood * neighbours_between[guess]) / len(orders))
     how = f"{method} tone: phase steps of all {len(orders)} orders x {len(steps)} gap combinations enumerated"
-    return IdealObserver(min(accuracy, 1.0), tau, spec.n_chunks, how)
+    return IdealObserver(min(accuracy, 1.0), tau, neighbours, spec.n_chunks, how)
 
 
 def _progression_positions(phases, values, value_weights, cycle_units) -> np.ndarray:
@@ -357,14 +372,17 @@ def ideal_brown_accuracy(chunks: np.ndarray, order: np.ndarray, spec: PuzzleSpec
 
 
 def _observed(guessed: np.ndarray, order: np.ndarray, how: str) -> IdealObserver:
-    """A Monte Carlo observer's accuracy, Kendall tau and p-value from its guesses (B, n) and the labels (B, n)."""
+    """A Monte Carlo observer's accuracy, Kendall tau, neighbours and p-values from its guesses (B, n) and the labels (B, n)."""
+    p_values = metrics.chance_p_values(guessed, order)
     return IdealObserver(
         float(np.mean(metrics.exact_correct(guessed, order))),
         float(np.mean(metrics.kendall_tau(guessed, order))),
+        float(np.mean(metrics.neighbours_found(guessed, order))),
         order.shape[1],
         how,
         monte_carlo_puzzles=len(order),
-        p_value=metrics.chance_p_values(guessed, order)["p_value"],
+        p_value=p_values["p_value"],
+        neighbour_p_value=p_values["neighbour_p_value"],
     )
 
 

@@ -26,14 +26,23 @@ def entries(report: Verdicts) -> dict:
     The model's part of an entry is :meth:`audiosort.metrics.PuzzleScores.to_dict`
     (one key per decoding it has: ``argmax`` and ``hungarian``, or ``path``
     for a successor head) with a ``verdict`` in each decoding, then the order
-    decoding's ``p_value`` and ``verdict``. Where baselines were scored,
+    decoding's ``p_value`` and ``verdict``, and beside them its
+    ``neighbour_p_value`` and ``neighbour_verdict``, the true neighbours'
+    own test at the same threshold (:meth:`~audiosort.verdicts.Verdicts.neighbour_verdict`). Where baselines were scored,
     ``entry["baselines"][name]`` is laid out alike (the continuity baseline:
-    ``path``), plus ``model_better_p_value`` (one-sided McNemar, exact
-    order, each in its order decoding) and ``model_better`` (that p-value below alpha over the
-    datasets). Where an ideal observer is known, ``ideal_observer_*`` give its
+    ``path``), plus the paired comparison with the model, each in its order
+    decoding (:func:`audiosort.metrics.better_p_values`):
+    ``model_better_p_value`` (one-sided McNemar, exact orders),
+    ``model_better_tau_p_value`` (one-sided Wilcoxon signed-rank, per-puzzle
+    Kendall tau), ``model_better_decided_by`` (the test with the smaller p)
+    and ``model_better`` (that p doubled below alpha over the datasets).
+    Where an ideal observer is known, ``ideal_observer_*`` give its
     exact-order accuracy, Kendall tau, p-value against chance (None where it
-    is computed exactly), the n it was computed for, how, and whether it
-    sorts the set above chance (``ideal_observer_sorts``).
+    is computed exactly), the n it was computed for, how, whether it sorts
+    the set above chance (``ideal_observer_sorts``: by the verdict's test or
+    the neighbours'), its share of true neighbours found
+    (``ideal_observer_neighbour_share``) and their p-value
+    (``ideal_observer_neighbour_p_value``, None where exact).
     """
     out = {}
     for result in report.datasets:
@@ -45,12 +54,16 @@ def entries(report: Verdicts) -> dict:
             entry["ideal_observer_n_chunks"] = result.ideal.n_chunks
             entry["ideal_observer_method"] = result.ideal.method
             entry["ideal_observer_sorts"] = report.ideal_sorts(result)
+            entry["ideal_observer_neighbour_share"] = result.ideal.neighbour_share
+            entry["ideal_observer_neighbour_p_value"] = result.ideal.neighbour_p_value
         if result.baselines:
             entry["baselines"] = {
                 name: {
                     **_scored(report, baseline),
-                    "model_better_p_value": baseline.model_better_p_value,
+                    "model_better_p_value": baseline.model_better["exact_p_value"],
                     "model_better": report.model_beats(baseline),
+                    "model_better_tau_p_value": baseline.model_better["tau_p_value"],
+                    "model_better_decided_by": baseline.deciding_test,
                 }
                 for name, baseline in result.baselines.items()
             }
@@ -59,12 +72,14 @@ def entries(report: Verdicts) -> dict:
 
 
 def _scored(report: Verdicts, result: DatasetResult | BaselineResult) -> dict:
-    """Its scores with a verdict per decoding, then the dataset's p-value and verdict (its order decoding's)."""
+    """Its scores with a verdict per decoding, then the dataset's p-value and verdict and the neighbours' (its order decoding's)."""
     scored = result.scores.to_dict()
     for name in result.scores.decodings:
         scored[name]["verdict"] = report.verdict(result, name)
-    scored["p_value"] = result.scores.verdict_scores.p_value
+    scored["p_value"] = result.scores.order_scores.p_value
     scored["verdict"] = report.verdict(result)
+    scored["neighbour_p_value"] = result.scores.order_scores.neighbour_p_value
+    scored["neighbour_verdict"] = report.neighbour_verdict(result)
     return scored
 
 
@@ -73,18 +88,20 @@ def table(report: Verdicts) -> list[str]:
 
     Each row names the decoding it was scored by: ``argmax`` and ``hungarian``
     for position scores, ``path`` for a successor head's best path and for the
-    continuity baseline, which have one order and so one row.
+    continuity baseline, which have one order and so one row. The
+    ``neighbours`` column, after the verdict and outside it, holds the share
+    of true neighbours found, its chance 2/n, and its own test's p and verdict.
     """
     rows = [
         "| dataset | decoding | exact acc [95% CI] | chance | position acc (chance) | Kendall tau | p | verdict "
-        "| ideal observer |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| neighbours (chance), p: verdict | ideal observer |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for result in report.datasets:
         for method in result.scores.decodings:
             rows.append(_row(report, result.name, method, result, _ideal_cell(result)))
         for name, baseline in result.baselines.items():
-            rows.append(_row(report, f"{result.name} ({name})", baseline.scores.verdict_decoding, baseline, "-"))
+            rows.append(_row(report, f"{result.name} ({name})", baseline.scores.order_decoding, baseline, "-"))
     return rows
 
 
@@ -99,12 +116,16 @@ def _row(report: Verdicts, label: str, decoding: str, result: DatasetResult | Ba
         tau_cell = f"**{tau_cell}**"
     else:
         exact_cell = f"**{exact_cell}**"
+    neighbour_cell = (
+        f"{scores.neighbour_share.value:.3f} ({chance.neighbour_share:.3f}), {format_p_value(scores.neighbour_p_value)}: "
+        f"{report.neighbour_verdict(result, decoding).replace('_', ' ')}"
+    )
     return (
         f"| {label} | {decoding} | {exact_cell} "
         f"| {chance.exact_accuracy:.3f} "
         f"| {scores.position_accuracy.value:.3f} ({chance.position_accuracy:.3f}) "
         f"| {tau_cell} | {format_p_value(scores.p_value)} "
-        f"| {report.verdict(result, decoding).replace('_', ' ')} | {ideal_cell} |"
+        f"| {report.verdict(result, decoding).replace('_', ' ')} | {neighbour_cell} | {ideal_cell} |"
     )
 
 
@@ -119,20 +140,24 @@ def _ideal_cell(result: DatasetResult) -> str:
 
 def notes(report: Verdicts) -> list[str]:
     """What the table means: the test behind the verdicts, the baselines, and where an ideal observer says more."""
-    order_decodings = ", ".join(dict.fromkeys(r.scores.verdict_decoding for r in report.datasets))
+    order_decodings = ", ".join(dict.fromkeys(r.scores.order_decoding for r in report.datasets))
     out = [
         "verdict: one-sided tests of Kendall tau (chance 0, its exact null) and of the exact-order count (chance "
         f"1/n!), the smaller p doubled; alpha {report.alpha} Bonferroni-corrected over {report.n_tests} dataset(s), on "
         f"the {order_decodings} decoding. In bold: the statistic whose test decided.",
+        "neighbours: the share of chunks placed beside a true neighbour, either way round (chance 2/n), with its own "
+        "one-sided exact test at the same threshold, outside the verdict",
     ]
     for result in report.datasets:
-        model_exact = result.scores.verdict_scores.exact_accuracy.value
+        model = result.scores.order_scores
         for name, baseline in result.baselines.items():
             beats = "beats" if report.model_beats(baseline) else "does not beat"
-            baseline_exact = baseline.scores.verdict_scores.exact_accuracy.value
+            other = baseline.scores.order_scores
             out.append(
-                f"{result.name}: the model {beats} the {name} baseline (exact {model_exact:.3f} vs "
-                f"{baseline_exact:.3f}, one-sided McNemar {p_text(baseline.model_better_p_value)})"
+                f"{result.name}: the model {beats} the {name} baseline (exact {model.exact_accuracy.value:.3f} vs "
+                f"{other.exact_accuracy.value:.3f}, one-sided McNemar {p_text(baseline.model_better['exact_p_value'])}; "
+                f"Kendall tau {model.kendall_tau.value:.3f} vs {other.kendall_tau.value:.3f}, one-sided Wilcoxon "
+                f"{p_text(baseline.model_better['tau_p_value'])}; decided by {baseline.deciding_test}, the smaller p doubled)"
             )
     scored = list(dict.fromkeys(name for r in report.datasets for name in r.baselines))
     if scored:
@@ -140,12 +165,15 @@ def notes(report: Verdicts) -> list[str]:
             f"baseline rows ({', '.join(scored)}): no training (audiosort.baselines), the same puzzles and tests; "
             "they never change the exit code"
         )
-    at_chance = [r for r in report.datasets if r.sanity and report.verdict(r) == "at_chance"]
+    at_chance = [
+        r for r in report.datasets
+        if r.sanity and report.verdict(r) == "at_chance" and report.neighbour_verdict(r) == "at_chance"
+    ]
     if at_chance:
         out.append(f"sanity sets at chance: {', '.join(r.name for r in at_chance)}")
     # A set at chance proves the pipeline clean only where an ideal observer is at chance too.
     sortable = [
-        f"{r.name} at tau {r.ideal.kendall_tau:.3f}, exact {r.ideal.exact_accuracy:.3f}"
+        f"{r.name} at tau {r.ideal.kendall_tau:.3f}, exact {r.ideal.exact_accuracy:.3f}, neighbours {r.ideal.neighbour_share:.3f}"
         for r in at_chance if report.ideal_sorts(r)
     ]
     if sortable:
@@ -173,9 +201,9 @@ def save_confusion(path: str | Path, result: DatasetResult) -> None:
     axes.set_yticks(range(n_chunks))
     axes.set_xlabel("predicted position")
     axes.set_ylabel("true position")
-    exact = result.scores.verdict_scores.exact_accuracy.value
+    exact = result.scores.order_scores.exact_accuracy.value
     axes.set_title(
-        f"{result.name}: exact {exact:.3f}\n(chance {1 / math.factorial(n_chunks):.3f}, {result.scores.verdict_decoding})",
+        f"{result.name}: exact {exact:.3f}\n(chance {1 / math.factorial(n_chunks):.3f}, {result.scores.order_decoding})",
         fontsize=9,
     )
     _files.save_figure(figure, path)

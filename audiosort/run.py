@@ -49,7 +49,7 @@ from audiosort import models as _models  # noqa: F401  (registers the custom lay
 from audiosort.config import Config, dump_config, load_config
 from audiosort.data.puzzles import PuzzleSpec
 from audiosort.errors import ConfigError, InputError
-from audiosort.metrics import ORDER_DECODINGS
+from audiosort.metrics import PuzzleScores
 
 # Frames per encoder call: a 0.5 s chunk at 16 kHz makes a 4 MiB int16 batch.
 BATCH_FRAMES = 256
@@ -451,78 +451,12 @@ def load_encoder(path: str | Path) -> RunEncoder:
 
 
 @dataclass(frozen=True)
-class Estimate:
-    """A statistic and its 95 % interval (``low``, ``high``: None where none was computed)."""
-
-    value: float
-    low: float | None = None
-    high: float | None = None
-
-
-@dataclass(frozen=True)
-class DecodedScores:
-    """How well one decoding of a sorter's output put a set of puzzles back in order.
-
-    Attributes
-    ----------
-    exact_accuracy, position_accuracy, kendall_tau : Estimate
-        Share of puzzles in exact order, share of chunks in their true slot,
-        mean Kendall tau in [-1, 1].
-    verdict : str or None
-        ``"above_chance"`` or ``"at_chance"`` in an eval report; None in ``metrics.json``.
-    """
-
-    exact_accuracy: Estimate
-    position_accuracy: Estimate
-    kendall_tau: Estimate
-    verdict: str | None = None
-
-
-@dataclass(frozen=True)
-class Scores:
-    """A sorter's scores on one set of puzzles: ``metrics.json``'s val, an eval dataset or one of its baselines.
-
-    Attributes
-    ----------
-    n_puzzles, n_chunks : int
-        Puzzles scored and chunks per puzzle.
-    chance_exact, chance_position : float
-        Exact-order and position accuracy of a random order (1/n! and 1/n).
-    decodings : mapping of str to DecodedScores
-        Per decoding (``"hungarian"``, ``"argmax"``, ...), in file order.
-    verdict : str or None
-        The eval verdict on the set (None in ``metrics.json``).
-    """
-
-    n_puzzles: int
-    n_chunks: int
-    chance_exact: float
-    chance_position: float
-    decodings: Mapping[str, DecodedScores]
-    verdict: str | None = None
-
-    @property
-    def order_decoding(self) -> str:
-        """The decoding whose order is the answer and the verdict's: ``hungarian``, or ``path`` (a successor head, continuity)."""
-        for decoding in ORDER_DECODINGS:
-            if decoding in self.decodings:
-                return decoding
-        raise InputError(f"neither of {', '.join(ORDER_DECODINGS)} scores (the file holds {', '.join(self.decodings) or 'none'})")
-
-    def decoded(self, decoding: str) -> DecodedScores:
-        """The scores of one decoding; an InputError names the decodings there are."""
-        if decoding not in self.decodings:
-            raise InputError(f"no {decoding!r} scores (the file holds {', '.join(self.decodings) or 'none'})")
-        return self.decodings[decoding]
-
-
-@dataclass(frozen=True)
 class RunMetrics:
     """``metrics.json``: what training measured.
 
     Attributes
     ----------
-    val : Scores
+    val : PuzzleScores
         The model on the fixed val puzzles after training.
     train_seconds : float or None
         Seconds training took in the session that finished the run.
@@ -530,7 +464,7 @@ class RunMetrics:
         Every field of the file (``epochs``, ``backend``, ``device``, ...).
     """
 
-    val: Scores
+    val: PuzzleScores
     train_seconds: float | None
     fields: Mapping
 
@@ -548,17 +482,20 @@ class EvalDataset:
     fields : mapping
         The dataset's whole entry: where its puzzles came from (``kind``,
         ``corpus`` or ``audio``, ``split``, ``fixed_set``), ideal observer, ...
-    scores : Scores
+    scores : PuzzleScores
         The model's.
-    baselines : mapping of str to Scores
+    baselines : mapping of str to PuzzleScores
         The no-learning baselines on the same puzzles (``continuity``).
+    verdict : str
+        ``"above_chance"`` or ``"at_chance"``: the model's on this set.
     """
 
     name: str
     sanity: bool
     fields: Mapping
-    scores: Scores
-    baselines: Mapping[str, Scores]
+    scores: PuzzleScores
+    baselines: Mapping[str, PuzzleScores]
+    verdict: str
 
 
 @dataclass(frozen=True)
@@ -591,7 +528,7 @@ class EvalResult:
     @property
     def sanity_above_chance(self) -> list[str]:
         """The sanity sets the model sorts above chance."""
-        return [d.name for d in self.datasets.values() if d.sanity and d.scores.verdict == "above_chance"]
+        return [d.name for d in self.datasets.values() if d.sanity and d.verdict == "above_chance"]
 
 
 @dataclass(frozen=True)
@@ -632,7 +569,7 @@ def read_metrics(run_dir: str | Path) -> RunMetrics:
     path = Path(run_dir) / "metrics.json"
     fields = _read_json(path, "training did not finish?")
     with _layout_of(path):
-        return RunMetrics(val=_scores(fields["val"]), train_seconds=fields.get("train_seconds_this_session"), fields=fields)
+        return RunMetrics(val=PuzzleScores.from_dict(fields["val"]), train_seconds=fields.get("train_seconds_this_session"), fields=fields)
 
 
 def write_eval(run_dir: str | Path, label: str, settings: Mapping, *, report: dict, markdown: str,
@@ -792,30 +729,6 @@ def _layout_of(path: Path):
         raise InputError(f"{path} is not in the layout audiosort writes ({type(error).__name__}: {error})") from None
 
 
-def _estimate(value) -> Estimate:
-    if isinstance(value, Mapping):
-        return Estimate(float(value["value"]), value.get("low"), value.get("high"))
-    return Estimate(float(value))
-
-
-def _scores(entry: Mapping) -> Scores:
-    """Scores from a ``score_puzzles`` dict (``{decoding: {...}, "chance": {...}, "n_puzzles", "n_chunks"}``)."""
-    decodings = {
-        name: DecodedScores(
-            _estimate(part["exact_accuracy"]), _estimate(part["position_accuracy"]), _estimate(part["kendall_tau"]),
-            part.get("verdict"),
-        )
-        for name, part in entry.items()
-        if name != "chance" and isinstance(part, Mapping) and "exact_accuracy" in part
-    }
-    chance = entry["chance"]
-    return Scores(
-        n_puzzles=int(entry["n_puzzles"]), n_chunks=int(entry["n_chunks"]),
-        chance_exact=float(chance["exact_accuracy"]), chance_position=float(chance["position_accuracy"]),
-        decodings=decodings, verdict=entry.get("verdict"),
-    )
-
-
 def _read_eval_file(path: Path) -> EvalResult:
     content = _read_json(path, "")
     with _layout_of(path):
@@ -823,8 +736,9 @@ def _read_eval_file(path: Path) -> EvalResult:
             name: EvalDataset(
                 name=name, sanity=bool(entry.get("sanity")),
                 fields=entry,
-                scores=_scores(entry),
-                baselines={b: _scores(scored) for b, scored in entry.get("baselines", {}).items()},
+                scores=PuzzleScores.from_dict(entry),
+                baselines={b: PuzzleScores.from_dict(scored) for b, scored in entry.get("baselines", {}).items()},
+                verdict=entry["verdict"],
             )
             for name, entry in content["datasets"].items()
         }

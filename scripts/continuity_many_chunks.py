@@ -36,7 +36,7 @@ def main() -> None:
             started = time.perf_counter()
             scores = continuity_scores(puzzles.chunks, sample_rate=corpus.sample_rate)
             seconds = time.perf_counter() - started
-            report = metrics.score_puzzles(scores, puzzles.order, decodings=("hungarian",)).verdict_scores
+            report = metrics.score_puzzles(scores, puzzles.order, decodings=("hungarian",)).order_scores
             print(
                 f"| {pad_min}-{pad_max} | {n_chunks} | {report.kendall_tau.value:.3f} | "
                 f"{report.position_accuracy.value:.3f} | {report.exact_accuracy.value:.3f} | "

@@ -66,7 +66,7 @@ def main() -> None:
     baseline = metrics.score_orders(decoding.decode(continuity, method="hungarian"), puzzles.order)
 
     def cells(report):
-        scored = report.verdict_scores
+        scored = report.order_scores
         tau = scored.kendall_tau
         return f"{tau.value:.3f} [{tau.low:.3f}, {tau.high:.3f}] | {scored.position_accuracy.value:.3f} | {scored.exact_accuracy.value:.3f}"
 

@@ -61,8 +61,8 @@ class SortingScore:
     """One split of one eval report: the metric with its 95 % interval, the continuity baseline, chance."""
 
     value: float
-    low: float | None
-    high: float | None
+    low: float
+    high: float
     continuity: float
     chance: float
 
@@ -97,11 +97,9 @@ def sorting_scores(path: str | Path, metric: str = "exact") -> dict[str, Sorting
         if "continuity" not in dataset.baselines:
             raise InputError(f"eval report {path}: split {split!r} lacks its continuity baseline")
         continuity = dataset.baselines["continuity"]
-        model = _metric(dataset.scores.decoded(dataset.scores.order_decoding), metric)
-        chance = dataset.scores.chance_exact if metric == "exact" else 0.0
-        scores[split] = SortingScore(
-            model.value, model.low, model.high, _metric(continuity.decoded(continuity.order_decoding), metric).value, chance
-        )
+        model = _metric(dataset.scores.order_scores, metric)
+        chance = dataset.scores.chance.exact_accuracy if metric == "exact" else 0.0
+        scores[split] = SortingScore(model.value, model.low, model.high, _metric(continuity.order_scores, metric).value, chance)
     if not scores:
         raise InputError(
             f"eval report {path} has neither a test nor an ood split (it holds {sorted(report.datasets)}); "
@@ -212,7 +210,7 @@ def _draw_sorting(axes, runs: dict[str, list[dict[str, SortingScore]]], metric: 
             if len(scores) > 1:
                 low, high = min(values), max(values)
             else:
-                low, high = (scores[0].low or mean), (scores[0].high or mean)
+                low, high = scores[0].low, scores[0].high
             axes.bar(x, mean, width * 0.9, color=f"C{j}", yerr=[[mean - low], [high - mean]], capsize=2,
                      label=_first_time(seen, split))
             axes.plot([x] * len(values), values, "o", color="black", markersize=2.5)

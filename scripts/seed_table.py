@@ -54,24 +54,21 @@ def row_cells(reports: list, metric: str = "exact") -> dict[str, str]:
         values = [estimate.value for estimate in model]
         if len(values) > 1:
             spread = f"[{min(values):.3f}, {max(values):.3f}] ({len(values)} seeds)"
-        elif model[0].low is not None:
-            spread = f"[{model[0].low:.3f}, {model[0].high:.3f}] (1 seed)"
         else:
-            spread = "(1 seed)"
+            spread = f"[{model[0].low:.3f}, {model[0].high:.3f}] (1 seed)"
         p_values = [d.fields.get("baselines", {}).get("continuity", {}).get("model_better_p_value") for d in datasets]
         p_values = [p for p in p_values if p is not None]
         worst_p = f", p ≤ {max(p_values):.2g}" if p_values else ""
         baseline = f"continuity {np.mean(continuity):.3f}" if continuity else "no continuity"
         cells[split] = f"{np.mean(values):.3f} {spread}; {baseline}{worst_p}"
-    sanity = [d.scores.decoded(d.scores.order_decoding).exact_accuracy.value
+    sanity = [d.scores.order_scores.exact_accuracy.value
               for report in reports for d in report.datasets.values() if d.sanity]
     cells["sanity"] = f"≤ {max(sanity):.3f}" if sanity else "–"
     return cells
 
 
 def _value(scores, metric: str):
-    decoded = scores.decoded(scores.order_decoding)
-    return decoded.exact_accuracy if metric == "exact" else decoded.kendall_tau
+    return scores.order_scores.exact_accuracy if metric == "exact" else scores.order_scores.kendall_tau
 
 
 def main(argv: list[str] | None = None) -> int:

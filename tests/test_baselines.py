@@ -40,9 +40,9 @@ def test_white_noise_is_sorted_at_chance():
     spec = PuzzleSpec(n_chunks=3, chunk_samples=800, pad_min_samples=0, pad_max_samples=160)
     puzzles = make_puzzle_set(tracks, spec, 1500, rng=np.random.default_rng(6))
     report = metrics.score_puzzles(continuity_scores(puzzles.chunks, sample_rate=SAMPLE_RATE), puzzles.order)
-    low, high = metrics.wilson_interval(report.verdict_scores.exact_correct_count, 1500, confidence=0.999)
+    low, high = metrics.wilson_interval(report.order_scores.exact_correct_count, 1500, confidence=0.999)
     assert low <= 1 / 6 <= high
-    assert report.verdict_scores.p_value > 0.001
+    assert report.order_scores.p_value > 0.001
 
 
 @pytest.mark.parametrize("n_chunks", [2, 3, 7, 8])

@@ -34,7 +34,7 @@ def test_the_readme_main_job_still_beats_continuity_on_held_out_tracks_at_reduce
     run_dir = train(config, runs_dir=tmp_path / "runs", verbose=0)
     report = evaluate(run_dir, sanity=(), n_puzzles=300)
     (test,) = report.datasets
-    model, continuity = test.scores.verdict_scores, test.baselines["continuity"].scores.verdict_scores
+    model, continuity = test.scores.order_scores, test.baselines["continuity"].scores.order_scores
     assert report.verdict(test) == "above_chance"
     assert model.exact_accuracy.value > continuity.exact_accuracy.value, (model, continuity)
     assert model.kendall_tau.value > continuity.kendall_tau.value + 0.1, (model, continuity)

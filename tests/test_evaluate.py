@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audiosort import audio, baselines, decoding, evaluate as evaluate_module, metrics
+from audiosort import audio, baselines, decoding, evaluate as evaluate_module, metrics, verdicts
 from audiosort.data import synthetic
 from audiosort.data.corpus import Corpus
 from audiosort.data.prepare import prepare_synthetic
@@ -65,6 +65,9 @@ def test_eval_writes_json_markdown_and_confusion_images_with_chance(eval_run, mu
             expected = metrics.verdict(scores["p_value"], alpha=0.01, n_tests=4)
             assert scores["verdict"] == expected
         assert entry["p_value"] == entry["hungarian"]["p_value"] and entry["verdict"] == entry["hungarian"]["verdict"]
+        # The neighbours' own test, beside the verdict at the same threshold, on the order decoding.
+        assert entry["neighbour_p_value"] == entry["hungarian"]["neighbour_p_value"]
+        assert entry["neighbour_verdict"] == metrics.verdict(entry["neighbour_p_value"], alpha=0.01, n_tests=4)
         baseline = entry["baselines"]["continuity"]
         assert baseline["n_puzzles"] == 200 and baseline["chance"] == entry["chance"]
         # The continuity baseline's order is a best path: one decoding, named so.
@@ -72,7 +75,8 @@ def test_eval_writes_json_markdown_and_confusion_images_with_chance(eval_run, mu
         exact = baseline["path"]["exact_accuracy"]
         assert (exact["low"], exact["high"]) == metrics.wilson_interval(baseline["path"]["exact_correct_count"], 200)
         assert baseline["verdict"] == metrics.verdict(baseline["path"]["p_value"], alpha=0.01, n_tests=4)
-        assert baseline["model_better"] == (baseline["model_better_p_value"] < 0.01 / 4)
+        compared = min(1.0, 2 * min(baseline["model_better_p_value"], baseline["model_better_tau_p_value"]))
+        assert baseline["model_better"] == (compared < 0.01 / 4)
         beats = "beats" if baseline["model_better"] else "does not beat"
         assert f"{name}: the model {beats} the continuity baseline (exact" in result.stdout
         assert f"| {name} (continuity) | path | {exact['value']:.3f} " in result.stdout.replace("**", "")
@@ -98,7 +102,7 @@ def test_eval_writes_json_markdown_and_confusion_images_with_chance(eval_run, mu
     recomputed = metrics.score_puzzles(position_scores(load_run_model(eval_run, spec), puzzles.chunks), puzzles.order)
     assert fixed and datasets["test"]["hungarian"] == {**recomputed.to_dict()["hungarian"], "verdict": datasets["test"]["verdict"]}
     continuity = metrics.score_puzzles(baselines.BASELINES["continuity"](puzzles.chunks, sample_rate=16000), puzzles.order)
-    assert datasets["test"]["baselines"]["continuity"]["path"]["kendall_tau"] == continuity.verdict_scores.kendall_tau.to_dict()
+    assert datasets["test"]["baselines"]["continuity"]["path"]["kendall_tau"] == continuity.order_scores.kendall_tau.to_dict()
     assert not list(eval_run.glob("**/.*partial*"))
 
 
@@ -114,17 +118,16 @@ def fake_result(name, *, sanity, sortable, baseline_sortable=None, n_puzzles=300
     rng = np.random.default_rng(seed)
     order = np.argsort(rng.random((n_puzzles, 3)), axis=1)
 
-    def scores_and_right(sorts):
-        scores = np.log(np.eye(3)[order] * 0.9 + 0.05) if sorts else rng.normal(size=(n_puzzles, 3, 3))
-        return scores, metrics.exact_correct(decoding.decode(scores, method="hungarian"), order)
+    def sorted_scores(sorts):
+        return np.log(np.eye(3)[order] * 0.9 + 0.05) if sorts else rng.normal(size=(n_puzzles, 3, 3))
 
-    scores, model_right = scores_and_right(sortable)
+    scores = sorted_scores(sortable)
     scored_baselines = {}
     if baseline_sortable is not None:
-        baseline_scores, baseline_right = scores_and_right(baseline_sortable)
-        baseline_order = decoding.decode(baseline_scores, method="hungarian")
+        baseline_order = decoding.decode(sorted_scores(baseline_sortable), method="hungarian")
         scored_baselines["continuity"] = BaselineResult(
-            metrics.score_orders(baseline_order, order), metrics.mcnemar_p_value(model_right, baseline_right)
+            metrics.score_orders(baseline_order, order),
+            metrics.better_p_values(decoding.decode(scores, method="hungarian"), baseline_order, order),
         )
     return DatasetResult(
         name, sanity, {"kind": name}, metrics.score_puzzles(scores, order), np.eye(3, dtype=np.int64),
@@ -231,7 +234,7 @@ def test_score_dataset_pairs_the_model_with_the_baseline_on_the_same_puzzles():
     baseline = result.baselines["continuity"]
     right = baseline.scores.decodings["path"].exact_correct_count
     # The model is right on all 300 puzzles, the baseline on `right`: McNemar sees 300 - right discordant pairs.
-    assert baseline.model_better_p_value == pytest.approx(0.5 ** (300 - right))
+    assert baseline.model_better["exact_p_value"] == pytest.approx(0.5 ** (300 - right))
     assert 20 <= right <= 80  # white noise: about 300 / 6
     assert score_dataset(puzzles, model, **scoring).baselines == {}
 
@@ -293,3 +296,31 @@ def test_a_planted_partial_leak_at_20_chunks_fails_eval_and_audit_on_kendall_tau
     config = load_config(None, ["puzzle.n_chunks=20"])
     audit_report = AuditReport(config, PuzzleSpec.from_config(config.puzzle, sample_rate=16000), 10, 0, [leaky])
     assert audit_report.exit_code == 1 and audit_report.problems()[0].startswith("noise sorted above chance (Kendall tau")
+
+
+def test_a_leak_only_the_neighbours_see_stands_beside_the_verdict_in_eval_and_fails_the_audit():
+    # Each order of 20 cut in 5 runs of 4, the runs shuffled and each read either way round: 15 of 19 joins right,
+    # no puzzle exact, tau about 0 (as brown noise's edges across short gaps link chunks here and there).
+    rng = np.random.default_rng(1)
+    order = np.argsort(rng.random((20, 20)), axis=1)
+    runs, flips = np.stack([rng.permutation(5) for _ in range(20)]), rng.random((20, 5)) < 0.5
+    run_of, within = order // 4, order % 4
+    within = np.where(np.take_along_axis(flips, run_of, axis=1), 3 - within, within)
+    pred = np.take_along_axis(runs, run_of, axis=1) * 4 + within
+    scores = metrics.score_puzzles(decoding.certain_scores(pred), order)
+    leaky = DatasetResult("brown", True, {"kind": "brown"}, scores, np.eye(20, dtype=np.int64))
+    report = EvalReport(run_dir=Path("runs/x"), datasets=[leaky])
+    hungarian = scores.decodings["hungarian"]
+    assert hungarian.p_value == min(1.0, 2 * min(hungarian.tau_p_value, hungarian.exact_p_value))
+    assert report.verdict(leaky) == "at_chance" and report.neighbour_verdict(leaky) == "above_chance"
+    # Eval's verdict and exit code are the tau and exact-order test's alone; the neighbours' is reported beside.
+    assert report.exit_code == 0 and report.problems() == []
+    entry = report.to_dict()["datasets"]["brown"]
+    assert (entry["verdict"], entry["neighbour_verdict"]) == ("at_chance", "above_chance")
+    (row,) = [line for line in report.lines() if line.startswith("| brown | hungarian |")]
+    share = f"{hungarian.neighbour_share.value:.3f}"
+    assert row.endswith(f"| at chance | {share} (0.100), {verdicts.format_p_value(hungarian.neighbour_p_value)}: above chance | - |")
+    config = load_config(None, ["puzzle.n_chunks=20"])
+    audit_report = AuditReport(config, PuzzleSpec.from_config(config.puzzle, sample_rate=16000), 10, 0, [leaky])
+    assert audit_report.exit_code == 1
+    assert audit_report.problems()[0].startswith(f"brown sorted above chance (true neighbours found {share} (chance 0.100), p")

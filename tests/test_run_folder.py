@@ -17,6 +17,7 @@ import pytest
 from audiosort import _files, hear
 from audiosort import run as run_module
 from audiosort.errors import InputError
+from audiosort.metrics import PuzzleScores
 from conftest import TINY_TRAIN, assert_one_line_error, run, wait_for, write_music_files
 
 HOSTILE_NAMES = ["", ".", "..", "../x", "/abs", "a/b", "a\\b", "../../etc", ".hidden", "x/.."]
@@ -247,12 +248,11 @@ def test_no_module_but_run_names_a_file_of_the_run_folder():
 def test_typed_readers_give_the_scores_training_and_eval_wrote(tiny_run, tmp_path):
     metrics = run_module.read_metrics(tiny_run)
     raw = json.loads((tiny_run / "metrics.json").read_text())
-    hungarian = metrics.val.decoded("hungarian")
-    assert hungarian.exact_accuracy.value == raw["val"]["hungarian"]["exact_accuracy"]["value"]
-    assert hungarian.kendall_tau.low == raw["val"]["hungarian"]["kendall_tau"]["low"]
-    assert (metrics.val.n_chunks, metrics.val.chance_exact) == (3, pytest.approx(1 / 6))
-    with pytest.raises(InputError, match="no 'beam' scores"):
-        metrics.val.decoded("beam")
+    # One set of score types: training's writer and this reader are the same class.
+    assert metrics.val == PuzzleScores.from_dict(raw["val"]) and metrics.val.to_dict() == raw["val"]
+    assert metrics.val.order_decoding == "hungarian"
+    assert metrics.val.order_scores.kendall_tau.low == raw["val"]["hungarian"]["kendall_tau"]["low"]
+    assert (metrics.val.n_chunks, metrics.val.chance.exact_accuracy) == (3, pytest.approx(1 / 6))
     assert run_module.stage_done(tiny_run, "train") and not run_module.stage_done(tmp_path, "train")
     with pytest.raises(InputError, match="training did not finish"):
         run_module.read_metrics(tmp_path)

@@ -30,6 +30,6 @@ def test_a_row_over_three_seeds(tmp_path, capsys):
 def test_tau_and_a_missing_report(tmp_path, capsys):
     path = _write_eval(tmp_path / "a.json", {"test": _eval_entry(0.5, 0.4, tau=0.35, continuity_tau=0.1)})
     assert TABLE["main"](["--row", "n10", str(path), "--metric", "tau"]) == 0
-    assert "| n10 | 0.350 (1 seed); continuity 0.100 | – |" in capsys.readouterr().out
+    assert "| n10 | 0.350 [0.330, 0.370] (1 seed); continuity 0.100 | – |" in capsys.readouterr().out
     assert TABLE["main"](["--row", "x", str(tmp_path / "missing")]) == 2
     assert capsys.readouterr().err.startswith("error: ")

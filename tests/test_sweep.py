@@ -106,7 +106,9 @@ def test_plot_axis_must_be_a_grid_key(tmp_path, music_corpus):
 
 
 def _eval_entry(*, sanity, verdict, exact):
-    scores = {"exact_accuracy": {"value": exact}, "position_accuracy": {"value": exact}, "kendall_tau": {"value": 0.0}}
+    estimates = {"value": exact, "low": exact, "high": exact}
+    scores = {"exact_accuracy": estimates, "position_accuracy": estimates, "kendall_tau": {"value": 0.0, "low": 0.0, "high": 0.0},
+              "exact_correct_count": round(100 * exact), "p_value": 0.5}
     chance = {"exact_accuracy": 1 / 6, "position_accuracy": 1 / 3}
     return {"sanity": sanity, "verdict": verdict, "hungarian": scores, "chance": chance, "n_puzzles": 100, "n_chunks": 3}
 

@@ -334,5 +334,5 @@ def test_two_workers_train_one_model_and_only_the_chief_writes_the_run_folder(mu
 
     assert all_reduced(Path(other["run"]) / "history.csv") == all_reduced(run_dir / "history.csv")
     decoded = "val_path_exact_accuracy" if sorter == "successor" else "val_hungarian_exact_accuracy"
-    chief_val = PuzzleScores.from_dict(report["val"]).verdict_scores.exact_accuracy.value
+    chief_val = PuzzleScores.from_dict(report["val"]).order_scores.exact_accuracy.value
     assert float(rows[-1][decoded]) == pytest.approx(chief_val)

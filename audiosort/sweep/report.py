@@ -126,20 +126,20 @@ def collect_row(folder: Path, run: SweepRun, sweep: Sweep) -> dict:
     same_config = is_run_of(run_dir, config)
     metrics = _readable(read_metrics, run_dir) if same_config else None
     if metrics:
-        row["val_exact_accuracy"] = metrics.val.decoded(metrics.val.order_decoding).exact_accuracy.value
+        row["val_exact_accuracy"] = metrics.val.order_scores.exact_accuracy.value
         row["train_seconds"] = metrics.train_seconds
     report = _readable(read_eval, run_dir, settings=sweep_eval_settings(config, sweep)) if same_config else None
     if report:
         scored = report.main_dataset(sweep.eval["split"])
-        best = scored.scores.decoded(scored.scores.order_decoding)
+        best = scored.scores.order_scores
         row["exact_accuracy"] = best.exact_accuracy.value
-        row["exact_chance"] = scored.scores.chance_exact
+        row["exact_chance"] = scored.scores.chance.exact_accuracy
         row["position_accuracy"] = best.position_accuracy.value
-        row["position_chance"] = scored.scores.chance_position
+        row["position_chance"] = scored.scores.chance.position_accuracy
         row["kendall_tau"] = best.kendall_tau.value
         baseline = scored.baselines.get("continuity")
         if baseline:
-            row["continuity_exact_accuracy"] = baseline.decoded(baseline.order_decoding).exact_accuracy.value
+            row["continuity_exact_accuracy"] = baseline.order_scores.exact_accuracy.value
         row["sanity_above_chance"] = "+".join(report.sanity_above_chance) or "none"
     for task, entry in ((_readable(read_probe, run_dir) if same_config else None) or {}).items():
         for features, accuracy in entry.accuracy.items():
