@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import keras
 
-from audiosort.baselines import EDGE_SECONDS
 from audiosort.config import NORMALIZATIONS as NORMALIZATION_NAMES
 from audiosort.config import ModelConfig, SorterConfig
 from audiosort.errors import ConfigError
@@ -27,6 +26,7 @@ from audiosort.models.encoders import build_encoder
 from audiosort.models.layers import EdgeLogMel, FoldSlots, Int16ToFloat, RowLogSoftmax, Sinkhorn, UnfoldSlots
 from audiosort.models.objectives import SamePuzzleContrast
 from audiosort.models.sorters import build_sorter
+from audiosort.spectra import EDGE_SECONDS
 
 
 # The output layer computes in float32 whatever the global dtype policy, so that
@@ -115,7 +115,7 @@ def build_feature_model(model: keras.Model, encoder: keras.Model) -> keras.Model
     the sorter head, the normalization) is the very layer objects of ``model``
     and ``encoder``, so training this model trains them, and ``model`` (saved
     as ``model.keras``, raw audio in) has the trained weights with no copy.
-    Its inputs are what :func:`audiosort.data.features.cached_puzzle_batches`
+    Its inputs are what :func:`audiosort.features.cached_puzzle_batches`
     gathers.
 
     Parameters

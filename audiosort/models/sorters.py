@@ -18,11 +18,11 @@ from keras import layers
 
 from audiosort.config import SorterConfig
 from audiosort.errors import ConfigError
-from audiosort.baselines import N_MELS as SEAM_BANDS
 from audiosort.heads import any_n_heads, get_head
 from audiosort.models.layers import (
     ExpectedRankScores, JoinMismatch, PairFeatures, PermutationMarginals, SeamScores, SuccessorLogits, TimePositionScores,
 )
+from audiosort.spectra import EDGE_MELS as SEAM_BANDS
 
 MLP_NARROW_UNITS = 200  # the seed's third sorter layer
 ATTENTION_MIN_WIDTH = 64
