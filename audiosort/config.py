@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 
 from audiosort.errors import ConfigError
-from audiosort.heads import HEADS
+from audiosort.heads import HEAD_KEYS, HEADS, heads_reading
 
 PAD_MODES = ("per_gap", "shared", "fixed")
 # raw: every step computes the log-mel front end from the int16 chunks; cached: training reads it from
@@ -185,11 +185,11 @@ class SorterConfig:
 
     def __post_init__(self):
         _check(self.type in HEADS, "model.sorter.type", self.type, f"must be one of {tuple(HEADS)}")
-        seam_heads = tuple(name for name, head in HEADS.items() if head.seam)
-        _check(not self.seam or HEADS[self.type].seam, "model.sorter.seam", self.seam, f"needs model.sorter.type in {seam_heads}")
-        _check(not self.mismatch or self.type == "pairwise", "model.sorter.mismatch", self.mismatch, "needs model.sorter.type 'pairwise'")
         _check(self.loss in SORTER_LOSSES, "model.sorter.loss", self.loss, f"must be one of {SORTER_LOSSES}")
-        _check(self.loss == "rows" or self.type == "pairwise", "model.sorter.loss", self.loss, "needs model.sorter.type 'pairwise'")
+        defaults = {each.name: each.default for each in dataclasses.fields(self)}
+        for key in HEAD_KEYS:
+            value, readers = getattr(self, key), " or ".join(map(repr, heads_reading(key)))
+            _check(value == defaults[key] or key in HEADS[self.type].keys, f"model.sorter.{key}", value, f"needs model.sorter.type {readers}")
         _check(
             self.normalization in NORMALIZATIONS,
             "model.sorter.normalization",

@@ -64,7 +64,6 @@ from tqdm import tqdm
 from audiosort import _files, audio
 from audiosort.errors import DecodeError, InputError, check_positive_int
 from audiosort.heads import HEADS, get_head
-from audiosort.models.sorters import JOIN_SCORE_LAYERS
 from audiosort.run import load_encoder, load_run_config, load_run_model
 
 MODES = ("unit", "amplify", "continue")
@@ -354,7 +353,7 @@ def _continue_objective(run_dir: Path, source, *, start_seconds: float, init_sec
         else _cut(source, init_seconds, chunk_samples, sample_rate=sample_rate)
     )
     embed = _activations_model(encoder, encoder.layers[-1].name)
-    joins = keras.Model(sorter.input, [sorter.get_layer(name).output for name in JOIN_SCORE_LAYERS], name="join_scores")
+    join_scores = get_head(head).join_scores
     # A head built for n chunks takes n slots; the scores of the pair (A, B) depend on those two
     # slots alone (every pair is scored by the same MLP), so the rest are filled with A.
     slots = sorter.input_shape[1] or 2
@@ -363,7 +362,7 @@ def _continue_objective(run_dir: Path, source, *, start_seconds: float, init_sec
     def objective(second):
         embeddings = embed(ops.concatenate([first_audio, second[None]], axis=0), training=False)
         filled = ops.concatenate([embeddings, ops.repeat(embeddings[:1], slots - 2, axis=0)], axis=0)
-        successor, first, last = (ops.reshape(x, (-1,)) for x in joins(filled[None], training=False))
+        successor, first, last = (ops.reshape(x, (-1,)) for x in join_scores(sorter, filled[None]))
         # Two orders of the pair; successor is the flattened slots x slots matrix.
         forward = first[0] + successor[1] + last[1]
         backward = first[1] + successor[slots] + last[0]

@@ -53,6 +53,7 @@ from audiosort.data.prepare import decode_tracks
 from audiosort.data.puzzles import PuzzleSpec, make_puzzle_set
 from audiosort.data.splits import ALL_SPLITS, OOD_SPLIT, SPLITS
 from audiosort.errors import InputError, check_positive_int
+from audiosort.heads import any_n_heads
 from audiosort.sanity import SANITY_KINDS, sanity_ideal_observer, sanity_puzzles
 from audiosort.verdicts import ALPHA, DatasetResult, Verdicts, score_dataset
 
@@ -360,7 +361,7 @@ class _Asked:
         if model.input_shape[1] not in (None, self.spec.n_chunks):
             raise InputError(
                 f"n_chunks = {self.spec.n_chunks}: this run's model sorts only {model.input_shape[1]} chunks; a model "
-                "for any n comes from a run with train.n_chunks_schedule and a rank or successor head"
+                f"for any n comes from a run with train.n_chunks_schedule and a {' or '.join(any_n_heads())} head"
             )
         return model
 
