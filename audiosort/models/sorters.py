@@ -221,8 +221,8 @@ def join_scores(sorter: keras.Model, embeddings):
 
     The layers hold no weight sized by n, so a head built for n chunks scores
     the joins of any number of them (``scripts/path_eval.py`` decodes n = 20
-    with a pairwise head trained at n = 3). Batch normalization runs in
-    inference mode.
+    with a pairwise head, which is built for n <= 7). Batch normalization runs
+    in inference mode.
 
     Parameters
     ----------
