@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -77,3 +78,17 @@ def test_config_heads_and_spectra_import_without_keras():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 
+
+def test_the_readme_and_docs_link_only_files_inside_the_repository():
+    root = PACKAGE.parent
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue
+            path = (page.parent / target.split("#")[0]).resolve()
+            if not path.exists() or root.resolve() not in path.parents:
+                broken.append(f"{page.name}: {target}")
+    assert broken == []
+    assert "../" not in (root / "README.md").read_text()  # a user of the project has nothing beside it
