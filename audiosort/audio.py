@@ -9,7 +9,9 @@ Decoding tries libsndfile (through ``soundfile``: wav, flac, ogg/vorbis,
 opus, mp3, aiff, ...) and falls back to ``librosa.load`` (audioread, which
 needs ffmpeg or similar for m4a and friends). Every decoding failure is a
 :class:`~audiosort.errors.DecodeError` with a one-line reason, so that
-``prepare`` can skip the file and record why.
+``prepare`` can skip the file and record why. Folders of files decode on
+threads (:func:`decode_all`), into a corpus or, for ``eval --audio``, into
+memory (:func:`decode_tracks`).
 
 Example
 -------
@@ -21,17 +23,23 @@ Example
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import os
+import queue
 import struct
+import sys
+import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import librosa
 import numpy as np
 import soundfile
 import soxr
+from tqdm import tqdm
 
 from audiosort import _files
 from audiosort.errors import DecodeError, InputError, is_int
@@ -43,6 +51,9 @@ AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", 
 # and a decoded hour of float32 already takes 2.8 GB; a typo such as 100000000
 # would ask for 1.4 TB per hour.
 MAX_SAMPLE_RATE = 192_000
+
+# Files decoded at once, at most: each holds a decoded track in memory.
+MAX_JOBS = 256
 
 _MAX_REASON_CHARS = 200
 _SHA256_BLOCK_BYTES = 1 << 20
@@ -387,3 +398,253 @@ def sha256_file(path: str | Path) -> str:
     except OSError as error:
         raise InputError(f"cannot read {path}: {error.strerror}") from None
     return digest.hexdigest()
+
+
+@dataclass
+class DecodedTracks:
+    """Audio files decoded into memory (see :func:`decode_tracks`).
+
+    Attributes
+    ----------
+    sources : list of str
+        Each track's name (its path relative to the sources' common folder).
+    tracks : list of np.ndarray [shape=(frames,), dtype=int16]
+        The samples of each track, in the order of ``sources``.
+    sample_rate : int
+        Hz.
+    skipped : list of dict
+        ``{"source", "reason"}`` per file left out.
+    """
+
+    sources: list
+    tracks: list
+    sample_rate: int
+    skipped: list
+
+    @property
+    def hours(self) -> float:
+        """Hours of audio decoded."""
+        return sum(len(track) for track in self.tracks) / self.sample_rate / 3600
+
+
+def decode_tracks(
+    sources: Iterable[str | Path], *, sample_rate: int, min_frames: int, jobs: int | None = None
+) -> DecodedTracks:
+    """Decode audio files and folders into memory, as ``audiosort prepare`` decodes them, without writing a corpus.
+
+    For scoring a run on a folder of music (``eval --audio``): the same files
+    are found, skipped and decoded as by :func:`audiosort.data.prepare.prepare`
+    (:func:`audio_loaders`, :func:`decode_all`), and a track shorter than
+    ``min_frames`` is skipped; memory holds every track.
+
+    Parameters
+    ----------
+    sources : iterable of str or Path
+        Files and folders (walked recursively for audio extensions).
+    sample_rate : int in [1, 192000]
+        Hz; files are resampled with soxr (HQ).
+    min_frames : int >= 0
+        Samples one puzzle spans at most (``PuzzleSpec.max_span_samples``); shorter tracks are skipped.
+    jobs : int > 0, optional
+        Files decoded at once; default all cores.
+
+    Raises
+    ------
+    InputError
+        Missing source, no audio found, nothing decodable.
+    """
+    check_sample_rate(sample_rate)
+    named, unreadable, decode = audio_loaders(list(sources), sample_rate=sample_rate)
+    names, arrays = [], []
+
+    def keep(name: str, pcm: np.ndarray, digest: str) -> None:
+        names.append(name)
+        arrays.append(pcm)
+
+    loaders = [(name, (lambda p=path: decode(p))) for name, path, _ in named]
+    skipped = [*unreadable, *decode_all(loaders, keep, min_frames=min_frames, sample_rate=sample_rate, jobs=jobs, progress=False)]
+    if not names:
+        raise InputError(f"no usable audio among {len(skipped)} file(s) ({skipped_reasons(skipped)})")
+    return DecodedTracks(names, arrays, sample_rate, skipped)
+
+
+def audio_loaders(sources: list, *, sample_rate: int):
+    """The audio files under ``sources`` as (name, path, target) (see :func:`_name_sources`), the files skipped, and the decoder.
+
+    The decoder maps a path to its int16 samples at ``sample_rate`` and the
+    sha256 of the file, raising :class:`DecodeError` for a file it cannot read.
+    """
+    files = find_audio_files(sources)
+    if not files:
+        raise InputError(f"no audio files found in {', '.join(str(s) for s in sources)}")
+    named, unreadable = _name_sources(files)
+
+    def decode(path: Path) -> tuple[np.ndarray, str]:
+        try:
+            digest = sha256_file(path)
+        except InputError as e:
+            raise DecodeError(str(e)) from None
+        return to_int16(load(path, sample_rate=sample_rate)), digest
+
+    return named, unreadable, decode
+
+
+def skipped_reasons(skipped: list[dict]) -> str:
+    """The first three skipped files and why, on one line (for an error that nothing was usable)."""
+    return "; ".join(f"{s['source']}: {s['reason']}" for s in skipped[:3])
+
+
+def _name_sources(files: list[tuple[Path, Path]]) -> tuple[list[tuple[str, Path, Path]], list[dict]]:
+    """Name each found file by its path relative to the sources' common folder; skip those that cannot be read.
+
+    A symlink is read through, wherever it points (a folder of links into a
+    music library is a playlist), and named by the link. Skipped, each with a
+    reason: a dangling symlink, a symlink loop, what is not a regular file (a
+    FIFO, a device: reading it could block forever), and a name that is not
+    UTF-8 (the manifest is JSON text).
+
+    Returns
+    -------
+    named : list of (str, Path, Path)
+        POSIX name relative to the common folder, the file to read, and the
+        file it resolves to (a link's target).
+    skipped : list of dict
+        ``{"source", "reason"}`` per skipped file.
+    """
+    root_of = {root: root.resolve() for root, _ in files}
+    common = Path(os.path.commonpath([str(resolved) for resolved in root_of.values()]))
+    named, skipped = [], []
+    for root, file in files:
+        name = (root_of[root] / file.relative_to(root)).relative_to(common).as_posix()
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            printable = os.fsencode(name).decode("utf-8", "backslashreplace")
+            skipped.append({"source": printable, "reason": "file name is not valid UTF-8 (rename it)"})
+            continue
+        try:
+            target = file.resolve(strict=True)
+        except FileNotFoundError:
+            skipped.append({"source": name, "reason": f"dangling symlink to {os.readlink(file)}"})
+            continue
+        except (OSError, RuntimeError):
+            skipped.append({"source": name, "reason": "symlink loop"})
+            continue
+        if not target.is_file():  # a FIFO or a device would block or never end the read
+            skipped.append({"source": name, "reason": "not a regular file (a FIFO, device or socket)"})
+            continue
+        named.append((name, file, target))
+    return named, skipped
+
+
+def decode_all(
+    jobs_in, keep: Callable[[str, np.ndarray, str], None], *, min_frames: int, sample_rate: int, jobs: int | None,
+    progress: bool,
+) -> list[dict]:
+    """Run every loader in a thread pool and hand each usable track to ``keep(name, pcm, sha256)``; return the skipped.
+
+    ``jobs_in`` holds ``(name, loader)`` pairs, each loader returning ``(pcm, sha256)``
+    or raising :class:`DecodeError`. A track is unusable when empty, silent
+    or shorter than ``min_frames`` samples (at ``sample_rate`` Hz), and
+    skipped with its reason; ``jobs`` (default: all cores) loaders run at once.
+
+    At most ``2 * jobs`` loaders are in flight, so memory holds a few tracks
+    beyond what ``keep`` holds. Results are taken in submission order, which
+    keeps the output independent of thread timing.
+    """
+    if jobs is None:
+        jobs = os.cpu_count() or 1
+    if not is_int(jobs) or not 1 <= jobs <= MAX_JOBS:
+        raise InputError(f"jobs = {jobs} must be an int from 1 to {MAX_JOBS}")
+    skipped: list[dict] = []
+    # A bar in a log file or a pipe is noise, and would precede a one-line error.
+    show = progress and sys.stderr.isatty()
+    bar = tqdm(total=len(jobs_in), desc="decoding", unit="file", disable=not show, file=sys.stderr)
+    pool = _DaemonPool(jobs)
+    pending: list[tuple[str, concurrent.futures.Future]] = []
+    loaders = iter(jobs_in)
+    try:
+        while True:
+            for name, loader in loaders:
+                pending.append((name, pool.submit(loader)))
+                if len(pending) >= 2 * jobs:
+                    break
+            if not pending:
+                break
+            name, future = pending.pop(0)
+            try:
+                pcm, digest = _wait_for(future)
+                reason = _unusable(pcm, min_frames, sample_rate)
+            except DecodeError as e:
+                reason = str(e)
+            bar.update(1)
+            if reason:
+                skipped.append({"source": name, "reason": reason})
+            else:
+                keep(name, pcm, digest)
+    finally:
+        pool.close(pending=[future for _, future in pending])
+    bar.close()
+    return skipped
+
+
+def _wait_for(future: concurrent.futures.Future):
+    """``future.result()``, woken every 0.2 s: the kernel may hand SIGTERM or SIGINT to a worker
+    thread, and Python runs the handler only once the main thread wakes up."""
+    while True:
+        try:
+            return future.result(timeout=0.2)
+        except TimeoutError:
+            if future.done():  # the loader's own TimeoutError
+                raise
+
+
+class _DaemonPool:
+    """``jobs`` daemon threads running submitted calls: a worker blocked in a read never holds the process.
+
+    concurrent.futures joins its workers at exit, so a loader blocked forever
+    (a hung network file) would keep the process alive after SIGTERM or
+    Ctrl-C; a daemon thread dies with the process.
+    """
+
+    def __init__(self, jobs: int):
+        self._calls: queue.SimpleQueue = queue.SimpleQueue()
+        self._jobs = jobs
+        for _ in range(jobs):
+            threading.Thread(target=self._work, daemon=True).start()
+
+    def submit(self, call: Callable) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._calls.put((future, call))
+        return future
+
+    def close(self, *, pending: Iterable[concurrent.futures.Future] = ()) -> None:
+        """Cancel ``pending`` calls not yet started and let each thread end once its call returns."""
+        for future in pending:
+            future.cancel()
+        for _ in range(self._jobs):
+            self._calls.put(None)
+
+    def _work(self) -> None:
+        while (item := self._calls.get()) is not None:
+            future, call = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(call())
+            except BaseException as e:  # noqa: BLE001 - handed to the caller of future.result()
+                future.set_exception(e)
+
+
+def _unusable(pcm: np.ndarray, min_frames: int, sample_rate: int) -> str | None:
+    """Why a decoded int16 track cannot be used, or None."""
+    if len(pcm) == 0:
+        return "no audio frames"
+    if not np.any(pcm):
+        return "silent (all samples are zero)"
+    if len(pcm) < min_frames:
+        return (
+            f"too short: {len(pcm) / sample_rate:.3f} s, one puzzle needs "
+            f"{min_frames / sample_rate:.3f} s"
+        )
+    return None

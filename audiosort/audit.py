@@ -53,9 +53,9 @@ from pathlib import Path
 
 import keras
 
-from audiosort import _files, reports
+from audiosort import _files, features, reports
 from audiosort.config import DEFAULT_SANITY, Config, to_dict
-from audiosort.data import features, synthetic
+from audiosort.data import synthetic
 from audiosort.data.puzzles import PuzzleSpec
 from audiosort.errors import ConfigError, InputError, check_positive_int
 from audiosort.leaks import IdealObserver

@@ -22,25 +22,12 @@ Example
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
-from audiosort import decoding
+from audiosort import decoding, spectra
 from audiosort.pcm import INT16_SCALE
+from audiosort.spectra import EDGE_SECONDS
 
-# Measured on synthetic music at 16 kHz (n=3, 2000 puzzles, exact order): edges of 5/10/15/20/25 ms
-# sort 0.05 s chunks at 0.58/0.69/0.64/0.59/0.53, 0.2 s chunks at 0.71/0.80/0.78/0.74/0.71 and 0.5 s
-# chunks at 0.62/0.71/0.72/0.72/0.72. Shorter edges describe the audio that continues into the next
-# chunk; longer ones resolve frequency better (15 ms: 67 Hz).
-EDGE_SECONDS = 0.015
-N_MELS = 40
-# Band powers are floored here before the log: the power of int16 rounding noise, 1 / (12 * 32768**2)
-# = 7.8e-11 (full scale 1). Below it, differences are rounding, not sound, and silence stays finite.
-POWER_FLOOR = 1e-10
-# FFT bins no wider than this (Hz, by zero-padding short edges), so that no mel band of N_MELS
-# at 8-96 kHz is left without a bin.
-_MAX_BIN_HZ = 32.0
 # Floats of the largest intermediate array (spectra, pairwise differences, order costs) held at once.
 _BLOCK_ELEMENTS = 1 << 22
 
@@ -80,7 +67,8 @@ def continuity_scores(chunks, *, sample_rate, edge_seconds=EDGE_SECONDS):
 
     Notes
     -----
-    Each edge is one frame: the edge samples under a Hann window, zero-padded
+    Each edge is one frame (:func:`audiosort.spectra.edge_log_mel`, the
+    front end of the learned seam term too): the edge samples under a Hann window, zero-padded
     to a power of two with bins at most 32 Hz wide, as power per bin (white
     noise of variance s**2 gives s**2 in every bin), pooled into 40 Slaney mel
     bands (each band the weighted mean of its bins) from 0 Hz to
@@ -105,18 +93,16 @@ def continuity_scores(chunks, *, sample_rate, edge_seconds=EDGE_SECONDS):
         raise ValueError(f"edge_seconds must be > 0, got {edge_seconds!r}")
     n_puzzles, n_chunks, chunk_samples = chunks.shape
     edge_samples = min(chunk_samples, max(1, round(edge_seconds * sample_rate)))
-    window, filterbank = edge_analysis(int(sample_rate), edge_samples)
+    _, filterbank = spectra.edge_analysis(int(sample_rate), edge_samples)
     fft_length = 2 * (filterbank.shape[1] - 1)
-    per_puzzle = max(2 * n_chunks * fft_length, n_chunks**2 * N_MELS)
+    per_puzzle = max(2 * n_chunks * fft_length, n_chunks**2 * spectra.EDGE_MELS)
     block = max(1, _BLOCK_ELEMENTS // per_puzzle)
     positions = np.empty((n_puzzles, n_chunks), dtype=np.int64)
     for start in range(0, n_puzzles, block):
         part = chunks[start : start + block]
         # Edges in full-scale units: the ends of every chunk, then the starts.
         edges = np.concatenate([part[..., -edge_samples:], part[..., :edge_samples]], axis=1) / INT16_SCALE
-        spectrum = np.fft.rfft(edges * window, n=fft_length)
-        power = (spectrum.real**2 + spectrum.imag**2) / np.sum(window**2)
-        log_mel = np.log(np.maximum(power @ filterbank.T, POWER_FLOOR))
+        log_mel = spectra.edge_log_mel(edges, sample_rate=int(sample_rate))
         ends, starts = log_mel[:, :n_chunks], log_mel[:, n_chunks:]
         # cost[b, a, c]: chunk in slot a right before the chunk in slot c.
         cost = np.linalg.norm(ends[:, :, None, :] - starts[:, None, :, :], axis=-1)
@@ -128,21 +114,4 @@ def continuity_scores(chunks, *, sample_rate, edge_seconds=EDGE_SECONDS):
 BASELINES = {"continuity": continuity_scores}
 # How every baseline here finds its order, as eval names it (metrics.PATH_DECODING): the best path.
 DECODING = "path"
-
-
-@functools.lru_cache(maxsize=None)
-def edge_analysis(sample_rate, edge_samples):
-    """Periodic Hann window (edge_samples,) and row-normalized mel filterbank (N_MELS, fft_length // 2 + 1).
-
-    Also the fixed front end of the learned seam term (:class:`audiosort.models.layers.EdgeLogMel`),
-    so that the model's edge spectra are continuity's.
-    """
-    # Deferred: models import this module's constants for the seam term, and must not load a codec library.
-    import librosa.filters
-
-    fft_length = 1 << (max(edge_samples, int(np.ceil(sample_rate / _MAX_BIN_HZ))) - 1).bit_length()
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(edge_samples) / edge_samples)
-    filterbank = librosa.filters.mel(sr=sample_rate, n_fft=fft_length, n_mels=N_MELS).astype(np.float64)
-    filterbank /= filterbank.sum(axis=1, keepdims=True)
-    return window, filterbank
 

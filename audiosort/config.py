@@ -26,11 +26,11 @@ from pathlib import Path
 import yaml
 
 from audiosort.errors import ConfigError
-from audiosort.heads import HEADS
+from audiosort.heads import HEAD_KEYS, HEADS, heads_reading
 
 PAD_MODES = ("per_gap", "shared", "fixed")
 # raw: every step computes the log-mel front end from the int16 chunks; cached: training reads it from
-# the corpus's feature cache (audiosort.data.features), puzzles cut on the hop grid.
+# the corpus's feature cache (audiosort.features), puzzles cut on the hop grid.
 FEATURE_SOURCES = ("raw", "cached")
 POOLINGS = ("global", "flatten", "time", "stats")
 ENCODER_TYPES = ("mlp", "conv1d", "logmel", "logmel_resnet", "logmel1d")
@@ -190,11 +190,11 @@ class SorterConfig:
         _check(self.type in HEADS, "model.sorter.type", self.type, f"must be one of {tuple(HEADS)}")
         _check(0 <= self.seam_dropout < 1, "model.sorter.seam_dropout", self.seam_dropout, "must be in [0, 1)")
         _check(not self.seam_dropout or self.seam, "model.sorter.seam_dropout", self.seam_dropout, "needs model.sorter.seam: true")
-        seam_heads = tuple(name for name, head in HEADS.items() if head.seam)
-        _check(not self.seam or HEADS[self.type].seam, "model.sorter.seam", self.seam, f"needs model.sorter.type in {seam_heads}")
-        _check(not self.mismatch or self.type == "pairwise", "model.sorter.mismatch", self.mismatch, "needs model.sorter.type 'pairwise'")
         _check(self.loss in SORTER_LOSSES, "model.sorter.loss", self.loss, f"must be one of {SORTER_LOSSES}")
-        _check(self.loss == "rows" or self.type == "pairwise", "model.sorter.loss", self.loss, "needs model.sorter.type 'pairwise'")
+        defaults = {each.name: each.default for each in dataclasses.fields(self)}
+        for key in HEAD_KEYS:
+            value, readers = getattr(self, key), " or ".join(map(repr, heads_reading(key)))
+            _check(value == defaults[key] or key in HEADS[self.type].keys, f"model.sorter.{key}", value, f"needs model.sorter.type {readers}")
         _check(
             self.normalization in NORMALIZATIONS,
             "model.sorter.normalization",

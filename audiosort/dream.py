@@ -67,7 +67,6 @@ from tqdm import tqdm
 from audiosort import _files, audio
 from audiosort.errors import DecodeError, InputError, check_positive_int
 from audiosort.heads import HEADS, get_head
-from audiosort.models.sorters import JOIN_SCORE_LAYERS
 from audiosort.run import load_encoder, load_run_config, load_run_model
 
 MODES = ("unit", "amplify", "continue")
@@ -90,7 +89,6 @@ FRONT_LAYER = "int16_to_float"
 # A seam head's layers (audiosort.models.build, .sorters): the edge spectra of the chunks' float audio,
 # and the successor scores with the seam term added.
 EDGE_LAYER = "edge_log_mel"
-SEAM_SUCCESSOR_LAYER = "successor_and_seam"
 SPECTROGRAM_MELS = 64
 SPECTROGRAM_FRAME_SECONDS = 0.032
 SPECTROGRAM_HOP_SECONDS = 0.008
@@ -392,13 +390,10 @@ def _continue_objective(run_dir: Path, source, *, start_seconds: float, init_sec
         else _cut(source, init_seconds, chunk_samples, sample_rate=sample_rate)
     )
     embed = _activations_model(encoder, encoder.layers[-1].name)
-    # A seam head takes the chunks' edge spectra as a second input and adds its seam term to the
-    # successor scores after the layer named in JOIN_SCORE_LAYERS: B's score must include it.
-    seam = len(sorter.inputs) == 2
-    successor_layer = SEAM_SUCCESSOR_LAYER if seam else JOIN_SCORE_LAYERS[0]
-    outputs = [sorter.get_layer(name).output for name in (successor_layer, *JOIN_SCORE_LAYERS[1:])]
-    joins = keras.Model(sorter.inputs, outputs, name="join_scores")
-    edge_spectra = model.get_layer(EDGE_LAYER) if seam else None
+    join_scores = get_head(head).join_scores
+    # A seam head adds its seam term, read off the chunks' raw edge spectra, to the successor scores:
+    # B's score must include it.
+    edge_spectra = model.get_layer(EDGE_LAYER) if any(layer.name == "seam" for layer in sorter.layers) else None
     # A head built for n chunks takes n slots; the scores of the pair (A, B) depend on those two
     # slots alone (every pair is scored by the same MLP), so the rest are filled with A.
     slots = sorter.inputs[0].shape[1] or 2
@@ -409,10 +404,10 @@ def _continue_objective(run_dir: Path, source, *, start_seconds: float, init_sec
 
     def objective(second):
         pair = ops.concatenate([first_audio, second[None]], axis=0)
-        inputs = [filled(embed(pair, training=False))]
-        if seam:
-            inputs.append(filled(edge_spectra(pair)))
-        successor, first, last = (ops.reshape(x, (-1,)) for x in joins(inputs, training=False))
+        edges = None if edge_spectra is None else filled(edge_spectra(pair))
+        successor, first, last = (
+            ops.reshape(x, (-1,)) for x in join_scores(sorter, filled(embed(pair, training=False)), edges=edges)
+        )
         # Two orders of the pair; successor is the flattened slots x slots matrix.
         forward = first[0] + successor[1] + last[1]
         backward = first[1] + successor[slots] + last[0]

@@ -46,13 +46,13 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from audiosort import reports, run
+from audiosort import audio, reports, run
 from audiosort.config import DEFAULT_PUZZLES, DEFAULT_SANITY, Config
 from audiosort.data.corpus import Corpus
-from audiosort.data.prepare import decode_tracks
-from audiosort.data.puzzles import PuzzleSpec, make_puzzle_set
+from audiosort.data.puzzles import PuzzleSpec, TrackTable, make_puzzle_set
 from audiosort.data.splits import ALL_SPLITS, OOD_SPLIT, SPLITS
 from audiosort.errors import InputError, check_positive_int
+from audiosort.heads import any_n_heads
 from audiosort.sanity import SANITY_KINDS, sanity_ideal_observer, sanity_puzzles
 from audiosort.verdicts import ALPHA, DatasetResult, Verdicts, score_dataset
 
@@ -289,7 +289,7 @@ def evaluate_audio(
     run_dir : str or Path
         Run folder of ``audiosort train``.
     audio_paths : list of str or Path
-        Audio files and folders (see :func:`audiosort.data.prepare.decode_tracks`).
+        Audio files and folders (see :func:`audiosort.audio.decode_tracks`).
     sanity, n_puzzles, seed, n_chunks
         As for :func:`evaluate`; ``n_puzzles`` puzzles are cut from the music.
 
@@ -305,12 +305,12 @@ def evaluate_audio(
         raise InputError("audio_paths: give at least one audio file or folder")
     sample_rate = asked.config.data.sample_rate
     sanity_corpora = {entry: _open_corpus(entry, sample_rate) for entry in asked.sanity if entry not in SANITY_KINDS}
-    decoded = decode_tracks(audio_paths, sample_rate=sample_rate, spec=asked.spec)
+    decoded = audio.decode_tracks(audio_paths, sample_rate=sample_rate, min_frames=asked.spec.max_span_samples)
     model = asked.load_model()
     name = "+".join(_label_part(Path(path)) for path in audio_paths)
     # The stream a corpus prepared with --split test gives its test set, so the puzzles are those of before.
     rng = np.random.default_rng([seed, ALL_SPLITS.index("test")])
-    puzzles = make_puzzle_set(decoded.tracks, asked.spec, n_puzzles, rng=rng)
+    puzzles = make_puzzle_set(TrackTable.from_arrays(decoded.tracks), asked.spec, n_puzzles, rng=rng)
     source = {"kind": "audio", "audio": [str(path) for path in audio_paths], "split": "test", "fixed_set": False}
     settings = eval_settings(
         audio=audio_paths, sanity=asked.sanity, n_puzzles=n_puzzles, seed=seed, n_chunks=asked.spec.n_chunks
@@ -360,7 +360,7 @@ class _Asked:
         if model.input_shape[1] not in (None, self.spec.n_chunks):
             raise InputError(
                 f"n_chunks = {self.spec.n_chunks}: this run's model sorts only {model.input_shape[1]} chunks; a model "
-                "for any n comes from a run with train.n_chunks_schedule and a rank or successor head"
+                f"for any n comes from a run with train.n_chunks_schedule and a {' or '.join(any_n_heads())} head"
             )
         return model
 

@@ -1,13 +1,15 @@
 """Sorter heads: one registry entry per head, the whole of its contract.
 
 ``HEADS`` maps each name users type in ``model.sorter.type`` to a :class:`Head`:
-how the head is built, its loss and metrics, what it outputs, which n it takes
-and how its outputs are decoded. Everything that depends on the head reads its
-entry and nothing else: config checks names and normalizations against it,
-:func:`audiosort.models.build_model` builds from it and names the model after
-it, training compiles with its loss and metrics (on one machine and on a
-multi-worker cluster alike), and :mod:`audiosort.predict` decodes a saved model
-by the entry its name gives. A new head is one entry here (a test may add one
+how the head is built, its loss and metrics, what it outputs, which n it takes,
+how its outputs are decoded, the ``model.sorter`` keys it alone reads and, for
+a head that scores joins, how to ask it for them. Everything that depends on
+the head reads its entry and nothing else: config checks names, normalizations
+and keys against it, :func:`audiosort.models.build_model` builds from it and
+names the model (and its output layer) after it, training compiles with its
+loss and metrics (on one machine and on a multi-worker cluster alike),
+:mod:`audiosort.predict` decodes a saved model by the entry its name gives, and
+``audiosort dream --mode continue`` reads its join scores. A new head is one entry here (a test may add one
 for itself), with its builder beside the others in
 :mod:`audiosort.models.sorters`.
 
@@ -31,6 +33,12 @@ from dataclasses import dataclass
 from audiosort.errors import ConfigError
 
 OUTPUTS = ("positions", "successors")
+# The name of a model's output layer, by what its head outputs (build_model names it; a saved
+# model's head is known by it where the model's name says none).
+OUTPUT_LAYERS = {"positions": "log_probs", "successors": "successor_logits"}
+# The model.sorter keys that only the heads declaring them read (Head.keys); a value other than its
+# default on any other head is a config error.
+HEAD_KEYS = ("seam", "mismatch", "loss")
 # build_model's name for a model is this prefix plus its head's name: how a saved model says its head.
 MODEL_NAME_PREFIX = "audiosort_"
 
@@ -75,15 +83,17 @@ class Head:
     softmax_only : bool
         Its loss needs the rows normalized by softmax (or it normalizes its
         own outputs), so ``model.sorter.normalization`` must be softmax.
-    join_scores : bool
-        Its sorter scores every "slot j right after slot i", and where a
-        puzzle starts and ends, in the layers named by
-        :data:`audiosort.models.sorters.JOIN_SCORE_LAYERS`: what ``audiosort
-        dream --mode continue`` asks it about a chunk A and a chunk B.
-    seam : bool
-        It scores joins and takes the learned seam term (``model.sorter.seam``):
-        ``build`` then also gets ``edges=``, the flush edge spectra
-        ``(B, n, 2, bands)`` of :class:`audiosort.models.layers.EdgeLogMel`.
+    keys : tuple of str
+        The keys of :data:`HEAD_KEYS` it reads (``model.sorter.<key>``). With
+        ``"seam"`` it scores joins and takes the learned seam term: ``build``
+        then also gets ``edges=``, the flush edge spectra ``(B, n, 2, bands)``
+        of :class:`audiosort.models.layers.EdgeLogMel`.
+    join_scores : callable or None
+        ``join_scores(sorter, embeddings)``: a sorter it built and embeddings
+        ``(B, n, D)`` of any n -> its "slot j right after slot i" ``(B, n, n, 1)``,
+        "slot i starts" ``(B, n, 1)`` and "slot i ends" ``(B, n, 1)`` scores,
+        without the seam term: what ``audiosort dream --mode continue`` asks it
+        about a chunk A and a chunk B. None: it scores no joins.
     """
 
     build: Callable
@@ -95,16 +105,28 @@ class Head:
     max_n: int | None = None
     max_n_reason: str = ""
     softmax_only: bool = False
-    join_scores: bool = False
-    seam: bool = False
+    keys: tuple[str, ...] = ()
+    join_scores: Callable | None = None
 
     def __post_init__(self):
         if self.outputs not in OUTPUTS:
             raise ValueError(f"Head.outputs = {self.outputs!r} must be one of {OUTPUTS}")
         if self.max_n is not None and (self.any_n or self.max_n < 2):
             raise ValueError(f"Head.max_n = {self.max_n!r} must be >= 2, and None for a head that takes any n")
+        if not set(self.keys) <= set(HEAD_KEYS):
+            raise ValueError(f"Head.keys = {self.keys!r} must be among {HEAD_KEYS}")
         if self.decode is None:
             object.__setattr__(self, "decode", _read_positions if self.outputs == "positions" else _best_successor_path)
+
+    @property
+    def seam(self) -> bool:
+        """It takes the learned seam term (``model.sorter.seam``)."""
+        return "seam" in self.keys
+
+    @property
+    def output_layer(self) -> str:
+        """The name of the model's output layer (:data:`OUTPUT_LAYERS`)."""
+        return OUTPUT_LAYERS[self.outputs]
 
     def compile_metrics(self) -> list:
         """Its metrics as Keras metrics for ``model.compile``: each per-puzzle value averaged over the puzzles."""
@@ -149,6 +171,7 @@ _SORTERS = "audiosort.models.sorters"
 _OBJECTIVES = "audiosort.models.objectives"
 _POSITION_LOSS = _without_sorter(_lazy(_OBJECTIVES, "row_cross_entropy"))
 _POSITION_METRICS = _lazy(_OBJECTIVES, "position_metrics")
+_JOIN_SCORES = _lazy(_SORTERS, "join_scores")
 # The attention head names each slot's position among n by classification, which stayed at uniform
 # output at n = 20 (docs/many-chunks.md); above this n, rank and successor are the heads to use.
 ATTENTION_MAX_CHUNKS = 7
@@ -164,7 +187,8 @@ HEADS: dict[str, Head] = {
     ),
     "pairwise": Head(
         build=_lazy(_SORTERS, "build_pairwise"), loss=_lazy(_OBJECTIVES, "pairwise_loss"), metrics=_POSITION_METRICS,
-        max_n=PAIRWISE_MAX_CHUNKS, max_n_reason="enumerates all n! orders", join_scores=True, seam=True,
+        max_n=PAIRWISE_MAX_CHUNKS, max_n_reason="enumerates all n! orders", keys=("seam", "mismatch", "loss"),
+        join_scores=_JOIN_SCORES,
     ),
     "precedence": Head(build=_lazy(_SORTERS, "build_precedence"), loss=_POSITION_LOSS, metrics=_POSITION_METRICS),
     # Its loss reads the times back from row log-softmax differences, which Sinkhorn would change.
@@ -176,7 +200,7 @@ HEADS: dict[str, Head] = {
     "successor": Head(
         build=_lazy(_SORTERS, "build_successor"), loss=_without_sorter(_lazy(_OBJECTIVES, "SuccessorLoss")),
         metrics=_lazy(_OBJECTIVES, "successor_metrics"), outputs="successors", any_n=True, softmax_only=True,
-        join_scores=True, seam=True,
+        keys=("seam",), join_scores=_JOIN_SCORES,
     ),
 }
 
@@ -186,6 +210,11 @@ def get_head(name: str) -> Head:
     if name not in HEADS:
         raise ConfigError(f"model.sorter.type = {name!r} is not one of {sorted(HEADS)}")
     return HEADS[name]
+
+
+def heads_reading(key: str) -> list[str]:
+    """The heads that declare ``model.sorter.<key>`` (one of :data:`HEAD_KEYS`), sorted by name."""
+    return sorted(name for name, head in HEADS.items() if key in head.keys)
 
 
 def any_n_heads() -> list[str]:
@@ -210,10 +239,10 @@ def head_of(model) -> Head:
 
     A model named by no head outputs positions: a stand-in with only a
     ``predict``, or one saved before models were named after their head (its
-    successor head then named its last layer "successor_logits").
+    successor head then named its output layer as now: :data:`OUTPUT_LAYERS`).
     """
     name = head_name(getattr(model, "name", ""))
     if name is not None:
         return HEADS[name]
     layers = getattr(model, "layers", None)
-    return HEADS["successor" if layers and layers[-1].name == "successor_logits" else "mlp"]
+    return HEADS["successor" if layers and layers[-1].name == OUTPUT_LAYERS["successors"] else "mlp"]

@@ -120,7 +120,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from audiosort import audio, metrics
+from audiosort import audio, metrics, spectra
 from audiosort.data.puzzles import PuzzleSpec
 from audiosort.embed import frame
 from audiosort.errors import DecodeError, InputError
@@ -429,6 +429,10 @@ def paired_group_p_value(correct_a: np.ndarray, correct_b: np.ndarray, groups: n
 def log_mel(y: np.ndarray, *, sample_rate: int) -> np.ndarray:
     """The natural log of the mel power spectrogram the baselines read.
 
+    Frames centered on every hop (zero-padded at the ends), periodic Hann
+    window, power, :func:`audiosort.spectra.mel_filterbank`: equal to the log
+    of ``librosa.feature.melspectrogram`` with these settings.
+
     Parameters
     ----------
     y : np.ndarray [shape=(n_samples,), dtype=float32]
@@ -440,13 +444,9 @@ def log_mel(y: np.ndarray, *, sample_rate: int) -> np.ndarray:
     -------
     log_mel : np.ndarray [shape=(LOGMEL_BANDS, n_frames), dtype=float32]
     """
-    mel = librosa.feature.melspectrogram(
-        y=y,
-        sr=sample_rate,
-        n_fft=round(LOGMEL_WINDOW_SECONDS * sample_rate),
-        hop_length=round(LOGMEL_HOP_SECONDS * sample_rate),
-        n_mels=LOGMEL_BANDS,
-    )
+    fft_length = round(LOGMEL_WINDOW_SECONDS * sample_rate)
+    power = np.abs(librosa.stft(y, n_fft=fft_length, hop_length=round(LOGMEL_HOP_SECONDS * sample_rate))) ** 2
+    mel = spectra.mel_filterbank(sample_rate, fft_length, LOGMEL_BANDS) @ power
     return np.log(mel + LOGMEL_FLOOR).astype(np.float32)
 
 

@@ -24,10 +24,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from audiosort import distributed, run
+from audiosort import distributed, features, run
 from audiosort.callbacks import EpochLine, StopOnNonFinite, run_callbacks, scored_val
 from audiosort.config import AugmentConfig, Config, n_chunks_schedule
-from audiosort.data import features
 from audiosort.data.corpus import Corpus
 from audiosort.data.pipeline import prefetched_puzzle_batches
 from audiosort.data.puzzles import Puzzles, PuzzleSpec, TrackTable

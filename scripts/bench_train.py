@@ -29,7 +29,7 @@ rendered into a temporary folder, with the model and ``compile`` of
   step on that thread waits for; unlike wall time, hardly changed by other
   jobs on the machine) and in all threads;
 - with ``--cached`` (a ``logmel*`` config), two more feeds for the feature
-  cache (``data.features: cached``, :mod:`audiosort.data.features`), built
+  cache (``data.features: cached``, :mod:`audiosort.features`), built
   for the temporary corpus first (its build time is printed): the cached
   stream fitted by the model's feature twin, which shares every trainable
   layer with the raw-audio model (``cached``), and one cached batch repeated
@@ -61,10 +61,10 @@ import numpy as np
 from audiosort import AudiosortError  # first: importing audiosort silences TensorFlow's start-up notes
 
 import keras
+from audiosort import features
 from audiosort.cli import as_flags
 from audiosort.config import AugmentConfig, Config, load_config
 from audiosort.data.augment import augment_batch
-from audiosort.data import features
 from audiosort.data.corpus import Corpus
 from audiosort.data.prepare import prepare_synthetic
 from audiosort.data.pipeline import keep_freed_memory, prefetched_puzzle_batches

@@ -20,24 +20,16 @@ from audiosort.baselines import continuity_scores
 from audiosort.config import PuzzleConfig
 from audiosort.data.corpus import Corpus
 from audiosort.data.puzzles import PuzzleSpec
+from audiosort.heads import head_of
 from audiosort.run import load_run_model
 
 
 def successor_scores(model, chunks, *, batch_size=512):
-    """The pairwise head's (successor (B, n, n), first (B, n), last (B, n)) scores of puzzles (B, n, L) int16."""
+    """A join-scoring head's (successor (B, n, n), first (B, n), last (B, n)) scores of puzzles (B, n, L) int16."""
     n_puzzles, n_chunks, chunk_samples = chunks.shape
     embeddings = model.get_layer("encoder").predict(chunks.reshape(-1, chunk_samples), batch_size=batch_size, verbose=0)
-    sorter = model.get_layer("sorter")
-    x = embeddings.reshape(n_puzzles, n_chunks, -1)
-    for name in ("project", "project_bn", "project_relu"):
-        x = sorter.get_layer(name)(x, training=False)
-    pairs = sorter.get_layer("pair_dense")(sorter.get_layer("pairs")(x))
-    as_numpy = keras.ops.convert_to_numpy
-    return (
-        as_numpy(sorter.get_layer("successor_score")(pairs))[..., 0],
-        as_numpy(sorter.get_layer("first_score")(x))[..., 0],
-        as_numpy(sorter.get_layer("last_score")(x))[..., 0],
-    )
+    scores = head_of(model).join_scores(model.get_layer("sorter"), embeddings.reshape(n_puzzles, n_chunks, -1))
+    return tuple(keras.ops.convert_to_numpy(each)[..., 0] for each in scores)
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from audiosort.config import load_config
-from audiosort.data import features
+from audiosort import features
 from audiosort.data.corpus import Corpus
 from audiosort.data.prepare import prepare_synthetic
 from audiosort import leaks

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 
 import keras
 import numpy as np
@@ -11,8 +12,9 @@ import pytest
 from audiosort.config import SorterConfig, load_config
 from audiosort.errors import ConfigError
 from audiosort.evaluate import evaluate
-from audiosort.heads import HEADS, Head, head_of, model_name
+from audiosort.heads import HEAD_KEYS, HEADS, Head, head_of, model_name
 from audiosort.models import build_sorter
+from audiosort.models.sorters import JOIN_SCORE_LAYERS, SEAM_BANDS
 from audiosort.predict import position_scores
 from audiosort.run import load_run_model
 from audiosort.train import train
@@ -99,3 +101,29 @@ def test_every_head_declares_a_known_output_and_consistent_limits():
         Head(build=toy_build, loss=list, metrics=dict, outputs="ranks")
     with pytest.raises(ValueError, match="max_n"):
         Head(build=toy_build, loss=list, metrics=dict, any_n=True, max_n=5)
+
+
+def test_a_head_owns_the_sorter_keys_it_declares(monkeypatch):
+    monkeypatch.setitem(HEADS, "toy", Head(build=toy_build, loss=list, metrics=dict, keys=("mismatch",)))
+    assert SorterConfig(type="toy", mismatch=True).mismatch
+    with pytest.raises(ConfigError, match=r"model.sorter.mismatch = True needs model.sorter.type 'pairwise' or 'toy'"):
+        SorterConfig(type="mlp", mismatch=True)
+    with pytest.raises(ConfigError, match=r"model.sorter.loss = 'orders' needs model.sorter.type 'pairwise'"):
+        SorterConfig(type="toy", loss="orders")
+    with pytest.raises(ValueError, match="keys"):
+        Head(build=toy_build, loss=list, metrics=dict, keys=("hidden_units",))
+    assert set(HEAD_KEYS) <= {field.name for field in dataclasses.fields(SorterConfig)}
+
+
+@pytest.mark.parametrize("head, seam", [("pairwise", False), ("pairwise", True), ("successor", False), ("successor", True)])
+def test_join_scores_are_the_sorters_own_layers_at_its_n_and_run_at_any_n(head, seam):
+    cfg = SorterConfig(type=head, hidden_units=8, seam=seam, mismatch=head == "pairwise")
+    sorter = build_sorter(cfg, n_chunks=3, embedding_dim=4)
+    embeddings = np.random.default_rng(0).normal(size=(2, 3, 4)).astype(np.float32)
+    inputs = [embeddings, np.zeros((2, 3, 2, SEAM_BANDS), np.float32)] if seam else embeddings
+    in_graph = keras.Model(sorter.input, [sorter.get_layer(name).output for name in JOIN_SCORE_LAYERS])(inputs)
+    for ours, theirs in zip(HEADS[head].join_scores(sorter, embeddings), in_graph):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(ours), keras.ops.convert_to_numpy(theirs), rtol=1e-6)
+    successor, first, last = HEADS[head].join_scores(sorter, np.zeros((2, 9, 4), np.float32))
+    assert (successor.shape, first.shape, last.shape) == ((2, 9, 9, 1), (2, 9, 1), (2, 9, 1))
+    assert {name for name, entry in HEADS.items() if entry.join_scores} == {"pairwise", "successor"}

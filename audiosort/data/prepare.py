@@ -9,34 +9,26 @@ the output and renamed into place at the end.
 
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
 import json
 import math
-import os
-import queue
 import shutil
 import struct
-import sys
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from audiosort import _files, audio
 from audiosort.config import DEFAULT_PUZZLES, SEED_RULE, PuzzleConfig, is_valid_seed, to_dict
 from audiosort.data import synthetic
 from audiosort.data.corpus import FORMAT, Corpus
-from audiosort.data.puzzles import PuzzleSpec, TrackTable, check_set_size, make_puzzle_set, save_puzzle_set
+from audiosort.data.puzzles import PuzzleSpec, check_set_size, make_puzzle_set, save_puzzle_set
 from audiosort.data.splits import ALL_SPLITS, OOD_SPLIT, PUZZLE_SPLITS, SPLITS, assign_splits, hold_out
-from audiosort.errors import DecodeError, InputError, is_int
+from audiosort.errors import InputError, is_int
 
 DEFAULT_SHARD_BYTES = 1 << 30
-# Files decoded at once, at most: each holds a decoded track in memory.
-MAX_JOBS = 256
 # Tracks a synthetic corpus may have (duration / track length).
 MAX_SYNTHETIC_TRACKS = 100_000
 # Fixed .npy header size so a shard can be written as a stream and its length
@@ -198,7 +190,7 @@ def prepare(
         test_sources=test_sources,
     )
     sources = list(sources)
-    named, unreadable, decode = _audio_loaders(sources, sample_rate)
+    named, unreadable, decode = audio.audio_loaders(sources, sample_rate=sample_rate)
     return _build_corpus(
         [(name, (lambda p=path: decode(p))) for name, path, _ in named],
         out,
@@ -210,137 +202,6 @@ def prepare(
         keep=[*sources, *(target for _, path, target in named if path.is_symlink())],
         skipped=unreadable,
     )
-
-
-@dataclass
-class DecodedTracks:
-    """Audio files decoded into memory (see :func:`decode_tracks`).
-
-    Attributes
-    ----------
-    sources : list of str
-        Each track's name (its path relative to the sources' common folder).
-    tracks : TrackTable
-        The int16 samples, one in-memory shard per track, ids 0..T-1.
-    sample_rate : int
-        Hz.
-    skipped : list of dict
-        ``{"source", "reason"}`` per file left out.
-    """
-
-    sources: list
-    tracks: TrackTable
-    sample_rate: int
-    skipped: list
-
-    @property
-    def hours(self) -> float:
-        """Hours of audio decoded."""
-        return float(self.tracks.frames.sum()) / self.sample_rate / 3600
-
-
-def decode_tracks(
-    sources: Iterable[str | Path], *, sample_rate: int, spec: PuzzleSpec, jobs: int | None = None
-) -> DecodedTracks:
-    """Decode audio files into memory, as :func:`prepare` decodes them, without writing a corpus.
-
-    For scoring a run on a folder of music (``eval --audio``): the same files
-    are found, skipped and decoded as by :func:`prepare`, and a track too short
-    for one puzzle of ``spec`` is skipped; memory holds every track.
-
-    Parameters
-    ----------
-    sources : iterable of str or Path
-        Files and folders (walked recursively for audio extensions).
-    sample_rate : int in [1, 192000]
-        Hz; files are resampled with soxr (HQ).
-    spec : PuzzleSpec
-        The puzzles to be cut from the tracks.
-    jobs : int > 0, optional
-        Files decoded at once; default all cores.
-
-    Raises
-    ------
-    InputError
-        Missing source, no audio found, nothing decodable.
-    """
-    audio.check_sample_rate(sample_rate)
-    named, unreadable, decode = _audio_loaders(list(sources), sample_rate)
-    names, arrays = [], []
-
-    def keep(name: str, pcm: np.ndarray, digest: str) -> None:
-        names.append(name)
-        arrays.append(pcm)
-
-    loaders = [(name, (lambda p=path: decode(p))) for name, path, _ in named]
-    skipped = [*unreadable, *_decode_all(loaders, keep, spec, sample_rate, jobs, progress=False)]
-    if not names:
-        raise InputError(f"no usable audio among {len(skipped)} file(s) ({_reasons(skipped)})")
-    return DecodedTracks(names, TrackTable.from_arrays(arrays), sample_rate, skipped)
-
-
-def _audio_loaders(sources: list, sample_rate: int):
-    """The audio files under ``sources`` as (name, path, target) (see :func:`_name_sources`), the files skipped, and the decoder."""
-    files = audio.find_audio_files(sources)
-    if not files:
-        raise InputError(f"no audio files found in {', '.join(str(s) for s in sources)}")
-    named, unreadable = _name_sources(files)
-
-    def decode(path: Path) -> tuple[np.ndarray, str]:
-        try:
-            digest = audio.sha256_file(path)
-        except InputError as e:
-            raise DecodeError(str(e)) from None
-        return audio.to_int16(audio.load(path, sample_rate=sample_rate)), digest
-
-    return named, unreadable, decode
-
-
-def _reasons(skipped: list[dict]) -> str:
-    return "; ".join(f"{s['source']}: {s['reason']}" for s in skipped[:3])
-
-
-def _name_sources(files: list[tuple[Path, Path]]) -> tuple[list[tuple[str, Path, Path]], list[dict]]:
-    """Name each found file by its path relative to the sources' common folder; skip those that cannot be read.
-
-    A symlink is read through, wherever it points (a folder of links into a
-    music library is a playlist), and named by the link. Skipped, each with a
-    reason: a dangling symlink, a symlink loop, what is not a regular file (a
-    FIFO, a device: reading it could block forever), and a name that is not
-    UTF-8 (the manifest is JSON text).
-
-    Returns
-    -------
-    named : list of (str, Path, Path)
-        POSIX name relative to the common folder, the file to read, and the
-        file it resolves to (a link's target).
-    skipped : list of dict
-        ``{"source", "reason"}`` per skipped file.
-    """
-    root_of = {root: root.resolve() for root, _ in files}
-    common = Path(os.path.commonpath([str(resolved) for resolved in root_of.values()]))
-    named, skipped = [], []
-    for root, file in files:
-        name = (root_of[root] / file.relative_to(root)).relative_to(common).as_posix()
-        try:
-            name.encode("utf-8")
-        except UnicodeEncodeError:
-            printable = os.fsencode(name).decode("utf-8", "backslashreplace")
-            skipped.append({"source": printable, "reason": "file name is not valid UTF-8 (rename it)"})
-            continue
-        try:
-            target = file.resolve(strict=True)
-        except FileNotFoundError:
-            skipped.append({"source": name, "reason": f"dangling symlink to {os.readlink(file)}"})
-            continue
-        except (OSError, RuntimeError):
-            skipped.append({"source": name, "reason": "symlink loop"})
-            continue
-        if not target.is_file():  # a FIFO or a device would block or never end the read
-            skipped.append({"source": name, "reason": "not a regular file (a FIFO, device or socket)"})
-            continue
-        named.append((name, file, target))
-    return named, skipped
 
 
 def prepare_synthetic(
@@ -457,9 +318,12 @@ def _write_corpus(
         np.save(path, pcm)
         tracks.append(_Track(source=name, path=path, frames=len(pcm), sha256=digest))
 
-    skipped = [*skipped, *_decode_all(jobs_in, keep, spec, sample_rate, jobs, progress)]
+    decoded = audio.decode_all(
+        jobs_in, keep, min_frames=spec.max_span_samples, sample_rate=sample_rate, jobs=jobs, progress=progress
+    )
+    skipped = [*skipped, *decoded]
     if not tracks:
-        raise InputError(f"no usable audio among {len(skipped)} file(s) ({_reasons(skipped)})")
+        raise InputError(f"no usable audio among {len(skipped)} file(s) ({audio.skipped_reasons(skipped)})")
     names = [t.source for t in tracks]
     held_out = hold_out(names, settings.test_sources, group_pattern=group_pattern)
     if split is not None:
@@ -513,114 +377,6 @@ def _spec_samples(spec: PuzzleSpec) -> dict:
         "pad_min_samples": spec.pad_min_samples,
         "pad_max_samples": spec.pad_max_samples,
     }
-
-
-def _decode_all(
-    jobs_in, keep: Callable[[str, np.ndarray, str], None], spec: PuzzleSpec, sample_rate: int, jobs: int | None,
-    progress: bool,
-) -> list[dict]:
-    """Run every loader in a thread pool and hand each usable track to ``keep(name, pcm, sha256)``; return the skipped.
-
-    At most ``2 * jobs`` loaders are in flight, so memory holds a few tracks
-    beyond what ``keep`` holds. Results are taken in submission order, which
-    keeps the output independent of thread timing.
-    """
-    if jobs is None:
-        jobs = os.cpu_count() or 1
-    if not is_int(jobs) or not 1 <= jobs <= MAX_JOBS:
-        raise InputError(f"jobs = {jobs} must be an int from 1 to {MAX_JOBS}")
-    skipped: list[dict] = []
-    # A bar in a log file or a pipe is noise, and would precede a one-line error.
-    show = progress and sys.stderr.isatty()
-    bar = tqdm(total=len(jobs_in), desc="decoding", unit="file", disable=not show, file=sys.stderr)
-    pool = _DaemonPool(jobs)
-    pending: list[tuple[str, concurrent.futures.Future]] = []
-    loaders = iter(jobs_in)
-    try:
-        while True:
-            for name, load in loaders:
-                pending.append((name, pool.submit(load)))
-                if len(pending) >= 2 * jobs:
-                    break
-            if not pending:
-                break
-            name, future = pending.pop(0)
-            try:
-                pcm, digest = _wait_for(future)
-                reason = _unusable(pcm, spec, sample_rate)
-            except DecodeError as e:
-                reason = str(e)
-            bar.update(1)
-            if reason:
-                skipped.append({"source": name, "reason": reason})
-            else:
-                keep(name, pcm, digest)
-    finally:
-        pool.close(pending=[future for _, future in pending])
-    bar.close()
-    return skipped
-
-
-def _wait_for(future: concurrent.futures.Future):
-    """``future.result()``, woken every 0.2 s: the kernel may hand SIGTERM or SIGINT to a worker
-    thread, and Python runs the handler only once the main thread wakes up."""
-    while True:
-        try:
-            return future.result(timeout=0.2)
-        except TimeoutError:
-            if future.done():  # the loader's own TimeoutError
-                raise
-
-
-class _DaemonPool:
-    """``jobs`` daemon threads running submitted calls: a worker blocked in a read never holds the process.
-
-    concurrent.futures joins its workers at exit, so a loader blocked forever
-    (a hung network file) would keep the process alive after SIGTERM or
-    Ctrl-C; a daemon thread dies with the process.
-    """
-
-    def __init__(self, jobs: int):
-        self._calls: queue.SimpleQueue = queue.SimpleQueue()
-        self._jobs = jobs
-        for _ in range(jobs):
-            threading.Thread(target=self._work, daemon=True).start()
-
-    def submit(self, call: Callable) -> concurrent.futures.Future:
-        future: concurrent.futures.Future = concurrent.futures.Future()
-        self._calls.put((future, call))
-        return future
-
-    def close(self, *, pending: Iterable[concurrent.futures.Future] = ()) -> None:
-        """Cancel ``pending`` calls not yet started and let each thread end once its call returns."""
-        for future in pending:
-            future.cancel()
-        for _ in range(self._jobs):
-            self._calls.put(None)
-
-    def _work(self) -> None:
-        while (item := self._calls.get()) is not None:
-            future, call = item
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(call())
-            except BaseException as e:  # noqa: BLE001 - handed to the caller of future.result()
-                future.set_exception(e)
-
-
-def _unusable(pcm: np.ndarray, spec: PuzzleSpec, sample_rate: int) -> str | None:
-    """Why a decoded int16 track cannot be used, or None."""
-    if len(pcm) == 0:
-        return "no audio frames"
-    if not np.any(pcm):
-        return "silent (all samples are zero)"
-    if len(pcm) < spec.max_span_samples:
-        return (
-            f"too short: {len(pcm) / sample_rate:.3f} s, one puzzle needs "
-            f"{spec.max_span_samples / sample_rate:.3f} s"
-        )
-    return None
 
 
 def _write_shards(tracks: list[_Track], splits: list[str], folder: Path, shard_bytes: int) -> list[dict]:

@@ -56,7 +56,7 @@ class PuzzleSpec:
         Chunk starts and gaps are whole multiples of this many samples (so
         must be the chunk length and the gap bounds): 1 for audio, the hop of
         a feature cache's frames for cached features
-        (:meth:`audiosort.data.features.FrontEnd.grid_spec`).
+        (:meth:`audiosort.features.FrontEnd.grid_spec`).
     """
 
     n_chunks: int

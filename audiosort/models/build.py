@@ -18,31 +18,30 @@ from __future__ import annotations
 
 import keras
 
-from audiosort.baselines import EDGE_SECONDS
-from audiosort.config import NORMALIZATIONS as NORMALIZATION_NAMES
 from audiosort.config import ModelConfig, SorterConfig
 from audiosort.errors import ConfigError
-from audiosort.heads import get_head, model_name
+from audiosort.heads import OUTPUT_LAYERS, get_head, head_of, model_name
 from audiosort.models.auxiliary import SpectralTargets
 from audiosort.models.encoders import build_encoder
 from audiosort.models.layers import EdgeLogMel, FoldSlots, Int16ToFloat, RowLogSoftmax, Sinkhorn, UnfoldSlots
 from audiosort.models.objectives import SamePuzzleContrast
 from audiosort.models.sorters import build_sorter
 from audiosort.models.views import ChunkViews
+from audiosort.spectra import EDGE_SECONDS
 
 
 # The output layer computes in float32 whatever the global dtype policy, so that
 # log-probabilities, the loss and Sinkhorn's logsumexps stay exact under mixed precision.
 def _softmax(cfg: SorterConfig) -> keras.layers.Layer:
-    return RowLogSoftmax(dtype="float32", name="log_probs")
+    return RowLogSoftmax(dtype="float32", name=OUTPUT_LAYERS["positions"])
 
 
 def _sinkhorn(cfg: SorterConfig) -> keras.layers.Layer:
-    return Sinkhorn(cfg.sinkhorn_iterations, dtype="float32", name="log_probs")
+    return Sinkhorn(cfg.sinkhorn_iterations, dtype="float32", name=OUTPUT_LAYERS["positions"])
 
 
-# The names live once, in config.NORMALIZATIONS (which stays free of Keras); each has its layer maker _<name> here.
-NORMALIZATIONS = {name: globals()[f"_{name}"] for name in NORMALIZATION_NAMES}
+# The names users type, as config.NORMALIZATIONS lists them (config stays free of Keras; a test keeps the two equal).
+NORMALIZATIONS = {"softmax": _softmax, "sinkhorn": _sinkhorn}
 
 
 def build_model(model_cfg: ModelConfig, *, n_chunks: int, chunk_samples: int, sample_rate: int) -> tuple[keras.Model, keras.Model]:
@@ -115,10 +114,10 @@ def build_model(model_cfg: ModelConfig, *, n_chunks: int, chunk_samples: int, sa
         edges = EdgeLogMel(sample_rate, round(EDGE_SECONDS * sample_rate), name="edge_log_mel")(audio)
         unfold_edges = UnfoldSlots(n_chunks, name="seam_unfold_slots")
         embeddings = [embeddings, unfold_edges(edges) if n_chunks is not None else unfold_edges([edges, chunks])]
-    name = model_name(sorter_cfg.type)
-    if get_head(sorter_cfg.type).outputs == "successors":
+    name, head = model_name(sorter_cfg.type), get_head(sorter_cfg.type)
+    if head.outputs == "successors":
         # No position scores to normalize: its loss normalizes rows and columns of the logits itself.
-        return keras.Model(chunks, keras.layers.Identity(name="successor_logits")(sorter(embeddings)), name=name), encoder
+        return keras.Model(chunks, keras.layers.Identity(name=head.output_layer)(sorter(embeddings)), name=name), encoder
     log_probs = NORMALIZATIONS[sorter_cfg.normalization](sorter_cfg)(sorter(embeddings))
     return keras.Model(chunks, log_probs, name=name), encoder
 
@@ -131,7 +130,7 @@ def build_feature_model(model: keras.Model, encoder: keras.Model) -> keras.Model
     the sorter head, the normalization) is the very layer objects of ``model``
     and ``encoder``, so training this model trains them, and ``model`` (saved
     as ``model.keras``, raw audio in) has the trained weights with no copy.
-    Its inputs are what :func:`audiosort.data.features.cached_puzzle_batches`
+    Its inputs are what :func:`audiosort.features.cached_puzzle_batches`
     gathers.
 
     Parameters
@@ -176,5 +175,5 @@ def build_feature_model(model: keras.Model, encoder: keras.Model) -> keras.Model
         inputs.append(edges)
         embeddings = [embeddings, edges]
     scores = model.get_layer("sorter")(embeddings)
-    output = model.get_layer("successor_logits" if "successor_logits" in layer_names else "log_probs")(scores)
+    output = model.get_layer(head_of(model).output_layer)(scores)
     return keras.Model(inputs, output, name=model.name)

@@ -15,7 +15,7 @@ import math
 import keras
 from keras import layers
 
-from audiosort.config import ENCODER_TYPES, EncoderConfig
+from audiosort.config import EncoderConfig
 from audiosort.errors import ConfigError
 from audiosort.models.layers import Int16ToFloat, LogMelSpectrogram, TimeStatistics
 
@@ -278,5 +278,5 @@ def _pool_and_project(x, cfg: EncoderConfig, *, global_pools):
     return layers.Dense(cfg.embedding_dim, name="embedding")(x)
 
 
-# The names live once, in config.ENCODER_TYPES (which stays free of Keras); each has its builder _<name> here.
-ENCODERS = {name: globals()[f"_{name}"] for name in ENCODER_TYPES}
+# The names users type, as config.ENCODER_TYPES lists them (config stays free of Keras; a test keeps the two equal).
+ENCODERS = {"mlp": _mlp, "conv1d": _conv1d, "logmel": _logmel, "logmel_resnet": _logmel_resnet, "logmel1d": _logmel1d}

@@ -27,7 +27,7 @@ def front_end_inputs(model: keras.Model, encoder: keras.Model, chunks: np.ndarra
     tuple of np.ndarray
         ``frames [shape=(B, n, T, n_mels), float32]`` and, for a seam head,
         ``edges [shape=(B, n, 2, edge_mels), float32]``: what
-        :func:`audiosort.data.features.cached_puzzle_batches` gathers
+        :func:`audiosort.features.cached_puzzle_batches` gathers
         (in float32, not rounded to the cache's float16).
     """
     log_mel = keras.Model(encoder.input, encoder.get_layer("log_mel").output)

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from audiosort import spectra
 from audiosort.pcm import INT16_SCALE
 
 
@@ -72,10 +73,12 @@ class LogMelSpectrogram(keras.layers.Layer):
 
     Notes
     -----
-    The filterbank comes from ``librosa.filters.mel(htk=False, norm="slaney")``
-    and, with the DFT kernels, is rebuilt from the constructor arguments rather
-    than stored as weights, so it adds no parameters. The result equals
-    ``librosa.feature.melspectrogram(center=False, power=2)`` of the same frames.
+    The filterbank (:func:`audiosort.spectra.mel_filterbank`, equal to
+    ``librosa.filters.mel(htk=False, norm="slaney")``) and the DFT kernels
+    (:func:`audiosort.spectra.windowed_dft_matrix`) are rebuilt from the
+    constructor arguments rather than stored as weights, so they add no
+    parameters. The result equals ``librosa.feature.melspectrogram(center=False,
+    power=2)`` of the same frames.
     """
 
     def __init__(
@@ -107,8 +110,10 @@ class LogMelSpectrogram(keras.layers.Layer):
         self.f_min = float(f_min)
         self.f_max = None if f_max is None else float(f_max)
         self.log_offset = float(log_offset)
-        self._dft_kernel = _windowed_dft_kernel(self.frame_length, self.fft_length)
-        self._mel_matrix = _mel_matrix(self.sample_rate, self.fft_length, self.n_mels, self.f_min, self.f_max)
+        self._dft_kernel = spectra.windowed_dft_matrix(self.frame_length, self.fft_length)[:, None, :]
+        self._mel_matrix = spectra.mel_filterbank(
+            self.sample_rate, self.fft_length, self.n_mels, f_min=self.f_min, f_max=self.f_max
+        ).T
 
     def build(self, input_shape):
         if len(input_shape) != 2:
@@ -144,24 +149,6 @@ class LogMelSpectrogram(keras.layers.Layer):
             log_offset=self.log_offset,
         )
         return config
-
-
-def _windowed_dft_kernel(frame_length: int, fft_length: int) -> np.ndarray:
-    """Conv kernel [shape=(frame_length, 1, 2 * (fft_length // 2 + 1)), float32]: Hann-windowed cos | -sin."""
-    t = np.arange(frame_length)
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * t / frame_length)  # periodic Hann, as librosa and tf.signal
-    k = np.arange(fft_length // 2 + 1)
-    phase = 2 * np.pi * np.outer(t, k) / fft_length
-    kernel = np.concatenate([np.cos(phase), -np.sin(phase)], axis=1) * window[:, None]
-    return kernel[:, None, :].astype(np.float32)
-
-
-def _mel_matrix(sample_rate: int, fft_length: int, n_mels: int, f_min: float, f_max: float | None) -> np.ndarray:
-    """Slaney mel filterbank [shape=(fft_length // 2 + 1, n_mels), float32]."""
-    import librosa.filters  # deferred: only models with a log-mel front end need it
-
-    mel = librosa.filters.mel(sr=sample_rate, n_fft=fft_length, n_mels=n_mels, fmin=f_min, fmax=f_max)
-    return mel.T.astype(np.float32)
 
 
 @keras.saving.register_keras_serializable(package="audiosort")
@@ -522,8 +509,8 @@ class EdgeLogMel(keras.layers.Layer):
     ends: no framing or padding loses them), each one Hann-windowed frame,
     zero-padded, as power per bin, pooled into the baseline's row-normalized
     mel bands, floored at the power of int16 rounding noise and logged
-    (:func:`audiosort.baselines.continuity_scores`, whose window and
-    filterbank it uses). Fixed: no weights. The learned seam term
+    (:func:`audiosort.spectra.edge_log_mel`, which the continuity baseline
+    runs, on the same window and filterbank). Fixed: no weights. The learned seam term
     (:class:`SeamScores`) compares these, so that a head that starts from it
     starts where the baseline is.
 
@@ -537,7 +524,7 @@ class EdgeLogMel(keras.layers.Layer):
 
     Input ``[shape=(B, L), float]`` audio in [-1, 1); output
     ``[shape=(B, 2, n_mels)]``: row 0 the chunk's end ("tail"), row 1 its
-    start ("head"), n_mels = :data:`audiosort.baselines.N_MELS`.
+    start ("head"), n_mels = :data:`audiosort.spectra.EDGE_MELS`.
     """
 
     def __init__(self, sample_rate, edge_samples, **kwargs):
@@ -550,10 +537,8 @@ class EdgeLogMel(keras.layers.Layer):
         self.edge_samples = int(edge_samples)
 
     def build(self, input_shape):
-        from audiosort import baselines  # deferred: librosa builds the filterbank
-
         samples = self.edge_samples if input_shape[-1] is None else min(self.edge_samples, int(input_shape[-1]))
-        window, filterbank = baselines.edge_analysis(self.sample_rate, samples)
+        window, filterbank = spectra.edge_analysis(self.sample_rate, samples)
         fft_length = 2 * (filterbank.shape[1] - 1)
         phase = 2 * np.pi * np.outer(np.arange(samples), np.arange(filterbank.shape[1])) / fft_length
         # Power normalized by the window's energy, as the baseline: white noise of variance s**2 gives s**2 per bin.
@@ -561,7 +546,7 @@ class EdgeLogMel(keras.layers.Layer):
         self._samples = samples
         self._dft = np.concatenate([np.cos(phase) * scale, -np.sin(phase) * scale], axis=1).astype(np.float32)
         self._filterbank = filterbank.T.astype(np.float32)
-        self._floor = baselines.POWER_FLOOR
+        self._floor = spectra.POWER_FLOOR
 
     def call(self, inputs):
         audio = ops.cast(inputs, "float32")
@@ -572,9 +557,7 @@ class EdgeLogMel(keras.layers.Layer):
         return ops.log(ops.maximum(ops.matmul(power, self._filterbank), self._floor))
 
     def compute_output_shape(self, input_shape):
-        from audiosort.baselines import N_MELS
-
-        return (input_shape[0], 2, N_MELS)
+        return (input_shape[0], 2, spectra.EDGE_MELS)
 
     def get_config(self):
         config = super().get_config()

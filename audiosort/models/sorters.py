@@ -18,18 +18,18 @@ from keras import layers
 
 from audiosort.config import SorterConfig
 from audiosort.errors import ConfigError
-from audiosort.baselines import N_MELS as SEAM_BANDS
 from audiosort.heads import any_n_heads, get_head
 from audiosort.models.views import SeamDropout
 from audiosort.models.layers import (
     ExpectedRankScores, JoinMismatch, PairFeatures, PermutationMarginals, SeamScores, SuccessorLogits, TimePositionScores,
 )
+from audiosort.spectra import EDGE_MELS as SEAM_BANDS
 
 MLP_NARROW_UNITS = 200  # the seed's third sorter layer
 ATTENTION_MIN_WIDTH = 64
 ATTENTION_MLP_RATIO = 2
 # The layers of _join_scores that hold "slot j right after slot i", "slot i starts" and "slot i ends"
-# (heads.Head.join_scores): what `audiosort dream --mode continue` reads from a trained sorter.
+# (read again by join_scores, the heads' Head.join_scores).
 JOIN_SCORE_LAYERS = ("successor_score", "first_score", "last_score")
 
 
@@ -218,6 +218,46 @@ def _join_scores(embeddings, cfg: SorterConfig, *, mismatch: bool = False, edges
             seam = SeamDropout(cfg.seam_dropout, name="seam_dropout")(seam)
         successor = layers.Add(name="successor_and_seam")([successor, seam])
     return [successor, first, last]
+
+
+def join_scores(sorter: keras.Model, embeddings, *, edges=None):
+    """A built pairwise or successor sorter's join scores for embeddings of any n: its :func:`_join_scores` layers run again.
+
+    The layers hold no weight sized by n, so a head built for n chunks scores
+    the joins of any number of them (``scripts/path_eval.py`` decodes n = 20
+    with a pairwise head, which is built for n <= 7). Batch normalization runs
+    in inference mode.
+
+    Parameters
+    ----------
+    sorter : keras.Model
+        The "sorter" of a model whose head has join scores (:attr:`audiosort.heads.Head.join_scores`).
+    embeddings : tensor [shape=(B, n, D)]
+        One chunk embedding per slot, n >= 1.
+    edges : tensor [shape=(B, n, 2, M)] or None
+        The chunks' flush edge spectra (the model's "edge_log_mel" layer), for
+        a head with the seam term; None leaves the seam out.
+
+    Returns
+    -------
+    successor : tensor [shape=(B, n, n, 1)]
+        "Slot j right after slot i": with ``edges``, the model's own score
+        (the seam term added); without, what the encoder adds alone.
+    first, last : tensor [shape=(B, n, 1)]
+        "Slot i starts the puzzle", "slot i ends it".
+    """
+    layer = sorter.get_layer
+    x = layer("project_relu")(layer("project_bn")(layer("project")(embeddings), training=False))
+    pairs = layer("pairs")(x)
+    if any(each.name == "mismatch" for each in sorter.layers):
+        pairs = layer("pairs_and_mismatch")([pairs, layer("mismatch")([layer("tail")(x), layer("head")(x)])])
+    hidden = layer("pair_dense")(pairs)
+    successor_name, first_name, last_name = JOIN_SCORE_LAYERS
+    successor = layer(successor_name)(hidden)
+    if edges is not None:
+        # Seam dropout, if the head has it, is the identity outside training.
+        successor = successor + layer("seam")(edges)
+    return successor, layer(first_name)(x), layer(last_name)(x)
 
 
 def build_precedence(embeddings, cfg: SorterConfig, *, n_chunks: int):

@@ -61,6 +61,7 @@ from audiosort.data.pipeline import keep_freed_memory
 from audiosort.data.puzzles import PuzzleSpec, TrackTable, draw_starts
 from audiosort.errors import ConfigError, InputError
 from audiosort.pcm import INT16_SCALE
+from audiosort.spectra import EDGE_SECONDS
 
 FORMAT = "audiosort-features/1"
 # Encoders whose first layer is the fixed log-mel front end ("log_mel") the cache replaces.
@@ -103,7 +104,6 @@ class FrontEnd:
             whole number of hops, augmentation or ``puzzle.min_rms`` (both
             need the audio), or gaps that hold no whole hop.
         """
-        from audiosort.baselines import EDGE_SECONDS
         from audiosort.models.encoders import log_mel_layer
 
         encoder, sample_rate = config.model.encoder, config.data.sample_rate
