@@ -66,6 +66,15 @@ MORE_SOURCES=(
     "xmoto|xmoto-data|*/games/xmoto/Textures/Musics/*|rock and electronic"
     "extremetuxracer|extremetuxracer-data|*/games/etr/music/*|light jazz and pop"
     "lincity-ng|lincity-ng-data|*/games/lincity-ng/music/*|blues and ambient"
+    "0ad|0ad-data|*/unzipped/audio/music/*|orchestral and world, ancient cultures|*/games/0ad/mods/public/public.zip"
+    "freeorion|freeorion-data|*/games/freeorion/default/data/sound/artificial_intelligence*|space ambient"
+    "torus-trooper|torus-trooper-data|*/games/torus-trooper/sounds/musics/*|electronic shoot-'em-up"
+    "gunroar|gunroar-data|*/games/gunroar/sounds/musics/*|electronic shoot-'em-up"
+    "titanion|titanion-data|*/games/titanion/sounds/musics/*|electronic shoot-'em-up"
+    "mu-cade|mu-cade-data|*/games/mu-cade/sounds/musics/*|electronic shoot-'em-up"
+    "parsec47|parsec47-data|*/games/parsec47/sounds/*|electronic shoot-'em-up"
+    "rrootage|rrootage-data|*/games/rrootage/sounds/*|electronic shoot-'em-up"
+    "tumiki-fighters|tumiki-fighters-data|*/games/tumiki-fighters/sounds/*|electronic shoot-'em-up"
 )
 # Versions of one piece within a source (warzone's _enhanced, wesnoth's
 # frantic-old, victory2, hedgewars' _sd sudden-death themes) must share a split.
