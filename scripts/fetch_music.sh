@@ -104,7 +104,7 @@ fi
 if [[ ${#args[@]} -eq 3 && ${args[1]} == --travel ]]; then
     travel_dir=${args[2]}
 elif [[ ${#args[@]} -ne 1 || ${args[0]:-} == -* ]]; then
-    echo "usage: $0 DIR [--more] [--travel OUT]   (or $0 --group-pattern)" >&2
+    echo "usage: $0 DIR [--more] [--travel OUT]   (or $0 --group-pattern [--more])" >&2
     exit 2
 fi
 target_dir=${args[0]}
