@@ -15,15 +15,22 @@ something that is not the kind of output the command writes.
 A failed write (a full disk, a read-only folder) leaves the old file in place
 and no temporary file, and is an :class:`~audiosort.errors.InputError` naming
 the file, so the command line reports it in one line.
+
+:func:`read_regular` and :func:`check_regular` are the reading side: a file
+opened as data (a config, a corpus shard, a puzzle set) must be a regular
+file, as a FIFO blocks its reader forever and ``/dev/zero`` never ends.
+:func:`exclusive` serializes read-merge-write cycles on one folder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import re
 import shutil
+import stat
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -69,6 +76,79 @@ def replacing(path: str | Path) -> Iterator[Path]:
     except BaseException:
         _unlink_quietly(tmp)
         raise
+
+
+def check_regular(path: str | Path, what: str) -> Path:
+    """Raise :class:`InputError` when ``path`` exists but is not a regular file (symlinks followed); return ``path``.
+
+    A FIFO would block its reader until a writer comes, a device such as
+    ``/dev/zero`` never ends: both are refused before anything opens them. A
+    missing file passes, for the caller to report in its own words.
+    """
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return path
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO, device or socket"
+        raise InputError(f"{what} {path} is not a regular file ({kind}); give a file")
+    return path
+
+
+def read_regular(path: str | Path, what: str, *, max_bytes: int | None = None) -> bytes:
+    """The bytes of the regular file ``path``; refuse anything else, or a file over ``max_bytes``, before reading.
+
+    The file is opened without blocking (``O_NONBLOCK``: a FIFO with no
+    writer would wait forever) and checked with ``fstat`` on what was opened.
+
+    Raises
+    ------
+    InputError
+        ``path`` cannot be opened, is not a regular file (a FIFO, a device, a
+        folder), or holds more than ``max_bytes`` bytes.
+    """
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise InputError(f"cannot read {what} {path}: {e.strerror or e}") from None
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO, device or socket"
+            raise InputError(f"{what} {path} is not a regular file ({kind}); give a file")
+        limit = -1 if max_bytes is None else max_bytes + 1
+        try:
+            data = f.read(limit)
+        except OSError as e:
+            raise InputError(f"cannot read {what} {path}: {e.strerror or e}") from None
+    if max_bytes is not None and len(data) > max_bytes:
+        raise InputError(f"{what} {path} is larger than {max_bytes:,} bytes; that is not a {what} file")
+    return data
+
+
+@contextlib.contextmanager
+def exclusive(folder: str | Path, *, what: str, wait: bool = True) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (a ``flock`` on the folder itself) for a read-merge-write of files in it.
+
+    Two processes merging into one file (``probe.json``, a corpus folder's
+    parent) take turns: the second reads what the first wrote. Without
+    ``wait``, a folder already locked is an :class:`InputError`. The kernel
+    releases the lock however its holder ends.
+    """
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:
+        raise InputError(f"cannot lock {what} {folder}: {e.strerror or e}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise InputError(f"{what} {folder} is in use by another audiosort command; wait for it to end") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def _unlink_quietly(path: Path) -> None:

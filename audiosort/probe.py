@@ -125,7 +125,7 @@ from audiosort.data.puzzles import PuzzleSpec
 from audiosort.embed import frame
 from audiosort.errors import DecodeError, InputError
 from audiosort.models.encoders import build_encoder
-from audiosort.run import RunEncoder, config_path, load_encoder, load_run_config, read_probe, write_probe
+from audiosort.run import RunEncoder, config_path, load_encoder, load_run_config, merge_probe, read_probe
 
 # Linear rows: one feature matrix each; then the supervised reference.
 LINEAR = ("encoder", "random_encoder", "logmel_stats", "tempogram", "encoder_stats", "random_encoder_stats")
@@ -669,8 +669,8 @@ def probe(
         raise InputError(f"two labelled folders are both named {max(names, key=names.count)!r}; a task is named after its folder")
     labelled_sets = [read_labelled(d) for d in data_dirs]
     folds = [group_folds(labelled, n_splits=n_splits, seed=seed) for labelled in labelled_sets]
-    # Entries of earlier probes (mean-pooled encoder, no comparisons) are not comparable with these; they are dropped.
-    tasks = {name: dict(task.entry) for name, task in read_probe(run_dir).items() if task.p_better}
+    read_probe(run_dir)  # a damaged probe.json fails now, not after the work
+    tasks = {}
     trained = load_encoder(run_dir)
     untrained = random_encoder(run_dir, seed=seed)
     for data_dir, name, labelled, fold in zip(data_dirs, names, labelled_sets, folds):
@@ -682,8 +682,12 @@ def probe(
         tasks[name] = _score_task(
             columns, supervised, labelled, fold, data_dir=data_dir.resolve(), seed=seed, supervised_steps=supervised_steps
         )
-    lines = markdown_lines(run_dir, tasks)
-    write_probe(run_dir, tasks, "\n".join([f"# {lines[0]}", *lines[1:]]) + "\n")
+    def markdown(merged: dict) -> str:
+        lines = markdown_lines(run_dir, merged)
+        return "\n".join([f"# {lines[0]}", *lines[1:]]) + "\n"
+
+    # Entries of earlier probes (mean-pooled encoder, no comparisons) are not comparable with these; they are dropped.
+    tasks = merge_probe(run_dir, tasks, markdown, keep=lambda task: bool(task.p_better))
     return ProbeReport(run_dir, names, tasks)
 
 
