@@ -32,6 +32,7 @@ import re
 import shutil
 import stat
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -309,6 +310,7 @@ def new_folder(
     what: str = "folder",
     keep: Iterable[str | Path] = (),
     marker: str | None = None,
+    contents: Iterable[str] = (),
 ) -> Iterator[Path]:
     """Build a folder in ``.<out>.partial-<pid>`` beside ``out``; rename it into place when the block ends.
 
@@ -332,7 +334,15 @@ def new_folder(
         A file name an existing ``out`` must hold to be replaced
         (``manifest.json`` for a corpus), so that ``--overwrite`` never
         deletes a folder this code did not write. An empty folder is always
-        replaceable.
+        replaceable. With a marker, ``out`` may not lie inside a folder that
+        holds it (a corpus inside a corpus); and at the rename, under a lock
+        on every folder above ``out``, the check is made again, and an
+        existing ``out`` may hold only what the new folder holds, the names in
+        ``contents`` and temporary names: a command that wrote into ``out``
+        meanwhile (another corpus inside it) keeps what it wrote.
+    contents : iterable of str, keyword-only
+        More names an existing ``out`` may hold (``features``, the corpus's
+        feature cache).
 
     Yields
     ------
@@ -348,6 +358,8 @@ def new_folder(
         into SystemExit) leaves ``out`` as it was and no temporary folder.
     """
     out = check_output(out, what=what, overwrite=overwrite, keep=keep, markers=[marker] if marker else [])
+    if marker:
+        _refuse_inside(out, marker, what)
     tmp = out.parent / _hidden_name(out.name, f"partial-{os.getpid()}")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -358,10 +370,78 @@ def new_folder(
         raise InputError(f"cannot write {what} beside {out}: {e.strerror or e}") from None
     try:
         yield tmp
-        _move_into_place(tmp, out, overwrite)
+        if marker:
+            with _ancestors_locked(out, what):
+                _refuse_inside(out, marker, what)
+                _check_still_replaceable(out, tmp, what=what, overwrite=overwrite, marker=marker, contents=contents)
+                _move_into_place(tmp, out, overwrite)
+        else:
+            _move_into_place(tmp, out, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _refuse_inside(out: Path, marker: str, what: str) -> None:
+    """Refuse an ``out`` inside a folder that holds ``marker`` (a corpus inside a corpus: replacing the outer deletes it)."""
+    for folder in Path(os.path.abspath(out)).parents:
+        if (folder / marker).is_file():
+            raise InputError(f"{what} {out} would lie inside {folder}, a {what} audiosort wrote; write it elsewhere")
+
+
+def _check_still_replaceable(out: Path, tmp: Path, *, what: str, overwrite: bool, marker: str, contents: Iterable[str]) -> None:
+    """At the rename: is an ``out`` that exists now still only what audiosort wrote (see :func:`new_folder`)?"""
+    if not (out.exists() or out.is_symlink()):
+        return
+    check_output(out, what=what, overwrite=overwrite, markers=[marker])
+    if out.is_symlink() or not out.is_dir():
+        return
+    allowed = {entry.name for entry in tmp.iterdir()} | set(contents) | {marker}
+    temporary = re.compile(r"\..*\.(partial|old)-\d+.*")
+    for entry in out.iterdir():
+        if entry.name not in allowed and not temporary.fullmatch(entry.name):
+            raise InputError(
+                f"{out} now holds {entry.name}, which audiosort did not write there; it was not replaced "
+                f"(the new {what} was not kept)"
+            )
+    for folder, _, files in os.walk(out):
+        if folder != str(out) and marker in files:
+            raise InputError(f"{out} now holds another {what} at {folder}; it was not replaced (the new {what} was not kept)")
+
+
+# Tries (10 ms apart) to lock the folders above an output before refusing: two renames take milliseconds.
+_LOCK_TRIES = 500
+
+
+@contextlib.contextmanager
+def _ancestors_locked(out: Path, what: str) -> Iterator[None]:
+    """Hold an exclusive flock on every folder above ``out``, root first.
+
+    Two outputs one inside the other share every folder above the outer one,
+    so their renames take turns; the order (root first) keeps two lockers
+    from waiting on each other. Refused after :data:`_LOCK_TRIES` tries
+    rather than waiting on a long holder (a training locks its run folder).
+    """
+    fds = []
+    try:
+        for folder in reversed(Path(os.path.abspath(out)).parents):
+            try:
+                fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            except OSError:
+                continue  # a folder we may not read cannot be replaced by another user's command either
+            fds.append(fd)
+            for attempt in range(_LOCK_TRIES):
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    time.sleep(0.01)
+            else:
+                raise InputError(f"cannot write {what} {out}: {folder} is held by another command; try again")
+        yield
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def remove_stale_partials(out: str | Path) -> list[Path]:

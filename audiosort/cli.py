@@ -245,6 +245,8 @@ def prepare(sources, out, synthetic, duration, track_seconds, tone_method, confi
             raise UserError("--duration applies only to --synthetic")
         summary = corpus.prepare(sources, out, **common)
     click.echo("\n".join(summary.lines()))
+    for warning in summary.warnings():
+        click.echo(warning, err=True)
 
 
 def parse_duration(text: str) -> float:
