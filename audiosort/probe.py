@@ -120,7 +120,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from audiosort import audio, metrics
+from audiosort import _files, audio, metrics
 from audiosort.data.puzzles import PuzzleSpec
 from audiosort.embed import frame
 from audiosort.errors import DecodeError, InputError
@@ -230,6 +230,7 @@ def read_labelled(data_dir: str | Path) -> LabelledSet:
         raise InputError(f"{data_dir} holds {len(classes)} class ({', '.join(classes)}); a probe needs at least 2")
     first_with = {}
     for file in labelled.files:
+        _files.check_regular(file, "clip")  # a FIFO would block the hash below forever
         # A copy of one clip under two names could land on both sides of a split.
         digest = audio.sha256_file(file)
         if digest in first_with:
