@@ -382,11 +382,21 @@ def new_folder(
         raise
 
 
-def _refuse_inside(out: Path, marker: str, what: str) -> None:
-    """Refuse an ``out`` inside a folder that holds ``marker`` (a corpus inside a corpus: replacing the outer deletes it)."""
+def refuse_inside(out: str | Path, *, what: str, marker: str = "manifest.json", container: str = "corpus") -> None:
+    """Refuse an ``out`` inside a folder that holds ``marker``: a ``container`` audiosort wrote, which replacing deletes.
+
+    Raises
+    ------
+    InputError
+        Naming the folder ``out`` would lie in.
+    """
     for folder in Path(os.path.abspath(out)).parents:
         if (folder / marker).is_file():
-            raise InputError(f"{what} {out} would lie inside {folder}, a {what} audiosort wrote; write it elsewhere")
+            raise InputError(f"{what} {out} would lie inside {folder}, a {container} audiosort wrote; write it elsewhere")
+
+
+def _refuse_inside(out: Path, marker: str, what: str) -> None:
+    refuse_inside(out, what=what, marker=marker, container=what)
 
 
 def _check_still_replaceable(out: Path, tmp: Path, *, what: str, overwrite: bool, marker: str, contents: Iterable[str]) -> None:

@@ -462,7 +462,7 @@ def sweep(sweep_path, overrides, runs_dir, jobs, plot):
         if len(axes) != 2:
             raise UserError(f"--plot {plot!r}: give two grid keys as x,y")
     grid = load_sweep(sweep_path, overrides)
-    report = run_sweep(grid, runs_dir=runs_dir, jobs=jobs, plot=axes, echo=click.echo)
+    report = run_sweep(grid, runs_dir=runs_dir, jobs=jobs, plot=axes, echo=click.echo, keep=(sweep_path,))
     click.echo("\n".join(report.markdown()[2:]))
     click.echo(f"wrote results.csv, results.md and plots in {report.folder}")
     for row in report.failed:
