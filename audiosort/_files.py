@@ -253,6 +253,40 @@ def check_output(
     return path
 
 
+# What marks a folder audiosort wrote, by kind: a command's loose outputs never go into one.
+FOLDER_MARKERS = {"corpus": ("manifest.json",), "run folder": ("config.yaml", "checkpoints"), "sweep folder": ("sweep.lock",)}
+
+
+def check_files_into(folder: str | Path, names: Iterable[str], *, what: str, keep: Iterable[str | Path] = ()) -> list[Path]:
+    """May the files ``names`` be written into ``folder`` (a command's ``--out`` folder), replacing files of those names?
+
+    ``folder`` may not be the working folder or one above it, and may be
+    neither in nor be a corpus, run folder or sweep folder
+    (:data:`FOLDER_MARKERS`); each file is checked as an output of kind
+    ``"file"`` that may not overlap ``keep`` (the inputs).
+
+    Returns
+    -------
+    list of Path
+        ``folder / name`` for each name.
+
+    Raises
+    ------
+    InputError
+        Naming the first rule broken.
+    """
+    folder = Path(folder)
+    keep = tuple(keep)
+    if (folder.exists() or folder.is_symlink()) and not folder.is_dir():
+        raise InputError(f"{what} {folder} exists and is not a folder")
+    check_output(folder, what=what, overwrite=True)
+    for place in (Path(os.path.abspath(folder)), *Path(os.path.abspath(folder)).parents):
+        for kind, markers in FOLDER_MARKERS.items():
+            if all((place / marker).exists() for marker in markers):
+                raise InputError(f"{what} {folder} lies in {kind} {place}, which audiosort keeps to its own files; write elsewhere")
+    return [check_output(folder / name, what=what, overwrite=True, keep=keep, kind="file") for name in names]
+
+
 def check_name(path: Path, what: str) -> None:
     """Raise :class:`InputError` unless every part of ``path`` fits the filesystem's limits, and the name is UTF-8 (it is printed and stored in JSON)."""
     text = str(path)

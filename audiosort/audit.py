@@ -198,15 +198,21 @@ class AuditReport(Verdicts):
         return path
 
 
-def writable_folder(folder: str | Path) -> Path:
+def writable_folder(folder: str | Path, config: Config | None = None) -> Path:
     """Create ``folder`` if missing and check it can be written, so a bad ``--out`` fails before any training.
+
+    ``folder`` must be a folder of the user's own (see
+    :func:`audiosort._files.check_files_into`): not the working folder or one
+    above it, not in a corpus, run or sweep folder, nor overlapping the
+    corpus of ``config``.
 
     Raises
     ------
     InputError
-        ``folder`` is a file, cannot be created, or is not writable.
+        ``folder`` is not such a folder, is a file, cannot be created, or is not writable.
     """
     folder = Path(folder)
+    _files.check_files_into(folder, ["audit.json"], what="--out", keep=(config.data.corpus,) if config else ())
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -429,7 +429,7 @@ def audit_command(config_path, overrides, steps, n_puzzles, seed, sanity, out):
 
     config = load_config(config_path, overrides)
     if out:
-        writable_folder(out)
+        writable_folder(out, config)
     budget = {name: value for name, value in (("steps", steps), ("n_puzzles", n_puzzles)) if value is not None}
     names = tuple(name.strip() for name in sanity.split(",") if name.strip())
     report = audit(config, seed=seed, sanity=names, **budget)

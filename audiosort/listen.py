@@ -153,12 +153,7 @@ def listen(
     sample_rate = config.data.sample_rate
     spec = PuzzleSpec.from_config(config.puzzle, sample_rate=sample_rate)
     out = Path(out)
-    targets = [
-        _files.check_output(out / name, what="--out", overwrite=True, keep=(source, run_dir), kind="file")
-        for name in OUTPUT_NAMES
-    ]
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} exists and is not a folder")
+    targets = _files.check_files_into(out, OUTPUT_NAMES, what="--out", keep=(source, run_dir, config.data.corpus))
     # The puzzle is drawn as training draws one (puzzles.draw_starts), inside the window of its
     # longest span that starts at --start (the puzzle is then moved to start there) or at random.
     # Only that window is kept: a recording of hours is decoded block by block, never held whole.

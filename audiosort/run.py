@@ -60,7 +60,7 @@ STAGES = ("train", "eval", "probe")
 
 # Files every run folder holds from its start (open_run writes them first): --overwrite replaces
 # only a folder that holds them, never a folder audiosort did not write.
-RUN_MARKERS = ("config.yaml", "checkpoints")
+RUN_MARKERS = _files.FOLDER_MARKERS["run folder"]
 
 
 def open_run(run_dir: Path, config: Config, *, resume: bool, overwrite: bool, keep: tuple = ()) -> int:

@@ -160,9 +160,10 @@ def test_listen_writes_only_its_three_wavs_and_never_its_input(workspace):
             assert result.exit_code == 2, (target, result.output)
         assert_only_changed(ws, before, [target / name for name in names])
     # the input lies in --out under a name listen writes
-    shutil.copy(ws / "songs" / "song00.flac", ws / "work" / "original.wav")
+    (ws / "clips").mkdir()
+    shutil.copy(ws / "songs" / "song00.flac", ws / "clips" / "original.wav")
     before = snapshot(ws)
-    assert_one_line_error(run("listen", ws / "runs" / "tiny", ws / "work" / "original.wav", "--out", ws / "work"), "overlaps input")
+    assert_one_line_error(run("listen", ws / "runs" / "tiny", ws / "clips" / "original.wav", "--out", ws / "clips"), "overlaps input")
     assert snapshot(ws) == before
 
 
