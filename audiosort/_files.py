@@ -278,7 +278,7 @@ def check_files_into(folder: str | Path, names: Iterable[str], *, what: str, kee
     folder = Path(folder)
     keep = tuple(keep)
     if (folder.exists() or folder.is_symlink()) and not folder.is_dir():
-        raise InputError(f"{what} {folder} exists and is not a folder")
+        raise InputError(f"cannot create {folder}: a file of that name exists, and {what} names a folder")
     check_output(folder, what=what, overwrite=True)
     for place in (Path(os.path.abspath(folder)), *Path(os.path.abspath(folder)).parents):
         for kind, markers in FOLDER_MARKERS.items():

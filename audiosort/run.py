@@ -179,7 +179,7 @@ def _is_held_folder(run_dir: Path) -> bool | None:
     return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
 
 
-def _check_still_ours(run_dir: Path) -> None:
+def check_still_ours(run_dir: Path) -> None:
     """Refuse to write into ``run_dir`` when the folder training opened was replaced or removed under it."""
     if _is_held_folder(run_dir) is False:
         raise InputError(
@@ -355,7 +355,7 @@ def save_checkpoint(model: keras.Model, run_dir: Path, *, epochs: int, best_val_
     Each file is replaced atomically and ``state.json`` goes last, so a write
     that fails (or a kill) leaves the previous checkpoint and its state intact.
     """
-    _check_still_ours(run_dir)
+    check_still_ours(run_dir)
     folder = run_dir / "checkpoints"
     with _files.replacing(folder / "last.weights.h5") as tmp:
         model.save_weights(tmp)
@@ -379,7 +379,7 @@ def restore_checkpoint(model: keras.Model, run_dir: Path, epochs: int) -> None:
     InputError
         The checkpoint is missing or cannot be read: the run cannot go on.
     """
-    _check_still_ours(run_dir)
+    check_still_ours(run_dir)
     if epochs:
         _load_weights(model, run_dir / "checkpoints" / "last.weights.h5")
     _trim_history(run_dir / "history.csv", epochs)
@@ -422,7 +422,7 @@ def finish_run(run_dir: Path, model: keras.Model, encoder: keras.Model, report: 
 
     Then the lock :func:`open_run` took is released: evals and probes may read the run.
     """
-    _check_still_ours(run_dir)
+    check_still_ours(run_dir)
     try:
         save_keras(model, run_dir / "model.keras")
         save_keras(encoder, run_dir / "encoder.keras")
