@@ -33,7 +33,7 @@ import shutil
 import stat
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from audiosort.errors import InputError
@@ -130,23 +130,23 @@ def read_regular(path: str | Path, what: str, *, max_bytes: int | None = None) -
 
 
 @contextlib.contextmanager
-def exclusive(folder: str | Path, *, what: str, wait: bool = True) -> Iterator[None]:
-    """Hold an exclusive lock on ``folder`` (a ``flock`` on the folder itself) for a read-merge-write of files in it.
+def exclusive(path: str | Path, *, what: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` for a read-merge-write of files beside or in it.
 
-    Two processes merging into one file (``probe.json``, a corpus folder's
-    parent) take turns: the second reads what the first wrote. Without
-    ``wait``, a folder already locked is an :class:`InputError`. The kernel
-    releases the lock however its holder ends.
+    ``path`` is a folder, or a lock file (created empty if missing, and
+    kept). Two processes merging into one file (``probe.json``) take turns:
+    the second waits, then reads what the first wrote. The kernel releases
+    the lock however its holder ends.
     """
     try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        if os.path.isdir(path):
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        else:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except OSError as e:
-        raise InputError(f"cannot lock {what} {folder}: {e.strerror or e}") from None
+        raise InputError(f"cannot lock {what} {path}: {e.strerror or e}") from None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            raise InputError(f"{what} {folder} is in use by another audiosort command; wait for it to end") from None
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)
@@ -253,17 +253,17 @@ def check_output(
     return path
 
 
-# What marks a folder audiosort wrote, by kind: a command's loose outputs never go into one.
-FOLDER_MARKERS = {"corpus": ("manifest.json",), "run folder": ("config.yaml", "checkpoints"), "sweep folder": ("sweep.lock",)}
-
-
-def check_files_into(folder: str | Path, names: Iterable[str], *, what: str, keep: Iterable[str | Path] = ()) -> list[Path]:
+def check_files_into(
+    folder: str | Path, names: Iterable[str], *, what: str, keep: Iterable[str | Path] = (),
+    folders: Mapping[str, tuple[str, ...]],
+) -> list[Path]:
     """May the files ``names`` be written into ``folder`` (a command's ``--out`` folder), replacing files of those names?
 
     ``folder`` may not be the working folder or one above it, and may be
-    neither in nor be a corpus, run folder or sweep folder
-    (:data:`FOLDER_MARKERS`); each file is checked as an output of kind
-    ``"file"`` that may not overlap ``keep`` (the inputs).
+    neither in nor be a folder audiosort keeps to itself (a corpus, a run
+    folder: ``folders`` maps each kind to the names that mark it, see
+    :data:`audiosort.run.AUDIOSORT_FOLDERS`); each file is checked as an
+    output of kind ``"file"`` that may not overlap ``keep`` (the inputs).
 
     Returns
     -------
@@ -281,7 +281,7 @@ def check_files_into(folder: str | Path, names: Iterable[str], *, what: str, kee
         raise InputError(f"cannot create {folder}: a file of that name exists, and {what} names a folder")
     check_output(folder, what=what, overwrite=True)
     for place in (Path(os.path.abspath(folder)), *Path(os.path.abspath(folder)).parents):
-        for kind, markers in FOLDER_MARKERS.items():
+        for kind, markers in folders.items():
             if all((place / marker).exists() for marker in markers):
                 raise InputError(f"{what} {folder} lies in {kind} {place}, which audiosort keeps to its own files; write elsewhere")
     return [check_output(folder / name, what=what, overwrite=True, keep=keep, kind="file") for name in names]

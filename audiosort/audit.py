@@ -57,6 +57,7 @@ from audiosort.data import features, synthetic
 from audiosort.data.puzzles import PuzzleSpec
 from audiosort.errors import ConfigError, InputError, check_positive_int
 from audiosort.leaks import IdealObserver
+from audiosort.run import AUDIOSORT_FOLDERS
 from audiosort.sanity import (
     SANITY_KINDS,
     SANITY_TONE_HZ,
@@ -212,7 +213,9 @@ def writable_folder(folder: str | Path, config: Config | None = None) -> Path:
         ``folder`` is not such a folder, is a file, cannot be created, or is not writable.
     """
     folder = Path(folder)
-    _files.check_files_into(folder, ["audit.json"], what="--out", keep=(config.data.corpus,) if config else ())
+    _files.check_files_into(
+        folder, ["audit.json"], what="--out", keep=(config.data.corpus,) if config else (), folders=AUDIOSORT_FOLDERS
+    )
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -60,7 +60,9 @@ STAGES = ("train", "eval", "probe")
 
 # Files every run folder holds from its start (open_run writes them first): --overwrite replaces
 # only a folder that holds them, never a folder audiosort did not write.
-RUN_MARKERS = _files.FOLDER_MARKERS["run folder"]
+RUN_MARKERS = ("config.yaml", "checkpoints")
+# The folders audiosort keeps to its own files, by what marks them: no command's --out goes into one.
+AUDIOSORT_FOLDERS = {"corpus": ("manifest.json",), "run folder": RUN_MARKERS, "sweep folder": ("sweep.lock",)}
 
 
 def open_run(run_dir: Path, config: Config, *, resume: bool, overwrite: bool, keep: tuple = ()) -> int:
@@ -892,15 +894,19 @@ def read_probe(path: str | Path) -> dict[str, ProbeTask]:
     return out
 
 
+# Locked by each probe while it merges probe.json (see merge_probe); an empty file, kept.
+PROBE_LOCK = ".probe.lock"
+
+
 def merge_probe(
     run_dir: str | Path, tasks: Mapping[str, Mapping], markdown: Callable[[dict], str], *,
     keep: Callable[[ProbeTask], bool] = lambda task: True,
 ) -> dict:
     """Add ``tasks`` to ``probe.json`` (replacing tasks of the same name) and rewrite ``probe.md``; return every task.
 
-    The read, merge and write happen under an exclusive lock on the run's
-    ``checkpoints/`` folder, so two probes of one run at once keep both
-    tasks: the second merges into what the first wrote.
+    The read, merge and write happen under an exclusive lock on
+    :data:`PROBE_LOCK` in the run folder, so two probes of one run at once
+    keep both tasks: the second merges into what the first wrote.
 
     Parameters
     ----------
@@ -912,7 +918,7 @@ def merge_probe(
         Which tasks already in the file to keep.
     """
     run_dir = Path(run_dir)
-    with _files.exclusive(run_dir / "checkpoints", what="run folder"):
+    with _files.exclusive(run_dir / PROBE_LOCK, what="run folder"):
         merged = {name: dict(task.entry) for name, task in read_probe(run_dir).items() if keep(task)}
         merged.update(tasks)
         _files.write_text(run_dir / "probe.json", json.dumps({"tasks": merged}, indent=1) + "\n")

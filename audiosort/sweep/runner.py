@@ -26,7 +26,7 @@ from audiosort import _files
 from audiosort.config import Config, load_config
 from audiosort.errors import AudiosortError, InputError, check_positive_int
 from audiosort.sweep.grid import Sweep, sweep_dict
-from audiosort.run import config_path, run_in_use, stage_done
+from audiosort.run import AUDIOSORT_FOLDERS, config_path, run_in_use, stage_done
 from audiosort.sweep.report import SweepReport, collect_row, is_run_of, match_axis, pending_stages, probe_task_name
 
 
@@ -82,7 +82,7 @@ def run_sweep(
 
 
 # Written into a sweep folder first (see _sweep_lock): a folder without it was not made by a sweep.
-SWEEP_MARKER = "sweep.lock"
+(SWEEP_MARKER,) = AUDIOSORT_FOLDERS["sweep folder"]
 
 
 @contextlib.contextmanager
