@@ -235,8 +235,10 @@ def test_killing_a_sweep_stops_the_run_it_started(tmp_path, music_corpus):
         time.sleep(0.5)
         children = psutil.Process(sweep.pid).children()
     assert children, "the sweep started no run"
-    time.sleep(3)  # let the run get past its start
+    # Past its start: the run has opened its folder (config.yaml is written first).
+    while not list((tmp_path / "runs").glob("*/*/config.yaml")) and time.monotonic() < deadline:
+        time.sleep(0.5)
     sweep.kill()
     sweep.wait()
-    gone, alive = psutil.wait_procs(children, timeout=60)
+    gone, alive = psutil.wait_procs(children, timeout=300)  # only a hang gets this far
     assert not alive, "the run kept going after its sweep was killed"
