@@ -15,17 +15,25 @@ something that is not the kind of output the command writes.
 A failed write (a full disk, a read-only folder) leaves the old file in place
 and no temporary file, and is an :class:`~audiosort.errors.InputError` naming
 the file, so the command line reports it in one line.
+
+:func:`read_regular` and :func:`check_regular` are the reading side: a file
+opened as data (a config, a corpus shard, a puzzle set) must be a regular
+file, as a FIFO blocks its reader forever and ``/dev/zero`` never ends.
+:func:`exclusive` serializes read-merge-write cycles on one folder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import re
 import shutil
+import stat
 import threading
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from audiosort.errors import InputError
@@ -69,6 +77,79 @@ def replacing(path: str | Path) -> Iterator[Path]:
     except BaseException:
         _unlink_quietly(tmp)
         raise
+
+
+def check_regular(path: str | Path, what: str) -> Path:
+    """Raise :class:`InputError` when ``path`` exists but is not a regular file (symlinks followed); return ``path``.
+
+    A FIFO would block its reader until a writer comes, a device such as
+    ``/dev/zero`` never ends: both are refused before anything opens them. A
+    missing file passes, for the caller to report in its own words.
+    """
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return path
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO, device or socket"
+        raise InputError(f"{what} {path} is not a regular file ({kind}); give a file")
+    return path
+
+
+def read_regular(path: str | Path, what: str, *, max_bytes: int | None = None) -> bytes:
+    """The bytes of the regular file ``path``; refuse anything else, or a file over ``max_bytes``, before reading.
+
+    The file is opened without blocking (``O_NONBLOCK``: a FIFO with no
+    writer would wait forever) and checked with ``fstat`` on what was opened.
+
+    Raises
+    ------
+    InputError
+        ``path`` cannot be opened, is not a regular file (a FIFO, a device, a
+        folder), or holds more than ``max_bytes`` bytes.
+    """
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise InputError(f"cannot read {what} {path}: {e.strerror or e}") from None
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO, device or socket"
+            raise InputError(f"{what} {path} is not a regular file ({kind}); give a file")
+        limit = -1 if max_bytes is None else max_bytes + 1
+        try:
+            data = f.read(limit)
+        except OSError as e:
+            raise InputError(f"cannot read {what} {path}: {e.strerror or e}") from None
+    if max_bytes is not None and len(data) > max_bytes:
+        raise InputError(f"{what} {path} is larger than {max_bytes:,} bytes; that is not a {what} file")
+    return data
+
+
+@contextlib.contextmanager
+def exclusive(path: str | Path, *, what: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` for a read-merge-write of files beside or in it.
+
+    ``path`` is a folder, or a lock file (created empty if missing, and
+    kept). Two processes merging into one file (``probe.json``) take turns:
+    the second waits, then reads what the first wrote. The kernel releases
+    the lock however its holder ends.
+    """
+    try:
+        if os.path.isdir(path):
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        else:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as e:
+        raise InputError(f"cannot lock {what} {path}: {e.strerror or e}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _unlink_quietly(path: Path) -> None:
@@ -172,6 +253,40 @@ def check_output(
     return path
 
 
+def check_files_into(
+    folder: str | Path, names: Iterable[str], *, what: str, keep: Iterable[str | Path] = (),
+    folders: Mapping[str, tuple[str, ...]],
+) -> list[Path]:
+    """May the files ``names`` be written into ``folder`` (a command's ``--out`` folder), replacing files of those names?
+
+    ``folder`` may not be the working folder or one above it, and may be
+    neither in nor be a folder audiosort keeps to itself (a corpus, a run
+    folder: ``folders`` maps each kind to the names that mark it, see
+    :data:`audiosort.run.AUDIOSORT_FOLDERS`); each file is checked as an
+    output of kind ``"file"`` that may not overlap ``keep`` (the inputs).
+
+    Returns
+    -------
+    list of Path
+        ``folder / name`` for each name.
+
+    Raises
+    ------
+    InputError
+        Naming the first rule broken.
+    """
+    folder = Path(folder)
+    keep = tuple(keep)
+    if (folder.exists() or folder.is_symlink()) and not folder.is_dir():
+        raise InputError(f"cannot create {folder}: a file of that name exists, and {what} names a folder")
+    check_output(folder, what=what, overwrite=True)
+    for place in (Path(os.path.abspath(folder)), *Path(os.path.abspath(folder)).parents):
+        for kind, markers in folders.items():
+            if all((place / marker).exists() for marker in markers):
+                raise InputError(f"{what} {folder} lies in {kind} {place}, which audiosort keeps to its own files; write elsewhere")
+    return [check_output(folder / name, what=what, overwrite=True, keep=keep, kind="file") for name in names]
+
+
 def check_name(path: Path, what: str) -> None:
     """Raise :class:`InputError` unless every part of ``path`` fits the filesystem's limits, and the name is UTF-8 (it is printed and stored in JSON)."""
     text = str(path)
@@ -229,6 +344,7 @@ def new_folder(
     what: str = "folder",
     keep: Iterable[str | Path] = (),
     marker: str | None = None,
+    contents: Iterable[str] = (),
 ) -> Iterator[Path]:
     """Build a folder in ``.<out>.partial-<pid>`` beside ``out``; rename it into place when the block ends.
 
@@ -252,7 +368,15 @@ def new_folder(
         A file name an existing ``out`` must hold to be replaced
         (``manifest.json`` for a corpus), so that ``--overwrite`` never
         deletes a folder this code did not write. An empty folder is always
-        replaceable.
+        replaceable. With a marker, ``out`` may not lie inside a folder that
+        holds it (a corpus inside a corpus); and at the rename, under a lock
+        on every folder above ``out``, the check is made again, and an
+        existing ``out`` may hold only what the new folder holds, the names in
+        ``contents`` and temporary names: a command that wrote into ``out``
+        meanwhile (another corpus inside it) keeps what it wrote.
+    contents : iterable of str, keyword-only
+        More names an existing ``out`` may hold (``features``, the corpus's
+        feature cache).
 
     Yields
     ------
@@ -268,6 +392,8 @@ def new_folder(
         into SystemExit) leaves ``out`` as it was and no temporary folder.
     """
     out = check_output(out, what=what, overwrite=overwrite, keep=keep, markers=[marker] if marker else [])
+    if marker:
+        _refuse_inside(out, marker, what)
     tmp = out.parent / _hidden_name(out.name, f"partial-{os.getpid()}")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -278,10 +404,88 @@ def new_folder(
         raise InputError(f"cannot write {what} beside {out}: {e.strerror or e}") from None
     try:
         yield tmp
-        _move_into_place(tmp, out, overwrite)
+        if marker:
+            with _ancestors_locked(out, what):
+                _refuse_inside(out, marker, what)
+                _check_still_replaceable(out, tmp, what=what, overwrite=overwrite, marker=marker, contents=contents)
+                _move_into_place(tmp, out, overwrite)
+        else:
+            _move_into_place(tmp, out, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def refuse_inside(out: str | Path, *, what: str, marker: str = "manifest.json", container: str = "corpus") -> None:
+    """Refuse an ``out`` inside a folder that holds ``marker``: a ``container`` audiosort wrote, which replacing deletes.
+
+    Raises
+    ------
+    InputError
+        Naming the folder ``out`` would lie in.
+    """
+    for folder in Path(os.path.abspath(out)).parents:
+        if (folder / marker).is_file():
+            raise InputError(f"{what} {out} would lie inside {folder}, a {container} audiosort wrote; write it elsewhere")
+
+
+def _refuse_inside(out: Path, marker: str, what: str) -> None:
+    refuse_inside(out, what=what, marker=marker, container=what)
+
+
+def _check_still_replaceable(out: Path, tmp: Path, *, what: str, overwrite: bool, marker: str, contents: Iterable[str]) -> None:
+    """At the rename: is an ``out`` that exists now still only what audiosort wrote (see :func:`new_folder`)?"""
+    if not (out.exists() or out.is_symlink()):
+        return
+    check_output(out, what=what, overwrite=overwrite, markers=[marker])
+    if out.is_symlink() or not out.is_dir():
+        return
+    allowed = {entry.name for entry in tmp.iterdir()} | set(contents) | {marker}
+    temporary = re.compile(r"\..*\.(partial|old)-\d+.*")
+    for entry in out.iterdir():
+        if entry.name not in allowed and not temporary.fullmatch(entry.name):
+            raise InputError(
+                f"{out} now holds {entry.name}, which audiosort did not write there; it was not replaced "
+                f"(the new {what} was not kept)"
+            )
+    for folder, _, files in os.walk(out):
+        if folder != str(out) and marker in files:
+            raise InputError(f"{out} now holds another {what} at {folder}; it was not replaced (the new {what} was not kept)")
+
+
+# Tries (10 ms apart) to lock the folders above an output before refusing: two renames take milliseconds.
+_LOCK_TRIES = 500
+
+
+@contextlib.contextmanager
+def _ancestors_locked(out: Path, what: str) -> Iterator[None]:
+    """Hold an exclusive flock on every folder above ``out``, root first.
+
+    Two outputs one inside the other share every folder above the outer one,
+    so their renames take turns; the order (root first) keeps two lockers
+    from waiting on each other. Refused after :data:`_LOCK_TRIES` tries
+    rather than waiting on a long holder (a training locks its run folder).
+    """
+    fds = []
+    try:
+        for folder in reversed(Path(os.path.abspath(out)).parents):
+            try:
+                fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            except OSError:
+                continue  # a folder we may not read cannot be replaced by another user's command either
+            fds.append(fd)
+            for attempt in range(_LOCK_TRIES):
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    time.sleep(0.01)
+            else:
+                raise InputError(f"cannot write {what} {out}: {folder} is held by another command; try again")
+        yield
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def remove_stale_partials(out: str | Path) -> list[Path]:

@@ -59,6 +59,7 @@ from audiosort.data import synthetic
 from audiosort.data.puzzles import PuzzleSpec
 from audiosort.errors import ConfigError, InputError, check_positive_int
 from audiosort.leaks import IdealObserver
+from audiosort.run import AUDIOSORT_FOLDERS
 from audiosort.sanity import (
     SANITY_KINDS,
     SANITY_TONE_HZ,
@@ -210,15 +211,23 @@ class AuditReport(Verdicts):
         return path
 
 
-def writable_folder(folder: str | Path) -> Path:
+def writable_folder(folder: str | Path, config: Config | None = None) -> Path:
     """Create ``folder`` if missing and check it can be written, so a bad ``--out`` fails before any training.
+
+    ``folder`` must be a folder of the user's own (see
+    :func:`audiosort._files.check_files_into`): not the working folder or one
+    above it, not in a corpus, run or sweep folder, nor overlapping the
+    corpus of ``config``.
 
     Raises
     ------
     InputError
-        ``folder`` is a file, cannot be created, or is not writable.
+        ``folder`` is not such a folder, is a file, cannot be created, or is not writable.
     """
     folder = Path(folder)
+    _files.check_files_into(
+        folder, ["audit.json"], what="out", keep=(config.data.corpus,) if config else (), folders=AUDIOSORT_FOLDERS
+    )
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:

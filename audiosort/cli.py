@@ -279,6 +279,8 @@ def prepare(sources, out, synthetic, duration, track_seconds, tone_method, confi
             raise UserError("--duration applies only to --synthetic")
         summary = prepare_corpus(sources, out, **common)
     click.echo("\n".join(summary.lines()))
+    for warning in summary.warnings():
+        click.echo(warning, err=True)
 
 
 def parse_duration(text: str) -> float:
@@ -461,7 +463,7 @@ def audit_command(config_path, overrides, steps, n_puzzles, seed, sanity, out):
 
     config = load_config(config_path, overrides)
     if out:
-        writable_folder(out)
+        writable_folder(out, config)
     budget = {name: value for name, value in (("steps", steps), ("n_puzzles", n_puzzles)) if value is not None}
     names = tuple(name.strip() for name in sanity.split(",") if name.strip())
     report = audit(config, seed=seed, sanity=names, **budget)
@@ -494,7 +496,7 @@ def sweep(sweep_path, overrides, runs_dir, jobs, plot):
         if len(axes) != 2:
             raise UserError(f"--plot {plot!r}: give two grid keys as x,y")
     grid = load_sweep(sweep_path, overrides)
-    report = run_sweep(grid, runs_dir=runs_dir, jobs=jobs, plot=axes, echo=click.echo)
+    report = run_sweep(grid, runs_dir=runs_dir, jobs=jobs, plot=axes, echo=click.echo, keep=(sweep_path,))
     click.echo("\n".join(report.markdown()[2:]))
     click.echo(f"wrote results.csv, results.md and plots in {report.folder}")
     for row in report.failed:

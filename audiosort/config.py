@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,7 +26,8 @@ from pathlib import Path
 
 import yaml
 
-from audiosort.errors import ConfigError
+from audiosort import _files
+from audiosort.errors import ConfigError, InputError
 from audiosort.heads import HEAD_KEYS, HEADS, heads_reading
 
 PAD_MODES = ("per_gap", "shared", "fixed")
@@ -48,6 +50,14 @@ MAX_BATCH_BYTES = 2 * 2**30
 # Nodes a YAML file may expand to through aliases (*name): a config has about 60 keys; this
 # refuses a "billion laughs" file, which expands a few lines into gigabytes.
 MAX_YAML_NODES = 100_000
+# Bytes a config file may hold (the largest in configs/ is under 4 KiB); /dev/zero would never end.
+MAX_CONFIG_BYTES = 1 << 20
+# Files a chain of ``base:`` keys may pass through (configs/ uses at most 2).
+MAX_BASE_DEPTH = 32
+# The highest sample rate a run may have, as audio.MAX_SAMPLE_RATE (which config cannot import: it loads codecs).
+MAX_SAMPLE_RATE = 192_000
+# Characters of a value an error message shows: a value may be megabytes long.
+_SHOWN_CHARS = 80
 # The sanity sets eval and audit score unless told otherwise (audiosort.sanity.SANITY_KINDS has them all).
 DEFAULT_SANITY = ("noise", "brown", "tone")
 
@@ -65,7 +75,7 @@ class DataConfig:
 
     def __post_init__(self):
         _check(self.features in FEATURE_SOURCES, "data.features", self.features, f"must be one of {FEATURE_SOURCES}")
-        _check(self.sample_rate > 0, "data.sample_rate", self.sample_rate, "must be > 0")
+        _check(0 < self.sample_rate <= MAX_SAMPLE_RATE, "data.sample_rate", self.sample_rate, f"must be in [1, {MAX_SAMPLE_RATE}] (Hz)")
         _check(self.val_puzzles > 0, "data.val_puzzles", self.val_puzzles, "must be > 0")
 
 
@@ -397,7 +407,13 @@ class _BadValue(ConfigError):
 
 def _check(ok: bool, key: str, value, why: str) -> None:
     if not ok:
-        raise _BadValue(f"{key} = {value!r} {why}", key)
+        raise _BadValue(f"{key} = {_shown(value)} {why}", key)
+
+
+def _shown(value) -> str:
+    """``repr(value)``, cut to :data:`_SHOWN_CHARS` characters: a message stays one short line."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else f"{text[:_SHOWN_CHARS]}... ({len(text):,} characters)"
 
 
 def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
@@ -446,12 +462,16 @@ def read_config_file(path: str | Path, *, _including: tuple = ()) -> dict:
     Raises
     ------
     ConfigError
-        An unreadable file, invalid YAML, a file that is not a mapping, or a
-        cycle of bases.
+        An unreadable file, invalid YAML, a file that is not a mapping, a
+        cycle of bases, or a chain of more than :data:`MAX_BASE_DEPTH`.
     """
     path = Path(path)
     if path.resolve() in _including:
         raise ConfigError(f"{path} is its own base (through {', '.join(str(p) for p in _including)})")
+    if len(_including) >= MAX_BASE_DEPTH:
+        raise ConfigError(
+            f"{_including[0]} reaches {path} through {len(_including)} base: files; the limit is {MAX_BASE_DEPTH}"
+        )
     raw = _read_yaml(path)
     if "base" not in raw:
         return raw
@@ -503,15 +523,26 @@ def read_yaml(path: str | Path, *, what: str):
     """
     path = Path(path)
     try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ConfigError(f"cannot read {what} {path}: {e.strerror or e}") from None
+        data = _files.read_regular(path, what, max_bytes=MAX_CONFIG_BYTES)
+    except InputError as e:
+        raise ConfigError(str(e)) from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(f"{what} {path} is not UTF-8 text (byte {e.start} is {data[e.start]:#04x})") from None
+    try:
+        return _parse_yaml(text, f"{what} {path}", name=str(path))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+
+
+def _parse_yaml(text: str, what: str, *, name: str):
+    """The data of YAML ``text``, read strictly and within :data:`MAX_YAML_NODES`; ``what`` names it in messages.
+
+    Invalid YAML raises ``yaml.YAMLError``, for the caller to word.
+    """
     loader = _StrictLoader(text)
-    loader.name = str(path)
+    loader.name = name
     try:
         node = loader.get_single_node()
         if node is None:
@@ -519,14 +550,12 @@ def read_yaml(path: str | Path, *, what: str):
         size = _expanded_size(node, {})
         if size > MAX_YAML_NODES:
             raise ConfigError(
-                f"{what} {path} expands to {size:.3g} values through its aliases (*name); "
+                f"{what} expands to {size:.3g} values through its aliases (*name); "
                 f"the limit is {MAX_YAML_NODES}: write the values out"
             )
         return loader.construct_document(node)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
     except RecursionError:
-        raise ConfigError(f"{what} {path} nests its values too deeply") from None
+        raise ConfigError(f"{what} nests its values too deeply") from None
     finally:
         loader.dispose()
 
@@ -586,10 +615,44 @@ def apply_override(raw: dict, override: str, *, where: str = "config") -> str:
             if not last:
                 raise ConfigError(f"overrides {key}: '{'.'.join(parts[: i + 1])}' is a value, not a section")
             try:
-                node[part] = yaml.safe_load(text) if text.strip() else ""
+                value = _parse_yaml(text, f"overrides {key}", name="overrides") if text.strip() else ""
             except yaml.YAMLError:
-                node[part] = text
+                value = text
+            _check_yaml11_reading(key, text, value, hint)
+            node[part] = value
     return key
+
+
+# YAML 1.1 (PyYAML) reads 1:30 as the base-60 number 90.
+_SEXAGESIMAL = re.compile(r"[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?")
+
+
+def _check_yaml11_reading(key: str, text: str, value, hint) -> None:
+    """Refuse an unquoted ``--set`` value that YAML 1.1 reads as something other than what it looks like.
+
+    ``name=yes`` is the bool True, ``name=null`` is None and ``x=1:3`` the
+    base-60 number 63: a user who meant the text (or the numbers) is told to quote it.
+    """
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    stripped = text.strip()
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and _SEXAGESIMAL.fullmatch(stripped):
+        remedy = f"quote it: overrides {key}='\"{_shown_text(stripped)}\"'" if str in allowed else "write the number you mean"
+        raise ConfigError(f"overrides {key}={_shown_text(stripped)}: YAML reads {stripped} as the base-60 number {value}; {remedy}")
+    if str in allowed and value is not None and not isinstance(value, (str, dict, list)) and type(value) not in allowed:
+        kind = "a bool" if isinstance(value, bool) else f"the {type(value).__name__} {value!r}"
+        raise ConfigError(
+            f"overrides {key}={_shown_text(stripped)}: YAML reads {stripped} as {kind}, and {key} takes text; "
+            f"quote it: overrides {key}='\"{_shown_text(stripped)}\"'"
+        )
+    if value is None and type(None) not in allowed and str in allowed:
+        raise ConfigError(
+            f"overrides {key}={_shown_text(stripped)}: YAML reads {stripped or 'nothing'} as null, and {key} takes text; "
+            f"quote it: overrides {key}='\"{_shown_text(stripped)}\"'"
+        )
+
+
+def _shown_text(text: str) -> str:
+    return text if len(text) <= _SHOWN_CHARS else f"{text[:_SHOWN_CHARS]}..."
 
 
 def from_dict(
@@ -630,7 +693,13 @@ def from_dict(
     try:
         return cls(**values)
     except _BadValue as e:
-        raise ConfigError(f"{e} (in {'overrides' if e.key in overridden else where})") from None
+        if e.key in overridden:
+            source = "overrides"
+        elif overridden:  # a rule across keys, broken by the file's values and the overrides together
+            source = f"{where} with overrides {', '.join(sorted(overridden))}"
+        else:
+            source = where
+        raise ConfigError(f"{e} (in {source})") from None
 
 
 def to_dict(cfg) -> dict:
@@ -697,7 +766,7 @@ def _coerce(value, hint, key: str, where: str):
             if math.isfinite(number):
                 return number
     expected = " or ".join(k.__name__ for k in allowed)
-    raise ConfigError(f"{key} = {value!r} in {where} must be {expected}")
+    raise ConfigError(f"{key} = {_shown(value)} in {where} must be {expected}")
 
 
 def _all_keys(cls, prefix: str = "") -> list[str]:

@@ -76,6 +76,8 @@ class EvalReport(Verdicts):
     folder : Path or None
         Where :meth:`write` put the report (``run_dir/eval/<label>``, or
         ``<label>-2``... beside an earlier evaluation of other settings).
+    model : dict
+        Which model was scored (:func:`audiosort.run.model_identity`): ``eval.json``'s ``model``.
     """
 
     run_dir: Path
@@ -84,6 +86,7 @@ class EvalReport(Verdicts):
     settings: dict = field(default_factory=dict)
     alpha: float = ALPHA
     folder: Path | None = None
+    model: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """``eval.json`` less its settings: one entry per dataset with a verdict per decoding and its baselines.
@@ -97,6 +100,7 @@ class EvalReport(Verdicts):
         """
         return {
             "run": str(self.run_dir),
+            "model": self.model,
             "alpha": self.alpha,
             "n_tests": self.n_tests,
             "verdict_decoding": self.datasets[0].scores.order_decoding,
@@ -227,7 +231,7 @@ def evaluate(
     # Every input is checked before the model loads, so a usage error costs no time.
     main_corpus = _open_corpus(path, sample_rate)
     sanity_corpora = {entry: _open_corpus(entry, sample_rate) for entry in asked.sanity if entry not in SANITY_KINDS}
-    model = asked.load_model()
+    model, scored_model = asked.load_model()
     spec = asked.spec
     main_sets = []
     for name in (split, OOD_SPLIT) if split == "test" else (split,):
@@ -241,7 +245,7 @@ def evaluate(
     settings = eval_settings(
         corpus=path, split=split, sanity=asked.sanity, n_puzzles=n_puzzles, seed=seed, n_chunks=spec.n_chunks
     )
-    return _score(asked, model, main_sets, sanity_corpora, f"{scored}-n{spec.n_chunks}", settings, seed=seed)
+    return _score(asked, model, scored_model, main_sets, sanity_corpora, f"{scored}-n{spec.n_chunks}", settings, seed=seed)
 
 
 @dataclass(frozen=True)
@@ -306,7 +310,7 @@ def evaluate_audio(
     sample_rate = asked.config.data.sample_rate
     sanity_corpora = {entry: _open_corpus(entry, sample_rate) for entry in asked.sanity if entry not in SANITY_KINDS}
     decoded = audio.decode_tracks(audio_paths, sample_rate=sample_rate, min_frames=asked.spec.max_span_samples)
-    model = asked.load_model()
+    model, scored_model = asked.load_model()
     name = "+".join(_label_part(Path(path)) for path in audio_paths)
     # The stream a corpus prepared with --split test gives its test set, so the puzzles are those of before.
     rng = np.random.default_rng([seed, ALL_SPLITS.index("test")])
@@ -316,7 +320,7 @@ def evaluate_audio(
         audio=audio_paths, sanity=asked.sanity, n_puzzles=n_puzzles, seed=seed, n_chunks=asked.spec.n_chunks
     )
     label = f"{name}-n{asked.spec.n_chunks}"
-    report = _score(asked, model, [(name, puzzles, source)], sanity_corpora, label, settings, seed=seed)
+    report = _score(asked, model, scored_model, [(name, puzzles, source)], sanity_corpora, label, settings, seed=seed)
     summary = AudioSummary(name, len(decoded.tracks), decoded.hours, decoded.skipped)
     return report, summary
 
@@ -355,18 +359,20 @@ class _Asked:
             spec = PuzzleSpec.from_config(replace(config.puzzle, n_chunks=n_chunks), sample_rate=sample_rate)
         return cls(run_dir, config, run_spec, spec, sanity, n_puzzles)
 
-    def load_model(self) -> keras.Model:
+    def load_model(self) -> tuple[keras.Model, dict]:
+        """The run's model, and which model it is (:func:`audiosort.run.model_identity`, taken before loading it)."""
+        identity = run.model_identity(self.run_dir)
         model = run.load_run_model(self.run_dir, self.run_spec)
         if model.input_shape[1] not in (None, self.spec.n_chunks):
             raise InputError(
                 f"n_chunks = {self.spec.n_chunks}: this run's model sorts only {model.input_shape[1]} chunks; a model "
                 f"for any n comes from a run with train.n_chunks_schedule and a {' or '.join(any_n_heads())} head"
             )
-        return model
+        return model, identity
 
 
 def _score(
-    asked: _Asked, model: keras.Model, main_sets: list, sanity_corpora: dict, label: str, settings: dict, *, seed: int
+    asked: _Asked, model: keras.Model, scored_model: dict, main_sets: list, sanity_corpora: dict, label: str, settings: dict, *, seed: int
 ) -> EvalReport:
     """Score the main sets, then every sanity set; write the report."""
     spec, sample_rate = asked.spec, asked.config.data.sample_rate
@@ -391,7 +397,7 @@ def _score(
         if name in {r.name for r in results}:
             raise InputError(f"sanity names {name!r} twice (or it clashes with the set scored); give each set once")
         results.append(score_dataset(puzzles, model, name=name, sanity=True, source=source, ideal=ideal, **scoring))
-    report = EvalReport(run_dir=asked.run_dir, datasets=results, label=label, settings=settings)
+    report = EvalReport(run_dir=asked.run_dir, datasets=results, label=label, settings=settings, model=scored_model)
     report.write()
     return report
 

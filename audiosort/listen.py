@@ -36,7 +36,7 @@ from audiosort import _files, audio, decoding
 from audiosort.data.puzzles import PuzzleSpec, TrackTable, cut_chunks, draw_starts
 from audiosort.errors import DecodeError, InputError
 from audiosort.predict import position_scores
-from audiosort.run import load_run_config, load_run_model
+from audiosort.run import AUDIOSORT_FOLDERS, load_run_config, load_run_model
 
 BOUNDARY_SILENCE_SECONDS = 0.05
 OUTPUT_NAMES = ("original.wav", "shuffled.wav", "sorted.wav")
@@ -153,12 +153,9 @@ def listen(
     sample_rate = config.data.sample_rate
     spec = PuzzleSpec.from_config(config.puzzle, sample_rate=sample_rate)
     out = Path(out)
-    targets = [
-        _files.check_output(out / name, what="out", overwrite=True, keep=(source, run_dir), kind="file")
-        for name in OUTPUT_NAMES
-    ]
-    if out.exists() and not out.is_dir():
-        raise InputError(f"out={out} exists and is not a folder")
+    targets = _files.check_files_into(
+        out, OUTPUT_NAMES, what="out", keep=(source, run_dir, config.data.corpus), folders=AUDIOSORT_FOLDERS
+    )
     # The puzzle is drawn as training draws one (puzzles.draw_starts), inside the window of its
     # longest span that starts at --start (the puzzle is then moved to start there) or at random.
     # Only that window is kept: a recording of hours is decoded block by block, never held whole.

@@ -120,12 +120,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from audiosort import audio, metrics, spectra
+from audiosort import _files, audio, metrics, spectra
 from audiosort.data.puzzles import PuzzleSpec
 from audiosort.embed import frame
 from audiosort.errors import DecodeError, InputError
 from audiosort.models.encoders import build_encoder
-from audiosort.run import RunEncoder, config_path, load_encoder, load_run_config, read_probe, write_probe
+from audiosort.run import RunEncoder, config_path, load_encoder, load_run_config, merge_probe, read_probe
 
 # Linear rows: one feature matrix each; then the supervised reference.
 LINEAR = ("encoder", "random_encoder", "logmel_stats", "tempogram", "encoder_stats", "random_encoder_stats")
@@ -230,6 +230,7 @@ def read_labelled(data_dir: str | Path) -> LabelledSet:
         raise InputError(f"{data_dir} holds {len(classes)} class ({', '.join(classes)}); a probe needs at least 2")
     first_with = {}
     for file in labelled.files:
+        _files.check_regular(file, "clip")  # a FIFO would block the hash below forever
         # A copy of one clip under two names could land on both sides of a split.
         digest = audio.sha256_file(file)
         if digest in first_with:
@@ -681,8 +682,8 @@ def probe(
         raise InputError(f"two labelled folders are both named {max(names, key=names.count)!r}; a task is named after its folder")
     labelled_sets = [read_labelled(d) for d in data_dirs]
     folds = [group_folds(labelled, n_splits=n_splits, seed=seed) for labelled in labelled_sets]
-    # Entries of earlier probes (mean-pooled encoder, no comparisons) are not comparable with these; they are dropped.
-    tasks = {name: dict(task.entry) for name, task in read_probe(run_dir).items() if task.p_better}
+    read_probe(run_dir)  # a damaged probe.json fails now, not after the work
+    tasks = {}
     trained = load_encoder(run_dir)
     untrained = random_encoder(run_dir, seed=seed)
     for data_dir, name, labelled, fold in zip(data_dirs, names, labelled_sets, folds):
@@ -694,8 +695,12 @@ def probe(
         tasks[name] = _score_task(
             columns, supervised, labelled, fold, data_dir=_resolved(data_dir), seed=seed, supervised_steps=supervised_steps
         )
-    lines = markdown_lines(run_dir, tasks)
-    write_probe(run_dir, tasks, "\n".join([f"# {lines[0]}", *lines[1:]]) + "\n")
+    def markdown(merged: dict) -> str:
+        lines = markdown_lines(run_dir, merged)
+        return "\n".join([f"# {lines[0]}", *lines[1:]]) + "\n"
+
+    # Entries of earlier probes (mean-pooled encoder, no comparisons) are not comparable with these; they are dropped.
+    tasks = merge_probe(run_dir, tasks, markdown, keep=lambda task: bool(task.p_better))
     return ProbeReport(run_dir, names, tasks)
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import fcntl
+import hashlib
 import io
 import json
 import os
@@ -60,6 +61,8 @@ STAGES = ("train", "eval", "probe")
 # Files every run folder holds from its start (open_run writes them first): --overwrite replaces
 # only a folder that holds them, never a folder audiosort did not write.
 RUN_MARKERS = ("config.yaml", "checkpoints")
+# The folders audiosort keeps to its own files, by what marks them: no command's --out goes into one.
+AUDIOSORT_FOLDERS = {"corpus": ("manifest.json",), "run folder": RUN_MARKERS, "sweep folder": ("sweep.lock",)}
 
 
 def open_run(run_dir: Path, config: Config, *, resume: bool, overwrite: bool, keep: tuple = ()) -> int:
@@ -102,9 +105,14 @@ def open_run(run_dir: Path, config: Config, *, resume: bool, overwrite: bool, ke
     if resume:
         if not (run_dir / "config.yaml").exists():
             raise InputError(f"nothing to resume: {run_dir} has no config.yaml")
-        if load_run_config(run_dir) != config:
-            raise ConfigError(f"resume=True: the config differs from the one {run_dir} was started with")
-        return finished_epochs(run_dir)
+        _hold(run_dir)
+        try:
+            if load_run_config(run_dir) != config:
+                raise ConfigError(f"resume=True: the config differs from the one {run_dir} was started with")
+            return _resumable_epochs(run_dir, config)
+        except BaseException:
+            _release(run_dir)
+            raise
     if not overwrite and run_dir.is_dir() and not run_dir.is_symlink() and not any(run_dir.iterdir()):
         overwrite = True  # an empty folder is no run to lose: train into it
     elif not overwrite and (run_dir.exists() or run_dir.is_symlink()):
@@ -126,7 +134,85 @@ def open_run(run_dir: Path, config: Config, *, resume: bool, overwrite: bool, ke
         for folder in created:  # innermost first: leave nothing that would block the next try
             shutil.rmtree(folder, ignore_errors=True)
         raise InputError(f"cannot create run folder {run_dir}: {getattr(e, 'strerror', None) or e}") from None
+    _hold(run_dir)
     return 0
+
+
+# The run folders this process is training, by absolute path: an open descriptor of the folder, holding
+# an exclusive flock on it. While the descriptor is open the folder's inode cannot be reused, so
+# (st_dev, st_ino) of the descriptor tells this folder from one put under the same name meanwhile.
+_HELD: dict[str, int] = {}
+
+
+def _hold(run_dir: Path) -> None:
+    """Lock ``run_dir`` exclusively (without waiting) for the training about to run in it, and remember which folder it is."""
+    key = os.path.abspath(run_dir)
+    _release(run_dir)  # left by a training of this process that ended in an exception
+    try:
+        fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:
+        raise InputError(f"no run folder at {run_dir} ({e.strerror or e})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise InputError(
+            f"run folder {run_dir} is in use (a resumed training, an eval or a probe of it is running); wait for it to end"
+        ) from None
+    _HELD[key] = fd
+
+
+def _release(run_dir: Path) -> None:
+    fd = _HELD.pop(os.path.abspath(run_dir), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def _is_held_folder(run_dir: Path) -> bool | None:
+    """Whether ``run_dir`` is still the folder this process opened for training (None: it opened none there)."""
+    fd = _HELD.get(os.path.abspath(run_dir))
+    if fd is None:
+        return None
+    held = os.fstat(fd)
+    try:
+        now = os.lstat(run_dir)
+    except OSError:
+        return False
+    return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
+
+
+def check_still_ours(run_dir: Path) -> None:
+    """Refuse to write into ``run_dir`` when the folder training opened was replaced or removed under it."""
+    if _is_held_folder(run_dir) is False:
+        raise InputError(
+            f"run folder {run_dir} was removed or replaced while training; stopped without writing into what is there now"
+        )
+
+
+def _resumable_epochs(run_dir: Path, config: Config) -> int:
+    """The epochs a resumed run continues after, checked against ``history.csv`` and ``train.epochs``."""
+    epochs = finished_epochs(run_dir)
+    state = run_dir / "checkpoints" / "state.json"
+    if epochs > config.train.epochs:
+        raise InputError(
+            f"cannot resume: {state} says {epochs} epochs finished, more than train.epochs = {config.train.epochs}; "
+            "start afresh with overwrite=True"
+        )
+    path = history_path(run_dir)
+    _files.check_regular(path, "history")
+    rows = 0
+    if path.exists():
+        try:
+            with open(path, newline="") as f:
+                rows = max(0, sum(1 for row in csv.reader(f) if row) - 1)
+        except (OSError, UnicodeDecodeError, csv.Error) as e:
+            raise InputError(f"cannot resume: {path} cannot be read ({_first_line(e)}); start afresh with overwrite=True") from None
+    # history.csv gets each epoch's row before its checkpoint: a checkpoint ahead of the history is not this run's.
+    if epochs > rows:
+        raise InputError(
+            f"cannot resume: {state} says {epochs} epochs finished but {path} holds {rows}; start afresh with overwrite=True"
+        )
+    return epochs
 
 
 @contextlib.contextmanager
@@ -136,15 +222,19 @@ def run_in_use(run_dir: str | Path, *, exclusive: bool = False) -> Iterator[Path
     An eval or probe holds a shared lock on the folder for its whole length:
     what it writes lands in the run it loaded. ``train --overwrite`` takes the
     lock exclusively (without waiting) before it removes a run, and is refused
-    while a reader holds it. A ``flock``, so the kernel releases it however
+    while a reader holds it; a training holds it exclusively from
+    :func:`open_run` to :func:`finish_run`, and a reader is refused meanwhile
+    (it would score a model about to be replaced). A ``flock``, so the kernel releases it however
     its holder ends.
 
     Raises
     ------
     InputError
-        No folder at ``run_dir``; or, ``exclusive``, the run is in use.
+        No folder at ``run_dir``; the run is in use (by a reader, when
+        ``exclusive``; by a training, either way).
     """
     run_dir = Path(run_dir)
+    _release(run_dir)  # a training of this process on it has ended, in an exception
     try:
         fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as e:
@@ -158,7 +248,12 @@ def run_in_use(run_dir: str | Path, *, exclusive: bool = False) -> Iterator[Path
                     f"run folder {run_dir} is in use (an eval or probe of it is running); wait for it to end"
                 ) from None
         else:
-            fcntl.flock(fd, fcntl.LOCK_SH)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise InputError(
+                    f"run folder {run_dir} is in use (it is being trained or replaced); wait for it to end"
+                ) from None
             try:
                 now = os.stat(run_dir)
             except OSError:
@@ -195,6 +290,9 @@ def stage_done(run_dir: str | Path, stage: str, detail: Mapping | str | None = N
     if stage == "train":
         return (run_dir / "metrics.json").exists()
     if stage == "eval":
+        # eval/latest is written after the report's folder: a report it does not follow may have been cut short.
+        if not (run_dir / "eval" / "latest").is_file():
+            return False
         return any(detail is None or _settings_of(folder) == _as_json(detail) for folder in _eval_folders(run_dir))
     if stage == "probe":
         try:
@@ -206,9 +304,24 @@ def stage_done(run_dir: str | Path, stage: str, detail: Mapping | str | None = N
 
 
 def discard_unstarted(run_dir: Path) -> None:
-    """Remove a run folder in which no epoch finished (a run that failed before training)."""
-    if run_dir.is_dir() and finished_epochs(run_dir) == 0:
-        _files.remove_folder(run_dir)
+    """Remove the run folder :func:`open_run` created, if no epoch finished in it (a run that failed before training).
+
+    Only that folder is removed, known by the descriptor this process holds
+    on it, not by its name: a folder or file put under the name meanwhile is
+    left alone, as is a run this process did not open.
+    """
+    held = _is_held_folder(run_dir)
+    try:
+        if held and finished_epochs(run_dir) == 0:
+            trash = run_dir.parent / _files._hidden_name(run_dir.name, f"old-{os.getpid()}")
+            os.replace(run_dir, trash)
+            moved, ours = os.lstat(trash), os.fstat(_HELD[os.path.abspath(run_dir)])
+            if (moved.st_dev, moved.st_ino) != (ours.st_dev, ours.st_ino) and not os.path.lexists(run_dir):
+                os.replace(trash, run_dir)  # swapped between the check and the rename: put it back
+            else:
+                _files._delete(trash)
+    finally:
+        _release(run_dir)
 
 
 def finished_epochs(run_dir: Path) -> int:
@@ -244,6 +357,7 @@ def save_checkpoint(model: keras.Model, run_dir: Path, *, epochs: int, best_val_
     Each file is replaced atomically and ``state.json`` goes last, so a write
     that fails (or a kill) leaves the previous checkpoint and its state intact.
     """
+    check_still_ours(run_dir)
     folder = run_dir / "checkpoints"
     with _files.replacing(folder / "last.weights.h5") as tmp:
         model.save_weights(tmp)
@@ -267,6 +381,7 @@ def restore_checkpoint(model: keras.Model, run_dir: Path, epochs: int) -> None:
     InputError
         The checkpoint is missing or cannot be read: the run cannot go on.
     """
+    check_still_ours(run_dir)
     if epochs:
         _load_weights(model, run_dir / "checkpoints" / "last.weights.h5")
     _trim_history(run_dir / "history.csv", epochs)
@@ -305,10 +420,37 @@ def config_path(run_dir: str | Path) -> Path:
 
 
 def finish_run(run_dir: Path, model: keras.Model, encoder: keras.Model, report: dict) -> None:
-    """Save ``model.keras`` and ``encoder.keras``, then ``metrics.json`` (``report``), the mark of a finished run."""
-    save_keras(model, run_dir / "model.keras")
-    save_keras(encoder, run_dir / "encoder.keras")
-    _files.write_text(run_dir / "metrics.json", json.dumps(report, indent=1) + "\n")
+    """Save ``model.keras`` and ``encoder.keras``, then ``metrics.json`` (``report``), the mark of a finished run.
+
+    Then the lock :func:`open_run` took is released: evals and probes may read the run.
+    """
+    check_still_ours(run_dir)
+    try:
+        save_keras(model, run_dir / "model.keras")
+        save_keras(encoder, run_dir / "encoder.keras")
+        _files.write_text(run_dir / "metrics.json", json.dumps(report, indent=1) + "\n")
+    finally:
+        _release(run_dir)
+
+
+def model_identity(run_dir: str | Path) -> dict:
+    """Which model a run's ``model.keras`` is: ``{"sha256": hex digest of the file, "epochs": finished epochs}``.
+
+    An eval report stores it, so that a report names the model it scored even
+    after the run was trained further.
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / "model.keras"
+    if not path.exists():
+        raise InputError(f"{run_dir} has no model.keras (training did not finish?)")
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror or e}") from None
+    return {"sha256": digest.hexdigest(), "epochs": finished_epochs(run_dir)}
 
 
 def load_run_config(run_dir: str | Path) -> Config:
@@ -600,19 +742,23 @@ def write_eval(run_dir: str | Path, label: str, settings: Mapping, *, report: di
         raise ValueError(f"eval label {label!r} is not a plain folder name")
     settings = _as_json(settings)
     root = run_dir / "eval"
-    folder, k = root / label, 1
-    while (folder / "eval.json").exists() and _settings_of(folder) != settings:
-        k += 1
-        folder = root / f"{label}-{k}"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        root.mkdir(exist_ok=True)
     except OSError as e:
-        raise InputError(f"cannot create {folder}: {e.strerror or e}") from None
-    _files.write_text(folder / "eval.json", json.dumps({"settings": settings, **report}, indent=1) + "\n")
-    _files.write_text(folder / "eval.md", markdown)
-    for name, save in confusions.items():
-        save(folder / f"confusion-{name}.png")
-    _files.write_text(root / "latest", folder.name + "\n")
+        raise InputError(f"cannot create {root}: {e.strerror or e}") from None
+    # Two evals of one run take turns choosing the folder and writing it, so that neither writes into the other's.
+    with _files.exclusive(root, what="eval folder"):
+        folder, k = root / label, 1
+        while (folder / "eval.json").exists() and _settings_of(folder) != settings:
+            k += 1
+            folder = root / f"{label}-{k}"
+        # Built aside and renamed into place whole, then named in eval/latest: a kill leaves the old report or the new one.
+        with _files.new_folder(folder, overwrite=True, what="eval report") as tmp:
+            for name, save in confusions.items():
+                save(tmp / f"confusion-{name}.png")
+            (tmp / "eval.md").write_text(markdown, encoding="utf-8")
+            (tmp / "eval.json").write_text(json.dumps({"settings": settings, **report}, indent=1) + "\n", encoding="utf-8")
+        _files.write_text(root / "latest", folder.name + "\n")
     return folder
 
 
@@ -685,16 +831,42 @@ def read_probe(path: str | Path) -> dict[str, ProbeTask]:
     return out
 
 
-def write_probe(run_dir: str | Path, tasks: Mapping[str, Mapping], markdown: str) -> None:
-    """Write ``probe.json`` (``{"tasks": tasks}``) and ``probe.md``."""
+# Locked by each probe while it merges probe.json (see merge_probe); an empty file, kept.
+PROBE_LOCK = ".probe.lock"
+
+
+def merge_probe(
+    run_dir: str | Path, tasks: Mapping[str, Mapping], markdown: Callable[[dict], str], *,
+    keep: Callable[[ProbeTask], bool] = lambda task: True,
+) -> dict:
+    """Add ``tasks`` to ``probe.json`` (replacing tasks of the same name) and rewrite ``probe.md``; return every task.
+
+    The read, merge and write happen under an exclusive lock on
+    :data:`PROBE_LOCK` in the run folder, so two probes of one run at once
+    keep both tasks: the second merges into what the first wrote.
+
+    Parameters
+    ----------
+    tasks : mapping of str to mapping
+        New task entries by name.
+    markdown : callable
+        All tasks (by name) -> the text of ``probe.md``.
+    keep : callable, keyword-only
+        Which tasks already in the file to keep.
+    """
     run_dir = Path(run_dir)
-    _files.write_text(run_dir / "probe.json", json.dumps({"tasks": dict(tasks)}, indent=1) + "\n")
-    _files.write_text(run_dir / "probe.md", markdown)
+    with _files.exclusive(run_dir / PROBE_LOCK, what="run folder"):
+        merged = {name: dict(task.entry) for name, task in read_probe(run_dir).items() if keep(task)}
+        merged.update(tasks)
+        _files.write_text(run_dir / "probe.json", json.dumps({"tasks": merged}, indent=1) + "\n")
+        _files.write_text(run_dir / "probe.md", markdown(merged))
+    return merged
 
 
 def _eval_folders(run_dir: Path) -> list[Path]:
     root = run_dir / "eval"
-    return [f for f in sorted(root.iterdir()) if (f / "eval.json").is_file()] if root.is_dir() else []
+    # A hidden folder is a report being written (see write_eval).
+    return [f for f in sorted(root.iterdir()) if not f.name.startswith(".") and (f / "eval.json").is_file()] if root.is_dir() else []
 
 
 def _settings_of(folder: Path) -> dict | None:

@@ -1,5 +1,6 @@
 """Issue 22 §2-4: stops that stop, sizes checked up front, and one line (exit 2, nothing left behind) for hostile values."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -7,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -346,3 +348,132 @@ def test_embed_and_listen_print_a_non_utf8_file_name(tmp_path, tiny_run):
     result = run("listen", tiny_run, odd, "--out", tmp_path / "o")
     assert result.exit_code == 0, result.output
     assert "caf\\xe9.flac" in result.stdout
+
+
+# Issue 29 §2 --------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fifo(tmp_path):
+    """Make FIFOs; should a reader block on one, a watchdog opens it for writing after a while, so the test fails, not hangs."""
+    made, done = [], threading.Event()
+
+    def make(path):
+        os.mkfifo(path)
+        made.append(path)
+        return path
+
+    def watchdog():
+        if done.wait(120):
+            return
+        for path in made:
+            with contextlib.suppress(OSError):
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+
+    thread = threading.Thread(target=watchdog, daemon=True)
+    thread.start()
+    yield make
+    done.set()
+
+
+def test_a_fifo_or_a_device_as_a_config_is_one_line(tmp_path, fifo):
+    pipe = fifo(tmp_path / "fifo.yaml")
+    for path in (pipe, "/dev/zero"):
+        assert_one_line_error(run("config", path), "is not a regular file")
+        assert_one_line_error(run("train", "--config", path, "--runs-dir", tmp_path / "runs"), "is not a regular file")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_config_file_over_its_size_limit_is_one_line(tmp_path):
+    big = tmp_path / "big.yaml"
+    big.write_text("# padding\n" * 200_000)
+    assert_one_line_error(run("config", big), "larger than 1,048,576 bytes")
+
+
+@pytest.mark.parametrize("where", ["shard", "puzzles", "run config"])
+def test_a_fifo_inside_a_corpus_or_a_run_is_one_line(tmp_path, music_corpus, tiny_run, fifo, where):
+    corpus, run_dir = tmp_path / "music", tmp_path / "tiny"
+    shutil.copytree(music_corpus, corpus)
+    shutil.copytree(tiny_run, run_dir)
+    if where == "shard":
+        shard = next((corpus / "audio").glob("test-*.npy"))
+        shard.unlink()
+        fifo(shard)
+        result = run("eval", run_dir, "--corpus", corpus, "--puzzles", 20, "--sanity", "noise", "--n-chunks", 4)
+    elif where == "puzzles":
+        (corpus / "puzzles" / "test.npz").unlink()
+        fifo(corpus / "puzzles" / "test.npz")
+        result = run("eval", run_dir, "--corpus", corpus, "--puzzles", 20, "--sanity", "noise")
+    else:
+        (run_dir / "config.yaml").unlink()
+        fifo(run_dir / "config.yaml")
+        result = run("eval", run_dir, "--puzzles", 20)
+    assert_one_line_error(result, "is not a regular file")
+
+
+def test_a_fifo_among_the_clips_of_a_probe_folder_is_one_line(tmp_path, fifo):
+    from audiosort.probe import read_labelled
+
+    for label in ("a", "b"):
+        write_music_files(tmp_path / "set" / label, 2, seconds=1.0, seed=ord(label))
+    fifo(tmp_path / "set" / "a" / "pipe.wav")
+    with pytest.raises(InputError, match="is not a regular file"):
+        read_labelled(tmp_path / "set")
+
+
+def test_a_set_value_gets_the_yaml_node_limit_and_a_short_message(tmp_path):
+    bomb = "{" + BILLION_LAUGHS.replace("\n", ", ") + "}"
+    result = run("config", "--set", f"name={bomb}")
+    assert_one_line_error(result, "the limit is 100000")
+    long_list = "[" + ", ".join(["1"] * 50_000) + "]"
+    result = run("config", "--set", f"name={long_list}")
+    assert_one_line_error(result, "characters)")
+    assert len(result.stderr) < 400
+
+
+@pytest.mark.parametrize("value, fragment", [
+    ("yes", "YAML reads yes as a bool, and name takes text; quote it"),
+    ("null", "YAML reads null as null, and name takes text; quote it"),
+    ("1:3", "YAML reads 1:3 as the base-60 number 63; quote it"),
+])
+def test_a_set_value_yaml_reads_as_something_else_says_to_quote_it(value, fragment):
+    assert_one_line_error(run("config", "--set", f"name={value}"), fragment)
+
+
+def test_a_set_number_in_base_60_is_refused():
+    assert_one_line_error(run("config", "--set", "train.epochs=1:3"), "base-60 number 63; write the number you mean")
+
+
+def test_a_cross_key_rule_broken_by_set_blames_the_file_with_set(tmp_path):
+    config = tmp_path / "big.yaml"
+    config.write_text("train:\n  batch_size: 4096\n")
+    result = run("config", config, "--set", "puzzle.chunk_seconds=30")
+    assert_one_line_error(result, f"(in {config} with --set puzzle.chunk_seconds)")
+
+
+def test_a_long_chain_of_base_files_names_its_limit(tmp_path):
+    for k in range(2000):
+        (tmp_path / f"c{k}.yaml").write_text(f"base: c{k + 1}.yaml\n" if k < 1999 else "name: end\n")
+    assert_one_line_error(run("config", tmp_path / "c0.yaml"), "base: files; the limit is 32")
+
+
+def test_a_synthetic_track_too_long_and_a_sample_rate_too_high_are_one_line(tmp_path, music_corpus):
+    result = run("prepare", "--synthetic", "noise", "--track-seconds", 360000, "--out", tmp_path / "c", *PUZZLE_FLAGS)
+    assert_one_line_error(result, "the limit is 67,108,864")
+    config = tmp_path / "c.yaml"
+    config.write_text("name: x\n")
+    result = run("audit", "--config", config, "--set", "data.sample_rate=100000000", "--steps", 1)
+    assert_one_line_error(result, "data.sample_rate = 100000000 must be in [1, 192000] (Hz)")
+    assert not (tmp_path / "c").exists()
+
+
+def test_prepare_warns_of_a_corpus_without_val_or_test_tracks(tmp_path):
+    result = run("prepare", "--synthetic", "noise", "--duration", 2, "--track-seconds", 1, "--puzzles", 0,
+                 "--out", tmp_path / "c", *PUZZLE_FLAGS)
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    missing = [split for split in ("val", "test") if f"has no {split} tracks" in result.stderr]
+    assert missing and len(warnings) == len(missing), result.stderr
+    result = run("prepare", "--synthetic", "noise", "--duration", 2, "--track-seconds", 1, "--puzzles", 0,
+                 "--split", "test", "--out", tmp_path / "d", *PUZZLE_FLAGS)
+    assert result.exit_code == 0 and "warning" not in result.stderr, result.output

@@ -160,9 +160,10 @@ def test_listen_writes_only_its_three_wavs_and_never_its_input(workspace):
             assert result.exit_code == 2, (target, result.output)
         assert_only_changed(ws, before, [target / name for name in names])
     # the input lies in --out under a name listen writes
-    shutil.copy(ws / "songs" / "song00.flac", ws / "work" / "original.wav")
+    (ws / "clips").mkdir()
+    shutil.copy(ws / "songs" / "song00.flac", ws / "clips" / "original.wav")
     before = snapshot(ws)
-    assert_one_line_error(run("listen", ws / "runs" / "tiny", ws / "work" / "original.wav", "--out", ws / "work"), "overlaps input")
+    assert_one_line_error(run("listen", ws / "runs" / "tiny", ws / "clips" / "original.wav", "--out", ws / "clips"), "overlaps input")
     assert snapshot(ws) == before
 
 
@@ -184,3 +185,47 @@ def test_a_sweep_name_stays_one_folder_under_runs_dir(workspace, name):
     assert_one_line_error(run("sweep", "--config", sweep, "--runs-dir", ws / "runs"), "must be one folder name")
     assert snapshot(ws, leave_out=[sweep]) == {k: v for k, v in before.items() if k != str(sweep)}
     assert not Path("/tmp/escaped-sweep").exists()
+
+
+def test_sweep_never_writes_into_its_own_sweep_file_a_corpus_or_a_users_folder(workspace):
+    ws = workspace
+    # the sweep file lies in the folder the sweep would write
+    (ws / "runs" / "mine").mkdir()
+    sweep = ws / "runs" / "mine" / "sweep.yaml"
+    sweep.write_text(f"# my notes\nname: mine\nbase: {ws / 'configs' / 'tiny.yaml'}\ngrid:\n  train.epochs: [1]\n")
+    before = snapshot(ws)
+    assert_one_line_error(run("sweep", "--config", sweep, "--runs-dir", ws / "runs"), "overlaps input")
+    # a sweep named like its corpus, another corpus or a folder of the user's, or one inside a corpus
+    shutil.copytree(ws / "data" / "music", ws / "data" / "other")
+    for name, runs_dir, fragment in (("music", ws / "data", "overlaps input"), ("work", ws, "working folder"),
+                                     ("songs", ws, "is not a sweep folder"), ("other", ws / "data", "is not a sweep folder"),
+                                     ("x", ws / "data" / "other", "would lie inside")):
+        other = ws / "configs" / f"sweep-{name}.yaml"
+        other.write_text(yaml.safe_dump({"name": name, "base": "tiny.yaml", "grid": {"train.epochs": [1]}}))
+        before = snapshot(ws, leave_out=[other])
+        assert_one_line_error(run("sweep", "--config", other, "--runs-dir", runs_dir), fragment)
+        assert snapshot(ws, leave_out=[other]) == before, name
+    assert sweep.read_text().startswith("# my notes")
+
+
+@pytest.mark.parametrize("out, fragment", [
+    (".", "working folder"), ("..", "working folder"), ("../data/music", "lies in corpus"),
+    ("../runs/tiny", "lies in run folder"), ("../runs/tiny/eval", "lies in run folder"), ("../fifo", "cannot create"),
+])
+def test_audit_out_is_a_folder_of_the_users_own(workspace, out, fragment):
+    ws = workspace
+    before = snapshot(ws)
+    result = run("audit", "--config", ws / "configs" / "tiny.yaml", "--steps", 1, "--puzzles", 10, "--out", out)
+    assert_one_line_error(result, fragment)
+    assert result.stdout == ""  # refused before any training
+    assert snapshot(ws) == before
+
+
+@pytest.mark.parametrize("out, fragment", [
+    (".", "working folder"), ("../data/music", "lies in corpus"), ("../data/music/audio", "lies in corpus"),
+])
+def test_listen_out_is_a_folder_of_the_users_own(workspace, out, fragment):
+    ws = workspace
+    before = snapshot(ws)
+    assert_one_line_error(run("listen", ws / "runs" / "tiny", ws / "songs" / "song00.flac", "--out", out), fragment)
+    assert snapshot(ws) == before

@@ -12,6 +12,7 @@ import pytest
 from conftest import run, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
+HANG = 600  # seconds: only a hang gets this far
 QUICK = ["--chunk-seconds", "0.05", "--pad-min-seconds", "0", "--pad-max-seconds", "0.01", "--puzzles", "20", "--quiet"]
 
 
@@ -26,7 +27,7 @@ def test_a_signal_during_prepare_leaves_no_partial_folder(tmp_path, signum):
     proc = _prepare_process(tmp_path, "--synthetic", "noise", "--duration", "4h", "--track-seconds", "60", "--jobs", "1", "--out", "corpus")
     wait_for(lambda: list(tmp_path.glob(".corpus.partial-*/decoded/*.npy")), what="decoded track", process=proc)
     proc.send_signal(signum)
-    proc.communicate(timeout=120)
+    proc.communicate(timeout=HANG)
     assert proc.returncode == 128 + signum  # the shell's code for the signal, not 1 (a check found a problem)
     assert list(tmp_path.iterdir()) == []
 

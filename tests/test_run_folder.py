@@ -264,3 +264,23 @@ def test_typed_readers_give_the_scores_training_and_eval_wrote(tiny_run, tmp_pat
     (damaged / "metrics.json").write_text(json.dumps({"val": {"hungarian": {}}}))
     with pytest.raises(InputError, match="not in the layout audiosort writes"):
         run_module.read_metrics(damaged)
+
+
+def test_an_eval_report_cut_short_leaves_no_folder_and_does_not_count_as_done(tiny_run, tmp_path):
+    from audiosort import run as run_folder
+
+    run_dir = tmp_path / "tiny"
+    shutil.copytree(tiny_run, run_dir)
+    shutil.rmtree(run_dir / "eval", ignore_errors=True)
+    settings = {"n_puzzles": 7}
+
+    def killed(path):
+        raise SystemExit(143)  # what the command line makes of a SIGTERM
+
+    with pytest.raises(SystemExit):
+        run_folder.write_eval(run_dir, "test-n3", settings, report={"datasets": {}}, markdown="", confusions={"test": killed})
+    assert [p.name for p in (run_dir / "eval").iterdir()] == []
+    assert not run_folder.stage_done(run_dir, "eval", settings)
+    folder = run_folder.write_eval(run_dir, "test-n3", settings, report={"datasets": {}}, markdown="", confusions={})
+    (run_dir / "eval" / "latest").unlink()  # killed between the report and eval/latest
+    assert (folder / "eval.json").is_file() and not run_folder.stage_done(run_dir, "eval", settings)

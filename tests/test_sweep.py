@@ -233,9 +233,9 @@ def test_killing_a_sweep_stops_the_run_it_started(tmp_path, music_corpus):
                               "--runs-dir", str(tmp_path / "runs")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(lambda: psutil.Process(sweep.pid).children(), what="run started by the sweep", process=sweep)
     children = psutil.Process(sweep.pid).children()
-    # Past its start: it has made its run folder.
-    wait_for(lambda: list((tmp_path / "runs").rglob("checkpoints")), what="run folder", process=sweep)
+    # Past its start: the run has opened its folder (config.yaml is written first).
+    wait_for(lambda: list((tmp_path / "runs").glob("*/*/config.yaml")), what="run folder", process=sweep)
     sweep.kill()
     sweep.wait()
-    gone, alive = psutil.wait_procs(children, timeout=60)
+    gone, alive = psutil.wait_procs(children, timeout=300)  # only a hang gets this far
     assert not alive, "the run kept going after its sweep was killed"

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from audiosort import _files
 from audiosort.data.puzzles import PuzzleSpec, Puzzles, TrackTable, load_puzzle_set, make_puzzle_set
 from audiosort.config import PAD_MODES
 from audiosort.data.splits import ALL_SPLITS
@@ -47,10 +48,10 @@ class Corpus:
         manifest_path = self.path / "manifest.json"
         if not self.path.is_dir():
             raise InputError(f"no corpus at {self.path} (run `audiosort prepare` first)")
+        if not manifest_path.exists():
+            raise InputError(f"{self.path} is not a corpus: no manifest.json")
         try:
-            self.manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError(f"{self.path} is not a corpus: no manifest.json") from None
+            self.manifest = json.loads(_files.read_regular(manifest_path, "corpus manifest").decode("utf-8"))
         except UnicodeDecodeError as e:
             raise InputError(f"cannot read {manifest_path}: not UTF-8 text (byte {e.start}); prepare the corpus again") from None
         except (OSError, ValueError) as e:
@@ -108,6 +109,7 @@ class Corpus:
         """A shard, memory-mapped: 1-D int16."""
         if name not in self._shards:
             path = self.path / "audio" / name
+            _files.check_regular(path, "corpus shard")  # a FIFO would block np.load forever
             try:
                 samples = np.load(path, mmap_mode="r", allow_pickle=False)
             except FileNotFoundError:

@@ -31,6 +31,8 @@ from audiosort.errors import InputError, is_int
 DEFAULT_SHARD_BYTES = 1 << 30
 # Tracks a synthetic corpus may have (duration / track length).
 MAX_SYNTHETIC_TRACKS = 100_000
+# Samples of one synthetic track (70 min at 16 kHz): each is rendered whole in float64, 512 MiB at most.
+MAX_TRACK_SAMPLES = 1 << 26
 # Fixed .npy header size so a shard can be written as a stream and its length
 # filled in at the end (NPY 1.0: magic, version, uint16 header length, header).
 _NPY_HEADER_BYTES = 128
@@ -46,6 +48,7 @@ class PrepareSummary:
     hours: dict = field(default_factory=dict)  # split -> hours of audio
     skipped: list = field(default_factory=list)  # [{"source", "reason"}]
     puzzles: dict = field(default_factory=dict)  # split -> number of fixed puzzles
+    split: str | None = None  # the one split every track went to (prepare --split), or None
 
     def lines(self) -> list[str]:
         """Human-readable summary, one line per fact."""
@@ -60,6 +63,16 @@ class PrepareSummary:
         out.append(f"  skipped {len(self.skipped)} file(s)")
         out += [f"    {s['source']}: {s['reason']}" for s in self.skipped]
         return out
+
+    def warnings(self) -> list[str]:
+        """The splits a corpus was left without by its fractions: training needs val, eval needs test."""
+        if self.split is not None:  # prepare --split puts every track in one split on purpose
+            return []
+        needs = {"val": "train cannot score val puzzles", "test": "eval has no test split to score"}
+        return [
+            f"warning: corpus {self.out} has no {split} tracks ({why}); give more tracks or a larger --{split}-fraction"
+            for split, why in needs.items() if not self.tracks.get(split)
+        ]
 
 
 @dataclass(frozen=True)
@@ -257,6 +270,11 @@ def prepare_synthetic(
             "give longer tracks or a shorter duration"
         )
     seconds = duration_seconds / n_tracks
+    if seconds * sample_rate > MAX_TRACK_SAMPLES:
+        raise InputError(
+            f"synthetic tracks of {seconds:g} s at {sample_rate} Hz are {seconds * sample_rate:,.0f} samples each; "
+            f"the limit is {MAX_TRACK_SAMPLES:,} ({MAX_TRACK_SAMPLES / sample_rate / 60:.1f} min): give a shorter track_seconds"
+        )
 
     def render(k: int) -> tuple[np.ndarray, str]:
         y = synthetic.render(
@@ -292,7 +310,9 @@ def _build_corpus(
     spec = PuzzleSpec.from_config(settings.puzzle, sample_rate=settings.sample_rate)
     check_set_size(settings.n_puzzles, spec)
     out = Path(out)
-    with _files.new_folder(out, overwrite=overwrite, what="corpus", keep=keep, marker="manifest.json") as tmp:
+    with _files.new_folder(
+        out, overwrite=overwrite, what="corpus", keep=keep, marker="manifest.json", contents=("features",)
+    ) as tmp:
         try:
             return _write_corpus(
                 jobs_in, tmp, out, settings, spec=spec, jobs=jobs, progress=progress, skipped=list(skipped)
@@ -354,7 +374,7 @@ def _write_corpus(
             **to_dict(settings.puzzle), "seed": settings.seed, "count": int(settings.n_puzzles), **_spec_samples(spec)
         },
     }
-    summary = PrepareSummary(out=out, sample_rate=sample_rate, skipped=skipped)
+    summary = PrepareSummary(out=out, sample_rate=sample_rate, skipped=skipped, split=split)
     for name in ALL_SPLITS:
         frames = [t["frames"] for t in manifest_tracks if t["split"] == name]
         summary.tracks[name] = len(frames)

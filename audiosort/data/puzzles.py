@@ -418,6 +418,7 @@ def load_puzzle_set(path: str | Path) -> Puzzles:
         Missing file, not an npz, a missing array or inconsistent shapes.
     """
     path = Path(path)
+    _files.check_regular(path, "puzzle set")  # a FIFO would block np.load forever
     try:
         with np.load(path) as data:
             arrays = {name: data[name] for name in ("chunks", "order", "track", "starts")}

@@ -26,12 +26,13 @@ from audiosort import _files
 from audiosort.config import Config, load_config
 from audiosort.errors import AudiosortError, InputError, check_positive_int
 from audiosort.sweep.grid import Sweep, sweep_dict
-from audiosort.run import config_path, run_in_use, stage_done
+from audiosort.run import AUDIOSORT_FOLDERS, config_path, run_in_use, stage_done
 from audiosort.sweep.report import SweepReport, collect_row, is_run_of, match_axis, pending_stages, probe_task_name
 
 
 def run_sweep(
-    sweep: Sweep, *, runs_dir: str | Path = "runs", jobs: int = 1, plot: tuple | None = None, echo=print
+    sweep: Sweep, *, runs_dir: str | Path = "runs", jobs: int = 1, plot: tuple | None = None, echo=print,
+    keep: tuple = (),
 ) -> SweepReport:
     """Run every unfinished stage of every run of ``sweep``, then write the results.
 
@@ -47,22 +48,41 @@ def run_sweep(
         Two grid keys for the heatmap; default the first two axes.
     echo : callable
         Receives one progress line per finished run.
+    keep : tuple of str or Path
+        More inputs the sweep folder may not overlap (the sweep file); the
+        base config, every run's corpus and the probe folders are kept anyway.
 
     Returns
     -------
     SweepReport
         The rows, also written as ``results.csv`` and ``results.md``.
+
+    Raises
+    ------
+    InputError
+        A sweep folder that is the working folder or above, overlaps an
+        input, lies inside a corpus, or exists holding files but is not a
+        sweep folder (no ``sweep.lock``); another sweep running in it.
     """
     check_positive_int(jobs, "jobs")
     folder = Path(runs_dir) / sweep.name
     runs = sweep.configs()
+    inputs = (*keep, sweep.base, *{config.data.corpus for _, config in runs}, *sweep.probe)
+    # The sweep writes sweep.yaml, jobs/, logs/ and results into its folder: never into a folder of the user's.
+    _files.check_output(folder, what="sweep folder", overwrite=True, keep=inputs, markers=(SWEEP_MARKER,))
+    _files.refuse_inside(folder, what="sweep folder")
     axis_keys = [", ".join(keys) for keys, _ in sweep.axes]
     if plot is not None:
         plot = tuple(match_axis(key, axis_keys) for key in plot)
-    for sub in ("jobs", "logs"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     with _sweep_lock(folder):
+        for sub in ("jobs", "logs"):
+            (folder / sub).mkdir(exist_ok=True)
         return _run_locked(sweep, folder, runs, axis_keys, jobs=jobs, plot=plot, echo=echo)
+
+
+# Written into a sweep folder first (see _sweep_lock): a folder without it was not made by a sweep.
+(SWEEP_MARKER,) = AUDIOSORT_FOLDERS["sweep folder"]
 
 
 @contextlib.contextmanager
@@ -71,7 +91,7 @@ def _sweep_lock(folder: Path):
 
     An flock, so the kernel releases it however the holder ends (``kill -9`` included).
     """
-    with open(folder / "sweep.lock", "w") as lock:
+    with open(folder / SWEEP_MARKER, "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
