@@ -61,7 +61,9 @@ def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
     return frequencies
 
 
-def mel_filterbank(sample_rate: int, fft_length: int, n_mels: int, *, f_min: float = 0.0, f_max: float | None = None) -> np.ndarray:
+def mel_filterbank(
+    sample_rate: int, fft_length: int, n_mels: int, *, f_min: float = 0.0, f_max: float | None = None, unit_area: bool = True
+) -> np.ndarray:
     """The Slaney mel filterbank: triangles on the Slaney mel scale, each of unit area in Hz.
 
     Parameters
@@ -74,6 +76,9 @@ def mel_filterbank(sample_rate: int, fft_length: int, n_mels: int, *, f_min: flo
         Number of mel bands.
     f_min, f_max : float >= 0, keyword-only
         Lowest and highest band edge, in Hz; ``f_max=None`` means ``sample_rate / 2``.
+    unit_area : bool, keyword-only
+        Scale each triangle to unit area in Hz (librosa's ``norm="slaney"``);
+        False leaves each with a peak of 1 (``norm=None``).
 
     Returns
     -------
@@ -97,8 +102,49 @@ def mel_filterbank(sample_rate: int, fft_length: int, n_mels: int, *, f_min: flo
         rising = -ramps[band] / widths_hz[band]
         falling = ramps[band + 2] / widths_hz[band + 1]
         weights[band] = np.maximum(0, np.minimum(rising, falling))
-    weights *= (2.0 / (edges_hz[2 : n_mels + 2] - edges_hz[:n_mels]))[:, None]
+    if unit_area:
+        weights *= (2.0 / (edges_hz[2 : n_mels + 2] - edges_hz[:n_mels]))[:, None]
     return weights
+
+
+def chroma_filterbank(sample_rate: int, fft_length: int) -> np.ndarray:
+    """The 12 pitch classes' weights of each DFT bin, starting at C: librosa's chroma filterbank, unnormalized.
+
+    Each bin's frequency, in twelfths of an octave above A0/16 (A4 = 440 Hz),
+    adds a Gaussian bump to its pitch class (width: the bin's own spacing on
+    that scale, at least one semitone), weighted by a Gaussian over octaves
+    centred on octave 5 (C5 to C6's neighbourhood, about 500-1000 Hz), two
+    octaves wide.
+
+    Parameters
+    ----------
+    sample_rate : int > 0
+        Of the audio, in Hz.
+    fft_length : int > 0
+        DFT size, in samples.
+
+    Returns
+    -------
+    filterbank : np.ndarray [shape=(12, fft_length // 2 + 1), dtype=float32]
+
+    Notes
+    -----
+    Equals ``librosa.filters.chroma(sr=sample_rate, n_fft=fft_length,
+    norm=None)`` (tuning 0, ctroct 5, octwidth 2, base_c): spectra keeps no
+    codec library's import, and the models read their chroma here.
+    """
+    n_chroma = 12
+    frequencies = np.linspace(0, sample_rate, fft_length, endpoint=False)[1:]
+    semitones = n_chroma * np.log2(frequencies / (440.0 / 16))
+    semitones = np.concatenate(([semitones[0] - 1.5 * n_chroma], semitones))
+    widths = np.concatenate((np.maximum(semitones[1:] - semitones[:-1], 1.0), [1]))
+    distance = np.subtract.outer(semitones, np.arange(0, n_chroma, dtype="d")).T
+    half = np.round(float(n_chroma) / 2)
+    distance = np.remainder(distance + half + 10 * n_chroma, n_chroma) - half
+    weights = np.exp(-0.5 * (2 * distance / np.tile(widths, (n_chroma, 1))) ** 2)
+    weights *= np.tile(np.exp(-0.5 * (((semitones / n_chroma - 5.0) / 2.0) ** 2)), (n_chroma, 1))
+    weights = np.roll(weights, -3, axis=0)
+    return np.ascontiguousarray(weights[:, : fft_length // 2 + 1], dtype=np.float32)
 
 
 def hann_window(length: int) -> np.ndarray:

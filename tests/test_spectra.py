@@ -74,3 +74,14 @@ def test_probe_log_mel_is_librosas_melspectrogram_bit_for_bit():
     y = np.random.default_rng(3).normal(scale=0.1, size=12000).astype(np.float32)
     expected = librosa.feature.melspectrogram(y=y, sr=SAMPLE_RATE, n_fft=512, hop_length=160, n_mels=probe.LOGMEL_BANDS)
     np.testing.assert_array_equal(probe.log_mel(y, sample_rate=SAMPLE_RATE), np.log(expected + probe.LOGMEL_FLOOR).astype(np.float32))
+
+
+@pytest.mark.parametrize("sample_rate, fft_length", [(16000, 2048), (22050, 1024), (16000, 512), (8000, 256)])
+def test_the_chroma_and_peak_one_mel_filterbanks_are_librosas_bit_for_bit(sample_rate, fft_length):
+    np.testing.assert_array_equal(
+        spectra.chroma_filterbank(sample_rate, fft_length), librosa.filters.chroma(sr=sample_rate, n_fft=fft_length, norm=None)
+    )
+    np.testing.assert_array_equal(
+        spectra.mel_filterbank(sample_rate, fft_length, 16, unit_area=False),
+        librosa.filters.mel(sr=sample_rate, n_fft=fft_length, n_mels=16, norm=None),
+    )

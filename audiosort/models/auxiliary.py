@@ -9,8 +9,8 @@ self-supervised task. :class:`SpectralTargets` does that for two
 descriptors computed in the model from the raw chunk, with no label:
 
 chroma
-    the energy in each of the 12 pitch classes (librosa's chroma filterbank
-    on the STFT power), averaged over the chunk's frames;
+    the energy in each of the 12 pitch classes (librosa's chroma filterbank,
+    :func:`audiosort.spectra.chroma_filterbank`, on the STFT power), averaged over the chunk's frames;
 envelope
     the chunk's mean log power in ``ENVELOPE_BANDS`` mel bands.
 
@@ -22,11 +22,11 @@ error joins the training loss; prediction and evaluation never compute it.
 from __future__ import annotations
 
 import keras
-import librosa
 import numpy as np
 from keras import ops
 
 from audiosort.pcm import INT16_SCALE
+from audiosort.spectra import chroma_filterbank, mel_filterbank
 
 FFT_LENGTH = 2048  # 128 ms at 16 kHz: 7.8 Hz bins, fine enough for the pitch classes above ~100 Hz
 HOP_LENGTH = 512
@@ -36,8 +36,8 @@ POWER_FLOOR = 1e-8  # of the frame-mean power; keeps silent chunks' logarithms f
 
 def descriptor_filterbank(sample_rate: int) -> np.ndarray:
     """The chroma and envelope filterbanks stacked: ``[shape=(12 + ENVELOPE_BANDS, FFT_LENGTH // 2 + 1), float32]``."""
-    chroma = librosa.filters.chroma(sr=sample_rate, n_fft=FFT_LENGTH, norm=None)
-    mel = librosa.filters.mel(sr=sample_rate, n_fft=FFT_LENGTH, n_mels=ENVELOPE_BANDS, norm=None)
+    chroma = chroma_filterbank(sample_rate, FFT_LENGTH)
+    mel = mel_filterbank(sample_rate, FFT_LENGTH, ENVELOPE_BANDS, unit_area=False)
     return np.concatenate([chroma, mel]).astype(np.float32)
 
 
