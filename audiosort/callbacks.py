@@ -29,7 +29,8 @@ def run_callbacks(
 ) -> list[keras.callbacks.Callback]:
     """What a run writes each epoch, on every training path: the policy in one list.
 
-    First the ``val`` puzzles scored as eval scores them (:class:`DecodedValScores`,
+    First the check that the run folder is still the one training opened
+    (:class:`RunFolderGuard`), then the ``val`` puzzles scored as eval scores them (:class:`DecodedValScores`,
     into the epoch's logs), then ``history.csv`` (a row per epoch, appended), then the checkpoints
     (:class:`RunCheckpoints`: written after the history row, so a resumed run
     cuts the history back to its checkpoint), TensorBoard ``logs/``, and
@@ -38,6 +39,7 @@ def run_callbacks(
     the fitted model (the full model of a feature model it shares its layers with).
     """
     callbacks = [
+        RunFolderGuard(run_dir),
         DecodedValScores(val, config.train.batch_size, model=scoring_model),
         keras.callbacks.CSVLogger(str(run.history_path(run_dir)), append=True),
         RunCheckpoints(run_dir, best_val_loss=best_val_loss),
@@ -87,6 +89,29 @@ class DecodedValScores(keras.callbacks.Callback):
         logs[f"val_{name}_position_accuracy"] = best.position_accuracy.value
         logs[f"val_{name}_kendall_tau"] = best.kendall_tau.value
         logs["val_exact_chance"] = scored.chance.exact_accuracy
+
+
+class RunFolderGuard(keras.callbacks.Callback):
+    """Stop training, before anything else writes, once the run folder was removed or replaced under it.
+
+    Issue 29: a user who swaps the folder mid-run must find their own files
+    untouched, so the check comes first at every point where a later callback
+    writes into the folder (TensorBoard opens ``logs/validation`` when
+    validation begins; the history row and checkpoints come at the epoch's end).
+    """
+
+    def __init__(self, run_dir: Path):
+        super().__init__()
+        self.run_dir = run_dir
+
+    def on_epoch_begin(self, epoch, logs=None):
+        run.check_still_ours(self.run_dir)
+
+    def on_test_begin(self, logs=None):
+        run.check_still_ours(self.run_dir)
+
+    def on_epoch_end(self, epoch, logs=None):
+        run.check_still_ours(self.run_dir)
 
 
 class RunCheckpoints(keras.callbacks.Callback):

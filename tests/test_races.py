@@ -28,16 +28,28 @@ HANG = 300  # seconds: only a hang gets this far
 
 
 class SwapFolder(keras.callbacks.Callback):
-    """Put the user's own folder where the run folder was, once training has begun."""
+    """Put the user's own folder (or a file) where the run folder was, once training has begun."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, *, as_file: bool = False):
         super().__init__()
         self.run_dir = run_dir
+        self.as_file = as_file
 
     def on_train_begin(self, logs=None):
         shutil.rmtree(self.run_dir)
+        if self.as_file:
+            self.run_dir.write_text("precious")
+            return
         self.run_dir.mkdir()
         (self.run_dir / "thesis.txt").write_text("precious")
+
+
+def test_a_file_put_where_the_run_folder_was_is_left_to_its_owner(music_corpus, tmp_path):
+    config = load_config(None, ["name=race3", f"data.corpus={music_corpus}", *TINY_TRAIN])
+    with pytest.raises(InputError, match="removed or replaced while training"):
+        train(config, runs_dir=tmp_path, verbose=0, callbacks=[SwapFolder(tmp_path / "race3", as_file=True)])
+    assert (tmp_path / "race3").read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["race3"]
 
 
 def test_a_run_folder_swapped_during_training_is_left_to_its_owner(music_corpus, tmp_path):
@@ -45,9 +57,8 @@ def test_a_run_folder_swapped_during_training_is_left_to_its_owner(music_corpus,
     run_dir = tmp_path / "race2"
     with pytest.raises(InputError, match="removed or replaced while training"):
         train(config, runs_dir=tmp_path, verbose=0, callbacks=[SwapFolder(run_dir)])
-    # Keras's TensorBoard callback opens logs/validation by name before the checkpoint is refused (train.py's order).
     assert (run_dir / "thesis.txt").read_text() == "precious"
-    assert not {"config.yaml", "checkpoints", "history.csv"} & {p.name for p in run_dir.iterdir()}
+    assert [p.name for p in run_dir.iterdir()] == ["thesis.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["race2"]
 
 
