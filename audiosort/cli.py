@@ -142,6 +142,7 @@ PARAMETER_FLAGS = {
     "sanity=": "--sanity ",
     "audio_paths": "--audio",
     "out=": "--out ",
+    "out folder": "--out folder",
     "n_puzzles": "--puzzles",
     "test_sources=": "--test-sources ",
     "group_pattern=": "--group-pattern ",

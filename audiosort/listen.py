@@ -200,7 +200,7 @@ def listen(
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise InputError(f"cannot create folder out={out}: {e.strerror or e}") from None
+        raise InputError(f"cannot create out folder {out}: {e.strerror or e}") from None
     # All three or none: each is written to a temporary file, and renamed into place only once all are written.
     with contextlib.ExitStack() as stack:
         temporaries = [stack.enter_context(_files.replacing(target)) for target in targets]
