@@ -226,7 +226,7 @@ def writable_folder(folder: str | Path, config: Config | None = None) -> Path:
     """
     folder = Path(folder)
     _files.check_files_into(
-        folder, ["audit.json"], what="out", keep=(config.data.corpus,) if config else (), folders=AUDIOSORT_FOLDERS
+        folder, ["audit.json"], what="out path", keep=(config.data.corpus,) if config else (), folders=AUDIOSORT_FOLDERS
     )
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -143,6 +143,7 @@ PARAMETER_FLAGS = {
     "audio_paths": "--audio",
     "out=": "--out ",
     "out folder": "--out folder",
+    "out path": "--out",
     "n_puzzles": "--puzzles",
     "test_sources=": "--test-sources ",
     "group_pattern=": "--group-pattern ",

@@ -300,7 +300,7 @@ def _check_out(out: str | Path, inputs: list) -> Path:
     """
     if Path(out).exists() and not Path(out).is_dir():
         raise InputError(f"out={out} exists and is not a folder; name a folder for the four files")
-    path = _files.check_output(out, what="out", overwrite=True, keep=inputs)
+    path = _files.check_output(out, what="out path", overwrite=True, keep=inputs)
     if path.is_dir() and not (path / REPORT_NAME).exists() and any(path.iterdir()):
         raise InputError(f"out={out} holds files and no {REPORT_NAME}: name a new or empty folder, or an earlier dream's")
     return path
@@ -512,7 +512,7 @@ def _low_pass(x: np.ndarray, kept_fraction: float) -> np.ndarray:
 def _write(result: DreamResult, before: np.ndarray, after: np.ndarray, inputs: list, *, sample_rate: int,
            seam_samples) -> None:
     """The four files, built in a hidden folder beside ``result.out`` and swapped in whole (a kill leaves the old set)."""
-    with _files.new_folder(result.out, overwrite=True, what="out", keep=inputs, marker=REPORT_NAME) as out:
+    with _files.new_folder(result.out, overwrite=True, what="out path", keep=inputs, marker=REPORT_NAME) as out:
         audio.write_wav(out / "before.wav", before, sample_rate=sample_rate)
         audio.write_wav(out / "dream.wav", after, sample_rate=sample_rate)
         save_spectrograms(out / "spectrogram.png", {"before": before, "dream": after}, sample_rate=sample_rate,

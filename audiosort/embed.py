@@ -156,7 +156,7 @@ def embed_files(
         raise InputError(f"hop_seconds={hop_seconds!r} must be a number of seconds in (0, {MAX_HOP_SECONDS:g}]")
     model = load_encoder(run_dir)
     files_in = _expand(paths)
-    out = _files.check_output(out, what="out", overwrite=overwrite, keep=(model.path.parent, *files_in), kind="file")
+    out = _files.check_output(out, what="out path", overwrite=overwrite, keep=(model.path.parent, *files_in), kind="file")
     sample_rate, chunk_samples = model.sample_rate, model.chunk_samples
     hop_samples = chunk_samples if hop_seconds is None else round(hop_seconds * sample_rate)
     if hop_samples < 1:

@@ -154,7 +154,7 @@ def listen(
     spec = PuzzleSpec.from_config(config.puzzle, sample_rate=sample_rate)
     out = Path(out)
     targets = _files.check_files_into(
-        out, OUTPUT_NAMES, what="out", keep=(source, run_dir, config.data.corpus), folders=AUDIOSORT_FOLDERS
+        out, OUTPUT_NAMES, what="out path", keep=(source, run_dir, config.data.corpus), folders=AUDIOSORT_FOLDERS
     )
     # The puzzle is drawn as training draws one (puzzles.draw_starts), inside the window of its
     # longest span that starts at --start (the puzzle is then moved to start there) or at random.

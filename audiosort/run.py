@@ -404,6 +404,16 @@ def save_keras(model: keras.Model, path: Path) -> None:
         model.save(tmp)
 
 
+def model_path(run_dir: str | Path) -> Path:
+    """The run's whole model, ``model.keras`` (raw int16 chunks in, the head's scores out)."""
+    return Path(run_dir) / "model.keras"
+
+
+def eval_report_folder(run_dir: str | Path, label: str) -> Path:
+    """The folder of the eval report named ``label`` (``test-n3``, ``val-n3``, ``recipe-test-n3``; see :func:`write_eval`)."""
+    return Path(run_dir) / "eval" / label
+
+
 def history_path(run_dir: Path) -> Path:
     """``history.csv``, one row per finished epoch (written by Keras's ``CSVLogger``)."""
     return run_dir / "history.csv"

@@ -45,7 +45,7 @@ def mute_seam(run_dir: Path, out_dir: Path) -> None:
     band_weight, _ = seam[0].get_weights()
     seam[0].set_weights([band_weight, np.asarray(MUTED_LOG_SCALE, dtype=np.float32)])
     shutil.copytree(run_dir, out_dir, ignore=shutil.ignore_patterns("checkpoints", "eval", "logs"))
-    run.save_keras(model, out_dir / "model.keras")
+    run.save_keras(model, run.model_path(out_dir))
 
 
 def main() -> None:

@@ -18,10 +18,14 @@ figure reads.
 from __future__ import annotations
 
 import argparse
+import functools
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+from audiosort import run as run_folder
 
 RUNS_DIR = Path("runs")
 CORPUS = Path("data/recipe")
@@ -54,43 +58,49 @@ def runs() -> list[tuple[str, str, tuple[str, ...]]]:
     ]
 
 
-def commands(music: Path) -> list[tuple[list[str], Path | None]]:
-    """The study's steps in order: (command, output that makes it done or None to always run)."""
+def _exists(path: Path) -> Callable[[], bool]:
+    return path.exists
+
+
+def commands(music: Path) -> list[tuple[list[str], Callable[[], bool] | None]]:
+    """The study's steps in order: (command, whether it is done already, or None to always run)."""
     steps = [
-        (["bash", "scripts/fetch_music.sh", str(music)], CORPUS / "manifest.json"),
+        (["bash", "scripts/fetch_music.sh", str(music)], _exists(CORPUS / "manifest.json")),
         (["audiosort", "prepare", str(music), "--out", str(CORPUS), "--config", "configs/logmel.yaml",
-          "--group-pattern", _group_pattern(), "--test-sources", "supertux/*", "--jobs", "2"], CORPUS / "manifest.json"),
+          "--group-pattern", _group_pattern(), "--test-sources", "supertux/*", "--jobs", "2"],
+         _exists(CORPUS / "manifest.json")),
     ]
     for name, config, sets in runs():
         overrides = [arg for value in (f"name={name}", *sets) for arg in ("--set", value)]
         steps.append((["audiosort", "train", "--config", config, *overrides, "--runs-dir", str(RUNS_DIR)],
-                      RUNS_DIR / name / "metrics.json"))
+                      functools.partial(run_folder.stage_done, RUNS_DIR / name, "train")))
     for name, _, _ in runs():
         run = RUNS_DIR / name
         if name == "recipe-many":
-            steps += [(["audiosort", "eval", str(run), "--n-chunks", str(n)], run / "eval" / f"test-n{n}")
-                      for n in MANY_CHUNKS_SCORED]
+            steps += [(["audiosort", "eval", str(run), "--n-chunks", str(n)],
+                       _exists(run_folder.eval_report_folder(run, f"test-n{n}"))) for n in MANY_CHUNKS_SCORED]
             continue
         steps += [
-            (["audiosort", "eval", str(run), "--split", "val", "--sanity", ""], run / "eval" / "val-n3"),
-            (["audiosort", "eval", str(run)], run / "eval" / "test-n3"),
+            (["audiosort", "eval", str(run), "--split", "val", "--sanity", ""],
+             _exists(run_folder.eval_report_folder(run, "val-n3"))),
+            (["audiosort", "eval", str(run)], _exists(run_folder.eval_report_folder(run, "test-n3"))),
         ]
     table = ["python", "scripts/seed_table.py"]
     for label, prefix in (("recipe-small-gaps", "recipe-small-gaps"), ("4,000 steps", "short"),
                           ("no seam", "noseam"), ("recipe-wide-gaps", "recipe-wide-gaps")):
-        table += ["--row", label, *(str(RUNS_DIR / f"{prefix}-s{seed}" / "eval" / "test-n3") for seed in SEEDS)]
+        table += ["--row", label, *(str(run_folder.eval_report_folder(RUNS_DIR / f"{prefix}-s{seed}", "test-n3")) for seed in SEEDS)]
     steps += [
         (table, None),
         (["audiosort", "audit", "--config", "configs/recipe-wide-gaps.yaml", "--steps", "150", "--puzzles", "1000"], None),
         (["python", "scripts/make_probe_sets.py", "tracks", str(CORPUS), "--clips-per-track", "20",
-          "--out", str(PROBE_SETS / "tracks")], PROBE_SETS / "tracks"),
-        (["python", "scripts/make_probe_sets.py", "synthetic", "--out", str(PROBE_SETS / "tempo")], PROBE_SETS / "tempo"),
+          "--out", str(PROBE_SETS / "tracks")], _exists(PROBE_SETS / "tracks")),
+        (["python", "scripts/make_probe_sets.py", "synthetic", "--out", str(PROBE_SETS / "tempo")], _exists(PROBE_SETS / "tempo")),
         (["python", "scripts/make_probe_sets.py", "instruments", "--out", str(PROBE_SETS / "instruments")],
-         PROBE_SETS / "instruments"),
-        (["python", "scripts/make_probe_sets.py", "pitch", "--out", str(PROBE_SETS / "pitch")], PROBE_SETS / "pitch"),
+         _exists(PROBE_SETS / "instruments")),
+        (["python", "scripts/make_probe_sets.py", "pitch", "--out", str(PROBE_SETS / "pitch")], _exists(PROBE_SETS / "pitch")),
         (["audiosort", "probe", str(RUNS_DIR / PROBED_RUN),
           *(arg for task in ("tracks", "tempo", "instruments", "pitch") for arg in ("--data", str(PROBE_SETS / task))),
-          "--supervised-steps", "600"], RUNS_DIR / PROBED_RUN / "probe.json"),
+          "--supervised-steps", "600"], functools.partial(run_folder.stage_done, RUNS_DIR / PROBED_RUN, "probe")),
         (["python", "scripts/plot_study.py", "docs/transfer-study.yaml", "--runs-dir", str(RUNS_DIR),
           "--out", "docs/transfer-study.png"], None),
     ]
@@ -112,7 +122,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     for command, done in commands(args.music):
         line = shlex.join(command)
-        if done is not None and done.exists():
+        if done is not None and done():
             print(f"# done: {line}", flush=True)
             continue
         print(line, flush=True)
