@@ -19,10 +19,10 @@ from keras import layers
 from audiosort.config import SorterConfig
 from audiosort.errors import ConfigError
 from audiosort.heads import any_n_heads, get_head
-from audiosort.models.views import SeamDropout
 from audiosort.models.layers import (
     ExpectedRankScores, JoinMismatch, PairFeatures, PermutationMarginals, SeamScores, SuccessorLogits, TimePositionScores,
 )
+from audiosort.models.views import SeamDropout
 from audiosort.spectra import EDGE_MELS as SEAM_BANDS
 
 MLP_NARROW_UNITS = 200  # the seed's third sorter layer
