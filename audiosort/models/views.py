@@ -28,11 +28,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from audiosort.data.augment import TILT_FLOOR_HZ, TILT_PIVOT_HZ
 from audiosort.pcm import INT16_SCALE
-
-TILT_PIVOT_HZ = 1000.0
-# Below this the tilt is held flat, as in audiosort.data.augment, so DC and rumble are not boosted.
-TILT_FLOOR_HZ = 50.0
 
 
 @keras.saving.register_keras_serializable(package="audiosort")
