@@ -190,3 +190,40 @@ def test_a_corpus_built_inside_one_being_replaced_survives(tmp_path, monkeypatch
     after = snapshot(tmp_path)
     assert {k: v for k, v in after.items() if "/sub" not in k} == before
     assert (outer / "sub" / "manifest.json").read_text() == "{}"
+
+
+def test_two_evals_writing_at_once_keep_both_reports(tmp_path):
+    run_dir = tmp_path / "tiny"
+    run_dir.mkdir()
+    first_inside, go, second_inside = threading.Event(), threading.Event(), threading.Event()
+
+    def first_confusion(path):
+        first_inside.set()
+        assert go.wait(HANG)
+        path.write_bytes(b"first")
+
+    def second_confusion(path):
+        second_inside.set()
+        path.write_bytes(b"second")
+
+    def write(settings, confusion):
+        run_folder.write_eval(run_dir, "test-n3", settings, report={"who": settings["puzzles"]},
+                              markdown="", confusions={"test": confusion})
+
+    first = threading.Thread(target=write, args=({"puzzles": 20}, first_confusion))
+    second = threading.Thread(target=write, args=({"puzzles": 30}, second_confusion))
+    first.start()
+    assert first_inside.wait(HANG)
+    second.start()
+    try:
+        # The second eval must not choose its folder while the first is still writing: it would pick the same one.
+        assert not second_inside.wait(2)
+    finally:
+        go.set()
+    first.join(HANG)
+    second.join(HANG)
+    reports = {p.name: json.loads((p / "eval.json").read_text()) for p in (run_dir / "eval").iterdir() if p.is_dir()}
+    assert {name: report["who"] for name, report in reports.items()} == {"test-n3": 20, "test-n3-2": 30}
+    assert (run_dir / "eval" / "test-n3" / "confusion-test.png").read_bytes() == b"first"
+    assert (run_dir / "eval" / "test-n3-2" / "confusion-test.png").read_bytes() == b"second"
+    assert (run_dir / "eval" / "latest").read_text().strip() == "test-n3-2"
