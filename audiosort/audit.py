@@ -358,7 +358,7 @@ def _tone_diagnosis(spec: PuzzleSpec, sample_rate: int, tone_method: str, sortab
             f"on the {spec.grid_samples}-sample grid of cached features the gaps take {gap_values} values, and the "
             f"tone's phase steps repeat every {cycle} of them, so some steps are likelier (ideal observer "
             f"{sortable.exact_accuracy:.3f}) — make the number of gap values a multiple of {cycle} (a range of "
-            f"pad_max_seconds - pad_min_seconds + {spec.grid_samples / sample_rate:g} s = k x {cycle_ms:.0f} ms)"
+            f"pad_max_seconds - pad_min_seconds + {spec.grid_samples / sample_rate:g} s = k x {cycle_ms:g} ms)"
         )
     if gap_values < period_samples:
         return (

@@ -246,6 +246,9 @@ def test_the_tone_diagnosis_on_the_grid_names_the_gap_count_that_fixes_it():
     ideal = leaks.ideal_tone_accuracy(wide, sample_rate=16000, frequency_hz=440)
     assert ideal_sorts(ideal)
     assert "a multiple of 9" in _tone_diagnosis(wide, 16000, "tiled", ideal)
+    # 0-50 ms on the cache's 40-sample grid: 21 values; the fix's range is 9 steps of 2.5 ms, not rounded to 22 ms.
+    small = PuzzleSpec(n_chunks=3, chunk_samples=8000, pad_min_samples=0, pad_max_samples=800, grid_samples=40)
+    assert "+ 0.0025 s = k x 22.5 ms" in _tone_diagnosis(small, 16000, "tiled", leaks.ideal_tone_accuracy(small, sample_rate=16000))
     fixed = PuzzleSpec(n_chunks=3, chunk_samples=8000, pad_min_samples=8000, pad_max_samples=15040, grid_samples=160)  # 45 values
     assert not ideal_sorts(leaks.ideal_tone_accuracy(fixed, sample_rate=16000, frequency_hz=440))
 
