@@ -172,7 +172,7 @@ class AuditReport(Verdicts):
             gaps = f"every gap {spec.pad_max_samples / sample_rate:.4g} s (fixed)"
         else:
             low, high = spec.pad_min_samples / sample_rate, spec.pad_max_samples / sample_rate
-            grid = f"; on the {spec.grid_samples}-sample hop grid of cached features" if spec.grid_samples > 1 else ""
+            grid = f"; on the {spec.grid_samples}-sample grid of cached features" if spec.grid_samples > 1 else ""
             gaps = f"gaps {low:.4g}-{high:.4g} s ({spec.pad_mode}{grid})"
         return [
             f"audit of {config.name}: {spec.n_chunks} chunks of {spec.chunk_samples / sample_rate:.4g} s, {gaps} "
@@ -288,7 +288,7 @@ def audit(
     sample_rate = config.data.sample_rate
     spec = PuzzleSpec.from_config(config.puzzle, sample_rate=sample_rate)
     if config.data.features == "cached":
-        # Training then cuts on the hop grid: so do the held-out puzzles, and the ideal observers know it.
+        # Training then cuts on the cache's grid: so do the held-out puzzles, and the ideal observers know it.
         spec = features.FrontEnd.from_config(config).grid_spec(spec)
     if spec.max_span_samples > SANITY_TRACK_SECONDS * sample_rate:
         raise ConfigError(
@@ -358,7 +358,7 @@ def _tone_diagnosis(spec: PuzzleSpec, sample_rate: int, tone_method: str, sortab
             f"on the {spec.grid_samples}-sample grid of cached features the gaps take {gap_values} values, and the "
             f"tone's phase steps repeat every {cycle} of them, so some steps are likelier (ideal observer "
             f"{sortable.exact_accuracy:.3f}) — make the number of gap values a multiple of {cycle} (a range of "
-            f"pad_max_seconds - pad_min_seconds + {spec.grid_samples / sample_rate:g} s = k x {cycle_ms:.0f} ms)"
+            f"pad_max_seconds - pad_min_seconds + {spec.grid_samples / sample_rate:g} s = k x {cycle_ms:g} ms)"
         )
     if gap_values < period_samples:
         return (

@@ -32,7 +32,7 @@ from audiosort.heads import HEAD_KEYS, HEADS, heads_reading
 
 PAD_MODES = ("per_gap", "shared", "fixed")
 # raw: every step computes the log-mel front end from the int16 chunks; cached: training reads it from
-# the corpus's feature cache (audiosort.features), puzzles cut on the hop grid.
+# the corpus's feature cache (audiosort.features), puzzles cut on its grid of hop / 4 samples.
 FEATURE_SOURCES = ("raw", "cached")
 POOLINGS = ("global", "flatten", "time", "stats")
 ENCODER_TYPES = ("mlp", "conv1d", "logmel", "logmel_resnet", "logmel1d")

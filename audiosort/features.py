@@ -4,24 +4,53 @@ A ``logmel*`` encoder starts with a fixed log-mel spectrogram (no weights),
 and the seam term with the fixed spectra of each chunk's flush 15 ms edges;
 every raw-audio training step recomputes both from the int16 chunks.
 With ``data.features: cached``, :func:`open_feature_cache` computes them once
-per track, on the hop grid, with the model's own layers
+per track, with the model's own layers
 (:func:`audiosort.models.encoders.log_mel_layer`,
 :class:`audiosort.models.layers.EdgeLogMel`), and training gathers each
 puzzle's frames and edges from memory-mapped files
-(:func:`cached_puzzle_batches`). Row t of a track:
+(:func:`cached_puzzle_batches`).
 
-- ``frames[t]``: the log-mel frame of samples ``[t * hop, t * hop + frame)``;
+Rows lie on a grid of ``g = hop / PHASES`` samples (40 samples, 2.5 ms, for
+the 10 ms hop): :data:`PHASES` interleaved copies of the hop-spaced frames,
+each offset by ``g``. Row t of a track:
+
+- ``frames[t]``: the log-mel frame of samples ``[t * g, t * g + frame)``;
 - ``edges[t, 0]``: the edge spectrum of the ``edge`` samples ending at
-  ``t * hop`` (the tail of a chunk that ends there);
-- ``edges[t, 1]``: that of the ``edge`` samples starting at ``t * hop`` (the
+  ``t * g`` (the tail of a chunk that ends there);
+- ``edges[t, 1]``: that of the ``edge`` samples starting at ``t * g`` (the
   head of a chunk that starts there);
 
-for t = 0 .. frames // hop, with zeros where a window reaches past the
-track (rows no chunk inside the track reads). A chunk of ``c`` hops starting at
-row s is then frames ``s .. s + T - 1`` (T = 1 + (L - frame) // hop, what the
-layer gives on the chunk), tail ``edges[s + c, 0]`` and head ``edges[s, 1]``:
-the chunk must be a whole number of hops, and its start and gaps are too
-(:meth:`FrontEnd.grid_spec`).
+for t = 0 .. samples // g, with zeros where a window reaches past the
+track (rows no chunk inside the track reads). A chunk of L samples starting
+at row s is then frames ``s, s + P, .., s + (T - 1) P`` (P = PHASES, T = 1 +
+(L - frame) // hop, what the layer gives on the chunk), tail
+``edges[s + L / g, 0]`` and head ``edges[s, 1]``: the chunk's length, start
+and gaps must be whole multiples of g (:meth:`FrontEnd.grid_spec`).
+
+Why phases: what the grid leaks
+-------------------------------
+Whatever a model is fed, its inputs are computed from audio at positions on
+the grid, so the distance between two chunks' inputs is a multiple of g and
+a tone of period p samples steps its phase from chunk to chunk by
+``(L + gap) mod p``, on the subgroup of ``m = p / gcd(g, p)`` residues. Gaps
+drawn uniformly among G grid values hit those residues equally only where G
+is a multiple of m; otherwise ``G mod m`` residues get one draw more, a
+non-uniformity of about ``m / G``, which an ideal observer of the phases
+turns into order. For the audit's tiled tone (p = 36 at 16 kHz) on the hop
+grid alone (g = 160, m = 9) the gaps of 0.5-1.0 s take 51 values and its
+observer sorts n = 3 at 0.182 exact (chance 0.167), failing the audit; the
+excess halves with each doubling of the phases (more gap values, the same
+m): 2 phases, 101 values, 0.175; 4 phases, 201 values, 0.171 (tau 0.003),
+the raw path's own figure at 0-50 ms (801 values, 0.171) and within the
+audit's 0.01; reaching the raw path's 0.167 at 0.5-1.0 s would take about 40
+phases. The other designs do not remove the grid: a per-chunk sub-hop
+"phase" or chunk-length jitter drawn on top of frames on one grid leaves
+every input's position, and so every phase step, on that grid (the model
+cannot see a sample offset it is never shown), and computing a chunk's
+boundary hops live does not help because an off-grid start moves every
+frame of the chunk. Four phases cost four times the memory and build time
+of the hop grid alone (the recipe corpus's 8.8 h train split: about 3.5 GiB,
+built once per corpus and front end, reused by every run after).
 
 Layout, beside the corpus (``<key>`` names the front-end settings, :attr:`FrontEnd.key`)::
 
@@ -32,9 +61,8 @@ Layout, beside the corpus (``<key>`` names the front-end settings, :attr:`FrontE
 Each file is written atomically and the index last, so an interrupted build
 leaves no index and is redone; a cache whose settings, corpus (manifest and
 shard files) or files do not match its index is stale and rebuilt. float16
-halves the files (the recipe corpus's 8.8 h train split: about 0.9 GB) at a
-log-mel error under 0.01 (log units); memory maps keep a corpus larger than
-memory trainable.
+halves the files at a log-mel error under 0.01 (log units); memory maps keep
+a corpus larger than memory trainable.
 """
 
 from __future__ import annotations
@@ -63,7 +91,10 @@ from audiosort.errors import ConfigError, InputError
 from audiosort.pcm import INT16_SCALE
 from audiosort.spectra import EDGE_SECONDS
 
-FORMAT = "audiosort-features/1"
+FORMAT = "audiosort-features/2"
+# Copies of the hop-spaced rows, each offset by hop / PHASES samples: chunk starts and gaps on a grid that fine
+# (module docstring, "Why phases").
+PHASES = 4
 # Encoders whose first layer is the fixed log-mel front end ("log_mel") the cache replaces.
 CACHED_ENCODERS = ("logmel", "logmel1d", "logmel_resnet")
 # Hop rows computed per layer call while building: a few MB of activations.
@@ -84,6 +115,9 @@ class FrontEnd:
         Log-mel bands of a frame.
     edge_samples : int > 0
         Length of each seam edge, in samples (the continuity baseline's 15 ms).
+    phases : int > 0
+        Copies of the hop-spaced rows, each offset by ``hop_samples / phases``
+        (:data:`PHASES`; ``hop_samples`` a multiple of it).
     """
 
     sample_rate: int
@@ -92,6 +126,12 @@ class FrontEnd:
     fft_length: int
     n_mels: int
     edge_samples: int
+    phases: int = PHASES
+
+    @property
+    def grid_samples(self) -> int:
+        """Samples between rows: chunk lengths, starts and gaps are whole multiples of it."""
+        return self.hop_samples // self.phases
 
     @classmethod
     def from_config(cls, config: Config) -> FrontEnd:
@@ -100,9 +140,10 @@ class FrontEnd:
         Raises
         ------
         ConfigError
-            An encoder without the log-mel front end, a chunk that is not a
-            whole number of hops, augmentation or ``puzzle.min_rms`` (both
-            need the audio), or gaps that hold no whole hop.
+            An encoder without the log-mel front end, a hop that is not a
+            multiple of :data:`PHASES` samples, a chunk that is not a whole
+            number of grid steps, augmentation or ``puzzle.min_rms`` (both
+            need the audio), or gaps that hold no grid step.
         """
         from audiosort.models.encoders import log_mel_layer
 
@@ -126,11 +167,16 @@ class FrontEnd:
             n_mels=layer.n_mels,
             edge_samples=min(round(EDGE_SECONDS * sample_rate), chunk_samples),
         )
-        if chunk_samples % front.hop_samples or chunk_samples < max(front.frame_samples, front.edge_samples):
+        if front.hop_samples % front.phases:
             raise ConfigError(
-                f"data.features = 'cached' cuts chunks on the hop grid: puzzle.chunk_seconds = {config.puzzle.chunk_seconds} "
-                f"({chunk_samples} samples) must be a whole number of model.encoder.hop_seconds = "
-                f"{encoder.hop_seconds} ({front.hop_samples} samples), and at least one frame"
+                f"data.features = 'cached' caches {front.phases} phases of the hop: model.encoder.hop_seconds = "
+                f"{encoder.hop_seconds} ({front.hop_samples} samples) must be a multiple of {front.phases} samples"
+            )
+        if chunk_samples % front.grid_samples or chunk_samples < max(front.frame_samples, front.edge_samples):
+            raise ConfigError(
+                f"data.features = 'cached' cuts chunks on a grid of {front.grid_samples} samples "
+                f"(model.encoder.hop_seconds / {front.phases}): puzzle.chunk_seconds = {config.puzzle.chunk_seconds} "
+                f"({chunk_samples} samples) must be a whole number of them, and at least one frame"
             )
         front.grid_spec(PuzzleSpec.from_config(config.puzzle, sample_rate=sample_rate))  # gaps on the grid, or the error now
         return front
@@ -146,23 +192,23 @@ class FrontEnd:
         return 1 + (chunk_samples - self.frame_samples) // self.hop_samples
 
     def grid_spec(self, spec: PuzzleSpec) -> PuzzleSpec:
-        """``spec`` on the hop grid: starts and gaps whole hops, the gap bounds rounded inwards (so they stay within the config's).
+        """``spec`` on the cache's grid: starts and gaps whole grid steps, the gap bounds rounded inwards (so they stay within the config's).
 
         Raises
         ------
         ConfigError
-            A chunk that is not a whole number of hops, or gap bounds with no whole hop between them.
+            A chunk that is not a whole number of grid steps, or gap bounds with no grid step between them.
         """
-        hop = self.hop_samples
-        if spec.chunk_samples % hop:
-            raise ConfigError(f"a chunk of {spec.chunk_samples} samples is not a whole number of {hop}-sample hops")
-        pad_min, pad_max = math.ceil(spec.pad_min_samples / hop) * hop, spec.pad_max_samples // hop * hop
+        grid = self.grid_samples
+        if spec.chunk_samples % grid:
+            raise ConfigError(f"a chunk of {spec.chunk_samples} samples is not a whole number of {grid}-sample grid steps")
+        pad_min, pad_max = math.ceil(spec.pad_min_samples / grid) * grid, spec.pad_max_samples // grid * grid
         if pad_min > pad_max:
             raise ConfigError(
-                f"gaps of {spec.pad_min_samples}-{spec.pad_max_samples} samples hold no whole {hop}-sample hop: "
-                "data.features = 'cached' cuts gaps on the hop grid; widen puzzle.pad_max_seconds"
+                f"gaps of {spec.pad_min_samples}-{spec.pad_max_samples} samples hold no multiple of {grid} samples: "
+                f"data.features = 'cached' cuts gaps on a {grid}-sample grid; widen puzzle.pad_max_seconds"
             )
-        return dataclasses.replace(spec, pad_min_samples=pad_min, pad_max_samples=pad_max, grid_samples=hop)
+        return dataclasses.replace(spec, pad_min_samples=pad_min, pad_max_samples=pad_max, grid_samples=grid)
 
 
 def track_features(audio: np.ndarray, front: FrontEnd) -> tuple[np.ndarray, np.ndarray]:
@@ -177,31 +223,33 @@ def track_features(audio: np.ndarray, front: FrontEnd) -> tuple[np.ndarray, np.n
 
     Returns
     -------
-    frames : np.ndarray [shape=(samples // hop + 1, n_mels), dtype=float32]
-        ``frames[t]``: the log-mel frame starting at sample ``t * hop``.
-    edges : np.ndarray [shape=(samples // hop + 1, 2, edge_mels), dtype=float32]
+    frames : np.ndarray [shape=(samples // g + 1, n_mels), dtype=float32]
+        ``frames[t]``: the log-mel frame starting at sample ``t * g``, g =
+        ``front.grid_samples``.
+    edges : np.ndarray [shape=(samples // g + 1, 2, edge_mels), dtype=float32]
         ``edges[t, 0]``: the edge spectrum of the samples ending at ``t *
-        hop``; ``edges[t, 1]``: of those starting there. Audio outside the
+        g``; ``edges[t, 1]``: of those starting there. Audio outside the
         track counts as silence.
     """
     import keras
 
     from audiosort.models.layers import EdgeLogMel, LogMelSpectrogram
 
-    # The layer log_mel_layer builds for the model, with the same settings (FrontEnd.from_config read them off it).
-    log_mel = LogMelSpectrogram(front.sample_rate, front.frame_samples, front.hop_samples, front.fft_length, front.n_mels, dtype="float32")
+    # The layer log_mel_layer builds for the model, with the same settings (FrontEnd.from_config read them off it)
+    # but a frame every grid step: the model's frames of a chunk starting at any row are every phases-th row.
+    grid, edge = front.grid_samples, front.edge_samples
+    log_mel = LogMelSpectrogram(front.sample_rate, front.frame_samples, grid, front.fft_length, front.n_mels, dtype="float32")
     edge_log_mel = EdgeLogMel(front.sample_rate, front.edge_samples)
-    hop, edge = front.hop_samples, front.edge_samples
-    rows = len(audio) // hop + 1
+    rows = len(audio) // grid + 1
     frames = np.empty((rows, front.n_mels), np.float32)
     edges = None
     for first in range(0, rows, _BLOCK_ROWS):
         last = min(rows, first + _BLOCK_ROWS)
         count = last - first
-        block = _to_float(_samples(audio, first * hop, (last - 1) * hop + front.frame_samples))
+        block = _to_float(_samples(audio, first * grid, (last - 1) * grid + front.frame_samples))
         frames[first:last] = keras.ops.convert_to_numpy(log_mel(block[None]))[0]
-        tails = sliding_window_view(_samples(audio, first * hop - edge, (last - 1) * hop), edge)[::hop]
-        heads = sliding_window_view(_samples(audio, first * hop, (last - 1) * hop + edge), edge)[::hop]
+        tails = sliding_window_view(_samples(audio, first * grid - edge, (last - 1) * grid), edge)[::grid]
+        heads = sliding_window_view(_samples(audio, first * grid, (last - 1) * grid + edge), edge)[::grid]
         # A window exactly one edge long is its own tail and head: row 0 of the layer's output.
         spectra = keras.ops.convert_to_numpy(edge_log_mel(_to_float(np.concatenate([tails, heads]))))[:, 0]
         if edges is None:
@@ -238,7 +286,7 @@ class FeatureCache:
     tracks : TrackTable
         The tracks' lengths and ids (their audio need not be there): what
         :func:`audiosort.data.puzzles.draw_starts` draws from with a
-        :meth:`FrontEnd.grid_spec`.
+        :meth:`FrontEnd.grid_spec`. Rows are ``front.grid_samples`` apart.
     """
 
     front: FrontEnd
@@ -263,9 +311,10 @@ class FeatureCache:
         rows : np.ndarray [shape=(B,), dtype=int]
             Row of each puzzle's track in :attr:`tracks`.
         starts : np.ndarray [shape=(B, n), dtype=int64]
-            First sample of each chunk within its track: whole hops.
+            First sample of each chunk within its track: whole grid steps
+            (``front.grid_samples``).
         chunk_samples : int > 0
-            Chunk length, in samples: whole hops.
+            Chunk length, in samples: whole grid steps.
         edges : bool
             Also gather the seam edges.
 
@@ -275,13 +324,13 @@ class FeatureCache:
         edges : np.ndarray [shape=(B, n, 2, edge_mels), dtype=float32]
             Row 0 each chunk's tail, row 1 its head (as :class:`EdgeLogMel`); only with ``edges``.
         """
-        hop = self.front.hop_samples
-        first = self.first_row[rows][:, None] + starts // hop
-        chunk_hops, chunk_frames = chunk_samples // hop, self.front.chunk_frames(chunk_samples)
-        frames = self.frames[first[..., None] + np.arange(chunk_frames)].astype(np.float32)
+        grid, phases = self.front.grid_samples, self.front.phases
+        first = self.first_row[rows][:, None] + starts // grid
+        chunk_rows, chunk_frames = chunk_samples // grid, self.front.chunk_frames(chunk_samples)
+        frames = self.frames[first[..., None] + phases * np.arange(chunk_frames)].astype(np.float32)
         if not edges:
             return (frames,)
-        seams = np.stack([self.edges[first + chunk_hops, 0], self.edges[first, 1]], axis=2).astype(np.float32)
+        seams = np.stack([self.edges[first + chunk_rows, 0], self.edges[first, 1]], axis=2).astype(np.float32)
         return frames, seams
 
 
@@ -349,8 +398,8 @@ def _index(corpus: Corpus, split: str, front: FrontEnd, tracks: TrackTable) -> d
 
 
 def _rows(tracks: TrackTable, front: FrontEnd) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of each track (samples // hop + 1) and the row of its sample 0, tracks laid end to end."""
-    rows = tracks.frames // front.hop_samples + 1
+    """Rows of each track (samples // grid + 1) and the row of its sample 0, tracks laid end to end."""
+    rows = tracks.frames // front.grid_samples + 1
     return rows, np.concatenate([[0], np.cumsum(rows)[:-1]]).astype(np.int64)
 
 
@@ -422,7 +471,7 @@ def cached_puzzle_batches(
     workers: int | None = None,
     prefetch: int | None = None,
 ) -> Iterator[tuple[tuple[np.ndarray, ...], np.ndarray]]:
-    """Endless training batches ``((frames, edges), order)`` on the hop grid, gathered ahead on threads.
+    """Endless training batches ``((frames, edges), order)`` on the cache's grid, gathered ahead on threads.
 
     Every random draw is :func:`~audiosort.data.puzzles.draw_starts` on
     :attr:`FeatureCache.tracks` with ``cache.front.grid_spec(spec)``, on
@@ -435,7 +484,7 @@ def cached_puzzle_batches(
     ----------
     cache : FeatureCache
     spec : PuzzleSpec
-        The puzzles in samples (chunk length a whole number of hops).
+        The puzzles in samples (chunk length a whole number of grid steps).
     batch_size : int > 0
     rng : np.random.Generator
     edges : bool

@@ -637,7 +637,7 @@ def main() -> None:
         if args.cached:
             started = time.perf_counter()
             cache = features.open_feature_cache(Corpus(Path(tmp) / "music"), "train", front)
-            cache_line = (f"built in {time.perf_counter() - started:.1f} s for {len(cache.frames):,} hop rows "
+            cache_line = (f"built in {time.perf_counter() - started:.1f} s for {len(cache.frames):,} rows of {front.grid_samples} samples "
                           f"({(cache.frames.nbytes + cache.edges.nbytes) / 2**20:.1f} MiB float16), front end {front}")
         print_header(model, config, source, spec, args, len(tracks), cache_line)
         for batch_size in args.batch:

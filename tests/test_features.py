@@ -56,7 +56,7 @@ def cached_config(corpus_path, *overrides):
     return load_config(None, ["name=cached", f"data.corpus={corpus_path}", *CACHED, *overrides])
 
 
-def test_cached_rows_equal_the_model_front_end_at_any_hop(corpus_path):
+def test_cached_rows_equal_the_model_front_end_at_any_grid_step(corpus_path):
     config = cached_config(corpus_path)
     front = features.FrontEnd.from_config(config)
     corpus = Corpus(corpus_path)
@@ -65,10 +65,12 @@ def test_cached_rows_equal_the_model_front_end_at_any_hop(corpus_path):
     tracks = corpus.tracks("train")
     rng = np.random.default_rng(1)
     rows = rng.integers(0, len(tracks), size=8)
-    # Any hop the chunk fits at, the last one included.
-    starts = np.stack([rng.integers(0, tracks.frames[r] // 160 - 5 + 1, size=3) for r in rows])
-    starts[0, 0] = tracks.frames[rows[0]] // 160 - 5
-    starts *= 160
+    # Any 40-sample grid step (all four phases of the 160-sample hop) the chunk fits at, the last one included.
+    assert front.grid_samples == 40
+    starts = np.stack([rng.integers(0, tracks.frames[r] // 40 - 20 + 1, size=3) for r in rows])
+    starts[0, 0] = tracks.frames[rows[0]] // 40 - 20
+    starts[1] = [1, 6, 11]  # phases 1, 2 and 3 of the hop
+    starts *= 40
     chunks = cut_chunks(tracks, rows, starts, chunk_samples=800)
     expected_frames, expected_edges = front_end_inputs(model, encoder, chunks, batch_size=4)
     frames, edges = cache.gather(rows, starts, chunk_samples=800)
@@ -80,7 +82,7 @@ def test_cached_rows_equal_the_model_front_end_at_any_hop(corpus_path):
     assert np.abs(edges[:, :, 0] - expected_edges[:, :, 1]).max() > 0.5
 
 
-def test_the_feature_model_equals_the_full_model_on_hop_aligned_puzzles(corpus_path):
+def test_the_feature_model_equals_the_full_model_on_grid_puzzles(corpus_path):
     config = cached_config(corpus_path)
     front = features.FrontEnd.from_config(config)
     corpus = Corpus(corpus_path)
@@ -156,7 +158,8 @@ def test_other_settings_are_another_cache(corpus_path):
 @pytest.mark.parametrize(
     ("override", "fragment"),
     [
-        ("puzzle.chunk_seconds=0.0505", "must be a whole number of model.encoder.hop_seconds"),
+        ("puzzle.chunk_seconds=0.0505", "cuts chunks on a grid of 40 samples (model.encoder.hop_seconds / 4)"),
+        ("model.encoder.hop_seconds=0.0100625", "(161 samples) must be a multiple of 4 samples"),
         ("model.encoder.type=conv1d", "needs a log-mel encoder"),
         ("augment.enabled=true", "cannot augment"),
         ("data.features=cahced", "data.features = 'cahced' must be one of ('raw', 'cached')"),
@@ -183,14 +186,14 @@ def test_a_features_path_that_is_not_a_folder_is_one_line(corpus_path, tmp_path,
     assert_one_line_error(result, "cannot create the feature cache")
 
 
-def test_gaps_without_a_whole_hop_are_refused(corpus_path):
-    with pytest.raises(ConfigError, match="hold no whole 160-sample hop"):
-        features.FrontEnd.from_config(cached_config(corpus_path, "puzzle.pad_min_seconds=0.001", "puzzle.pad_max_seconds=0.005"))
+def test_gaps_without_a_grid_step_are_refused(corpus_path):
+    with pytest.raises(ConfigError, match="hold no multiple of 40 samples"):
+        features.FrontEnd.from_config(cached_config(corpus_path, "puzzle.pad_min_seconds=0.001", "puzzle.pad_max_seconds=0.002"))
 
 
-def test_grid_puzzles_start_and_gap_on_whole_hops_within_the_bounds():
+def test_grid_puzzles_start_and_gap_on_whole_grid_steps_within_the_bounds():
     spec = PuzzleSpec(n_chunks=3, chunk_samples=800, pad_min_samples=100, pad_max_samples=500)
-    front = features.FrontEnd(16000, 400, 160, 512, 64, 240)
+    front = features.FrontEnd(16000, 400, 160, 512, 64, 240, phases=1)
     grid = front.grid_spec(spec)
     assert (grid.pad_min_samples, grid.pad_max_samples, grid.grid_samples) == (160, 480, 160)
     tracks = TrackTable.from_arrays([np.zeros(20000, np.int16), np.zeros(9000, np.int16)])
@@ -198,11 +201,13 @@ def test_grid_puzzles_start_and_gap_on_whole_hops_within_the_bounds():
     assert np.all(drawn.starts % 160 == 0)
     ordered = np.sort(drawn.starts, axis=1)
     gaps = np.diff(ordered, axis=1) - 800
-    assert set(np.unique(gaps)) == {160, 320, 480}  # every whole hop in the bounds, and only those
+    assert set(np.unique(gaps)) == {160, 320, 480}  # every grid step in the bounds, and only those
+    four = features.FrontEnd(16000, 400, 160, 512, 64, 240).grid_spec(spec)
+    assert (four.pad_min_samples, four.pad_max_samples, four.grid_samples) == (120, 480, 40)
     assert np.all(ordered[:, -1] + 800 <= tracks.frames[drawn.rows])
     # Both tracks, all their room: the last start that fits is drawn too.
     assert set(np.unique(drawn.rows)) == {0, 1}
-    # The ideal observers know the gaps are whole hops: a 36-sample tone steps its phase by 16 samples a hop,
+    # The ideal observers know the gaps are whole grid steps: a 36-sample tone steps its phase by 16 samples a hop,
     # so three gap values leave three phase steps whose reverses are three others, and it sorts.
     assert leaks.ideal_tone_accuracy(grid, sample_rate=16000, frequency_hz=440).exact_accuracy > 0.9
     assert leaks.ideal_tone_accuracy(spec, sample_rate=16000, frequency_hz=440).exact_accuracy < 0.18
@@ -219,12 +224,16 @@ def test_the_in_memory_cache_equals_the_file_cache(corpus_path):
     np.testing.assert_array_equal(in_memory.first_row, on_disk.first_row)
 
 
-def test_audit_of_a_cached_config_trains_on_the_cached_stream_and_cuts_on_the_grid(corpus_path):
+def test_audit_of_a_cached_config_at_wide_gaps_trains_on_the_cached_stream_and_passes_the_tone(corpus_path):
     from audiosort.audit import audit
 
-    report = audit(cached_config(corpus_path, "puzzle.pad_max_seconds=0.02"), steps=3, n_puzzles=60, sanity=("noise",))
-    assert report.spec.grid_samples == 160 and (report.spec.pad_min_samples, report.spec.pad_max_samples) == (0, 320)
-    assert "(per_gap; on the 160-sample hop grid of cached features)" in report.lines()[0]
+    report = audit(cached_config(corpus_path, "puzzle.pad_min_seconds=0.5", "puzzle.pad_max_seconds=1.0"), steps=3, n_puzzles=60, sanity=("tone",))
+    # On the hop grid alone (1 phase) the tone's ideal observer sorts these puzzles at 0.182 and the audit fails;
+    # on 4 phases it is at 0.171, as the raw path's own at 0-50 ms.
+    assert not report.ideal_leaking() and report.exit_code == 0
+    assert report.datasets[0].ideal.exact_accuracy == pytest.approx(0.171, abs=0.001)
+    assert report.spec.grid_samples == 40 and (report.spec.pad_min_samples, report.spec.pad_max_samples) == (8000, 16000)
+    assert "(per_gap; on the 40-sample grid of cached features)" in report.lines()[0]
     assert report.datasets[0].scores.n_puzzles == 60
 
 
@@ -237,6 +246,9 @@ def test_the_tone_diagnosis_on_the_grid_names_the_gap_count_that_fixes_it():
     ideal = leaks.ideal_tone_accuracy(wide, sample_rate=16000, frequency_hz=440)
     assert ideal_sorts(ideal)
     assert "a multiple of 9" in _tone_diagnosis(wide, 16000, "tiled", ideal)
+    # 0-50 ms on the cache's 40-sample grid: 21 values; the fix's range is 9 steps of 2.5 ms, not rounded to 22 ms.
+    small = PuzzleSpec(n_chunks=3, chunk_samples=8000, pad_min_samples=0, pad_max_samples=800, grid_samples=40)
+    assert "+ 0.0025 s = k x 22.5 ms" in _tone_diagnosis(small, 16000, "tiled", leaks.ideal_tone_accuracy(small, sample_rate=16000))
     fixed = PuzzleSpec(n_chunks=3, chunk_samples=8000, pad_min_samples=8000, pad_max_samples=15040, grid_samples=160)  # 45 values
     assert not ideal_sorts(leaks.ideal_tone_accuracy(fixed, sample_rate=16000, frequency_hz=440))
 

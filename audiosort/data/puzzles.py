@@ -54,9 +54,9 @@ class PuzzleSpec:
         redrawn; 0 disables the check.
     grid_samples : int > 0
         Chunk starts and gaps are whole multiples of this many samples (so
-        must be the chunk length and the gap bounds): 1 for audio, the hop of
-        a feature cache's frames for cached features
-        (:meth:`audiosort.features.FrontEnd.grid_spec`).
+        must be the chunk length and the gap bounds): 1 for audio, the
+        spacing of a feature cache's rows for cached features (a quarter hop,
+        :meth:`audiosort.features.FrontEnd.grid_spec`).
     """
 
     n_chunks: int
