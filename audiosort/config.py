@@ -234,9 +234,16 @@ class ContrastiveConfig:
     temperature: float = 0.1
     # width of a two-layer projection head the loss compares instead of the embeddings (SimCLR); 0 = none
     projection_units: int = 0
+    # training batches take each track at most once, so two puzzles of one track are never each other's
+    # negatives; needs train.batch_size train tracks that hold a chunk set (audit's 8 sanity tracks: ignored)
+    distinct_tracks: bool = False
 
     def __post_init__(self):
         _check(self.weight >= 0, "model.contrastive.weight", self.weight, "must be >= 0")
+        _check(
+            not self.distinct_tracks or self.weight > 0, "model.contrastive.distinct_tracks", self.distinct_tracks,
+            "needs model.contrastive.weight > 0",
+        )
         _check(self.projection_units >= 0, "model.contrastive.projection_units", self.projection_units, "must be >= 0")
         _check(self.temperature > 0, "model.contrastive.temperature", self.temperature, "must be > 0")
 
@@ -256,6 +263,26 @@ class SpectralTargetsConfig:
     def __post_init__(self):
         _check(self.weight >= 0, "model.spectral_targets.weight", self.weight, "must be >= 0")
         _check(self.hidden_units > 0, "model.spectral_targets.hidden_units", self.hidden_units, "must be > 0")
+
+
+@dataclass(frozen=True)
+class GapRegressionConfig:
+    """A training-only auxiliary loss: predict the gap between two chunks consecutive in time from their embeddings.
+
+    TemporalGap (Jenni et al. 2020, "Video representation learning by recognizing temporal transformations";
+    the temporal-distance pretext): the gaps are random, so only what the music does between two chunks (a
+    phrase moving on, a beat's phase) tells a wide gap from a narrow one (issue 27, lever 5,
+    :mod:`audiosort.models.auxiliary`). The targets come from the training puzzles' starts through a
+    training twin of the model; val, eval, predict, embed and HEAR never see them, and model.keras is the
+    model built without it.
+    """
+
+    weight: float = 0.0  # added to the sorting loss with this factor; 0 = off (the model is built exactly as without it)
+    hidden_units: int = 128  # width of the gap head's hidden layer
+
+    def __post_init__(self):
+        _check(self.weight >= 0, "model.gap_regression.weight", self.weight, "must be >= 0")
+        _check(self.hidden_units > 0, "model.gap_regression.hidden_units", self.hidden_units, "must be > 0")
 
 
 @dataclass(frozen=True)
@@ -286,6 +313,7 @@ class ModelConfig:
     contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
     views: ViewsConfig = field(default_factory=ViewsConfig)
     spectral_targets: SpectralTargetsConfig = field(default_factory=SpectralTargetsConfig)
+    gap_regression: GapRegressionConfig = field(default_factory=GapRegressionConfig)
 
 
 @dataclass(frozen=True)
@@ -366,6 +394,17 @@ class Config:
             "model.views.edge_mask_seconds", views.edge_mask_seconds,
             f"masks the whole chunk at both ends: must be under half of puzzle.chunk_seconds ({self.puzzle.chunk_seconds})",
         )
+        gaps = self.model.gap_regression
+        if gaps.weight > 0:
+            _check(
+                self.puzzle.pad_mode != "fixed" and self.puzzle.pad_max_seconds > self.puzzle.pad_min_seconds,
+                "model.gap_regression.weight", gaps.weight,
+                "needs gaps that vary: puzzle.pad_max_seconds > pad_min_seconds and a pad_mode other than fixed",
+            )
+            _check(
+                self.data.features == "raw", "model.gap_regression.weight", gaps.weight,
+                "needs data.features = 'raw' (the cached feature stream carries no chunk starts)",
+            )
 
 
 RUN_NAME_RULE = (

@@ -470,6 +470,7 @@ def cached_puzzle_batches(
     edges: bool = True,
     workers: int | None = None,
     prefetch: int | None = None,
+    distinct_tracks: bool = False,
 ) -> Iterator[tuple[tuple[np.ndarray, ...], np.ndarray]]:
     """Endless training batches ``((frames, edges), order)`` on the cache's grid, gathered ahead on threads.
 
@@ -491,6 +492,8 @@ def cached_puzzle_batches(
         Also gather the seam edges (a model with ``model.sorter.seam``).
     workers, prefetch : int > 0, optional
         Threads, default the usable cores, at most 4; batches in flight, default ``workers + 1``.
+    distinct_tracks : bool
+        No two puzzles of a batch from one track (:func:`~audiosort.data.puzzles.draw_starts`).
 
     Yields
     ------
@@ -512,7 +515,8 @@ def cached_puzzle_batches(
     try:
         while True:
             while len(pending) <= prefetch:
-                pending.append(pool.submit(gathered, draw_starts(cache.tracks, grid_spec, batch_size, rng=rng)))
+                drawn = draw_starts(cache.tracks, grid_spec, batch_size, rng=rng, distinct_tracks=distinct_tracks)
+                pending.append(pool.submit(gathered, drawn))
             keep_freed_memory()
             yield pending.popleft().result()
     finally:

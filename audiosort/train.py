@@ -29,11 +29,11 @@ from audiosort.callbacks import EpochLine, StopOnNonFinite, run_callbacks, score
 from audiosort.config import AugmentConfig, Config, n_chunks_schedule
 from audiosort.data.corpus import Corpus
 from audiosort.data.pipeline import prefetched_puzzle_batches
-from audiosort.data.puzzles import Puzzles, PuzzleSpec, TrackTable
+from audiosort.data.puzzles import Puzzles, PuzzleSpec, TrackTable, relative_starts
 from audiosort.device import clear_keras_state, describe_device, precision_policy
 from audiosort.errors import AudiosortError, ConfigError, InputError
 from audiosort.heads import get_head
-from audiosort.models import build_feature_model, build_model
+from audiosort.models import build_feature_model, build_gap_twin, build_model
 from audiosort.models.front_end import front_end_inputs
 
 
@@ -114,6 +114,8 @@ def train(
         if n_workers > 1:
             raise ConfigError("data.features = 'cached' is not supported by multi-worker training; use raw")
         cache = features.open_feature_cache(corpus, "train", features.FrontEnd.from_config(config), echo=echo)
+    if n_workers > 1 and config.model.gap_regression.weight > 0:
+        raise ConfigError("model.gap_regression is not supported by multi-worker training; set its weight to 0")
     # Before any other TensorFlow op: MultiWorkerMirroredStrategy configures the runtime's collective ops.
     strategy = strategy or distributed.default_strategy()
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
@@ -150,6 +152,12 @@ def _puzzle_spec(config: Config, corpus: Corpus) -> tuple[PuzzleSpec, TrackTable
             f"a chunk set of these puzzle settings spans {spec.max_span_samples / corpus.sample_rate:.3f} s, "
             f"longer than every train track (longest {longest / corpus.sample_rate:.3f} s)"
         )
+    holding = np.count_nonzero(train_tracks.frames >= spec.max_span_samples)
+    if config.model.contrastive.distinct_tracks and holding < config.train.batch_size:
+        raise ConfigError(
+            f"model.contrastive.distinct_tracks needs train.batch_size = {config.train.batch_size} train tracks that "
+            f"hold a chunk set; {corpus.path} has {holding}: lower train.batch_size or turn distinct_tracks off"
+        )
     return spec, train_tracks
 
 
@@ -164,17 +172,23 @@ def _train_in(
     feature twin of the full model (:func:`audiosort.models.build_feature_model`),
     whose layers are the full model's: val is scored by the full model on its
     audio, and Keras's val loss on the twin with val's front end computed by the full model's layers.
+    With ``model.gap_regression``, it is the gap twin (:func:`compiled_gap_twin`),
+    fed the chunks' offsets beside them; its val loss is the full model's.
     """
     batch_size, steps_per_epoch = config.train.batch_size, config.train.steps_per_epoch
     total_steps = config.train.epochs * steps_per_epoch
     # Model, compiled for training.
+    gaps = config.model.gap_regression.weight > 0
     model, encoder = compiled_model(
-        config, spec, sample_rate=sample_rate, total_steps=total_steps, strategy=strategy, compile=cache is None
+        config, spec, sample_rate=sample_rate, total_steps=total_steps, strategy=strategy, compile=cache is None and not gaps
     )
     fitted, val_inputs = model, None
     if cache is not None:
         fitted = compiled_feature_model(model, encoder, config, total_steps=total_steps)
         val_inputs = front_end_inputs(model, encoder, val.chunks, batch_size=batch_size)
+    elif gaps:
+        fitted = compiled_gap_twin(model, config, spec, total_steps=total_steps, strategy=strategy)
+        val_inputs = (val.chunks, relative_starts(val.starts))
     device, precision = describe_device(), keras.mixed_precision.dtype_policy().name
     echo(f"training on {keras.backend.backend()}, {device}, precision {precision}")
     best_val_loss = run.checkpoint_state(run_dir).get("best_val_loss", math.inf)
@@ -192,10 +206,16 @@ def _train_in(
         if end_epoch <= epochs_done:
             continue
         phase_spec = dataclasses.replace(spec, n_chunks=n_chunks)
+        distinct_tracks = config.model.contrastive.distinct_tracks
         if cache is None:
-            batches = train_batches(train_tracks, phase_spec, batch_size, rng=rng, augment=config.augment, sample_rate=sample_rate)
+            batches = train_batches(
+                train_tracks, phase_spec, batch_size, rng=rng, augment=config.augment, sample_rate=sample_rate,
+                distinct_tracks=distinct_tracks, offsets=gaps,
+            )
         else:
-            batches = features.cached_puzzle_batches(cache, phase_spec, batch_size, rng=rng, edges=config.model.sorter.seam)
+            batches = features.cached_puzzle_batches(
+                cache, phase_spec, batch_size, rng=rng, edges=config.model.sorter.seam, distinct_tracks=distinct_tracks
+            )
         # Closed before the next phase: its background threads must stop drawing from rng first.
         with contextlib.closing(batches):
             fit(
@@ -250,6 +270,8 @@ def train_batches(
     rng: np.random.Generator,
     augment: AugmentConfig,
     sample_rate: int,
+    distinct_tracks: bool = False,
+    offsets: bool = False,
 ) -> Iterator:
     """The endless stream of training batches ``(chunks, order)``: fresh puzzles from ``tracks`` every step.
 
@@ -259,9 +281,15 @@ def train_batches(
     with ``augment.enabled`` also pass each batch's chunks through
     :func:`audiosort.data.augment.augment_batch` (at ``sample_rate`` Hz, each
     batch with its own generator spawned from ``rng``): training batches only,
-    never val, test or eval.
+    never val, test or eval. ``distinct_tracks``
+    (``model.contrastive.distinct_tracks``): no two puzzles of a batch from
+    one track. ``offsets`` (``model.gap_regression``): batches
+    ``((chunks, offsets), order)`` for the gap twin (:func:`compiled_gap_twin`).
     """
-    return prefetched_puzzle_batches(tracks, spec, batch_size, rng=rng, augment=augment, sample_rate=sample_rate)
+    return prefetched_puzzle_batches(
+        tracks, spec, batch_size, rng=rng, augment=augment, sample_rate=sample_rate,
+        distinct_tracks=distinct_tracks, offsets=offsets,
+    )
 
 
 def fit(
@@ -287,8 +315,8 @@ def fit(
 
     Parameters
     ----------
-    batches : iterator of (chunks, order)
-        From :func:`train_batches`.
+    batches : iterator of (inputs, order)
+        From :func:`train_batches`: ``inputs`` the chunks, or the tuple ``model`` takes.
     batch_size : int > 0
         Puzzles per batch of ``batches`` (the global batch over all replicas).
     val : Puzzles or None
@@ -393,4 +421,20 @@ def compiled_feature_model(model: keras.Model, encoder: keras.Model, config: Con
     """
     twin = build_feature_model(model, encoder)
     compile_for_training(twin, config, total_steps=total_steps)
+    return twin
+
+
+def compiled_gap_twin(model: keras.Model, config: Config, spec: PuzzleSpec, *, total_steps: int, strategy=None) -> keras.Model:
+    """The gap twin of ``model`` (:func:`audiosort.models.build_gap_twin`), compiled as ``train`` compiles a model.
+
+    Built from a ``model`` made by :func:`compiled_model` with ``compile=False``:
+    the twin owns the optimizer, and training it trains ``model``'s layers and
+    the gap head, which only the twin (and its checkpoints) holds. The
+    target's scale is ``spec``'s gap range.
+    """
+    with strategy.scope() if strategy else contextlib.nullcontext():
+        twin = build_gap_twin(
+            model, config.model.gap_regression, pad_min_samples=spec.pad_min_samples, pad_max_samples=spec.pad_max_samples
+        )
+        compile_for_training(twin, config, total_steps=total_steps)
     return twin

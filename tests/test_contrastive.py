@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
+import itertools
 
 import keras
 import numpy as np
 import pytest
 
-from audiosort.config import ContrastiveConfig, load_config
-from audiosort.errors import ConfigError
+from audiosort.config import AugmentConfig, ContrastiveConfig, load_config
+from audiosort.data.puzzles import PuzzleSpec, TrackTable, draw_starts, puzzle_batches, sample_puzzles
+from audiosort.errors import ConfigError, InputError
 from audiosort.heads import HEADS
 from audiosort.models import build_feature_model, build_model
 from audiosort.models.objectives import SamePuzzleContrast, same_puzzle_contrastive_loss
 from audiosort.train import train
-from conftest import TINY_TRAIN, run_under_jax
+from audiosort.train import train_batches
+from conftest import TINY_TRAIN, assert_one_line_error, run, run_under_jax
 from test_models import CHUNK_SAMPLES, SAMPLE_RATE, random_chunks, tiny_model_config
 
 
@@ -192,3 +196,67 @@ def test_the_cached_feature_twin_trains_with_the_auxiliary_too():
     assert twin.losses == []
     twin([frames], training=True)
     assert len(twin.losses) == 1 and float(keras.ops.convert_to_numpy(twin.losses[0])) > 0
+
+
+# model.contrastive.distinct_tracks: the sampler never puts two puzzles of one track in a training batch.
+
+DISTINCT_SPEC = PuzzleSpec(n_chunks=3, chunk_samples=400, pad_min_samples=0, pad_max_samples=300)
+
+
+def twelve_tracks(quiet_share: float = 0.0) -> TrackTable:
+    """12 tracks of 4000 to 11700 samples, track k a constant 1000 + 100 k (its id in every chunk); the first ``quiet_share`` silent."""
+    tracks = []
+    for k in range(12):
+        audio = np.full(4000 + 700 * k, 1000 + 100 * k, dtype=np.int16)
+        audio[: int(quiet_share * len(audio))] = 0
+        tracks.append(audio)
+    return TrackTable.from_arrays(tracks)
+
+
+def test_distinct_tracks_off_draws_todays_stream_number_for_number():
+    # Pinned from the sampler before the option existed (the same call at commit d21bd61).
+    drawn = draw_starts(twelve_tracks(), DISTINCT_SPEC, 10, rng=np.random.default_rng(11))
+    assert drawn.rows.tolist() == [6, 7, 9, 5, 3, 10, 9, 7, 10, 8]
+    assert drawn.starts[:2].tolist() == [[7668, 7230, 6790], [2684, 2134, 1495]]
+    plain = puzzle_batches(twelve_tracks(), DISTINCT_SPEC, 10, rng=np.random.default_rng(12))
+    stream = train_batches(
+        twelve_tracks(), DISTINCT_SPEC, 10, rng=np.random.default_rng(12), augment=AugmentConfig(), sample_rate=SAMPLE_RATE,
+        distinct_tracks=False,
+    )
+    with contextlib.closing(stream):
+        for (chunks, order), (plain_chunks, plain_order) in itertools.islice(zip(stream, plain), 5):
+            np.testing.assert_array_equal(chunks, plain_chunks)
+            np.testing.assert_array_equal(order, plain_order)
+
+
+@pytest.mark.parametrize("quiet_share", [0.0, 0.6])
+def test_distinct_tracks_puts_each_track_in_a_batch_at_most_once(quiet_share):
+    # 10 puzzles of 12 tracks: drawn with replacement, nearly every batch repeats a track (the first draw above does).
+    # Quiet tracks make min_rms redraw puzzles, which must avoid the tracks the batch kept.
+    tracks = twelve_tracks(quiet_share)
+    spec = dataclasses.replace(DISTINCT_SPEC, min_rms=0.01 if quiet_share else 0.0)
+    for batch in range(20):
+        puzzles = sample_puzzles(tracks, spec, 10, rng=np.random.default_rng(batch), distinct_tracks=True)
+        assert len(set(puzzles.track.tolist())) == 10, puzzles.track
+    stream = train_batches(
+        tracks, spec, 10, rng=np.random.default_rng(3), augment=AugmentConfig(), sample_rate=SAMPLE_RATE, distinct_tracks=True
+    )
+    with contextlib.closing(stream):
+        for chunks, _ in itertools.islice(stream, 10):
+            track_of_puzzle = (chunks.max(axis=(1, 2)) - 1000) // 100
+            assert len(set(track_of_puzzle.tolist())) == 10, track_of_puzzle
+
+
+def test_distinct_tracks_with_fewer_tracks_than_a_batch_names_the_parameters(music_corpus, tmp_path):
+    with pytest.raises(InputError, match="distinct_tracks needs batch_size = 13 tracks .* 12 do"):
+        sample_puzzles(twelve_tracks(), DISTINCT_SPEC, 13, rng=np.random.default_rng(0), distinct_tracks=True)
+    result = run(
+        "train", "--config", "configs/tiny.yaml", "--runs-dir", tmp_path, "--set", f"data.corpus={music_corpus}",
+        "--set", "train.batch_size=16", "--set", "model.contrastive.weight=0.1", "--set", "model.contrastive.distinct_tracks=true",
+    )
+    assert_one_line_error(result, "model.contrastive.distinct_tracks needs train.batch_size = 16 train tracks")
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(ConfigError, match="model.contrastive.distinct_tracks = True needs model.contrastive.weight > 0"):
+        load_config(None, ["model.contrastive.distinct_tracks=true"])
+    with pytest.raises(ConfigError, match="did you mean .distinct_tracks."):
+        load_config(None, ["model.contrastive.distinct_track=true"])

@@ -50,7 +50,7 @@ import numpy as np
 
 from audiosort.config import AugmentConfig
 from audiosort.data.augment import augment_batch
-from audiosort.data.puzzles import PuzzleSpec, TrackTable, cut_chunks, draw_starts, sample_puzzles
+from audiosort.data.puzzles import PuzzleSpec, TrackTable, cut_chunks, draw_starts, relative_starts, sample_puzzles
 
 # glibc's mallopt parameters (malloc.h) and the largest mmap threshold it accepts
 # on 64-bit (HEAP_MAX_SIZE / 2), the ceiling of its own dynamic threshold.
@@ -101,7 +101,9 @@ def prefetched_puzzle_batches(
     sample_rate: int | None = None,
     workers: int | None = None,
     prefetch: int | None = None,
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    distinct_tracks: bool = False,
+    offsets: bool = False,
+) -> Iterator[tuple]:
     """Endless training batches ``(chunks (B, n, L) int16, order (B, n) int32)``, cut and augmented ahead on threads.
 
     Batch k holds the puzzles of the k-th batch of
@@ -142,6 +144,15 @@ def prefetched_puzzle_batches(
         cores, at most 4.
     prefetch : int > 0, optional
         Batches in flight beyond the one handed out; default ``workers + 1``.
+    distinct_tracks : bool
+        No two puzzles of a batch from one track
+        (:func:`~audiosort.data.puzzles.draw_starts`); a stream of its own.
+    offsets : bool
+        Yield ``((chunks, offsets), order)``, where ``offsets [shape=(B, n),
+        dtype=int32]`` is each chunk's start from its puzzle's earliest, in
+        samples (:func:`~audiosort.data.puzzles.relative_starts`): the
+        targets of ``model.gap_regression``'s training twin. The puzzles are
+        the same as without.
 
     Yields
     ------
@@ -154,12 +165,14 @@ def prefetched_puzzle_batches(
     is closed or garbage-collected.
     """
     stream = _Prefetcher(
-        tracks, spec, batch_size, rng=rng, augment=augment, sample_rate=sample_rate, workers=workers, prefetch=prefetch
+        tracks, spec, batch_size, rng=rng, augment=augment, sample_rate=sample_rate, workers=workers, prefetch=prefetch,
+        distinct_tracks=distinct_tracks,
     )
     try:
         while True:
             keep_freed_memory()
-            yield stream.next_batch()
+            chunks, order, starts = stream.next_batch()
+            yield ((chunks, relative_starts(starts)), order) if offsets else (chunks, order)
     finally:
         stream.close()
 
@@ -167,8 +180,9 @@ def prefetched_puzzle_batches(
 class _Prefetcher:
     """The state of :func:`prefetched_puzzle_batches`: its thread pools, the batches in flight, the buffer ring."""
 
-    def __init__(self, tracks, spec, batch_size, *, rng, augment, sample_rate, workers, prefetch):
+    def __init__(self, tracks, spec, batch_size, *, rng, augment, sample_rate, workers, prefetch, distinct_tracks):
         self.tracks, self.spec, self.batch_size, self.rng = tracks, spec, batch_size, rng
+        self.distinct_tracks = distinct_tracks
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         self.workers = workers or max(1, min(4, cores))
         self.prefetch = prefetch or self.workers + 1
@@ -189,7 +203,8 @@ class _Prefetcher:
         self.ring_size = self.prefetch + 4
         self._batch_bytes = batch_size * spec.n_chunks * spec.chunk_samples * np.dtype(np.int16).itemsize
 
-    def next_batch(self) -> tuple[np.ndarray, np.ndarray]:
+    def next_batch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(chunks, order, starts)`` of the next batch."""
         while len(self._pending) <= self.prefetch:
             self._pending.append(self._submit())
         return self._pending.popleft().result()
@@ -199,23 +214,23 @@ class _Prefetcher:
         if self._sampler is not None:
             sampled = self._sampler.submit(self._sample_whole)
             return sampled if augment_rng is None else self._pool.submit(self._augment_sampled, sampled, augment_rng)
-        starts = draw_starts(self.tracks, self.spec, self.batch_size, rng=self.rng)
+        starts = draw_starts(self.tracks, self.spec, self.batch_size, rng=self.rng, distinct_tracks=self.distinct_tracks)
         # Below malloc's mmap threshold a fresh batch comes from recycled memory, and the
         # one-step cut is faster than the cut into a buffer through a small temporary.
         out = self._free_buffer() if self._batch_bytes > _MAX_MMAP_THRESHOLD_BYTES else None
         return self._pool.submit(self._cut, starts.rows, starts.starts, starts.order, out, augment_rng)
 
-    def _sample_whole(self) -> tuple[np.ndarray, np.ndarray]:
-        puzzles = sample_puzzles(self.tracks, self.spec, self.batch_size, rng=self.rng)
-        return puzzles.chunks, puzzles.order
+    def _sample_whole(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        puzzles = sample_puzzles(self.tracks, self.spec, self.batch_size, rng=self.rng, distinct_tracks=self.distinct_tracks)
+        return puzzles.chunks, puzzles.order, puzzles.starts
 
-    def _augment_sampled(self, sampled: Future, augment_rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        chunks, order = sampled.result()
-        return self._augmented(chunks, augment_rng), order
+    def _augment_sampled(self, sampled: Future, augment_rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        chunks, order, starts = sampled.result()
+        return self._augmented(chunks, augment_rng), order, starts
 
-    def _cut(self, rows, starts, order, out, augment_rng) -> tuple[np.ndarray, np.ndarray]:
+    def _cut(self, rows, starts, order, out, augment_rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         chunks = cut_chunks(self.tracks, rows, starts, chunk_samples=self.spec.chunk_samples, out=out)
-        return (chunks if augment_rng is None else self._augmented(chunks, augment_rng)), order
+        return (chunks if augment_rng is None else self._augmented(chunks, augment_rng)), order, starts
 
     def _augmented(self, chunks: np.ndarray, augment_rng: np.random.Generator) -> np.ndarray:
         return augment_batch(chunks, augment_rng, self.augment, sample_rate=self.sample_rate)

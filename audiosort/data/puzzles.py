@@ -173,12 +173,15 @@ class TrackTable:
         return len(self.frames)
 
 
-def sample_puzzles(tracks: TrackTable, spec: PuzzleSpec, batch_size: int, *, rng: np.random.Generator) -> Puzzles:
+def sample_puzzles(
+    tracks: TrackTable, spec: PuzzleSpec, batch_size: int, *, rng: np.random.Generator, distinct_tracks: bool = False
+) -> Puzzles:
     """Cut ``batch_size`` random puzzles from ``tracks``.
 
     A track is chosen with probability proportional to the number of chunk
     sets that fit in it, then a start uniformly among those, so every possible
     chunk set of the corpus is equally likely. A chunk set never mixes tracks.
+    With ``distinct_tracks`` no two puzzles share a track (see :func:`draw_starts`).
 
     Parameters
     ----------
@@ -190,6 +193,9 @@ def sample_puzzles(tracks: TrackTable, spec: PuzzleSpec, batch_size: int, *, rng
         Number of puzzles B.
     rng : np.random.Generator
         The only source of randomness; the same state gives the same puzzles.
+    distinct_tracks : bool
+        Each puzzle from another track; a puzzle ``min_rms`` redraws comes
+        from a track no other puzzle of the batch has.
 
     Returns
     -------
@@ -199,10 +205,10 @@ def sample_puzzles(tracks: TrackTable, spec: PuzzleSpec, batch_size: int, *, rng
     Raises
     ------
     InputError
-        No track is long enough for one chunk set, or ``min_rms`` rejects
-        (nearly) every chunk set.
+        No track is long enough for one chunk set, fewer than ``batch_size``
+        are with ``distinct_tracks``, or ``min_rms`` rejects (nearly) every chunk set.
     """
-    puzzles = _draw(tracks, spec, batch_size, rng)
+    puzzles = _draw(tracks, spec, batch_size, rng, distinct_tracks=distinct_tracks)
     if spec.min_rms <= 0:
         return puzzles
     for redraws in itertools.count():
@@ -214,13 +220,14 @@ def sample_puzzles(tracks: TrackTable, spec: PuzzleSpec, batch_size: int, *, rng
                 f"min_rms = {spec.min_rms} rejects nearly every chunk set of this audio "
                 f"({quiet.size} of {batch_size} still too quiet after {redraws} redraws); lower puzzle.min_rms"
             )
-        redrawn = _draw(tracks, spec, quiet.size, rng)
+        kept = np.delete(puzzles.track, quiet) if distinct_tracks else None
+        redrawn = _draw(tracks, spec, quiet.size, rng, distinct_tracks=distinct_tracks, taken_track_ids=kept)
         for name in ("chunks", "order", "track", "starts"):
             getattr(puzzles, name)[quiet] = getattr(redrawn, name)
 
 
-def _draw(tracks: TrackTable, spec: PuzzleSpec, batch_size: int, rng: np.random.Generator) -> Puzzles:
-    starts = draw_starts(tracks, spec, batch_size, rng=rng)
+def _draw(tracks: TrackTable, spec: PuzzleSpec, batch_size: int, rng: np.random.Generator, **draw) -> Puzzles:
+    starts = draw_starts(tracks, spec, batch_size, rng=rng, **draw)
     return Puzzles(
         chunks=cut_chunks(tracks, starts.rows, starts.starts, chunk_samples=spec.chunk_samples),
         order=starts.order,
@@ -248,7 +255,15 @@ class PuzzleStarts:
     order: np.ndarray
 
 
-def draw_starts(tracks: TrackTable, spec: PuzzleSpec, batch_size: int, *, rng: np.random.Generator) -> PuzzleStarts:
+def draw_starts(
+    tracks: TrackTable,
+    spec: PuzzleSpec,
+    batch_size: int,
+    *,
+    rng: np.random.Generator,
+    distinct_tracks: bool = False,
+    taken_track_ids: np.ndarray | None = None,
+) -> PuzzleStarts:
     """Draw ``batch_size`` puzzles' tracks, chunk starts and labels, without reading audio.
 
     Every draw of :func:`sample_puzzles` (without ``min_rms`` rejection) is
@@ -256,10 +271,24 @@ def draw_starts(tracks: TrackTable, spec: PuzzleSpec, batch_size: int, *, rng: n
     gives the same puzzles as ``sample_puzzles`` for the same ``rng`` state.
     The cut can then run elsewhere: on another thread, or on the device.
 
+    Parameters
+    ----------
+    distinct_tracks : bool
+        Draw the tracks without replacement: no two puzzles of the batch
+        share one, so a loss over the batch never pairs two puzzles of one
+        track as strangers (``model.contrastive.distinct_tracks``). Each
+        track is still drawn with weight proportional to the chunk sets it
+        holds, but only once, so where ``batch_size`` is a large share of the
+        tracks, short tracks give a larger share of the puzzles than without.
+        False: the draws of every earlier version, number for number.
+    taken_track_ids : np.ndarray [shape=(k,), dtype=int64], optional
+        With ``distinct_tracks``: :attr:`TrackTable.track_id` values not to draw (puzzles kept from a batch).
+
     Raises
     ------
     InputError
-        No track is long enough for one chunk set.
+        No track is long enough for one chunk set; with ``distinct_tracks``,
+        fewer than ``batch_size`` are (or are left beside ``taken_track_ids``).
     """
     n, length = spec.n_chunks, spec.chunk_samples
     gaps = draw_gaps(spec, batch_size, rng=rng)
@@ -275,7 +304,16 @@ def draw_starts(tracks: TrackTable, spec: PuzzleSpec, batch_size: int, *, rng: n
             "use shorter chunks, fewer chunks or smaller gaps"
         )
     weights = np.maximum(room, 0).astype(np.float64)
-    rows = rng.choice(len(tracks), size=batch_size, p=weights / weights.sum())
+    if distinct_tracks:
+        if taken_track_ids is not None:
+            weights[np.isin(tracks.track_id, taken_track_ids)] = 0.0
+        eligible = np.count_nonzero(weights)
+        if eligible < batch_size:
+            raise InputError(
+                f"distinct_tracks needs batch_size = {batch_size} tracks that hold a chunk set "
+                f"({spec.max_span_samples} samples); {eligible} do: lower batch_size or turn distinct_tracks off"
+            )
+    rows = rng.choice(len(tracks), size=batch_size, replace=not distinct_tracks, p=weights / weights.sum())
     grid = spec.grid_samples
     start = (rng.random(batch_size) * ((tracks.frames[rows] - span) // grid + 1)).astype(np.int64) * grid
 
@@ -366,6 +404,23 @@ def puzzle_batches(
     while True:
         puzzles = sample_puzzles(tracks, spec, batch_size, rng=rng)
         yield puzzles.chunks, puzzles.order
+
+
+def relative_starts(starts: np.ndarray) -> np.ndarray:
+    """Each chunk's start, in samples, from the start of its puzzle's earliest chunk.
+
+    Parameters
+    ----------
+    starts : np.ndarray [shape=(B, n), dtype=int64]
+        :attr:`Puzzles.starts`: offsets within the track.
+
+    Returns
+    -------
+    np.ndarray [shape=(B, n), dtype=int32]
+        0 for the earliest chunk; a puzzle spans less than 2**31 samples (a
+        chunk set is held in memory), and nothing of the track's position is left.
+    """
+    return (starts - starts.min(axis=1, keepdims=True)).astype(np.int32)
 
 
 # Bytes of int16 chunks one puzzle set may hold (a fixed set, a sanity set): it is held in memory.

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import keras
 
-from audiosort.config import ModelConfig, SorterConfig
+from audiosort.config import GapRegressionConfig, ModelConfig, SorterConfig
 from audiosort.errors import ConfigError
 from audiosort.heads import OUTPUT_LAYERS, get_head, head_of, model_name
-from audiosort.models.auxiliary import SpectralTargets
+from audiosort.models.auxiliary import GapRegression, SpectralTargets
 from audiosort.models.encoders import build_encoder
 from audiosort.models.layers import EdgeLogMel, FoldSlots, Int16ToFloat, RowLogSoftmax, Sinkhorn, UnfoldSlots
 from audiosort.models.objectives import SamePuzzleContrast
@@ -177,3 +177,40 @@ def build_feature_model(model: keras.Model, encoder: keras.Model) -> keras.Model
     scores = model.get_layer("sorter")(embeddings)
     output = model.get_layer(head_of(model).output_layer)(scores)
     return keras.Model(inputs, output, name=model.name)
+
+
+def build_gap_twin(model: keras.Model, gap_regression: GapRegressionConfig, *, pad_min_samples: int, pad_max_samples: int) -> keras.Model:
+    """The training twin of ``model`` for ``model.gap_regression``: the same layers, plus the chunks' offsets and the gap head.
+
+    The gap head's target is each chunk's start, which a sorting model must
+    never take (it would be the answer) and a saved model should not ask
+    for. So ``model`` (saved as ``model.keras``) stays as built, and the
+    twin, which ``fit`` trains, reads ``model``'s own graph: the same layer
+    objects, so training it trains ``model``, with :class:`GapRegression`
+    reading the embeddings that feed the sorter and passing the output on
+    unchanged. In inference the twin's output is ``model``'s.
+
+    Parameters
+    ----------
+    model : keras.Model
+        From :func:`build_model`.
+    gap_regression : GapRegressionConfig
+        ``weight > 0`` and ``hidden_units`` of the head.
+    pad_min_samples, pad_max_samples : int, 0 <= min < max
+        The training puzzles' gap range, in samples (scales the target to [0, 1]).
+
+    Returns
+    -------
+    keras.Model
+        Inputs ``chunks [shape=(B, n, L), dtype=int16]`` and ``offsets
+        [shape=(B, n), dtype=int32]`` (:func:`audiosort.data.puzzles.relative_starts`),
+        the output of ``model``, under its name. Not compiled.
+    """
+    chunks = model.inputs[0]
+    offsets = keras.Input((model.input_shape[1],), dtype="int32", name="offsets")
+    # The embeddings the sorter reads, before the seam joins them: the encoder's (and views') output, by slot.
+    embeddings = model.get_layer("unfold_slots").output
+    head = GapRegression(
+        chunks.shape[-1], pad_min_samples, pad_max_samples, gap_regression.weight, gap_regression.hidden_units, name="gap_regression"
+    )
+    return keras.Model([chunks, offsets], head([model.output, embeddings, offsets]), name=model.name)

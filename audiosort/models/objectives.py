@@ -200,9 +200,13 @@ def same_puzzle_contrastive_loss(embeddings, temperature: float):
     puzzle (one track) are its positives, every chunk of the other puzzles its
     negatives (Khosla et al. 2020, "Supervised Contrastive Learning", eq. 2,
     L_out). Embeddings are compared by cosine similarity divided by
-    ``temperature``. A puzzle cut from the same track as another in the batch
-    counts as a negative: puzzles carry no track label, and the loss is the
-    standard in-batch one, false negatives included.
+    ``temperature``. Puzzles carry no track label: a puzzle cut from the same
+    track as another in the batch counts as its negative (a false one). The
+    sampler option ``model.contrastive.distinct_tracks``
+    (:func:`audiosort.data.puzzles.draw_starts`) draws every puzzle of a
+    training batch from another track, so that no negative is of the
+    anchor's track; off, the loss is the standard in-batch one, false
+    negatives included.
 
     Parameters
     ----------
