@@ -297,6 +297,37 @@ def test_one_call_probes_a_suite_and_keeps_earlier_tasks(run_dir, sounds, tmp_pa
     assert list(tasks) == [sounds.name, "two-kinds", "tones"] and tasks["two-kinds"]["n_splits"] == 2
 
 
+def test_probe_seeds_refit_the_classifiers_on_features_computed_once(run_dir, tmp_path, monkeypatch):
+    data = tone_groups(tmp_path / "tones", grouped=True)
+    passes = []
+    read_layers = probe_module.encoder_layer_statistics
+    monkeypatch.setattr(probe_module, "encoder_layer_statistics", lambda *args: passes.append(1) or read_layers(*args))
+    entry = probe(run_dir, data, supervised_steps=0, n_splits=2, n_probe_seeds=3).tasks["tones"]
+    assert len(passes) == 2 * 40  # the trained and the random encoder, once per clip, whatever the seeds
+    assert entry["probe_seeds"] == [0, 1, 2] and entry["n_splits"] == 2
+    labelled = read_labelled(data)
+    # Each seed deals its own folds.
+    assert len({tuple(group_folds(labelled, n_splits=2, seed=seed)) for seed in entry["probe_seeds"]}) > 1
+    for name in LINEAR:
+        per_seed = entry["accuracy_per_seed"][name]
+        assert entry["accuracy"][name] == pytest.approx(np.mean(per_seed))
+        assert entry["seed_spread"][name] == pytest.approx(max(per_seed) - min(per_seed))
+
+
+def test_repeating_a_seed_does_not_sharpen_the_paired_test(run_dir, tmp_path, monkeypatch):
+    # Three probe seeds that deal the same folds and fit the same classifiers repeat one measurement of each
+    # group: averaged within groups, they leave every p-value as one seed gives it; counted as new groups, they would shrink it.
+    data = tone_groups(tmp_path / "tones", grouped=True)
+    deal, fit = probe_module.group_folds, probe_module.fit_and_predict
+    monkeypatch.setattr(probe_module, "group_folds", lambda labelled, *, n_splits, seed: deal(labelled, n_splits=n_splits, seed=0))
+    monkeypatch.setattr(probe_module, "fit_and_predict", lambda *args, seed, max_dims: fit(*args, seed=seed % 2, max_dims=max_dims))
+    one = probe(run_dir, data, supervised_steps=0, n_splits=2, n_probe_seeds=1).tasks["tones"]
+    three = probe(run_dir, data, supervised_steps=0, n_splits=2, n_probe_seeds=3).tasks["tones"]
+    assert three["accuracy_per_seed"]["encoder"] == [one["accuracy"]["encoder"]] * 3
+    assert three["p_better"] == pytest.approx(one["p_better"])
+    assert min(one["p_better"].values()) < 1.0  # some comparison has evidence to sharpen
+
+
 def test_entries_of_earlier_probes_are_dropped(run_dir, sounds):
     one_split = {"accuracy": {"encoder": 0.5}}
     mean_pooled = {"accuracy": {"encoder": 0.5}, "n_splits": 5, "p_encoder_better": {"logmel_stats": 0.5}}
