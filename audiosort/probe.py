@@ -826,7 +826,7 @@ def probe(
     readers = {"encoder": (trained, layer_reader(trained)), "random_encoder": (untrained, layer_reader(untrained))}
     projection = random_projection(seed=seed)
     for data_dir, name, labelled, task_folds in zip(data_dirs, names, labelled_sets, folds):
-        clips = _decode(labelled, trained)
+        clips = decode_clips(labelled, trained)
         columns = _features(clips, readers, projection, sample_rate=trained.sample_rate)
         supervised = None
         if supervised_steps:
@@ -852,8 +852,25 @@ def _resolved(data_dir: Path) -> Path:
         raise InputError(f"no labelled folder at {str(data_dir)!r}: {getattr(error, 'strerror', None) or error}") from None
 
 
-def _decode(labelled: LabelledSet, model: RunEncoder) -> list:
-    """Every clip as float32 audio at the run's rate; a file that cannot serve is an InputError."""
+def decode_clips(labelled: LabelledSet, model: RunEncoder) -> list:
+    """Every clip of a labelled set, decoded at the encoder's rate.
+
+    Parameters
+    ----------
+    labelled : LabelledSet
+    model : RunEncoder
+        Gives the rate and the chunk length every clip must reach.
+
+    Returns
+    -------
+    clips : list of np.ndarray [shape=(n_samples,), dtype=float32]
+        One per file, ``n_samples >= model.chunk_samples``.
+
+    Raises
+    ------
+    InputError
+        A file that cannot be decoded or is shorter than one chunk.
+    """
     clips = []
     for file in labelled.files:
         try:
