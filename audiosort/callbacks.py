@@ -17,21 +17,27 @@ import keras
 import numpy as np
 
 from audiosort import run
+from audiosort.pcm import to_int16
 from audiosort.config import Config
 from audiosort.data.puzzles import Puzzles
 from audiosort.metrics import PuzzleScores
 from audiosort.predict import score_predictions, to_position_scores
 
+# Group folds of the online probe: fewer than the 5 of `audiosort probe`, as it runs every epoch.
+ONLINE_PROBE_SPLITS = 3
+
 
 def run_callbacks(
     run_dir: Path, config: Config, *, val: Puzzles, best_val_loss: float = math.inf, echo: Callable[[str], None],
-    scoring_model: keras.Model | None = None,
+    scoring_model: keras.Model | None = None, encoder: keras.Model | None = None,
 ) -> list[keras.callbacks.Callback]:
     """What a run writes each epoch, on every training path: the policy in one list.
 
     First the check that the run folder is still the one training opened
     (:class:`RunFolderGuard`), then the ``val`` puzzles scored as eval scores them (:class:`DecodedValScores`,
-    into the epoch's logs), then ``history.csv`` (a row per epoch, appended), then the checkpoints
+    into the epoch's logs), then, when ``train.online_probe`` names a labelled folder, the linear probe of
+    ``encoder`` on its clips (:class:`OnlineProbe`, into the logs; ``encoder`` is then required),
+    then ``history.csv`` (a row per epoch, appended), then the checkpoints
     (:class:`RunCheckpoints`: written after the history row, so a resumed run
     cuts the history back to its checkpoint), TensorBoard ``logs/``, and
     early stopping on ``val_loss`` when ``train.early_stopping_patience`` is
@@ -41,6 +47,8 @@ def run_callbacks(
     callbacks = [
         RunFolderGuard(run_dir),
         DecodedValScores(val, config.train.batch_size, model=scoring_model),
+        *([OnlineProbe(config.train.online_probe, encoder, sample_rate=config.data.sample_rate, seed=config.seed)]
+          if config.train.online_probe else []),
         keras.callbacks.CSVLogger(str(run.history_path(run_dir)), append=True),
         RunCheckpoints(run_dir, best_val_loss=best_val_loss),
     ]
@@ -89,6 +97,61 @@ class DecodedValScores(keras.callbacks.Callback):
         logs[f"val_{name}_position_accuracy"] = best.position_accuracy.value
         logs[f"val_{name}_kendall_tau"] = best.kendall_tau.value
         logs["val_exact_chance"] = scored.chance.exact_accuracy
+
+
+class OnlineProbe(keras.callbacks.Callback):
+    """After every epoch, a linear probe of the encoder being trained on a labelled folder: ``online_probe`` in the logs.
+
+    The folder has the layout ``audiosort probe`` reads (:mod:`audiosort.probe`);
+    point it at clips kept for validation, never at test material: it is read
+    every epoch, so whatever it scores is seen while the run is shaped. Its
+    clips are decoded once, at the run's rate, and cut into frames of one
+    chunk every quarter chunk; each epoch the encoder embeds every frame in
+    inference mode (plain calls: no gradient, no batch-norm update, and no
+    collective op under a multi-worker strategy), each clip becomes the mean,
+    std and max of its embeddings, and the ``encoder`` row of ``audiosort
+    probe`` is fit: a train-part scaler and a logistic regression whose C is
+    chosen by group cross-validation inside the train part, on
+    ``ONLINE_PROBE_SPLITS`` group folds seeded by ``seed`` (the same folds
+    every epoch). ``online_probe`` is the mean test accuracy over the folds.
+    Skipped after a non-finite loss, as :class:`DecodedValScores` is.
+    """
+
+    def __init__(self, data_dir: str | Path, encoder: keras.Model, *, sample_rate: int, seed: int):
+        # Deferred: the probe's scikit-learn and librosa are needed only when a run asks for this.
+        from audiosort import probe
+
+        super().__init__()
+        self.probe = probe
+        self.encoder = encoder
+        self.chunk_samples = int(encoder.input_shape[-1])
+        self.seed = seed
+        labelled = probe.read_labelled(data_dir)
+        self.labels, self.groups = np.array(labelled.labels), np.array(labelled.groups)
+        self.folds = probe.group_folds(labelled, n_splits=ONLINE_PROBE_SPLITS, seed=seed)
+        geometry = run.RunEncoder(encoder, sample_rate, self.chunk_samples, Path(data_dir))
+        clips = probe.decode_clips(labelled, geometry)
+        self.frames = [np.ascontiguousarray(probe.clip_frames(geometry, to_int16(y))) for y in clips]
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None or not math.isfinite(float(logs.get("loss", 0.0))):
+            return
+        features = np.stack([self.probe.time_statistics(self._embed(frames)) for frames in self.frames])
+        accuracies = []
+        for k in range(ONLINE_PROBE_SPLITS):
+            test = self.folds == k
+            predicted, _ = self.probe.fit_and_predict(
+                features[~test], self.labels[~test], self.groups[~test], features[test],
+                seed=self.seed + k, max_dims=self.probe.DIMENSION_BUDGET,
+            )
+            accuracies.append(float(np.mean(predicted == self.labels[test])))
+        logs["online_probe"] = float(np.mean(accuracies))
+
+    def _embed(self, frames: np.ndarray) -> np.ndarray:
+        return np.concatenate([
+            keras.ops.convert_to_numpy(self.encoder(frames[start : start + run.BATCH_FRAMES], training=False)).astype(np.float32)
+            for start in range(0, len(frames), run.BATCH_FRAMES)
+        ])
 
 
 class RunFolderGuard(keras.callbacks.Callback):

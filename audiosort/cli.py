@@ -538,33 +538,46 @@ def embed(run_dir, audio, out, hop_seconds, overwrite):
     "--data", "data_dirs", required=True, multiple=True, type=click.Path(path_type=str),
     help="Labelled folder to probe on (one task each); repeat for a suite.",
 )
-@click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the random encoder, the splits and the classifiers.")
+@click.option(
+    "--seed", type=SEED, default=0, show_default=True,
+    help="Seeds the random encoder, the log-mel projection and the supervised reference; the first probe seed.",
+)
 @click.option("--splits", "n_splits", type=click.IntRange(min=2), default=5, show_default=True, help="Train/test splits (group folds) per task.")
+@click.option(
+    "--probe-seeds", "n_probe_seeds", type=click.IntRange(min=1), default=3, show_default=True,
+    help="Seeds SEED, SEED+1, ... each dealing the folds and fitting the classifiers anew (features computed once).",
+)
 @click.option(
     "--supervised-steps", type=click.IntRange(min=0), default=300, show_default=True,
     help="Training steps per split of the supervised reference (the architecture trained on the labels); 0 skips it.",
 )
-def probe_command(run_dir, data_dirs, seed, n_splits, supervised_steps):
+def probe_command(run_dir, data_dirs, seed, n_splits, n_probe_seeds, supervised_steps):
     """Linear-probe the run's frozen encoder on labelled clips, beside baselines of equal size.
 
     Each --data holds one sub-folder of audio files per class, or a labels.csv
     with path,label[,group] (paths relative to it). Each file is one clip; the
     clips of one group (a recording, an instrument) never straddle a split.
-    Over --splits group folds, a logistic regression whose L2 strength is chosen
-    by cross-validation on the train part is scored on the test part, for: the
-    run's encoder (mean and std of its embeddings over the clip), the same
-    architecture with random weights, log-mel statistics (mean and std of 64
-    bands), a tempogram, and the encoder (or random encoder) beside the
-    statistics; and the architecture trained end to end on each train part as
-    a supervised reference. Prints mean and spread over splits and paired
-    tests (trained > random, encoder + stats > stats). Writes probe.json and
-    probe.md into RUN_DIR, keeping the tasks of other folders.
+    Every row is read under one protocol: per-frame features pooled over the
+    clip by mean, std and max, at most 192 values per source (PCA fit on the
+    train part beyond that), a scaler fit on the train part, and a logistic
+    regression whose L2 strength is chosen by cross-validation on the train
+    part, scored on the test part of --splits group folds, under --probe-seeds
+    deals of the folds. Rows: the run's encoder (its embeddings), every layer of
+    it concatenated, the same two with random weights, log-mel statistics (64
+    bands), HEAR's random projection of log-mel, a tempogram, the encoder (or
+    random encoder) beside the statistics; and the architecture trained end to
+    end on each train part as a supervised reference. Prints the mean over
+    seeds, the spread over splits and over seeds, and paired tests over groups
+    (trained > random, encoder + stats > stats). Writes probe.json and probe.md
+    into RUN_DIR, keeping the tasks of other folders of this protocol.
     """
     from audiosort.probe import probe
     from audiosort.run import run_in_use
 
     click.get_current_context().with_resource(run_in_use(run_dir))
-    report = probe(run_dir, data_dirs, seed=seed, n_splits=n_splits, supervised_steps=supervised_steps)
+    report = probe(
+        run_dir, data_dirs, seed=seed, n_splits=n_splits, n_probe_seeds=n_probe_seeds, supervised_steps=supervised_steps
+    )
     click.echo("\n".join(report.lines()))
     click.echo(f"wrote probe.json and probe.md in {report.run_dir}")
 

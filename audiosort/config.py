@@ -332,6 +332,10 @@ class TrainConfig:
     # start at epoch 0 and end at puzzle.n_chunks (the n of val/test). Empty: puzzle.n_chunks throughout.
     # Needs a sorter with no weight sized by n (a head with any_n in audiosort.heads: rank, successor).
     n_chunks_schedule: str = ""
+    # A labelled folder of validation clips (the layout `audiosort probe` reads): after every epoch the encoder
+    # being trained embeds them (no gradient) and the probe's linear classifier, fit on 3 group folds, logs its
+    # mean accuracy as online_probe in history.csv. Never test material: it is read every epoch. Empty: off.
+    online_probe: str = ""
 
     def __post_init__(self):
         for name in ("batch_size", "epochs", "steps_per_epoch"):

@@ -1,4 +1,4 @@
-"""``audiosort probe``: linear probes of a run's frozen encoder on labelled clips, beside two baselines.
+"""``audiosort probe``: linear probes of a run's frozen encoder on labelled clips, beside baselines.
 
 Sorting accuracy shows that a model solved the puzzle; a probe shows whether its
 encoder learned something about audio that has nothing to do with order. A
@@ -13,30 +13,54 @@ labelled folder DATA (one task, named after the folder) holds either
   DATA holds a ``labels.csv``, its sub-folders are not read.
 
 Each file is one clip, decoded at the run's sample rate. Every row of the
-table reads it under one rule, so that the rows compare like with like: a
-*descriptor* per short frame, summarized by its mean and standard deviation
-over the clip's frames (order in time forgotten, spread kept), within one
-budget of ``DIMENSION_BUDGET`` (128) values per source.
+table reads it under one protocol, so that the rows compare like with like:
+
+- **Pooling.** A *descriptor* per short frame, pooled over the clip's frames
+  by its mean, standard deviation and maximum (:data:`POOLING`: order in time
+  forgotten, spread and peaks kept), 3 values per descriptor dimension.
+- **Budget.** At most ``DIMENSION_BUDGET`` (192, the pooled 64 log-mel bands)
+  values per source; a wider source is reduced to it by a principal component
+  analysis fit on the train part of each split only. A concatenation of two
+  sources has the budget of both (384).
+- **Standardisation.** One ``StandardScaler`` per split, fit on the whole
+  train part of the split (dataset level: every train clip, never a test
+  clip, never per clip), applied to the train and test parts alike; again
+  after a projection.
+- **Classifier.** A logistic regression whose L2 strength ``C`` is chosen
+  among ``C_GRID`` by a 3-fold group cross-validation *within the train part*,
+  refit on the whole train part and scored on the test part.
+
+The rows and their widths (D is the run's embedding length, 64 in the shipped
+configs; C_l the channels of encoder layer l):
 
 ``encoder``
-    the run's encoder on frames of one chunk every quarter chunk (its
-    embedding of D values is the descriptor): mean and std over the frames,
-    2 D values (128 for the usual D = 64). Why the embedding and not the last
-    feature map: the embedding is what the sorter reads and what
-    ``audiosort embed`` gives, and with D = 64 it has the width of the
-    log-mel descriptor, so both sides get the same pooling and the same
-    budget without a projection.
+    the run's encoder on frames of one chunk every quarter chunk; its
+    embedding is the descriptor: 3 D values (192 for D = 64). The embedding is
+    what the sorter reads and what ``audiosort embed`` gives.
 ``random_encoder``
-    the same, through the same architecture with fresh random weights
-    (seeded): what the architecture gives before any training.
+    the same through the same architecture with fresh random weights (seeded):
+    what the architecture gives before any training.
+``encoder_layers``, ``random_encoder_layers``
+    every layer of the (random) encoder read at once, as Pons & Serra read
+    randomly weighted CNNs (ICASSP 2019): the output of each ReLU (one per
+    block, two per residual block) and the embedding, each pooled over every
+    position of its feature map (time, and frequency in a 2-D map) in every
+    chunk frame of the clip, concatenated: 3 (sum of C_l + D) values, reduced
+    to the budget by the PCA like any wider source (for ``logmel1d`` with 96
+    filters and 3 blocks: 3 x (96 + 96 + 192 + 64) = 1,344 -> 192). The same
+    pooling and reduction serve the trained and the random encoder.
 ``logmel_stats``
-    64 log-mel bands (32 ms window, 10 ms hop) as the descriptor: mean and
-    std of each band, 128 values that know nothing about sorting.
+    64 log-mel bands (32 ms window, 10 ms hop) as the descriptor: 192 values
+    that know nothing about sorting.
+``logmel_projection``
+    HEAR 2021's naive baseline: each log-mel frame projected by a fixed random
+    Gaussian matrix (seeded, ``LOGMEL_PROJECTION_DIMS`` = 128 outputs), then
+    pooled: 384 values, reduced to the budget.
 ``tempogram``
     the autocorrelation of the clip's onset strength (from the same log-mel
     frames) at lags of 1-128 hops (10 ms-1.28 s), divided by its value at
     lag 0: a clip-long tempogram, the no-learning baseline of tempo (and of
-    rhythm in general); 128 values.
+    rhythm in general); 128 values, not pooled (it is one clip-long descriptor).
 ``encoder_stats``, ``random_encoder_stats``
     the encoder's (random encoder's) features beside the log-mel statistics:
     what the encoder adds to the statistics. The second row holds the same
@@ -51,48 +75,54 @@ budget of ``DIMENSION_BUDGET`` (128) values per source.
     never tuned on any test part) and scored on the test part by the mean
     log-probability over each clip's frames. What this architecture learns
     from the labels themselves, within a CPU budget: a loose upper bound.
+    Trained on the splits of the first probe seed only (it costs a training
+    per split).
 
-A source wider than its budget (an encoder with D > 64) is reduced by a
-principal component analysis fit on the train part only; a concatenation has
-the budget of its two sources (256).
+Splits and probe seeds. The clips are dealt into ``n_splits`` (default 5)
+seeded folds by groups, stratified by class (scikit-learn's
+``StratifiedGroupKFold``): the clips of one group are always on the same
+side, so a probe cannot answer by recognising a recording it was trained on.
+Without a ``group`` column each file is its own group. Each fold is the test
+part once, the other folds its train part; every clip is thus predicted
+exactly once per probe seed. This is repeated under ``n_probe_seeds`` (default
+3) probe seeds ``seed, seed + 1, ...``, each dealing its own folds and
+seeding its own inner folds and classifiers; the features are computed once
+(one pass of each encoder), only the classifiers are refit.
 
-Splits. The clips are dealt into ``n_splits`` (default 5) seeded folds by
-groups, stratified by class (scikit-learn's ``StratifiedGroupKFold``): the
-clips of one group are always on the same side, so a probe cannot answer by
-recognising a recording it was trained on. Without a ``group`` column each
-file is its own group. Each fold is the test part once, the other folds its
-train part; every clip is thus predicted exactly once.
+Reported per task and row: the mean accuracy over probe seeds (each seed's
+accuracy is the mean over its splits), each seed's accuracy and their spread
+(max - min), the standard deviation over every split of every seed, and the
+pooled accuracy over all clips and seeds with a Wilson 95 % interval over the
+clips (seeds do not add clips: the interval counts each clip once).
 
-On each train part, for each linear row, a logistic regression on
-standardized features is fit with its L2 strength ``C`` chosen among
-``C_GRID`` by a 3-fold group cross-validation *within the train part* (the
-test part is never seen), then refit on the whole train part and scored on
-the test part.
-
-Reported per task and row: the accuracy of each split, their mean and
-standard deviation, and the pooled accuracy over all clips with its Wilson 95 %
-interval. Each pair of ``COMPARISONS`` (trained > random encoder, encoder >
-statistics, encoder + statistics > statistics, encoder + statistics > random
-encoder + statistics) is tested over groups, the unit that never straddles a
-split: a one-sided Wilcoxon signed-rank test that the first's per-group
-accuracy exceeds the second's (with one clip per group this is a sign test,
-McNemar's). Chance is the share of the most common class, the accuracy of
-always answering it.
+Each pair of ``COMPARISONS`` is tested over groups, the unit that never
+straddles a split: a one-sided Wilcoxon signed-rank test that the first
+row's per-group accuracy exceeds the second's. With several probe seeds, a
+group's accuracy is the mean of its clips' correctness over every seed (each
+seed predicts every clip once): seeds are repeated measurements of the same
+groups, not new samples, so they are averaged within the group and the test
+still has one unit per group, as with one seed; the averaging only removes
+the noise of one particular deal of the folds. (With one clip per group and
+one seed this is a sign test, McNemar's.) Chance is the share of the most
+common class, the accuracy of always answering it.
 
 Output in the run folder (each written atomically)::
 
     probe.json   {"tasks": {<task>: entry}}; probing another folder adds a task,
-                 the same name replaces it.
+                 the same name replaces it; entries of earlier protocols
+                 (without ``probe_seeds``) are dropped, as not comparable.
     probe.md     one table row per task
 
-An entry holds ``accuracy`` (mean over splits per row), ``accuracy_std``,
-``accuracy_per_split``, ``pooled`` and ``interval`` (Wilson 95 %),
-``chosen_c`` (per linear row, per split), ``difference`` and ``p_better``
-(per comparison ``"A>B"``: mean and std over splits of A minus B; the
-one-sided p-value), ``chance``, ``classes``, ``n_classes``, ``n_clips``,
-``n_groups``, ``grouped_by``, ``n_splits``, ``labels_from``, ``data``,
-``feature_dims`` (values per linear row, before any projection),
-``dimension_budget``, ``supervised_steps`` and ``seed``.
+An entry holds ``accuracy`` (mean over seeds per row), ``accuracy_std`` (over
+every split of every seed), ``accuracy_per_seed``, ``seed_spread``,
+``accuracy_per_split`` (per row, a list per seed), ``pooled`` and
+``interval`` (Wilson 95 %), ``chosen_c`` (per linear row, per seed, per
+split), ``difference`` and ``p_better`` (per comparison ``"A>B"``: mean and
+std over every split of A minus B; the one-sided p-value), ``chance``,
+``classes``, ``n_classes``, ``n_clips``, ``n_groups``, ``grouped_by``,
+``n_splits``, ``probe_seeds``, ``labels_from``, ``data``, ``feature_dims``
+(values per linear row, before any projection), ``dimension_budget``,
+``pooling``, ``supervised_steps`` and ``seed``.
 
 Example
 -------
@@ -125,16 +155,20 @@ from audiosort.data.puzzles import PuzzleSpec
 from audiosort.embed import frame
 from audiosort.errors import DecodeError, InputError
 from audiosort.models.encoders import build_encoder
-from audiosort.run import RunEncoder, config_path, load_encoder, load_run_config, merge_probe, read_probe
+from audiosort.run import BATCH_FRAMES, RunEncoder, config_path, load_encoder, load_run_config, merge_probe, read_probe
 
 # Linear rows: one feature matrix each; then the supervised reference.
-LINEAR = ("encoder", "random_encoder", "logmel_stats", "tempogram", "encoder_stats", "random_encoder_stats")
+LINEAR = (
+    "encoder", "random_encoder", "encoder_layers", "random_encoder_layers", "logmel_stats", "logmel_projection",
+    "tempogram", "encoder_stats", "random_encoder_stats",
+)
 FEATURES = (*LINEAR, "supervised")
 # The rows that are two sources side by side.
 CONCATENATED = {"encoder_stats": ("encoder", "logmel_stats"), "random_encoder_stats": ("random_encoder", "logmel_stats")}
 # (A, B): a one-sided test that A is right more often than B, over groups.
 COMPARISONS = (
     ("encoder", "random_encoder"),
+    ("encoder_layers", "random_encoder_layers"),
     ("encoder", "logmel_stats"),
     ("encoder_stats", "logmel_stats"),
     ("encoder_stats", "random_encoder_stats"),
@@ -142,7 +176,10 @@ COMPARISONS = (
 FEATURE_TITLES = {
     "encoder": "encoder",
     "random_encoder": "random encoder",
+    "encoder_layers": "all layers",
+    "random_encoder_layers": "random all layers",
     "logmel_stats": "log-mel stats",
+    "logmel_projection": "log-mel projection",
     "tempogram": "tempogram",
     "encoder_stats": "encoder + stats",
     "random_encoder_stats": "random + stats",
@@ -160,8 +197,14 @@ MAX_ITERATIONS = 10_000
 # Inverse L2 strengths tried by the inner cross-validation, from heavy regularization to almost none.
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
 INNER_FOLDS = 3
-# Values per source: the mean and std of the 64 log-mel bands; a wider source is projected to it.
-DIMENSION_BUDGET = 2 * LOGMEL_BANDS
+# How every frame-wise source is summarized over a clip's frames, in this order.
+POOLING = ("mean", "std", "max")
+# Values per source: the pooled 64 log-mel bands; a wider source is projected to it.
+DIMENSION_BUDGET = len(POOLING) * LOGMEL_BANDS
+# HEAR's naive baseline widens its bands by a random projection (256 -> 4096); twice the bands keeps the PCA's work small.
+LOGMEL_PROJECTION_DIMS = 2 * LOGMEL_BANDS
+# Folds and classifiers dealt again under this many seeds by default; the features are computed once.
+PROBE_SEEDS = 3
 # Encoder frames start every quarter chunk, so that a 2 s clip of 0.5 s chunks gives 13 frames to take a std over.
 FRAMES_PER_CHUNK = 4
 # Lags of the tempogram, in log-mel hops: 10 ms to 1.28 s, two beats at 94 BPM.
@@ -452,7 +495,7 @@ def log_mel(y: np.ndarray, *, sample_rate: int) -> np.ndarray:
 
 
 def logmel_stats(y: np.ndarray, *, sample_rate: int) -> np.ndarray:
-    """Mean and standard deviation over time of each log-mel band: the baseline features.
+    """Mean, standard deviation and maximum over time of each log-mel band: the baseline features.
 
     Parameters
     ----------
@@ -463,10 +506,41 @@ def logmel_stats(y: np.ndarray, *, sample_rate: int) -> np.ndarray:
 
     Returns
     -------
-    features : np.ndarray [shape=(2 * LOGMEL_BANDS,), dtype=float32]
-        The 64 band means, then the 64 band standard deviations.
+    features : np.ndarray [shape=(3 * LOGMEL_BANDS,), dtype=float32]
+        The 64 band means, then their standard deviations, then their maxima (:func:`time_statistics`).
     """
     return time_statistics(log_mel(y, sample_rate=sample_rate).T)
+
+
+def logmel_projection(y: np.ndarray, projection: np.ndarray, *, sample_rate: int) -> np.ndarray:
+    """HEAR 2021's naive baseline: each log-mel frame through a fixed random projection, pooled over time.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n_samples,), dtype=float32]
+        Mono audio in [-1, 1].
+    projection : np.ndarray [shape=(LOGMEL_PROJECTION_DIMS, LOGMEL_BANDS), dtype=float32]
+        See :func:`random_projection`.
+    sample_rate : int > 0
+        Hz (see :func:`log_mel`).
+
+    Returns
+    -------
+    features : np.ndarray [shape=(3 * LOGMEL_PROJECTION_DIMS,), dtype=float32]
+        Mean, standard deviation and maximum over frames of each projected value.
+    """
+    return time_statistics(log_mel(y, sample_rate=sample_rate).T @ projection.T)
+
+
+def random_projection(*, seed: int) -> np.ndarray:
+    """The fixed projection of :func:`logmel_projection`: i.i.d. normal entries over the square root of the bands.
+
+    Returns
+    -------
+    projection : np.ndarray [shape=(LOGMEL_PROJECTION_DIMS, LOGMEL_BANDS), dtype=float32]
+    """
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((LOGMEL_PROJECTION_DIMS, LOGMEL_BANDS)) / np.sqrt(LOGMEL_BANDS)).astype(np.float32)
 
 
 def tempogram(y: np.ndarray, *, sample_rate: int) -> np.ndarray:
@@ -497,8 +571,8 @@ def tempogram(y: np.ndarray, *, sample_rate: int) -> np.ndarray:
 
 
 def time_statistics(descriptors: np.ndarray) -> np.ndarray:
-    """Mean, then standard deviation, over frames: ``(n_frames, D)`` -> ``(2 D,)`` float32."""
-    return np.concatenate([descriptors.mean(axis=0), descriptors.std(axis=0)]).astype(np.float32)
+    """The :data:`POOLING` of frame-wise descriptors: ``(n_frames, D)`` -> ``(3 D,)`` float32, means, stds, maxima."""
+    return np.concatenate([descriptors.mean(axis=0), descriptors.std(axis=0), descriptors.max(axis=0)]).astype(np.float32)
 
 
 def clip_frames(model: RunEncoder, pcm: np.ndarray) -> np.ndarray:
@@ -519,14 +593,68 @@ def clip_frames(model: RunEncoder, pcm: np.ndarray) -> np.ndarray:
     return frame(pcm, chunk_samples=model.chunk_samples, hop_samples=hop)
 
 
-def encoder_statistics(model: RunEncoder, pcm: np.ndarray) -> np.ndarray:
-    """Mean and standard deviation of the embeddings of a clip's frames (:func:`clip_frames`).
+def feature_map_layers(encoder: keras.Model) -> list[str]:
+    """The names of the layers :func:`layer_reader` reads: every ReLU, in order, then the embedding (the output)."""
+    return [layer.name for layer in encoder.layers if isinstance(layer, keras.layers.ReLU)] + [encoder.layers[-1].name]
+
+
+def layer_reader(model: RunEncoder) -> keras.Model:
+    """The encoder with one output per :func:`feature_map_layers` layer, pooled over the layer's positions.
+
+    Parameters
+    ----------
+    model : RunEncoder
 
     Returns
     -------
-    features : np.ndarray [shape=(2 * model.embedding_dim,), dtype=float32]
+    keras.Model
+        Input ``[shape=(B, chunk_samples), dtype=int16]``; output ``l`` has
+        ``[shape=(B, 3, C_l)]``: the mean, mean square and maximum of each of
+        the layer's C_l channels over every position of its map (time, and
+        frequency in a 2-D map); an embedding has one position. Mean squares,
+        not standard deviations, so that frames of one clip can be pooled
+        together exactly (:func:`encoder_layer_statistics`).
     """
-    return time_statistics(model.embed(clip_frames(model, pcm)))
+    encoder = model.encoder
+    outputs = []
+    for name in feature_map_layers(encoder):
+        x = encoder.get_layer(name).output
+        if len(x.shape) == 2:
+            x = keras.ops.expand_dims(x, 1)
+        positions = tuple(range(1, len(x.shape) - 1))
+        pooled = [keras.ops.mean(x, axis=positions), keras.ops.mean(keras.ops.square(x), axis=positions), keras.ops.max(x, axis=positions)]
+        outputs.append(keras.ops.stack(pooled, axis=1))
+    return keras.Model(encoder.inputs, outputs, name="layer_reader")
+
+
+def encoder_layer_statistics(reader: keras.Model, model: RunEncoder, pcm: np.ndarray) -> np.ndarray:
+    """Every layer's channels pooled over all positions of all of a clip's frames; the last layer is the embedding.
+
+    Parameters
+    ----------
+    reader : keras.Model
+        :func:`layer_reader` of ``model``.
+    model : RunEncoder
+    pcm : np.ndarray [shape=(n_samples,), dtype=int16]
+        ``n_samples >= model.chunk_samples``, at ``model.sample_rate``.
+
+    Returns
+    -------
+    features : np.ndarray [shape=(3 * (sum of C_l),), dtype=float32]
+        Per layer in order: the C_l means, standard deviations and maxima of
+        its channels over every position of every frame (:func:`clip_frames`).
+        The embedding's part is the ``encoder`` row: :func:`time_statistics` of the embeddings.
+    """
+    frames = np.ascontiguousarray(clip_frames(model, pcm))
+    batches = [reader.predict_on_batch(frames[start : start + BATCH_FRAMES]) for start in range(0, len(frames), BATCH_FRAMES)]
+    features = []
+    for layer in range(len(batches[0])):
+        pooled = np.concatenate([np.asarray(batch[layer], dtype=np.float64) for batch in batches])
+        # Every frame has the same number of positions, so the mean over frames of each frame's mean is the clip's mean.
+        mean, mean_square, maximum = pooled[:, 0].mean(axis=0), pooled[:, 1].mean(axis=0), pooled[:, 2].max(axis=0)
+        # float32 mean squares can fall a rounding error below the squared mean.
+        features += [mean, np.sqrt(np.maximum(mean_square - mean**2, 0.0)), maximum]
+    return np.concatenate(features).astype(np.float32)
 
 
 def random_encoder(run_dir: str | Path, *, seed: int) -> RunEncoder:
@@ -641,9 +769,10 @@ def probe(
     *,
     seed: int = 0,
     n_splits: int = 5,
+    n_probe_seeds: int = PROBE_SEEDS,
     supervised_steps: int = SUPERVISED_STEPS,
 ) -> ProbeReport:
-    """Probe a run's encoder beside a random encoder, log-mel statistics, a tempogram and a supervised reference.
+    """Probe a run's encoder and all its layers beside a random twin, log-mel baselines, a tempogram and a supervised reference.
 
     Parameters
     ----------
@@ -653,11 +782,16 @@ def probe(
     data_dirs : str, Path or sequence of them
         Labelled folders (layout: module docstring), one task each, named after the folder.
     seed : int, keyword-only
-        Seeds the random encoder's weights, the folds, the classifiers and the supervised reference.
+        Seeds the random encoder's weights, the log-mel projection and the
+        supervised reference; the first probe seed.
     n_splits : int >= 2, keyword-only
-        Train/test splits (group folds) per task.
+        Train/test splits (group folds) per task and probe seed.
+    n_probe_seeds : int >= 1, keyword-only
+        Probe seeds ``seed .. seed + n_probe_seeds - 1``: each deals the folds
+        and seeds the classifiers anew; the features are computed once.
     supervised_steps : int >= 0, keyword-only
-        Training steps of the supervised reference per split; 0 leaves that row out.
+        Training steps of the supervised reference per split (of the first
+        probe seed); 0 leaves that row out.
 
     Returns
     -------
@@ -667,40 +801,46 @@ def probe(
     ------
     InputError
         A bad run folder or labelled folder (see :func:`read_labelled` and
-        :func:`group_folds`), two folders of one name, a file that cannot be
-        decoded or is shorter than one chunk of the run, or an unreadable
-        ``probe.json``. Every folder is checked before any is probed.
+        :func:`group_folds`, under every probe seed), two folders of one name,
+        a file that cannot be decoded or is shorter than one chunk of the run,
+        or an unreadable ``probe.json``. Every folder is checked before any is probed.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputError(f"no run folder at {str(run_dir)!r}")
     if supervised_steps < 0:
         raise InputError(f"supervised_steps = {supervised_steps!r} must be at least 0")
+    if n_probe_seeds < 1:
+        raise InputError(f"n_probe_seeds = {n_probe_seeds!r} must be at least 1")
     data_dirs = [Path(data_dirs)] if isinstance(data_dirs, (str, Path)) else [Path(d) for d in data_dirs]
     names = [_resolved(d).name for d in data_dirs]
     if len(set(names)) < len(names):
         raise InputError(f"two labelled folders are both named {max(names, key=names.count)!r}; a task is named after its folder")
     labelled_sets = [read_labelled(d) for d in data_dirs]
-    folds = [group_folds(labelled, n_splits=n_splits, seed=seed) for labelled in labelled_sets]
+    probe_seeds = [seed + k for k in range(n_probe_seeds)]
+    folds = [[group_folds(labelled, n_splits=n_splits, seed=s) for s in probe_seeds] for labelled in labelled_sets]
     read_probe(run_dir)  # a damaged probe.json fails now, not after the work
     tasks = {}
     trained = load_encoder(run_dir)
     untrained = random_encoder(run_dir, seed=seed)
-    for data_dir, name, labelled, fold in zip(data_dirs, names, labelled_sets, folds):
-        clips = _decode(labelled, trained)
-        columns = _features(clips, trained, untrained)
+    readers = {"encoder": (trained, layer_reader(trained)), "random_encoder": (untrained, layer_reader(untrained))}
+    projection = random_projection(seed=seed)
+    for data_dir, name, labelled, task_folds in zip(data_dirs, names, labelled_sets, folds):
+        clips = decode_clips(labelled, trained)
+        columns = _features(clips, readers, projection, sample_rate=trained.sample_rate)
         supervised = None
         if supervised_steps:
-            supervised = _supervised_column(clips, labelled, fold, untrained, steps=supervised_steps, seed=seed)
+            supervised = _supervised_column(clips, labelled, task_folds[0], untrained, steps=supervised_steps, seed=seed)
         tasks[name] = _score_task(
-            columns, supervised, labelled, fold, data_dir=_resolved(data_dir), seed=seed, supervised_steps=supervised_steps
+            columns, supervised, labelled, task_folds, probe_seeds,
+            data_dir=_resolved(data_dir), seed=seed, supervised_steps=supervised_steps,
         )
     def markdown(merged: dict) -> str:
         lines = markdown_lines(run_dir, merged)
         return "\n".join([f"# {lines[0]}", *lines[1:]]) + "\n"
 
-    # Entries of earlier probes (mean-pooled encoder, no comparisons) are not comparable with these; they are dropped.
-    tasks = merge_probe(run_dir, tasks, markdown, keep=lambda task: bool(task.p_better))
+    # Entries of earlier protocols (other pooling, one probe seed) are not comparable with these; they are dropped.
+    tasks = merge_probe(run_dir, tasks, markdown, keep=lambda task: "probe_seeds" in task.entry)
     return ProbeReport(run_dir, names, tasks)
 
 
@@ -712,8 +852,25 @@ def _resolved(data_dir: Path) -> Path:
         raise InputError(f"no labelled folder at {str(data_dir)!r}: {getattr(error, 'strerror', None) or error}") from None
 
 
-def _decode(labelled: LabelledSet, model: RunEncoder) -> list:
-    """Every clip as float32 audio at the run's rate; a file that cannot serve is an InputError."""
+def decode_clips(labelled: LabelledSet, model: RunEncoder) -> list:
+    """Every clip of a labelled set, decoded at the encoder's rate.
+
+    Parameters
+    ----------
+    labelled : LabelledSet
+    model : RunEncoder
+        Gives the rate and the chunk length every clip must reach.
+
+    Returns
+    -------
+    clips : list of np.ndarray [shape=(n_samples,), dtype=float32]
+        One per file, ``n_samples >= model.chunk_samples``.
+
+    Raises
+    ------
+    InputError
+        A file that cannot be decoded or is shorter than one chunk.
+    """
     clips = []
     for file in labelled.files:
         try:
@@ -729,17 +886,20 @@ def _decode(labelled: LabelledSet, model: RunEncoder) -> list:
     return clips
 
 
-def _features(clips: list, trained: RunEncoder, untrained: RunEncoder) -> dict:
-    """Each linear row's features of every clip: name -> (n_clips, D) float32."""
-    sample_rate = trained.sample_rate
-    columns = {"encoder": [], "random_encoder": [], "logmel_stats": [], "tempogram": []}
+def _features(clips: list, readers: dict, projection: np.ndarray, *, sample_rate: int) -> dict:
+    """Each linear row's features of every clip: name -> (n_clips, width) float32; one pass of each encoder."""
+    columns = {name: [] for name in ("encoder_layers", "random_encoder_layers", "logmel_stats", "logmel_projection", "tempogram")}
     for y in clips:
         pcm = audio.to_int16(y)
-        columns["encoder"].append(encoder_statistics(trained, pcm))
-        columns["random_encoder"].append(encoder_statistics(untrained, pcm))
+        for row, (model, reader) in readers.items():
+            columns[f"{row}_layers"].append(encoder_layer_statistics(reader, model, pcm))
         columns["logmel_stats"].append(logmel_stats(y, sample_rate=sample_rate))
+        columns["logmel_projection"].append(logmel_projection(y, projection, sample_rate=sample_rate))
         columns["tempogram"].append(tempogram(y, sample_rate=sample_rate))
     columns = {name: np.stack(values) for name, values in columns.items()}
+    for row, (model, _) in readers.items():
+        # The embedding is the last layer read: its pooled values are the row's own features.
+        columns[row] = columns[f"{row}_layers"][:, -len(POOLING) * model.embedding_dim :]
     for name, (first, second) in CONCATENATED.items():
         columns[name] = np.concatenate([columns[first], columns[second]], axis=1)
     return columns
@@ -759,33 +919,49 @@ def _supervised_column(clips: list, labelled: LabelledSet, fold: np.ndarray, arc
 
 
 def _score_task(
-    columns: dict, supervised: np.ndarray | None, labelled: LabelledSet, fold: np.ndarray, *,
+    columns: dict, supervised: np.ndarray | None, labelled: LabelledSet, folds: list, probe_seeds: list, *,
     data_dir: Path, seed: int, supervised_steps: int,
 ) -> dict:
-    """Fit and score every row on every split; the task's probe.json entry."""
+    """Fit and score every linear row on every split of every probe seed; the task's probe.json entry.
+
+    ``folds`` holds one fold array per probe seed; ``supervised`` (when given)
+    predicts every clip on the splits of the first.
+    """
     labels, groups = np.array(labelled.labels), np.array(labelled.groups)
-    n_splits = int(fold.max()) + 1
+    n_splits = int(folds[0].max()) + 1
     rows = [*LINEAR, *(("supervised",) if supervised is not None else ())]
-    correct = {name: np.zeros(len(labels), dtype=bool) for name in rows}
+    # correct[name][s, clip]: the clip's prediction under probe seed s (the supervised row has the first seed only).
+    correct = {name: np.zeros((len(probe_seeds) if name in LINEAR else 1, len(labels)), dtype=bool) for name in rows}
     per_split = {name: [] for name in rows}
     chosen_c = {name: [] for name in LINEAR}
-    for k in range(n_splits):
-        test = fold == k
-        for name in LINEAR:
-            features = columns[name]
-            budget = DIMENSION_BUDGET * (2 if name in CONCATENATED else 1)
-            predicted, c = fit_and_predict(
-                features[~test], labels[~test], groups[~test], features[test], seed=seed + k, max_dims=budget
-            )
-            correct[name][test] = predicted == labels[test]
-            chosen_c[name].append(c)
-        if supervised is not None:
-            correct["supervised"][test] = supervised[test] == labels[test]
+    for s, (probe_seed, fold) in enumerate(zip(probe_seeds, folds)):
         for name in rows:
-            per_split[name].append(float(correct[name][test].mean()))
+            per_split[name].append([])
+        for name in LINEAR:
+            chosen_c[name].append([])
+        for k in range(n_splits):
+            test = fold == k
+            for name in LINEAR:
+                features = columns[name]
+                budget = DIMENSION_BUDGET * (2 if name in CONCATENATED else 1)
+                predicted, c = fit_and_predict(
+                    features[~test], labels[~test], groups[~test], features[test],
+                    seed=n_splits * probe_seed + k, max_dims=budget,
+                )
+                correct[name][s, test] = predicted == labels[test]
+                chosen_c[name][s].append(c)
+                per_split[name][s].append(float(correct[name][s, test].mean()))
+            if supervised is not None and s == 0:
+                correct["supervised"][0, test] = supervised[test] == labels[test]
+                per_split["supervised"][0].append(float(correct["supervised"][0, test].mean()))
+    per_split = {name: [split for split in seeds if split] for name, seeds in per_split.items()}
+    per_seed = {name: [float(np.mean(splits)) for splits in per_split[name]] for name in rows}
     _, class_counts = np.unique(labels, return_counts=True)
     n_clips = len(labels)
-    differences = {f"{a}>{b}": np.array(per_split[a]) - np.array(per_split[b]) for a, b in COMPARISONS}
+    pooled = {name: float(correct[name].mean()) for name in rows}
+    differences = {f"{a}>{b}": np.ravel(per_split[a]) - np.ravel(per_split[b]) for a, b in COMPARISONS}
+    # Each seed predicts every clip once: a group's accuracy is the mean over its clips and all seeds (module docstring).
+    seed_groups = np.tile(groups, len(probe_seeds))
     return {
         "data": str(data_dir),
         "labels_from": labelled.labels_from,
@@ -795,46 +971,57 @@ def _score_task(
         "n_clips": n_clips,
         "n_groups": len(set(labelled.groups)),
         "n_splits": n_splits,
-        "accuracy": {name: float(np.mean(per_split[name])) for name in rows},
-        "accuracy_std": {name: float(np.std(per_split[name], ddof=1)) for name in rows},
+        "probe_seeds": list(probe_seeds),
+        "accuracy": {name: float(np.mean(per_seed[name])) for name in rows},
+        "accuracy_std": {name: float(np.std(np.ravel(per_split[name]), ddof=1)) for name in rows},
+        "accuracy_per_seed": per_seed,
+        "seed_spread": {name: float(max(per_seed[name]) - min(per_seed[name])) for name in rows},
         "accuracy_per_split": per_split,
-        "pooled": {name: float(correct[name].mean()) for name in rows},
-        "interval": {name: list(metrics.wilson_interval(int(correct[name].sum()), n_clips)) for name in rows},
+        "pooled": pooled,
+        "interval": {name: list(metrics.wilson_interval(round(pooled[name] * n_clips), n_clips)) for name in rows},
         "chosen_c": chosen_c,
         "difference": {key: {"mean": float(d.mean()), "std": float(d.std(ddof=1))} for key, d in differences.items()},
-        "p_better": {f"{a}>{b}": paired_group_p_value(correct[a], correct[b], groups) for a, b in COMPARISONS},
+        "p_better": {
+            f"{a}>{b}": paired_group_p_value(np.ravel(correct[a]), np.ravel(correct[b]), seed_groups) for a, b in COMPARISONS
+        },
         "chance": float(class_counts.max() / n_clips),
         "feature_dims": {name: int(columns[name].shape[1]) for name in LINEAR},
         "dimension_budget": DIMENSION_BUDGET,
+        "pooling": list(POOLING),
         "supervised_steps": supervised_steps,
         "seed": seed,
     }
 
 
 def markdown_lines(run_dir: Path, tasks: dict) -> list[str]:
-    """A title, one table row per task (mean accuracy ± std over splits per row), and notes."""
-    header = ["task", "classes", "clips / groups", "splits", "chance", *(FEATURE_TITLES[name] for name in FEATURES)]
+    """A title, one table row per task (per row: mean accuracy over probe seeds ± std over splits, (seed spread)), and notes."""
+    header = ["task", "classes", "clips / groups", "splits x seeds", "chance", *(FEATURE_TITLES[name] for name in FEATURES)]
     header += [f"p {FEATURE_TITLES[a]} > {FEATURE_TITLES[b]}" for a, b in COMPARISONS]
     lines = [f"linear probes of {run_dir}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for task, entry in tasks.items():
-        cells = [task, str(entry["n_classes"]), f"{entry['n_clips']} / {entry['n_groups']}", str(entry["n_splits"])]
-        cells.append(f"{entry['chance']:.3f}")
+        cells = [task, str(entry["n_classes"]), f"{entry['n_clips']} / {entry['n_groups']}"]
+        cells += [f"{entry['n_splits']} x {len(entry['probe_seeds'])}", f"{entry['chance']:.3f}"]
         cells += [
-            f"{entry['accuracy'][name]:.3f} ± {entry['accuracy_std'][name]:.3f}" if name in entry["accuracy"] else "-"
+            f"{entry['accuracy'][name]:.3f} ± {entry['accuracy_std'][name]:.3f} ({entry['seed_spread'][name]:.3f})"
+            if name in entry["accuracy"] else "-"
             for name in FEATURES
         ]
         cells += [f"{entry['p_better'][f'{a}>{b}']:.2g}" for a, b in COMPARISONS]
         lines.append("| " + " | ".join(cells) + " |")
     return lines + [
         "",
-        "Test accuracy, mean ± std over the splits (group folds: the clips of one group never on both sides). "
-        "Linear rows: a logistic regression on standardized features, its L2 strength chosen by "
-        "cross-validation on each train part; every source is the mean and std over the clip's frames of a "
-        f"per-frame descriptor, at most {DIMENSION_BUDGET} values (a wider one projected by PCA fit on the "
-        "train part). encoder: the run's embedding of chunk frames every quarter chunk; random encoder: the "
-        "same architecture with random weights; log-mel stats: 64 log-mel bands; tempogram: onset-strength "
+        "Test accuracy, mean over the probe seeds (each deals its own group folds: the clips of one group never on "
+        "both sides) ± std over every split of every seed, (max - min of the seeds' accuracies). Linear rows: one "
+        "protocol for all: a per-frame descriptor pooled over the clip's frames by mean, std and max; at most "
+        f"{DIMENSION_BUDGET} values per source (a wider one reduced by PCA fit on the train part); a scaler fit on "
+        "the whole train part; a logistic regression whose L2 strength is chosen by group cross-validation on "
+        "the train part. encoder: the run's embedding of chunk frames every quarter chunk; random encoder: the "
+        "same architecture with random weights; all layers: every ReLU map and the embedding, pooled and "
+        "concatenated (Pons & Serra); log-mel stats: 64 log-mel bands; log-mel projection: HEAR's naive baseline, "
+        f"the bands through a fixed random projection to {LOGMEL_PROJECTION_DIMS}; tempogram: onset-strength "
         "autocorrelation at lags 10 ms-1.28 s; + stats: beside the log-mel stats. supervised: the encoder's "
-        "architecture trained end to end on each train part (a reference, not a probe; '-' when not run). "
-        "Chance: share of the most common class. p: one-sided Wilcoxon signed-rank test over groups that the "
-        "first is right more often than the second.",
+        "architecture trained end to end on each train part of the first seed (a reference, not a probe; '-' when "
+        "not run). Chance: share of the most common class. p: one-sided Wilcoxon signed-rank test over groups "
+        "(each group's accuracy averaged over its clips and the seeds) that the first is right more often than "
+        "the second.",
     ]

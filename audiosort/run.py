@@ -690,10 +690,8 @@ class ProbeTask:
     Attributes
     ----------
     accuracy, accuracy_std : mapping of str to float
-        Mean and standard deviation over splits, per row (``encoder``,
-        ``random_encoder``, ``logmel_stats``, ``tempogram``,
-        ``encoder_stats``, ``random_encoder_stats``, ``supervised``;
-        an older probe has only the first three).
+        Mean (over probe seeds) and standard deviation over splits, per row
+        (:data:`audiosort.probe.FEATURES`; an older probe has fewer rows).
     p_better : mapping of str to float
         ``"A>B"`` -> one-sided p-value over groups that row A is right more
         often than row B ({} in an entry of a probe before the comparisons).

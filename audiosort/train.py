@@ -195,7 +195,9 @@ def _train_in(
     run.restore_checkpoint(fitted, run_dir, epochs_done)
     # Callbacks: what the run writes each epoch, then the caller's.
     callbacks = [
-        *run_callbacks(run_dir, config, val=val, best_val_loss=best_val_loss, echo=echo, scoring_model=model),
+        *run_callbacks(
+            run_dir, config, val=val, best_val_loss=best_val_loss, echo=echo, scoring_model=model, encoder=encoder
+        ),
         *user_callbacks,
     ]
     # Fit, phase by phase of the n_chunks curriculum. Each worker, and a resumed run, draws its own stream

@@ -8,6 +8,7 @@ import runpy
 import shutil
 from pathlib import Path
 
+import keras
 import librosa
 import numpy as np
 import pytest
@@ -17,19 +18,30 @@ from audiosort import audio
 from audiosort.data import synthetic
 from audiosort.data.corpus import Corpus
 from audiosort.embed import frame
+from audiosort import probe as probe_module
+from audiosort.config import EncoderConfig
+from audiosort.models.encoders import build_encoder
 from audiosort.probe import (
     C_GRID,
     COMPARISONS,
     LINEAR,
-    encoder_statistics,
+    LOGMEL_BANDS,
+    encoder_layer_statistics,
+    feature_map_layers,
     fit_and_predict,
     group_folds,
+    layer_reader,
+    log_mel,
+    logmel_projection,
     paired_group_p_value,
     probe,
     random_encoder,
+    random_projection,
     read_labelled,
     tempogram,
+    time_statistics,
 )
+from audiosort.run import RunEncoder
 from audiosort.run import read_probe
 from conftest import SAMPLE_RATE, assert_one_line_error, run
 
@@ -71,23 +83,29 @@ def write_labels(folder, rows, header="path,label,group"):
 def test_logmel_stats_tell_tone_white_and_brown_noise_apart_on_every_split(run_dir, sounds):
     result = run("probe", run_dir, "--data", sounds, "--supervised-steps", "0")
     assert result.exit_code == 0, result.output
-    assert f"| {sounds.name} | 3 | 30 / 30 | 5 | 0.333 |" in result.stdout
+    assert f"| {sounds.name} | 3 | 30 / 30 | 5 x 3 | 0.333 |" in result.stdout
     entry = json.loads((run_dir / "probe.json").read_text())["tasks"][sounds.name]
-    assert entry["accuracy"]["logmel_stats"] == 1.0 and entry["accuracy_per_split"]["logmel_stats"] == [1.0] * 5
+    assert entry["accuracy"]["logmel_stats"] == 1.0 and entry["accuracy_per_split"]["logmel_stats"] == [[1.0] * 5] * 3
     assert entry["accuracy_std"]["logmel_stats"] == 0.0 and entry["pooled"]["logmel_stats"] == 1.0
+    assert entry["accuracy_per_seed"]["logmel_stats"] == [1.0] * 3 and entry["seed_spread"]["logmel_stats"] == 0.0
+    assert entry["probe_seeds"] == [0, 1, 2] and entry["pooling"] == ["mean", "std", "max"]
     assert entry["chance"] == pytest.approx(1 / 3)
     assert (entry["n_clips"], entry["n_groups"], entry["n_splits"], entry["classes"]) == (30, 30, 5, ["brown", "noise", "tone"])
     assert entry["labels_from"] == "sub-folders" and entry["grouped_by"] == "file"
-    # Mean and std of the 16-value embedding; the concatenations hold both sources.
+    # Mean, std and max of the 16-value embedding; of the tiny encoder's two ReLUs of 32 and its embedding; of the
+    # 64 bands and of their projection to 128; the concatenations hold both sources.
     assert entry["feature_dims"] == {
-        "encoder": 32, "random_encoder": 32, "logmel_stats": 128, "tempogram": 128,
-        "encoder_stats": 160, "random_encoder_stats": 160,
+        "encoder": 48, "random_encoder": 48, "encoder_layers": 240, "random_encoder_layers": 240, "logmel_stats": 192,
+        "logmel_projection": 384, "tempogram": 128, "encoder_stats": 240, "random_encoder_stats": 240,
     }
+    assert entry["dimension_budget"] == 192
     assert "supervised" not in entry["accuracy"] and entry["supervised_steps"] == 0
     for name in LINEAR:
         low, high = entry["interval"][name]
         assert low <= entry["pooled"][name] <= high
-        assert len(entry["accuracy_per_split"][name]) == 5 and set(entry["chosen_c"][name]) <= set(C_GRID)
+        assert [len(splits) for splits in entry["accuracy_per_split"][name]] == [5] * 3
+        assert {c for per_seed in entry["chosen_c"][name] for c in per_seed} <= set(C_GRID)
+        assert entry["accuracy_per_seed"][name] == pytest.approx(np.mean(entry["accuracy_per_split"][name], axis=1))
         assert entry["accuracy"][name] == pytest.approx(np.mean(entry["accuracy_per_split"][name]))
     assert set(entry["p_better"]) == {f"{a}>{b}" for a, b in COMPARISONS} == set(entry["difference"])
     assert read_probe(run_dir)[sounds.name].p_better == entry["p_better"]
@@ -95,13 +113,48 @@ def test_logmel_stats_tell_tone_white_and_brown_noise_apart_on_every_split(run_d
     assert entry["p_better"]["encoder_stats>logmel_stats"] == 1.0
 
 
-def test_encoder_features_are_mean_and_std_of_embeddings_every_quarter_chunk(run_dir):
+def test_encoder_features_pool_every_relu_and_the_embedding_over_frames_every_quarter_chunk(run_dir):
     model = random_encoder(run_dir, seed=0)
     pcm = audio.to_int16(synthetic.white_noise(0.5, sample_rate=SAMPLE_RATE, rng=np.random.default_rng(0)))
-    embeddings = model.embed(frame(pcm, chunk_samples=model.chunk_samples, hop_samples=model.chunk_samples // 4))
+    frames = frame(pcm, chunk_samples=model.chunk_samples, hop_samples=model.chunk_samples // 4)
+    embeddings = model.embed(frames)
     assert len(embeddings) == (len(pcm) - model.chunk_samples) // (model.chunk_samples // 4) + 1
-    features = encoder_statistics(model, pcm)
-    np.testing.assert_allclose(features, np.concatenate([embeddings.mean(axis=0), embeddings.std(axis=0)]), rtol=1e-5, atol=1e-6)
+    assert feature_map_layers(model.encoder) == ["relu_0", "relu_1", "embedding"]
+    features = encoder_layer_statistics(layer_reader(model), model, pcm)
+    relus = keras.Model(model.encoder.inputs, [model.encoder.get_layer(name).output for name in ("relu_0", "relu_1")])
+    expected = [time_statistics(np.asarray(x)) for x in relus.predict_on_batch(np.ascontiguousarray(frames))]
+    expected.append(np.concatenate([embeddings.mean(axis=0), embeddings.std(axis=0), embeddings.max(axis=0)]))
+    np.testing.assert_allclose(features, np.concatenate(expected), rtol=1e-4, atol=1e-5)
+
+
+def test_a_convolutional_layer_is_pooled_over_its_positions_in_every_frame():
+    # A 1-D conv map (time, channels): the clip's mean, std and max run over every time step of every frame.
+    config = EncoderConfig(type="logmel1d", embedding_dim=8, filters=4, blocks=2, n_mels=16)
+    chunk_samples = SAMPLE_RATE // 10
+    keras.utils.set_random_seed(0)
+    encoder = build_encoder(config, chunk_samples=chunk_samples, sample_rate=SAMPLE_RATE)
+    model = RunEncoder(encoder, SAMPLE_RATE, chunk_samples, Path("encoder.keras"))
+    pcm = audio.to_int16(synthetic.brown_noise(0.3, sample_rate=SAMPLE_RATE, rng=np.random.default_rng(1)))
+    features = encoder_layer_statistics(layer_reader(model), model, pcm)
+    names = feature_map_layers(encoder)
+    assert names == ["block_0_relu", "block_1_relu", "embedding"]
+    maps = keras.Model(encoder.inputs, [encoder.get_layer(name).output for name in names[:2]])
+    frames = np.ascontiguousarray(frame(pcm, chunk_samples=chunk_samples, hop_samples=chunk_samples // 4))
+    expected = [time_statistics(np.asarray(x).reshape(-1, x.shape[-1])) for x in maps.predict_on_batch(frames)]
+    assert features.shape == (3 * (4 + 4 + 8),)  # two blocks of 4 channels (doubled every other block), D = 8
+    np.testing.assert_allclose(features[: 3 * (4 + 4)], np.concatenate(expected), rtol=1e-4, atol=1e-5)
+
+
+def test_logmel_projection_is_one_seeded_random_projection_of_the_log_mel_frames():
+    y = synthetic.white_noise(0.5, sample_rate=SAMPLE_RATE, rng=np.random.default_rng(0))
+    projection = random_projection(seed=0)
+    assert projection.shape == (128, LOGMEL_BANDS)
+    np.testing.assert_array_equal(random_projection(seed=0), projection)
+    assert not np.allclose(random_projection(seed=1), projection)
+    features = logmel_projection(y, projection, sample_rate=SAMPLE_RATE)
+    frames = log_mel(y, sample_rate=SAMPLE_RATE).T @ projection.T
+    assert features.shape == (384,)
+    np.testing.assert_allclose(features, np.concatenate([frames.mean(0), frames.std(0), frames.max(0)]), rtol=1e-5, atol=1e-4)
 
 
 def test_tempogram_peaks_at_the_beat_period():
@@ -119,8 +172,10 @@ def test_tempogram_peaks_at_the_beat_period():
 
 
 def test_supervised_reference_learns_the_labels_on_its_train_parts(run_dir, sounds):
-    entry = probe(run_dir, sounds, supervised_steps=60).tasks[sounds.name]
-    assert entry["supervised_steps"] == 60 and len(entry["accuracy_per_split"]["supervised"]) == 5
+    entry = probe(run_dir, sounds, supervised_steps=60, n_probe_seeds=2).tasks[sounds.name]
+    # Trained on the splits of the first probe seed only: one training per split, whatever the seeds.
+    assert entry["supervised_steps"] == 60 and [len(s) for s in entry["accuracy_per_split"]["supervised"]] == [5]
+    assert entry["accuracy_per_seed"]["supervised"] == [entry["accuracy"]["supervised"]]
     assert entry["accuracy"]["supervised"] >= 0.8, entry["accuracy"]
     table = (run_dir / "probe.md").read_text()
     assert f"{entry['accuracy']['supervised']:.3f} ± {entry['accuracy_std']['supervised']:.3f}" in table
@@ -148,9 +203,9 @@ def test_two_classes_of_four_clips_take_two_splits(run_dir, sounds, tmp_path):
     data = tmp_path / "small"
     for label in ("tone", "noise"):
         shutil.copytree(sounds / label, data / label, ignore=lambda folder, names: [n for n in names if n[-5] not in "0123"])
-    result = run("probe", run_dir, "--data", data, "--splits", "2", "--supervised-steps", "0")
+    result = run("probe", run_dir, "--data", data, "--splits", "2", "--supervised-steps", "0", "--probe-seeds", "1")
     assert result.exit_code == 0, result.output
-    assert len(read_probe(run_dir)["small"].entry["accuracy_per_split"]["logmel_stats"]) == 2
+    assert read_probe(run_dir)["small"].entry["accuracy_per_split"]["logmel_stats"][0] == [1.0, 1.0]
 
 
 def test_a_labels_csv_from_a_spreadsheet_with_a_byte_order_mark_is_read(sounds, tmp_path):
@@ -178,8 +233,8 @@ def tone_groups(folder, *, grouped):
 def test_group_folds_keep_a_recording_on_one_side(run_dir, tmp_path):
     # Labels that only the recording tells: split by file, the probe recognises the recording and
     # scores near 1; split by group, it must hear the label in sounds it never trained on, and cannot.
-    by_file = probe(run_dir, tone_groups(tmp_path / "by-file", grouped=False), supervised_steps=0).tasks["by-file"]
-    by_group = probe(run_dir, tone_groups(tmp_path / "by-group", grouped=True), supervised_steps=0).tasks["by-group"]
+    by_file = probe(run_dir, tone_groups(tmp_path / "by-file", grouped=False), supervised_steps=0, n_probe_seeds=1).tasks["by-file"]
+    by_group = probe(run_dir, tone_groups(tmp_path / "by-group", grouped=True), supervised_steps=0, n_probe_seeds=1).tasks["by-group"]
     assert by_file["accuracy"]["logmel_stats"] >= 0.9 and by_file["grouped_by"] == "file"
     assert by_group["accuracy"]["logmel_stats"] <= 0.7 and by_group["grouped_by"] == "group column"
     assert by_group["n_groups"] == 10 and by_group["labels_from"] == "labels.csv"
@@ -226,27 +281,61 @@ def test_one_call_probes_a_suite_and_keeps_earlier_tasks(run_dir, sounds, tmp_pa
     other = tmp_path / "two-kinds"
     for label in ("tone", "brown"):
         shutil.copytree(sounds / label, other / label)
-    first = probe(run_dir, sounds, supervised_steps=0).tasks[sounds.name]
-    report = probe(run_dir, [other, tone_groups(tmp_path / "tones", grouped=True)], seed=1, supervised_steps=2)
+    first = probe(run_dir, sounds, supervised_steps=0, n_probe_seeds=1).tasks[sounds.name]
+    report = probe(run_dir, [other, tone_groups(tmp_path / "tones", grouped=True)], seed=1, supervised_steps=2, n_probe_seeds=1)
     tasks = json.loads((run_dir / "probe.json").read_text())["tasks"]
     assert list(tasks) == [sounds.name, "two-kinds", "tones"] and tasks == report.tasks and report.probed == ["two-kinds", "tones"]
     assert tasks[sounds.name] == first and tasks["two-kinds"]["seed"] == 1
     table = (run_dir / "probe.md").read_text()
-    assert f"| {sounds.name} | 3 |" in table and "| two-kinds | 2 | 20 / 20 | 5 |" in table and "| tones | 2 | 40 / 10 | 5 |" in table
+    assert f"| {sounds.name} | 3 |" in table and "| two-kinds | 2 | 20 / 20 | 5 x 1 |" in table and "| tones | 2 | 40 / 10 | 5 x 1 |" in table
     # The first task ran without the supervised reference: a dash in its cell, a number in the others'.
     assert table.count(" | - | ") == 1 and "supervised" in tasks["tones"]["accuracy"]
 
-    result = run("probe", run_dir, "--data", other, "--seed", "2", "--splits", "2", "--supervised-steps", "0")
+    result = run("probe", run_dir, "--data", other, "--seed", "2", "--splits", "2", "--supervised-steps", "0", "--probe-seeds", "1")
     assert result.exit_code == 0, result.output
     tasks = json.loads((run_dir / "probe.json").read_text())["tasks"]
     assert list(tasks) == [sounds.name, "two-kinds", "tones"] and tasks["two-kinds"]["n_splits"] == 2
 
 
+def test_probe_seeds_refit_the_classifiers_on_features_computed_once(run_dir, tmp_path, monkeypatch):
+    data = tone_groups(tmp_path / "tones", grouped=True)
+    passes = []
+    read_layers = probe_module.encoder_layer_statistics
+    monkeypatch.setattr(probe_module, "encoder_layer_statistics", lambda *args: passes.append(1) or read_layers(*args))
+    entry = probe(run_dir, data, supervised_steps=0, n_splits=2, n_probe_seeds=3).tasks["tones"]
+    assert len(passes) == 2 * 40  # the trained and the random encoder, once per clip, whatever the seeds
+    assert entry["probe_seeds"] == [0, 1, 2] and entry["n_splits"] == 2
+    labelled = read_labelled(data)
+    # Each seed deals its own folds.
+    assert len({tuple(group_folds(labelled, n_splits=2, seed=seed)) for seed in entry["probe_seeds"]}) > 1
+    for name in LINEAR:
+        per_seed = entry["accuracy_per_seed"][name]
+        assert entry["accuracy"][name] == pytest.approx(np.mean(per_seed))
+        assert entry["seed_spread"][name] == pytest.approx(max(per_seed) - min(per_seed))
+
+
+def test_repeating_a_seed_does_not_sharpen_the_paired_test(run_dir, tmp_path, monkeypatch):
+    # Three probe seeds that deal the same folds and fit the same classifiers repeat one measurement of each
+    # group: averaged within groups, they leave every p-value as one seed gives it; counted as new groups, they would shrink it.
+    data = tone_groups(tmp_path / "tones", grouped=True)
+    deal, fit = probe_module.group_folds, probe_module.fit_and_predict
+    monkeypatch.setattr(probe_module, "group_folds", lambda labelled, *, n_splits, seed: deal(labelled, n_splits=n_splits, seed=0))
+    monkeypatch.setattr(probe_module, "fit_and_predict", lambda *args, seed, max_dims: fit(*args, seed=seed % 2, max_dims=max_dims))
+    one = probe(run_dir, data, supervised_steps=0, n_splits=2, n_probe_seeds=1).tasks["tones"]
+    three = probe(run_dir, data, supervised_steps=0, n_splits=2, n_probe_seeds=3).tasks["tones"]
+    assert three["accuracy_per_seed"]["encoder"] == [one["accuracy"]["encoder"]] * 3
+    assert three["p_better"] == pytest.approx(one["p_better"])
+    assert min(one["p_better"].values()) < 1.0  # some comparison has evidence to sharpen
+
+
 def test_entries_of_earlier_probes_are_dropped(run_dir, sounds):
     one_split = {"accuracy": {"encoder": 0.5}}
     mean_pooled = {"accuracy": {"encoder": 0.5}, "n_splits": 5, "p_encoder_better": {"logmel_stats": 0.5}}
-    (run_dir / "probe.json").write_text(json.dumps({"tasks": {"old": one_split, "mean-pooled": mean_pooled}}))
-    assert list(probe(run_dir, sounds, supervised_steps=0).tasks) == [sounds.name]
+    # Mean and std pooling, one probe seed: before issue 27's protocol.
+    one_seed = {"accuracy": {"encoder": 0.5}, "n_splits": 5, "p_better": {"encoder>random_encoder": 0.5}}
+    tasks = {"old": one_split, "mean-pooled": mean_pooled, "one-seed": one_seed}
+    (run_dir / "probe.json").write_text(json.dumps({"tasks": tasks}))
+    assert list(probe(run_dir, sounds, supervised_steps=0, n_probe_seeds=1).tasks) == [sounds.name]
 
 
 @pytest.mark.parametrize(
@@ -321,6 +410,7 @@ def test_one_split_and_missing_run_exit_2(run_dir, sounds, tmp_path):
     assert_one_line_error(run("probe", tmp_path / "no-run", "--data", sounds), "no run folder")
     assert_one_line_error(run("probe", run_dir, "--data", sounds, "--data", sounds), "both named")
     assert_one_line_error(run("probe", run_dir, "--data", sounds, "--supervised-steps", "-1"), "'--supervised-steps': -1 is not in the range x>=0")
+    assert_one_line_error(run("probe", run_dir, "--data", sounds, "--probe-seeds", "0"), "'--probe-seeds': 0 is not in the range x>=1")
 
 
 def test_synthetic_probe_set_has_one_folder_per_tempo_and_is_seeded(tmp_path, capsys):

@@ -1,15 +1,20 @@
-"""What train() gives its caller: user callbacks on every epoch, and one log line per epoch (issue 21 §5)."""
+"""What train() gives its caller: user callbacks on every epoch, one log line per epoch (issue 21 §5), and the online probe (issue 27)."""
 
 import csv
 import re
 from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
 
+from audiosort import audio, probe
+from audiosort.callbacks import ONLINE_PROBE_SPLITS
 from audiosort.config import load_config
+from audiosort.data import synthetic
+from audiosort.run import load_encoder
 from audiosort.train import train
-from conftest import TINY_TRAIN, run
+from conftest import SAMPLE_RATE, TINY_TRAIN, assert_one_line_error, run
 
 TINY = Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml"
 
@@ -51,3 +56,50 @@ def test_train_off_a_terminal_prints_one_line_per_epoch(music_corpus, tmp_path):
     assert [bool(re.fullmatch(r"epoch [12]/2: loss [0-9.e+-]+, .*val_loss [0-9.e+-]+.* \(\d+\.\d s\)", line))
             for line in lines[1:3]] == [True, True], lines
     assert lines[3].startswith("run: ") and lines[4].startswith("val (hungarian") and len(lines) == 5, lines
+
+
+def labelled_noises(folder):
+    """6 clips of 0.2 s each of white and brown noise, one sub-folder per class."""
+    rng = np.random.default_rng(0)
+    for label, render in (("white", synthetic.white_noise), ("brown", synthetic.brown_noise)):
+        for k in range(6):
+            audio.write_wav(folder / label / f"{k}.wav", render(0.2, sample_rate=SAMPLE_RATE, rng=rng), sample_rate=SAMPLE_RATE)
+    return folder
+
+
+@pytest.mark.slow
+def test_the_online_probe_logs_the_probe_of_each_epochs_encoder(music_corpus, tmp_path):
+    clips = labelled_noises(tmp_path / "val-probe")
+    config = load_config(None, ["name=online", f"data.corpus={music_corpus}", *TINY_TRAIN, f"train.online_probe={clips}"])
+    run_dir = train(config, runs_dir=tmp_path / "runs", verbose=0)
+    with open(run_dir / "history.csv") as f:
+        history = list(csv.DictReader(f))
+    assert len(history) == 2 and all(0.0 <= float(row["online_probe"]) <= 1.0 for row in history)
+    # The last epoch's figure is the encoder row of `audiosort probe`, on the saved encoder, over the same folds.
+    encoder = load_encoder(run_dir)
+    labelled = probe.read_labelled(clips)
+    features = np.stack([
+        probe.time_statistics(encoder.embed(probe.clip_frames(encoder, audio.to_int16(y))))
+        for y in probe.decode_clips(labelled, encoder)
+    ])
+    labels, groups = np.array(labelled.labels), np.array(labelled.groups)
+    fold = probe.group_folds(labelled, n_splits=ONLINE_PROBE_SPLITS, seed=config.seed)
+    accuracies = []
+    for k in range(ONLINE_PROBE_SPLITS):
+        test = fold == k
+        predicted, _ = probe.fit_and_predict(
+            features[~test], labels[~test], groups[~test], features[test], seed=config.seed + k, max_dims=probe.DIMENSION_BUDGET
+        )
+        accuracies.append(np.mean(predicted == labels[test]))
+    assert float(history[-1]["online_probe"]) == pytest.approx(np.mean(accuracies))
+
+
+def test_an_online_probe_folder_that_cannot_serve_exits_2_and_leaves_no_run(music_corpus, tmp_path):
+    (tmp_path / "one-class" / "white").mkdir(parents=True)
+    audio.write_wav(tmp_path / "one-class" / "white" / "0.wav", np.zeros(3200, dtype=np.float32), sample_rate=SAMPLE_RATE)
+    result = run(
+        "train", "--config", TINY, "--set", f"data.corpus={music_corpus}", "--set", f"train.online_probe={tmp_path / 'one-class'}",
+        "--runs-dir", tmp_path / "runs",
+    )
+    assert_one_line_error(result, "a probe needs at least 2")
+    assert not (tmp_path / "runs" / "tiny").exists()
