@@ -243,18 +243,24 @@ class ContrastiveConfig:
 
 @dataclass(frozen=True)
 class SpectralTargetsConfig:
-    """A training-only auxiliary loss: predict each chunk's chroma and spectral envelope from its embedding.
+    """A training-only auxiliary loss: predict each chunk's chroma, spectral envelope and tempogram from its embedding.
 
-    Sorting rewards what changes along a track and ignores what stays (key, register, timbre); this asks the
-    encoder to keep them (issue 27, :mod:`audiosort.models.auxiliary`). Computed from the chunk's own audio, no
-    labels; eval, predict, embed and HEAR never compute it.
+    Sorting rewards what changes along a track and ignores what stays (key, register, timbre, tempo); this asks
+    the encoder to keep them (issue 27, :mod:`audiosort.models.auxiliary`). Computed from the chunk's own audio,
+    no labels; eval, predict, embed and HEAR never compute it.
     """
 
-    weight: float = 0.0  # added to the sorting loss with this factor; 0 = off (the model is built exactly as without it)
+    # chroma and envelope: added to the sorting loss with this factor; 0 = off (with tempogram_weight also 0,
+    # the model is built exactly as without it)
+    weight: float = 0.0
     hidden_units: int = 128  # width of the predictor's hidden layer
+    # the chunk's onset autocorrelation at 40-350 ms lags (a local tempogram, issue 27 lever 5): added with this
+    # factor; 0 = off, and the predictor is exactly as without it. Either weight may be on alone.
+    tempogram_weight: float = 0.0
 
     def __post_init__(self):
         _check(self.weight >= 0, "model.spectral_targets.weight", self.weight, "must be >= 0")
+        _check(self.tempogram_weight >= 0, "model.spectral_targets.tempogram_weight", self.tempogram_weight, "must be >= 0")
         _check(self.hidden_units > 0, "model.spectral_targets.hidden_units", self.hidden_units, "must be > 0")
 
 

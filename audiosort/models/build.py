@@ -101,8 +101,10 @@ def build_model(model_cfg: ModelConfig, *, n_chunks: int, chunk_samples: int, sa
     unfold = UnfoldSlots(n_chunks, name="unfold_slots")
     embeddings = unfold(folded) if n_chunks is not None else unfold([folded, chunks])
     targets = model_cfg.spectral_targets
-    if targets.weight > 0:
-        embeddings = SpectralTargets(sample_rate, targets.weight, targets.hidden_units, name="spectral_targets")([embeddings, chunks])
+    if targets.weight > 0 or targets.tempogram_weight > 0:
+        embeddings = SpectralTargets(
+            sample_rate, targets.weight, targets.hidden_units, targets.tempogram_weight, name="spectral_targets"
+        )([embeddings, chunks])
     contrastive = model_cfg.contrastive
     if contrastive.weight > 0:
         embeddings = SamePuzzleContrast(
