@@ -195,6 +195,10 @@ class SorterConfig:
     # pairwise, successor with seam: in training, drop the seam term of this share of the puzzles, so that on
     # those the embeddings alone must sort (issue 27, docs/transfer.md); eval always keeps it.
     seam_dropout: float = 0.0
+    # pairwise: the pair MLP also reads a small conv net over the cosine similarities of the two chunks'
+    # frames (the encoder's last feature map, frames_i x frames_j): how their rhythm and harmony line up,
+    # a cue for chunks that do not touch (issue 27 lever 5). Needs an encoder with frames (not mlp).
+    cross_similarity: bool = False
 
     def __post_init__(self):
         _check(self.type in HEADS, "model.sorter.type", self.type, f"must be one of {tuple(HEADS)}")
@@ -292,6 +296,12 @@ class ModelConfig:
     contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
     views: ViewsConfig = field(default_factory=ViewsConfig)
     spectral_targets: SpectralTargetsConfig = field(default_factory=SpectralTargetsConfig)
+
+    def __post_init__(self):
+        _check(
+            not self.sorter.cross_similarity or self.encoder.type != "mlp", "model.sorter.cross_similarity", True,
+            "needs an encoder with frames, not model.encoder.type 'mlp'",
+        )
 
 
 @dataclass(frozen=True)
