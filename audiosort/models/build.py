@@ -104,9 +104,9 @@ def build_model(model_cfg: ModelConfig, *, n_chunks: int, chunk_samples: int, sa
         )(folded)
     folded = encoder_in_model(folded)
     if sorter_cfg.cross_similarity:
+        # Only the pairwise head reads frames, and it is built for one n.
         folded_frames, folded = folded
-        unfold_frames = UnfoldSlots(n_chunks, name="frames_unfold_slots")
-        frames = unfold_frames(folded_frames) if n_chunks is not None else unfold_frames([folded_frames, chunks])
+        frames = UnfoldSlots(n_chunks, name="frames_unfold_slots")(folded_frames)
     unfold = UnfoldSlots(n_chunks, name="unfold_slots")
     embeddings = unfold(folded) if n_chunks is not None else unfold([folded, chunks])
     targets = model_cfg.spectral_targets

@@ -268,6 +268,12 @@ def join_scores(sorter: keras.Model, embeddings, *, edges=None):
         (the seam term added); without, what the encoder adds alone.
     first, last : tensor [shape=(B, n, 1)]
         "Slot i starts the puzzle", "slot i ends it".
+
+    Raises
+    ------
+    ConfigError
+        A head with ``model.sorter.cross_similarity``: its join scores also
+        read the chunks' frames.
     """
     layer = sorter.get_layer
     if any(each.name == "cross_similarity" for each in sorter.layers):
