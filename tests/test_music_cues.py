@@ -17,7 +17,7 @@ from audiosort.models.auxiliary import ENVELOPE_BANDS, TEMPOGRAM_LAGS, SpectralT
 from audiosort.models.build import build_feature_model
 from audiosort.models.layers import CrossSimilarity
 from audiosort.models.sorters import CROSS_SIMILARITY_FILTERS, CROSS_SIMILARITY_UNITS, build_sorter, join_scores
-from audiosort.run import load_run_model
+from audiosort.run import load_encoder, load_run_model
 from audiosort.train import train
 from conftest import TINY_TRAIN, run_under_jax
 
@@ -55,11 +55,14 @@ def targets_config(**targets) -> ModelConfig:
 
 def test_the_tempogram_weight_off_leaves_the_spectral_targets_as_they_were():
     built = {
-        weights: build_model(targets_config(weight=weights[0], tempogram_weight=weights[1]), n_chunks=3, chunk_samples=CHUNK_SAMPLES, sample_rate=SAMPLE_RATE)[0]
-        for weights in ((0.5, 0.0), (0.5, 0.2), (0.0, 0.2))
+        (weight, tempo): build_model(
+            targets_config(weight=weight, tempogram_weight=tempo), n_chunks=3, chunk_samples=CHUNK_SAMPLES, sample_rate=SAMPLE_RATE
+        )[0]
+        for weight, tempo in ((0.5, 0.0), (0.5, 0.2), (0.0, 0.2))
     }
     widths = {weights: model.get_layer("spectral_targets").readout.units for weights, model in built.items()}
-    assert widths == {(0.5, 0.0): 12 + ENVELOPE_BANDS, (0.5, 0.2): 12 + ENVELOPE_BANDS + len(TEMPOGRAM_LAGS), (0.0, 0.2): len(TEMPOGRAM_LAGS)}
+    lags = len(TEMPOGRAM_LAGS)
+    assert widths == {(0.5, 0.0): 12 + ENVELOPE_BANDS, (0.5, 0.2): 12 + ENVELOPE_BANDS + lags, (0.0, 0.2): lags}
     # the readout's extra columns are the only new weights: 4 hidden units and a bias per lag
     assert built[(0.5, 0.2)].count_params() - built[(0.5, 0.0)].count_params() == 5 * len(TEMPOGRAM_LAGS)
     chunks = noise_chunks((2, 3))
@@ -117,7 +120,8 @@ def test_the_pairwise_head_scores_change_when_a_chunks_frames_are_reordered_in_t
 
 def test_cross_similarity_off_builds_todays_model_and_on_keeps_the_saved_encoder(tmp_path):
     (off, off_encoder), (on, on_encoder) = (
-        build_model(cross_config(flag, seam=True), n_chunks=3, chunk_samples=CHUNK_SAMPLES, sample_rate=SAMPLE_RATE) for flag in (False, True)
+        build_model(cross_config(flag, seam=True), n_chunks=3, chunk_samples=CHUNK_SAMPLES, sample_rate=SAMPLE_RATE)
+        for flag in (False, True)
     )
     assert len(off.get_layer("sorter").inputs) == 2 and "cross_similarity" not in {layer.name for layer in off.get_layer("sorter").layers}
     cross = on.get_layer("sorter").get_layer("cross_similarity")
@@ -129,13 +133,13 @@ def test_cross_similarity_off_builds_todays_model_and_on_keeps_the_saved_encoder
     assert on_encoder.count_params() == off_encoder.count_params() and on_encoder.output_shape == (None, 8)
     chunks = noise_chunks((2, 3))
     frames, embeddings = (keras.ops.convert_to_numpy(x) for x in on.get_layer("encoder")(chunks.reshape(6, -1), training=False))
+    assert frames.shape == (6, *on.get_layer("sorter").inputs[2].shape[2:])
     np.testing.assert_allclose(keras.ops.convert_to_numpy(on_encoder(chunks.reshape(6, -1), training=False)), embeddings, atol=1e-6)
     on_encoder.save(tmp_path / "encoder.keras")
     on.save(tmp_path / "model.keras")
     assert keras.saving.load_model(tmp_path / "encoder.keras").output_shape == (None, 8)
-    np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(keras.saving.load_model(tmp_path / "model.keras")(chunks)), keras.ops.convert_to_numpy(on(chunks)), atol=1e-5
-    )
+    reloaded = keras.saving.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(reloaded(chunks)), keras.ops.convert_to_numpy(on(chunks)), atol=1e-5)
 
 
 def test_cross_similarity_is_refused_where_there_are_no_frames_to_compare():
@@ -158,6 +162,7 @@ def test_a_tiny_run_with_cross_similarity_trains_and_evaluates(music_corpus, tmp
     config = load_config(None, [f"data.corpus={music_corpus}", "name=cross", *overrides])
     run_dir = train(config, runs_dir=tmp_path, verbose=0)
     assert "cross_similarity" in {layer.name for layer in load_run_model(run_dir).get_layer("sorter").layers}
+    assert load_encoder(run_dir).encoder.output_shape == (None, 16)  # what embed, probe and HEAR read: the embedding alone
     report = evaluate(run_dir, sanity=("noise",), n_puzzles=40)
     assert [result.scores.n_puzzles for result in report.datasets] == [200, 40]
 

@@ -277,7 +277,9 @@ def join_scores(sorter: keras.Model, embeddings, *, edges=None):
     """
     layer = sorter.get_layer
     if any(each.name == "cross_similarity" for each in sorter.layers):
-        raise ConfigError("model.sorter.cross_similarity: this head's join scores also read the chunks' frames, which join_scores does not take")
+        raise ConfigError(
+            "model.sorter.cross_similarity: this head's join scores also read the chunks' frames, which join_scores does not take"
+        )
     x = layer("project_relu")(layer("project_bn")(layer("project")(embeddings), training=False))
     pairs = layer("pairs")(x)
     if any(each.name == "mismatch" for each in sorter.layers):
