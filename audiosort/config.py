@@ -195,6 +195,10 @@ class SorterConfig:
     # pairwise, successor with seam: in training, drop the seam term of this share of the puzzles, so that on
     # those the embeddings alone must sort (issue 27, docs/transfer.md); eval always keeps it.
     seam_dropout: float = 0.0
+    # pairwise: the pair MLP also reads a small conv net over the cosine similarities of the two chunks'
+    # frames (the encoder's last feature map, frames_i x frames_j): how their rhythm and harmony line up,
+    # a cue for chunks that do not touch (issue 27 lever 5). Needs an encoder with frames (not mlp).
+    cross_similarity: bool = False
 
     def __post_init__(self):
         _check(self.type in HEADS, "model.sorter.type", self.type, f"must be one of {tuple(HEADS)}")
@@ -250,18 +254,26 @@ class ContrastiveConfig:
 
 @dataclass(frozen=True)
 class SpectralTargetsConfig:
-    """A training-only auxiliary loss: predict each chunk's chroma and spectral envelope from its embedding.
+    """A training-only auxiliary loss: predict each chunk's chroma, spectral envelope and tempogram from its embedding.
 
-    Sorting rewards what changes along a track and ignores what stays (key, register, timbre); this asks the
-    encoder to keep them (issue 27, :mod:`audiosort.models.auxiliary`). Computed from the chunk's own audio, no
-    labels; eval, predict, embed and HEAR never compute it.
+    Sorting rewards what changes along a track and ignores what stays (key, register, timbre, tempo); this asks
+    the encoder to keep them (issue 27, :mod:`audiosort.models.auxiliary`). Computed from the chunk's own audio,
+    no labels; eval, predict, embed and HEAR never compute it.
     """
 
-    weight: float = 0.0  # added to the sorting loss with this factor; 0 = off (the model is built exactly as without it)
+    # chroma and envelope: added to the sorting loss with this factor; 0 = off (with tempogram_weight also 0,
+    # the model is built exactly as without it)
+    weight: float = 0.0
     hidden_units: int = 128  # width of the predictor's hidden layer
+    # the chunk's onset autocorrelation at 40-350 ms lags (a local tempogram, issue 27 lever 5): added with this
+    # factor; 0 = off, and the predictor is exactly as without it. Either weight may be on alone. Its values are
+    # about 100 times smaller in variance than the chroma's (0.012 vs 1.5 per value on the recipe's train audio),
+    # so a like share of the loss needs about 100 times the weight.
+    tempogram_weight: float = 0.0
 
     def __post_init__(self):
         _check(self.weight >= 0, "model.spectral_targets.weight", self.weight, "must be >= 0")
+        _check(self.tempogram_weight >= 0, "model.spectral_targets.tempogram_weight", self.tempogram_weight, "must be >= 0")
         _check(self.hidden_units > 0, "model.spectral_targets.hidden_units", self.hidden_units, "must be > 0")
 
 
@@ -314,6 +326,12 @@ class ModelConfig:
     views: ViewsConfig = field(default_factory=ViewsConfig)
     spectral_targets: SpectralTargetsConfig = field(default_factory=SpectralTargetsConfig)
     gap_regression: GapRegressionConfig = field(default_factory=GapRegressionConfig)
+
+    def __post_init__(self):
+        _check(
+            not self.sorter.cross_similarity or self.encoder.type != "mlp", "model.sorter.cross_similarity", True,
+            "needs an encoder with frames, not model.encoder.type 'mlp'",
+        )
 
 
 @dataclass(frozen=True)

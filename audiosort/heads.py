@@ -38,7 +38,7 @@ OUTPUTS = ("positions", "successors")
 OUTPUT_LAYERS = {"positions": "log_probs", "successors": "successor_logits"}
 # The model.sorter keys that only the heads declaring them read (Head.keys); a value other than its
 # default on any other head is a config error.
-HEAD_KEYS = ("seam", "mismatch", "loss")
+HEAD_KEYS = ("seam", "mismatch", "loss", "cross_similarity")
 # build_model's name for a model is this prefix plus its head's name: how a saved model says its head.
 MODEL_NAME_PREFIX = "audiosort_"
 
@@ -187,7 +187,7 @@ HEADS: dict[str, Head] = {
     ),
     "pairwise": Head(
         build=_lazy(_SORTERS, "build_pairwise"), loss=_lazy(_OBJECTIVES, "pairwise_loss"), metrics=_POSITION_METRICS,
-        max_n=PAIRWISE_MAX_CHUNKS, max_n_reason="enumerates all n! orders", keys=("seam", "mismatch", "loss"),
+        max_n=PAIRWISE_MAX_CHUNKS, max_n_reason="enumerates all n! orders", keys=("seam", "mismatch", "loss", "cross_similarity"),
         join_scores=_JOIN_SCORES,
     ),
     "precedence": Head(build=_lazy(_SORTERS, "build_precedence"), loss=_POSITION_LOSS, metrics=_POSITION_METRICS),

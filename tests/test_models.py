@@ -21,6 +21,7 @@ from audiosort.heads import HEADS, PAIRWISE_MAX_CHUNKS
 from audiosort.models import ENCODERS, build_encoder, build_model, build_sorter
 from audiosort.models import NORMALIZATIONS as NORMALIZATION_LAYERS
 from audiosort.models.layers import (
+    CrossSimilarity,
     EdgeLogMel,
     ExpectedRankScores,
     FoldSlots,
@@ -287,6 +288,7 @@ def test_saved_model_reloads_with_identical_outputs(sorter, normalization, tmp_p
         TimeStatistics(),
         EdgeLogMel(SAMPLE_RATE, 240),
         SeamScores(initial_scale=2.0),
+        CrossSimilarity(8, 4),
     ],
     ids=lambda layer: type(layer).__name__,
 )

@@ -1,22 +1,28 @@
-"""Training-only targets: what sorting throws away (:class:`SpectralTargets`), and the gaps (:class:`GapRegression`).
+"""Training-only targets: what sorting throws away (:class:`SpectralTargets`: pitch classes, spectral envelope, tempo), and the gaps (:class:`GapRegression`).
 
 Issue 27: sorting rewards what changes between the chunks of one track and
 ignores what stays (key, register, instrumentation): the recipe's encoder
 fell from its random weights' 0.79 to 0.36 on the pitch probe. Pascual et
 al. 2019 (PASE) and Ravanelli et al. 2020 keep such information by asking
 the encoder to regress fixed descriptors of its own input beside the
-self-supervised task. :class:`SpectralTargets` does that for two
-descriptors computed in the model from the raw chunk, with no label:
+self-supervised task. :class:`SpectralTargets` does that for descriptors
+computed in the model from the raw chunk, with no label:
 
 chroma
     the energy in each of the 12 pitch classes (librosa's chroma filterbank,
     :func:`audiosort.spectra.chroma_filterbank`, on the STFT power), averaged over the chunk's frames;
 envelope
-    the chunk's mean log power in ``ENVELOPE_BANDS`` mel bands.
+    the chunk's mean log power in ``ENVELOPE_BANDS`` mel bands;
+tempogram (its own weight)
+    the autocorrelation of the chunk's onset strength at ``TEMPOGRAM_LAGS``
+    (:func:`chunk_tempogram`): how periodic its onsets are at each period,
+    the local tempogram of Grosche et al. 2010, what stays along a track
+    and what a chunk two beats away shares.
 
-Both are taken as logarithms and centred over their bins, so neither depends
-on the chunk's loudness. An MLP reads them off the embedding, and the squared
-error joins the training loss; prediction and evaluation never compute it.
+Chroma and envelope are taken as logarithms and centred over their bins, and
+the tempogram is divided by its value at lag 0, so none depends on the
+chunk's loudness. An MLP reads them off the embedding, and the squared error
+joins the training loss; prediction and evaluation never compute it.
 
 :class:`GapRegression` asks for a cue that only music has at wide gaps
 (issue 27, lever 5): how far apart in time two consecutive chunks are, read
@@ -26,6 +32,8 @@ training twin of the model (:func:`audiosort.models.build.build_gap_twin`).
 """
 
 from __future__ import annotations
+
+import math
 
 import keras
 import numpy as np
@@ -38,6 +46,15 @@ FFT_LENGTH = 2048  # 128 ms at 16 kHz: 7.8 Hz bins, fine enough for the pitch cl
 HOP_LENGTH = 512
 ENVELOPE_BANDS = 16
 POWER_FLOOR = 1e-8  # of the frame-mean power; keeps silent chunks' logarithms finite
+# The onset front end of the probe's clip-long tempogram (audiosort.probe.tempogram): 32 ms windows every 10 ms.
+TEMPOGRAM_FRAME_SECONDS = 0.032
+TEMPOGRAM_HOP_SECONDS = 0.010
+ONSET_BANDS = 40
+# Below the chunk's loudest band and frame: librosa's top_db of 80 dB, so a gain changes no difference of logs.
+ONSET_DYNAMIC_RANGE = 1e-8
+# In hops: 40 to 350 ms (2.9 to 25 onsets a second). Shorter lags see the 32 ms window's own overlap; at
+# 350 ms a 0.5 s chunk still has 11 pairs of onset frames to correlate.
+TEMPOGRAM_LAGS = tuple(range(4, 36))
 
 
 def descriptor_filterbank(sample_rate: int) -> np.ndarray:
@@ -71,35 +88,91 @@ def chunk_descriptors(audio, filterbank: np.ndarray):
     )
 
 
+def chunk_tempogram(audio, *, sample_rate: int):
+    """Autocorrelation of each chunk's onset strength at ``TEMPOGRAM_LAGS``, divided by its value at lag 0.
+
+    Onset strength as librosa's ``onset_strength``: the rectified rise of the
+    log power in ``ONSET_BANDS`` mel bands from one 32 ms frame to the next
+    (hop 10 ms), averaged over the bands, with the logs floored
+    ``ONSET_DYNAMIC_RANGE`` below the chunk's loudest band and frame. Its
+    mean over the chunk is removed before correlating, so the value at a lag
+    says how much more alike the onsets that far apart are than the chunk's
+    average, and a periodic rhythm peaks at its period.
+
+    Parameters
+    ----------
+    audio : tensor [shape=(B, L), float32]
+        Chunks, full scale 1. A chunk shorter than a frame is one frame long.
+    sample_rate : int > 0
+        Hz.
+
+    Returns
+    -------
+    tensor [shape=(B, len(TEMPOGRAM_LAGS)), float32]
+        In [-1, 1]; zero at lags the chunk is too short for, and everywhere
+        for a chunk without onsets.
+    """
+    length = audio.shape[-1]
+    frame_samples = min(round(TEMPOGRAM_FRAME_SECONDS * sample_rate), length)
+    hop_samples = round(TEMPOGRAM_HOP_SECONDS * sample_rate)
+    fft_length = 2 ** math.ceil(math.log2(frame_samples))
+    filterbank = mel_filterbank(sample_rate, fft_length, ONSET_BANDS, unit_area=False)
+    real, imag = ops.stft(audio, frame_samples, hop_samples, fft_length, window="hann", center=False)
+    mel = ops.matmul(ops.square(real) + ops.square(imag), ops.convert_to_tensor(filterbank.T))  # (B, frames, bands)
+    floor = ops.maximum(ONSET_DYNAMIC_RANGE * ops.max(mel, axis=(1, 2), keepdims=True), np.finfo(np.float32).tiny)
+    log_mel = ops.log(ops.maximum(mel, floor))
+    onsets = ops.mean(ops.relu(log_mel[:, 1:] - log_mel[:, :-1]), axis=-1)  # (B, frames - 1)
+    onsets = onsets - ops.mean(onsets, axis=-1, keepdims=True)
+    n_onsets = onsets.shape[-1]
+    energy = ops.sum(ops.square(onsets), axis=-1)
+    lags = [
+        ops.sum(onsets[:, lag:] * onsets[:, :-lag], axis=-1) if lag < n_onsets else ops.zeros_like(energy)
+        for lag in TEMPOGRAM_LAGS
+    ]
+    # A chunk without onsets has zero energy: its correlations are zero, not 0 / 0.
+    return ops.stack(lags, axis=-1) / ops.expand_dims(ops.maximum(energy, POWER_FLOOR), -1)
+
+
 @keras.saving.register_keras_serializable(package="audiosort")
 class SpectralTargets(keras.layers.Layer):
-    """Identity on the embeddings ``(B, n, D)`` that, in training, adds ``weight`` times the descriptors' squared error.
+    """Identity on the embeddings ``(B, n, D)`` that, in training, adds the descriptors' weighted squared errors.
 
     Inputs ``[embeddings (B, n, D), chunks (B, n, L) int16]``; output the
     embeddings. In training, an MLP (``hidden_units``, ReLU) predicts each
-    chunk's :func:`chunk_descriptors` from its embedding; ``weight`` times the
-    mean squared error over chunks and descriptors is added with ``add_loss``.
+    chunk's :func:`chunk_descriptors` (if ``weight`` > 0) and its
+    :func:`chunk_tempogram` (if ``tempogram_weight`` > 0) from its embedding;
+    each weight times the mean squared error over chunks and that
+    descriptor's values is added with ``add_loss``.
 
     Parameters
     ----------
     sample_rate : int > 0
         Hz of the chunks.
-    weight : float > 0
-        Factor of the loss in the training objective.
+    weight : float >= 0
+        Factor of the chroma and envelope loss; 0 leaves them out.
     hidden_units : int > 0
         Width of the predictor's hidden layer.
+    tempogram_weight : float >= 0
+        Factor of the tempogram loss; 0 leaves it out (the layer is then as
+        it was before the tempogram). One of the two weights must be > 0.
     """
 
-    def __init__(self, sample_rate, weight, hidden_units=128, **kwargs):
+    def __init__(self, sample_rate, weight, hidden_units=128, tempogram_weight=0.0, **kwargs):
         super().__init__(**kwargs)
-        if not sample_rate > 0 or not weight > 0 or not hidden_units > 0:
-            raise ValueError(f"SpectralTargets: sample_rate = {sample_rate!r}, weight = {weight!r}, hidden_units = {hidden_units!r} must be > 0")
+        if not sample_rate > 0 or not hidden_units > 0 or not (weight >= 0 and tempogram_weight >= 0 and weight + tempogram_weight > 0):
+            raise ValueError(
+                f"SpectralTargets: sample_rate = {sample_rate!r} and hidden_units = {hidden_units!r} must be > 0, weight = "
+                f"{weight!r} and tempogram_weight = {tempogram_weight!r} >= 0 and not both 0"
+            )
         self.sample_rate = int(sample_rate)
         self.weight = float(weight)
         self.hidden_units = int(hidden_units)
+        self.tempogram_weight = float(tempogram_weight)
         self.filterbank = descriptor_filterbank(self.sample_rate)
+        self.spectral_width = self.filterbank.shape[0] if self.weight > 0 else 0
+        width = self.spectral_width + (len(TEMPOGRAM_LAGS) if self.tempogram_weight > 0 else 0)
         self.hidden = keras.layers.Dense(self.hidden_units, activation="relu", name="hidden")
-        self.readout = keras.layers.Dense(self.filterbank.shape[0], name="descriptors")
+        self.readout = keras.layers.Dense(width, name="descriptors")
 
     def build(self, input_shapes):
         embeddings_shape, _ = input_shapes
@@ -111,9 +184,13 @@ class SpectralTargets(keras.layers.Layer):
         if training:
             dim, length = embeddings.shape[-1], chunks.shape[-1]
             audio = ops.reshape(ops.cast(chunks, "float32"), (-1, length)) * (1.0 / INT16_SCALE)
-            target = ops.stop_gradient(chunk_descriptors(audio, self.filterbank))
-            predicted = self.readout(self.hidden(ops.reshape(embeddings, (-1, dim))))
-            self.add_loss(self.weight * ops.mean(ops.square(ops.cast(predicted, "float32") - target)))
+            predicted = ops.cast(self.readout(self.hidden(ops.reshape(embeddings, (-1, dim)))), "float32")
+            if self.weight > 0:
+                target = ops.stop_gradient(chunk_descriptors(audio, self.filterbank))
+                self.add_loss(self.weight * ops.mean(ops.square(predicted[:, : self.spectral_width] - target)))
+            if self.tempogram_weight > 0:
+                target = ops.stop_gradient(chunk_tempogram(audio, sample_rate=self.sample_rate))
+                self.add_loss(self.tempogram_weight * ops.mean(ops.square(predicted[:, self.spectral_width :] - target)))
         return embeddings
 
     def compute_output_shape(self, input_shapes):
@@ -121,7 +198,9 @@ class SpectralTargets(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(sample_rate=self.sample_rate, weight=self.weight, hidden_units=self.hidden_units)
+        config.update(
+            sample_rate=self.sample_rate, weight=self.weight, hidden_units=self.hidden_units, tempogram_weight=self.tempogram_weight
+        )
         return config
 
 

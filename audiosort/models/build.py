@@ -22,7 +22,7 @@ from audiosort.config import GapRegressionConfig, ModelConfig, SorterConfig
 from audiosort.errors import ConfigError
 from audiosort.heads import OUTPUT_LAYERS, get_head, head_of, model_name
 from audiosort.models.auxiliary import GapRegression, SpectralTargets
-from audiosort.models.encoders import build_encoder
+from audiosort.models.encoders import build_encoder, encoder_with_frames
 from audiosort.models.layers import EdgeLogMel, FoldSlots, Int16ToFloat, RowLogSoftmax, Sinkhorn, UnfoldSlots
 from audiosort.models.objectives import SamePuzzleContrast
 from audiosort.models.sorters import build_sorter
@@ -70,7 +70,9 @@ def build_model(model_cfg: ModelConfig, *, n_chunks: int, chunk_samples: int, sa
         (:func:`audiosort.heads.model_name`), which is how
         :func:`audiosort.heads.head_of` knows a loaded model's head. Not compiled.
     encoder : keras.Model
-        The shared chunk encoder (also ``model.get_layer("encoder")``): input
+        The shared chunk encoder (also ``model.get_layer("encoder")``, which
+        with ``sorter.cross_similarity`` has the frames as a first output,
+        :func:`audiosort.models.encoders.encoder_with_frames`): input
         ``[shape=(B, chunk_samples), dtype=int16]``, output
         ``[shape=(B, embedding_dim)]``.
 
@@ -84,7 +86,10 @@ def build_model(model_cfg: ModelConfig, *, n_chunks: int, chunk_samples: int, sa
     if sorter_cfg.normalization not in NORMALIZATIONS:
         raise ConfigError(f"model.sorter.normalization = {sorter_cfg.normalization!r} is not one of {sorted(NORMALIZATIONS)}")
     encoder = build_encoder(model_cfg.encoder, chunk_samples=chunk_samples, sample_rate=sample_rate)
-    sorter = build_sorter(sorter_cfg, n_chunks=n_chunks, embedding_dim=model_cfg.encoder.embedding_dim)
+    # The cross-similarity head reads the encoder's frames: the model calls the same layers with both outputs.
+    encoder_in_model = encoder_with_frames(encoder) if sorter_cfg.cross_similarity else encoder
+    frame_shape = tuple(encoder_in_model.output_shape[0][1:]) if sorter_cfg.cross_similarity else None
+    sorter = build_sorter(sorter_cfg, n_chunks=n_chunks, embedding_dim=model_cfg.encoder.embedding_dim, frame_shape=frame_shape)
     chunks = keras.Input((n_chunks, chunk_samples), dtype="int16", name="chunks")
     # Folding the slots into the batch runs the encoder once on all B * n chunks:
     # shared weights, and batch-norm statistics over every chunk rather than per slot.
@@ -97,12 +102,18 @@ def build_model(model_cfg: ModelConfig, *, n_chunks: int, chunk_samples: int, sa
             shift_samples=round(views.shift_seconds * sample_rate), edge_mask_samples=round(views.edge_mask_seconds * sample_rate),
             name="chunk_views",
         )(folded)
-    folded = encoder(folded)
+    folded = encoder_in_model(folded)
+    if sorter_cfg.cross_similarity:
+        # Only the pairwise head reads frames, and it is built for one n.
+        folded_frames, folded = folded
+        frames = UnfoldSlots(n_chunks, name="frames_unfold_slots")(folded_frames)
     unfold = UnfoldSlots(n_chunks, name="unfold_slots")
     embeddings = unfold(folded) if n_chunks is not None else unfold([folded, chunks])
     targets = model_cfg.spectral_targets
-    if targets.weight > 0:
-        embeddings = SpectralTargets(sample_rate, targets.weight, targets.hidden_units, name="spectral_targets")([embeddings, chunks])
+    if targets.weight > 0 or targets.tempogram_weight > 0:
+        embeddings = SpectralTargets(
+            sample_rate, targets.weight, targets.hidden_units, targets.tempogram_weight, name="spectral_targets"
+        )([embeddings, chunks])
     contrastive = model_cfg.contrastive
     if contrastive.weight > 0:
         embeddings = SamePuzzleContrast(
@@ -114,6 +125,8 @@ def build_model(model_cfg: ModelConfig, *, n_chunks: int, chunk_samples: int, sa
         edges = EdgeLogMel(sample_rate, round(EDGE_SECONDS * sample_rate), name="edge_log_mel")(audio)
         unfold_edges = UnfoldSlots(n_chunks, name="seam_unfold_slots")
         embeddings = [embeddings, unfold_edges(edges) if n_chunks is not None else unfold_edges([edges, chunks])]
+    if sorter_cfg.cross_similarity:
+        embeddings = [*(embeddings if isinstance(embeddings, list) else [embeddings]), frames]
     name, head = model_name(sorter_cfg.type), get_head(sorter_cfg.type)
     if head.outputs == "successors":
         # No position scores to normalize: its loss normalizes rows and columns of the logits itself.
@@ -164,6 +177,8 @@ def build_feature_model(model: keras.Model, encoder: keras.Model) -> keras.Model
     embeddings = unfold(folded) if n_chunks is not None else unfold([folded, frames])
     inputs = [frames]
     layer_names = {layer.name for layer in model.layers}
+    if "frames_unfold_slots" in layer_names:
+        raise ConfigError("data.features = 'cached' cannot feed model.sorter.cross_similarity (its frames are not cached); use raw")
     if "chunk_views" in layer_names or "spectral_targets" in layer_names:
         raise ConfigError(
             "data.features = 'cached' cannot apply model.views or model.spectral_targets (both read the audio); use raw"

@@ -63,6 +63,43 @@ def build_encoder(cfg: EncoderConfig, *, chunk_samples: int, sample_rate: int) -
     return keras.Model(chunks, embedding, name="encoder")
 
 
+def encoder_with_frames(encoder: keras.Model) -> keras.Model:
+    """The same encoder (its very layers) with the feature map it pools also as an output, one vector per frame.
+
+    For a sorter that compares two chunks frame by frame
+    (``model.sorter.cross_similarity``): the full model calls this one, so
+    the convolutions run once for both outputs, while ``encoder`` itself, what
+    ``encoder.keras`` saves and embed, probe and HEAR read, keeps its one
+    output.
+
+    Parameters
+    ----------
+    encoder : keras.Model
+        From :func:`build_encoder`, of a type with a feature map (not ``mlp``).
+
+    Returns
+    -------
+    keras.Model
+        Named "encoder". Input ``[shape=(B, L), dtype=int16]``; outputs
+        ``frames [shape=(B, T, C)]``, the map :func:`_pool_and_project` reads
+        (a ``(T, F, C)`` map's frequency and channels flattened into C), and
+        the embedding ``[shape=(B, embedding_dim)]``.
+
+    Raises
+    ------
+    ConfigError
+        An encoder with no feature map.
+    """
+    names = {layer.name for layer in encoder.layers}
+    pooling = [name for name in POOLING_LAYERS if name in names]
+    if not pooling:
+        raise ConfigError("model.sorter.cross_similarity needs an encoder with frames (conv1d, logmel, logmel1d, logmel_resnet)")
+    frames = encoder.get_layer(pooling[0]).input
+    if len(frames.shape) == 4:
+        frames = layers.Reshape((frames.shape[1], frames.shape[2] * frames.shape[3]), name="frames")(frames)
+    return keras.Model(encoder.input, [frames, encoder.output], name="encoder")
+
+
 def _mlp(audio, cfg: EncoderConfig, *, sample_rate: int):
     """The seed's encoder: two Dense(hidden_units) + BN + ReLU layers, then Dense(embedding_dim)."""
     x = audio
@@ -242,6 +279,10 @@ def _residual_block_2d(x, filters: int, *, strides: tuple, name: str):
     y = layers.BatchNormalization(name=f"{name}_bn_b")(y)
     y = layers.Add(name=f"{name}_add")([shortcut, y])
     return layers.ReLU(name=f"{name}_relu_b")(y)
+
+
+# The first layer of _pool_and_project, by pooling: stats, global (and time on a 2-D map), time or flatten.
+POOLING_LAYERS = ("time_statistics", "avg_pool", "flatten")
 
 
 def _pool_and_project(x, cfg: EncoderConfig, *, global_pools):

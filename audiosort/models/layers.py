@@ -618,3 +618,64 @@ class SeamScores(keras.layers.Layer):
         config = super().get_config()
         config.update(initial_scale=self.initial_scale)
         return config
+
+
+@keras.saving.register_keras_serializable(package="audiosort")
+class CrossSimilarity(keras.layers.Layer):
+    """Features of every ordered pair of slots from the cosine similarity of their frames.
+
+    Each slot's frames are projected (a learned Dense of ``units``, no bias)
+    and scaled to unit length; for slots i and j, ``S[t, s]`` is the cosine
+    of frame t of chunk i and frame s of chunk j, a ``T x T`` image. Two 3 x 3
+    convolutions (``filters``, ReLU) read it, and their mean and max over the
+    image are the pair's features. The convolutions see where in the image
+    the chunks agree (a diagonal stripe: the same pattern at the same offset
+    in both, as a repeated bar gives), which a mean or max of ``S`` itself
+    would pool away. Each pair reads only its two chunks' frames.
+
+    Parameters
+    ----------
+    units : int > 0
+        Width of the projection the cosine is taken in.
+    filters : int > 0
+        Channels of each convolution; the output has twice as many features.
+
+    Input ``[shape=(B, n, T, C)]`` frames; output ``[shape=(B, n, n, 2 * filters)]``,
+    ``output[b, i, j]`` the features of "chunk i, then chunk j".
+    """
+
+    def __init__(self, units, filters, **kwargs):
+        super().__init__(**kwargs)
+        if not units > 0 or not filters > 0:
+            raise ValueError(f"CrossSimilarity: units = {units!r} and filters = {filters!r} must be > 0")
+        self.units = int(units)
+        self.filters = int(filters)
+        self.projection = keras.layers.Dense(self.units, use_bias=False, name="projection")
+        self.conv_a = keras.layers.Conv2D(self.filters, 3, padding="same", activation="relu", name="conv_a")
+        self.conv_b = keras.layers.Conv2D(self.filters, 3, padding="same", activation="relu", name="conv_b")
+
+    def build(self, input_shape):
+        frames, channels = input_shape[2:]
+        self.projection.build((None, channels))
+        self.conv_a.build((None, frames, frames, 1))
+        self.conv_b.build((None, frames, frames, self.filters))
+
+    def call(self, inputs):
+        frames = inputs.shape[2]
+        x = self.projection(inputs)
+        x = x * ops.rsqrt(ops.sum(ops.square(x), axis=-1, keepdims=True) + 1e-12)
+        similarity = ops.einsum("bitu,bjsu->bijts", x, x)  # (B, n, n, T, T)
+        images = ops.reshape(similarity, (-1, frames, frames, 1))
+        h = self.conv_b(self.conv_a(images))
+        pooled = ops.concatenate([ops.mean(h, axis=(1, 2)), ops.max(h, axis=(1, 2))], axis=-1)
+        shape = ops.shape(inputs)
+        return ops.reshape(pooled, (shape[0], shape[1], shape[1], 2 * self.filters))
+
+    def compute_output_shape(self, input_shape):
+        batch, n_chunks = input_shape[:2]
+        return (batch, n_chunks, n_chunks, 2 * self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(units=self.units, filters=self.filters)
+        return config

@@ -20,7 +20,7 @@ from audiosort.config import SorterConfig
 from audiosort.errors import ConfigError
 from audiosort.heads import any_n_heads, get_head
 from audiosort.models.layers import (
-    ExpectedRankScores, JoinMismatch, PairFeatures, PermutationMarginals, SeamScores, SuccessorLogits, TimePositionScores,
+    CrossSimilarity, ExpectedRankScores, JoinMismatch, PairFeatures, PermutationMarginals, SeamScores, SuccessorLogits, TimePositionScores,
 )
 from audiosort.models.views import SeamDropout
 from audiosort.spectra import EDGE_MELS as SEAM_BANDS
@@ -31,9 +31,13 @@ ATTENTION_MLP_RATIO = 2
 # The layers of _join_scores that hold "slot j right after slot i", "slot i starts" and "slot i ends"
 # (read again by join_scores, the heads' Head.join_scores).
 JOIN_SCORE_LAYERS = ("successor_score", "first_score", "last_score")
+# model.sorter.cross_similarity: the projection the frames' cosines are taken in, and the channels of the two
+# convolutions that read each pair's similarity image (small: the image is T x T, 6 x 6 for the recipes' encoder).
+CROSS_SIMILARITY_UNITS = 32
+CROSS_SIMILARITY_FILTERS = 16
 
 
-def build_sorter(cfg: SorterConfig, *, n_chunks: int, embedding_dim: int) -> keras.Model:
+def build_sorter(cfg: SorterConfig, *, n_chunks: int, embedding_dim: int, frame_shape: tuple | None = None) -> keras.Model:
     """Build the sorter head named by ``cfg.type``.
 
     Parameters
@@ -46,14 +50,18 @@ def build_sorter(cfg: SorterConfig, *, n_chunks: int, embedding_dim: int) -> ker
         (``train.n_chunks_schedule``).
     embedding_dim : int > 0
         Width D of each chunk embedding.
+    frame_shape : tuple (T, C) or None
+        With ``cfg.cross_similarity``: frames and channels of each chunk's
+        frame features (:func:`audiosort.models.encoders.encoder_with_frames`).
 
     Returns
     -------
     keras.Model
         Input ``[shape=(B, n_chunks, embedding_dim)]``, and with ``cfg.seam``
         also the edge spectra ``[shape=(B, n_chunks, 2, SEAM_BANDS)]``
-        (:class:`audiosort.models.layers.EdgeLogMel` per slot); output
-        ``[shape=(B, n_chunks, n_chunks)]`` unnormalized scores.
+        (:class:`audiosort.models.layers.EdgeLogMel` per slot), and with
+        ``cfg.cross_similarity`` then the frames ``[shape=(B, n_chunks, T, C)]``;
+        output ``[shape=(B, n_chunks, n_chunks)]`` unnormalized scores.
 
     Raises
     ------
@@ -74,11 +82,16 @@ def build_sorter(cfg: SorterConfig, *, n_chunks: int, embedding_dim: int) -> ker
             f"got {n_chunks}; use {' or '.join(map(repr, any_n_heads()))}"
         )
     embeddings = keras.Input((n_chunks, embedding_dim), name="embeddings")
-    if not cfg.seam:
+    if not cfg.seam and not cfg.cross_similarity:
         return keras.Model(embeddings, head.build(embeddings, cfg, n_chunks=n_chunks), name="sorter")
-    edges = keras.Input((n_chunks, 2, SEAM_BANDS), name="edges")
-    scores = head.build(embeddings, cfg, n_chunks=n_chunks, edges=edges)
-    return keras.Model([embeddings, edges], scores, name="sorter")
+    inputs, extra = [embeddings], {}
+    if cfg.seam:
+        extra["edges"] = keras.Input((n_chunks, 2, SEAM_BANDS), name="edges")
+        inputs.append(extra["edges"])
+    if cfg.cross_similarity:
+        extra["frames"] = keras.Input((n_chunks, *frame_shape), name="frames")
+        inputs.append(extra["frames"])
+    return keras.Model(inputs, head.build(embeddings, cfg, n_chunks=n_chunks, **extra), name="sorter")
 
 
 def build_mlp(embeddings, cfg: SorterConfig, *, n_chunks: int):
@@ -145,7 +158,7 @@ def _set_encoder(embeddings, cfg: SorterConfig):
     return layers.LayerNormalization(name="final_norm")(x)
 
 
-def build_pairwise(embeddings, cfg: SorterConfig, *, n_chunks: int, edges=None):
+def build_pairwise(embeddings, cfg: SorterConfig, *, n_chunks: int, edges=None, frames=None):
     """Score every "slot j right after slot i" with one shared MLP, then marginalize over all n! orders.
 
     An order's score is the sum of its n - 1 successor scores plus a "starts
@@ -158,8 +171,10 @@ def build_pairwise(embeddings, cfg: SorterConfig, *, n_chunks: int, edges=None):
     ``cfg.seam`` it starts as that baseline (:func:`_join_scores`). With
     ``cfg.loss == "orders"`` the order log-probabilities follow the
     positions' as more columns (:class:`PermutationMarginals` ``with_orders``).
+    With ``frames`` (``cfg.cross_similarity``) the pair MLP also reads the
+    two chunks' frame-by-frame similarity (:func:`_join_scores`).
     """
-    successor, first, last = _join_scores(embeddings, cfg, mismatch=cfg.mismatch, edges=edges)
+    successor, first, last = _join_scores(embeddings, cfg, mismatch=cfg.mismatch, edges=edges, frames=frames)
     successor = layers.Reshape((n_chunks, n_chunks), name="successor")(successor)
     first = layers.Reshape((n_chunks,), name="first")(first)
     last = layers.Reshape((n_chunks,), name="last")(last)
@@ -184,7 +199,7 @@ def build_successor(embeddings, cfg: SorterConfig, *, n_chunks: int | None, edge
     return SuccessorLogits(name="scores")(_join_scores(embeddings, cfg, mismatch=True, edges=edges))
 
 
-def _join_scores(embeddings, cfg: SorterConfig, *, mismatch: bool = False, edges=None):
+def _join_scores(embeddings, cfg: SorterConfig, *, mismatch: bool = False, edges=None, frames=None):
     """Successor ``(B, n, n, 1)``, first ``(B, n, 1)`` and last ``(B, n, 1)`` scores, from one MLP shared by every pair.
 
     The MLP sees both embeddings side by side, and with ``mismatch`` also the
@@ -196,6 +211,11 @@ def _join_scores(embeddings, cfg: SorterConfig, *, mismatch: bool = False, edges
     three output layers start at zero, so that the untrained head scores
     every order by the continuity baseline's distances alone and sorts as it
     does; what the encoder adds is learned on top of the seam.
+
+    With ``frames`` (each chunk's frame features, ``(B, n, T, C)``), the MLP
+    also sees :class:`CrossSimilarity`'s features of every ordered pair: how
+    the two chunks' frames align, a cue that needs no shared edge (a rhythm
+    or a chord that returns a bar later).
     """
     # As in the attention head: batch statistics remove what a puzzle's embeddings share.
     x = layers.Dense(cfg.hidden_units, use_bias=False, name="project")(embeddings)
@@ -205,6 +225,9 @@ def _join_scores(embeddings, cfg: SorterConfig, *, mismatch: bool = False, edges
         tails = layers.Dense(cfg.hidden_units, name="tail")(x)
         heads = layers.Dense(cfg.hidden_units, name="head")(x)
         pairs = layers.Concatenate(name="pairs_and_mismatch")([pairs, JoinMismatch(name="mismatch")([tails, heads])])
+    if frames is not None:
+        cross = CrossSimilarity(CROSS_SIMILARITY_UNITS, CROSS_SIMILARITY_FILTERS, name="cross_similarity")(frames)
+        pairs = layers.Concatenate(name="pairs_and_cross_similarity")([pairs, cross])
     h = layers.Dense(cfg.hidden_units, activation="relu", name="pair_dense")(pairs)
     successor_name, first_name, last_name = JOIN_SCORE_LAYERS
     start = "zeros" if edges is not None else "glorot_uniform"
@@ -245,8 +268,18 @@ def join_scores(sorter: keras.Model, embeddings, *, edges=None):
         (the seam term added); without, what the encoder adds alone.
     first, last : tensor [shape=(B, n, 1)]
         "Slot i starts the puzzle", "slot i ends it".
+
+    Raises
+    ------
+    ConfigError
+        A head with ``model.sorter.cross_similarity``: its join scores also
+        read the chunks' frames.
     """
     layer = sorter.get_layer
+    if any(each.name == "cross_similarity" for each in sorter.layers):
+        raise ConfigError(
+            "model.sorter.cross_similarity: this head's join scores also read the chunks' frames, which join_scores does not take"
+        )
     x = layer("project_relu")(layer("project_bn")(layer("project")(embeddings), training=False))
     pairs = layer("pairs")(x)
     if any(each.name == "mismatch" for each in sorter.layers):
