@@ -200,3 +200,16 @@ def test_train_with_align_beats_tracks_the_beats_on_first_use(music_corpus, tmp_
     assert result.exit_code == 0, result.output
     assert "not tracked yet" in result.output
     assert (corpus / "beats" / "train.npz").is_file()
+
+
+def test_prepare_align_beats_flag_tracks_the_train_split(tmp_path):
+    out = tmp_path / "music"
+    result = run(
+        "prepare", "--synthetic", "music", "--duration", "60", "--track-seconds", "15", "--puzzles", 10, "--quiet",
+        "--chunk-seconds", 0.3, "--pad-min-seconds", 0.5, "--pad-max-seconds", 1.0, "--align", "beats", "--out", out,
+    )
+    assert result.exit_code == 0, result.output
+    corpus = Corpus(out)
+    assert corpus.puzzle_settings["align"] == "beats"
+    table = beats.open_beats(corpus, "train", echo=pytest.fail)  # fresh: tracking it again would fail here
+    assert len(table.first) == len(corpus.tracks("train")) + 1 and len(table.positions) > 0

@@ -8,6 +8,9 @@ The sampler is the seed's lesson made code: every gap is drawn independently
 (``pad_mode="per_gap"``), because a shared gap lets a model infer the step and
 extrapolate a sine, and a fixed gap leaks the tone's phase step. The other two
 modes exist only so that ``audiosort audit`` can show that they leak.
+Training puzzles may instead start every chunk on a tracked beat
+(``puzzle.align: beats``, a :class:`BeatTable` on the :class:`TrackTable`;
+:func:`_draw_beat_starts` says why that carries no order of its own).
 
 Everything here is vectorized over the batch: the chunks of B puzzles come from
 one fancy-index gather into a strided window view of each shard, never a
@@ -361,6 +364,10 @@ def _draw_beat_starts(tracks: TrackTable, spec: PuzzleSpec, batch_size: int, rng
         )
     n, length = spec.n_chunks, spec.chunk_samples
     beats = tracks.beats
+    if len(beats.first) != len(tracks) + 1:
+        raise ValueError(f"beats of {len(beats.first) - 1} tracks given for {len(tracks)} tracks")
+    if beats.positions.size == 0:
+        raise InputError("puzzle.align = 'beats' but no beat was found in these tracks; use puzzle.align=none")
     # Beats on one axis for every track (track r's sample 0 at sum(frames[:r])): one searchsorted finds a
     # window's beats for the whole batch, and a window past its track's end finds only the next track's.
     track_origin = np.concatenate([[0], np.cumsum(tracks.frames)[:-1]]).astype(np.int64)
