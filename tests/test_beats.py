@@ -126,6 +126,21 @@ def test_on_a_steady_beat_grid_aligned_gaps_are_exchangeable():
     assert chi_square < 10.8  # p = 0.001 for 1 degree of freedom
 
 
+def test_the_first_chunk_is_uniform_in_time_not_likelier_where_beats_are_dense():
+    # Beats every 0.25 s for 300 s, then every 0.5 s: drawn uniformly among beats, two thirds of the sets
+    # would begin in the fast half, and "the chunk of the fastest beat comes first" would tell the order.
+    half = 300 * SAMPLE_RATE
+    grid = np.concatenate([np.arange(0, half, SAMPLE_RATE // 4), np.arange(half, 2 * half, SAMPLE_RATE // 2)])
+    tracks = dataclasses.replace(
+        TrackTable.from_arrays([np.zeros(2 * half, np.int16)]), beats=BeatTable.from_lists([grid.astype(np.int64)])
+    )
+    spec = PuzzleSpec(n_chunks=3, chunk_samples=4800, pad_min_samples=8000, pad_max_samples=16000)
+    first = draw_starts(tracks, spec, 20000, rng=np.random.default_rng(4)).starts.min(axis=1)
+    latest_start = 2 * half - 3 * spec.chunk_samples - 2 * spec.pad_min_samples
+    time_share = (half - SAMPLE_RATE // 4) / latest_start  # times up to the fast half's last beat start there
+    assert np.mean(first < half) == pytest.approx(time_share, abs=0.02)
+
+
 def test_align_none_keeps_the_sampler_stream_of_before():
     # The digest of this stream before puzzle.align existed (commit d21bd61).
     rng = np.random.default_rng(7)
