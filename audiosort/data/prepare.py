@@ -9,6 +9,7 @@ the output and renamed into place at the end.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -374,7 +375,9 @@ def _write_corpus(
         "test_sources": list(settings.test_sources),
         "split": split,
         "puzzles": {
-            **to_dict(settings.puzzle), "seed": settings.seed, "count": int(settings.n_puzzles), **_spec_samples(spec)
+            # The fixed sets are never aligned to beats (only training puzzles are): the manifest says how they were cut.
+            **to_dict(dataclasses.replace(settings.puzzle, align="none")), "seed": settings.seed,
+            "count": int(settings.n_puzzles), **_spec_samples(spec),
         },
     }
     summary = PrepareSummary(out=out, sample_rate=sample_rate, skipped=skipped, split=split)
