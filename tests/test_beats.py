@@ -154,6 +154,21 @@ def test_align_none_keeps_the_sampler_stream_of_before():
     assert digest.hexdigest() == "6d5dfa2ee9e4b0dea04a886b508ea52d28280dd0469008fa9c1bfced31430027"
 
 
+def test_tracks_without_beats_are_never_drawn_and_none_at_all_is_refused():
+    frames = 20 * SAMPLE_RATE
+    grid = np.arange(0, frames, SAMPLE_RATE // 2, dtype=np.int64)
+    silent = np.zeros(0, np.int64)
+    spec = PuzzleSpec(n_chunks=3, chunk_samples=4800, pad_min_samples=8000, pad_max_samples=16000)
+    # Nine beatless tracks to one with beats: drawn as without beats, most sets would need a redraw 50 times over.
+    tracks = dataclasses.replace(
+        TrackTable.from_arrays([np.zeros(frames, np.int16)] * 10), beats=BeatTable.from_lists([silent] * 9 + [grid])
+    )
+    assert set(draw_starts(tracks, spec, 4096, rng=np.random.default_rng(0)).rows.tolist()) == {9}
+    none_at_all = dataclasses.replace(tracks, beats=BeatTable.from_lists([silent] * 10))
+    with pytest.raises(InputError, match="puzzle.align"):
+        draw_starts(none_at_all, spec, 8, rng=np.random.default_rng(0))
+
+
 def test_beats_too_sparse_for_the_gaps_are_refused_naming_puzzle_align():
     tracks = dataclasses.replace(
         TrackTable.from_arrays([np.zeros(20 * SAMPLE_RATE, np.int16)]),

@@ -315,8 +315,13 @@ def draw_starts(tracks: TrackTable, spec: PuzzleSpec, batch_size: int, *, rng: n
     return PuzzleStarts(rows=rows, starts=starts, order=order)
 
 
-def _draw_rows(tracks: TrackTable, spec: PuzzleSpec, batch_size: int, rng: np.random.Generator) -> np.ndarray:
-    """Each puzzle's track: a row of ``tracks``, drawn with probability proportional to the chunk sets it holds."""
+def _draw_rows(
+    tracks: TrackTable, spec: PuzzleSpec, batch_size: int, rng: np.random.Generator, usable: np.ndarray | None = None
+) -> np.ndarray:
+    """Each puzzle's track: a row of ``tracks``, drawn with probability proportional to the chunk sets it holds.
+
+    ``usable`` (bool, one per row), where given, rules out the rows it marks False.
+    """
     room = tracks.frames - spec.max_span_samples + 1
     if not np.any(room > 0):
         raise InputError(
@@ -324,13 +329,18 @@ def _draw_rows(tracks: TrackTable, spec: PuzzleSpec, batch_size: int, rng: np.ra
             "use shorter chunks, fewer chunks or smaller gaps"
         )
     weights = np.maximum(room, 0).astype(np.float64)
+    if usable is not None:
+        weights *= usable
+        if not weights.any():
+            raise InputError("puzzle.align = 'beats' but no track long enough has a beat to start on; use puzzle.align=none")
     return rng.choice(len(tracks), size=batch_size, p=weights / weights.sum())
 
 
 def _draw_beat_starts(tracks: TrackTable, spec: PuzzleSpec, batch_size: int, rng: np.random.Generator) -> PuzzleStarts:
     """:func:`draw_starts` with every chunk starting on one of ``tracks.beats`` (``puzzle.align: beats``).
 
-    A puzzle's track is drawn as without beats; then a time uniformly in the
+    A puzzle's track is drawn as without beats, among the tracks with a
+    beat to start on; then a time uniformly in the
     track, up to the last start from which a chunk set of the shortest gaps
     still fits, and the first chunk starts on the first beat at or after it;
     each next chunk starts on a beat drawn uniformly among those whose gap
@@ -374,8 +384,6 @@ def _draw_beat_starts(tracks: TrackTable, spec: PuzzleSpec, batch_size: int, rng
     beats = tracks.beats
     if len(beats.first) != len(tracks) + 1:
         raise ValueError(f"beats of {len(beats.first) - 1} tracks given for {len(tracks)} tracks")
-    if beats.positions.size == 0:
-        raise InputError("puzzle.align = 'beats' but no beat was found in these tracks; use puzzle.align=none")
     # Beats on one axis for every track (track r's sample 0 at sum(frames[:r])): one searchsorted finds a
     # window's beats for the whole batch, and a window past its track's end finds only the next track's.
     track_origin = np.concatenate([[0], np.cumsum(tracks.frames)[:-1]]).astype(np.int64)
@@ -385,13 +393,15 @@ def _draw_beat_starts(tracks: TrackTable, spec: PuzzleSpec, batch_size: int, rng
     # Past the last beat a chunk set of the shortest gaps can start from, and past the last beat a chunk fits after.
     first_end = np.searchsorted(on_axis, track_origin + tracks.frames - shortest_span, side="right")
     chunk_end = np.searchsorted(on_axis, track_origin + tracks.frames - length, side="right")
+    # A track without a beat to start on (silence, a drone) would only ever be drawn again.
+    has_first_beat = first_end > beats.first[:-1]
 
     rows = np.empty(batch_size, np.int64)
     beat_index = np.empty((batch_size, n), np.int64)
     todo = np.arange(batch_size)
     for redraws in itertools.count():
         count = todo.size
-        drawn_rows = _draw_rows(tracks, spec, count, rng)
+        drawn_rows = _draw_rows(tracks, spec, count, rng, usable=has_first_beat)
         latest = np.maximum(tracks.frames[drawn_rows] - shortest_span, 0)
         at = track_origin[drawn_rows] + (rng.random(count) * (latest + 1)).astype(np.int64)
         index = np.empty((count, n), np.int64)
