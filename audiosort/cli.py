@@ -219,6 +219,7 @@ def _exit_on_sigterm(signum, frame):
 @click.option("--pad-max-seconds", type=SECONDS)
 @click.option("--pad-mode", type=click.Choice(["per_gap", "shared", "fixed"]))
 @click.option("--min-rms", type=FiniteFloatRange(min=0))
+@click.option("--align", type=click.Choice(["none", "beats"]), help="beats: also track the train split's beats (puzzle.align).")
 @click.option("--seed", type=SEED, help="Seeds synthetic audio and the fixed puzzle sets (default: the config's).")
 @click.option("--jobs", type=AT_LEAST_ONE, help="Files decoded at once (default: all cores).")
 @click.option(
@@ -252,7 +253,7 @@ def prepare(sources, out, synthetic, duration, track_seconds, tone_method, confi
     from audiosort.config import load_config
     from audiosort.data.prepare import prepare as prepare_corpus, prepare_synthetic
 
-    flags = ("n_chunks", "chunk_seconds", "pad_min_seconds", "pad_max_seconds", "pad_mode", "min_rms")
+    flags = ("n_chunks", "chunk_seconds", "pad_min_seconds", "pad_max_seconds", "pad_mode", "min_rms", "align")
     values = {name: opts.pop(name) for name in flags}
     overrides = [f"puzzle.{name}={value}" for name, value in values.items() if value is not None]
     config = load_config(config_path, overrides)

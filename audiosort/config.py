@@ -31,6 +31,8 @@ from audiosort.errors import ConfigError, InputError
 from audiosort.heads import HEAD_KEYS, HEADS, heads_reading
 
 PAD_MODES = ("per_gap", "shared", "fixed")
+# none: chunk starts anywhere; beats: training chunks start on beats tracked in the train split (audiosort.data.beats).
+ALIGNS = ("none", "beats")
 # raw: every step computes the log-mel front end from the int16 chunks; cached: training reads it from
 # the corpus's feature cache (audiosort.features), puzzles cut on its grid of hop / 4 samples.
 FEATURE_SOURCES = ("raw", "cached")
@@ -95,6 +97,10 @@ class PuzzleConfig:
     pad_mode: str = "per_gap"
     # Reject chunk sets with any chunk quieter than this RMS (full scale = 1.0); 0 disables.
     min_rms: float = 0.0
+    # Training puzzles only (issue 27): none | beats, every chunk starts on a beat tracked in the train split
+    # (CORPUS/beats/train.npz, built by prepare or on the first run), so the gaps are whole beat distances in
+    # [pad_min_seconds, pad_max_seconds]; needs pad_mode per_gap. Val, test and eval puzzles stay unaligned.
+    align: str = "none"
 
     def __post_init__(self):
         _check(self.n_chunks >= 2, "puzzle.n_chunks", self.n_chunks, "must be >= 2")
@@ -108,6 +114,11 @@ class PuzzleConfig:
         )
         _check(self.pad_mode in PAD_MODES, "puzzle.pad_mode", self.pad_mode, f"must be one of {PAD_MODES}")
         _check(self.min_rms >= 0, "puzzle.min_rms", self.min_rms, "must be >= 0")
+        _check(self.align in ALIGNS, "puzzle.align", self.align, f"must be one of {ALIGNS}")
+        _check(
+            self.align == "none" or self.pad_mode == "per_gap", "puzzle.align", self.align,
+            f"needs puzzle.pad_mode per_gap (the beats set every gap), not {self.pad_mode!r}",
+        )
 
 
 @dataclass(frozen=True)
@@ -415,6 +426,11 @@ class Config:
             not views.enabled or 2 * views.edge_mask_seconds < self.puzzle.chunk_seconds,
             "model.views.edge_mask_seconds", views.edge_mask_seconds,
             f"masks the whole chunk at both ends: must be under half of puzzle.chunk_seconds ({self.puzzle.chunk_seconds})",
+        )
+        _check(
+            self.puzzle.align == "none" or not self.model.contrastive.distinct_tracks,
+            "model.contrastive.distinct_tracks", self.model.contrastive.distinct_tracks,
+            "is not built for puzzle.align = 'beats' (which draws its own tracks): turn one off",
         )
         gaps = self.model.gap_regression
         if gaps.weight > 0:

@@ -143,7 +143,7 @@ class FrontEnd:
             An encoder without the log-mel front end, a hop that is not a
             multiple of :data:`PHASES` samples, a chunk that is not a whole
             number of grid steps, augmentation or ``puzzle.min_rms`` (both
-            need the audio), or gaps that hold no grid step.
+            need the audio), ``puzzle.align`` on beats, or gaps that hold no grid step.
         """
         from audiosort.models.encoders import log_mel_layer
 
@@ -155,6 +155,8 @@ class FrontEnd:
             )
         if config.augment.enabled:
             raise ConfigError("data.features = 'cached' cannot augment (augmentation changes the audio): set augment.enabled=false")
+        if config.puzzle.align != "none":
+            raise ConfigError(f"data.features = 'cached' cuts chunks on the hop grid, not on beats: set puzzle.align=none (not {config.puzzle.align!r})")
         if config.puzzle.min_rms > 0:
             raise ConfigError(f"data.features = 'cached' cannot reject quiet chunks: set puzzle.min_rms=0 (not {config.puzzle.min_rms})")
         chunk_samples = round(config.puzzle.chunk_seconds * sample_rate)
@@ -379,16 +381,11 @@ def cache_folder(corpus: Corpus, front: FrontEnd) -> Path:
 def _index(corpus: Corpus, split: str, front: FrontEnd, tracks: TrackTable) -> dict:
     """What the split's index must say: format, settings, the corpus it was computed from, rows per track."""
     rows, first_rows = _rows(tracks, front)
-    shards = sorted({entry["shard"] for entry in corpus.track_entries if entry["split"] == split})
-    stats = {name: os.stat(corpus.path / "audio" / name) for name in shards}
     return {
         "format": FORMAT,
         "front_end": dataclasses.asdict(front),
         # Re-preparing the corpus rewrites its manifest and shards: either change makes the cache stale.
-        "corpus": {
-            "manifest_sha256": hashlib.sha256((corpus.path / "manifest.json").read_bytes()).hexdigest(),
-            "shards": {name: [stat.st_size, stat.st_mtime_ns] for name, stat in stats.items()},
-        },
+        "corpus": corpus.fingerprint(split),
         "rows": int(rows.sum()),
         "tracks": [
             {"id": int(track), "first_row": int(first), "rows": int(count)}

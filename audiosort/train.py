@@ -27,6 +27,7 @@ import numpy as np
 from audiosort import distributed, features, run
 from audiosort.callbacks import EpochLine, StopOnNonFinite, run_callbacks, scored_val
 from audiosort.config import AugmentConfig, Config, n_chunks_schedule
+from audiosort.data import beats
 from audiosort.data.corpus import Corpus
 from audiosort.data.pipeline import prefetched_puzzle_batches
 from audiosort.data.puzzles import Puzzles, PuzzleSpec, TrackTable, relative_starts
@@ -108,6 +109,9 @@ def train(
     # Data: train tracks to cut fresh puzzles from, the fixed val puzzles, the cached front end if asked for.
     corpus = Corpus(config.data.corpus)
     spec, train_tracks = _puzzle_spec(config, corpus)
+    if config.puzzle.align == "beats":
+        # Training puzzles only: val (next) and every scored set stay unaligned, so a gain must transfer to them.
+        train_tracks = dataclasses.replace(train_tracks, beats=beats.open_beats(corpus, "train", train_tracks, echo=echo))
     val, _ = corpus.puzzles_for("val", spec, n_puzzles=config.data.val_puzzles, seed=config.seed)
     cache = None
     if config.data.features == "cached":

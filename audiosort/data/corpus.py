@@ -6,6 +6,8 @@ The corpus folder (DESIGN.md, "Corpus folder")::
     audio/<split>-<k>.npy    1-D int16 shards, tracks laid end to end
     puzzles/val.npz          fixed puzzle sets cut from held-out tracks
     puzzles/test.npz
+    beats/train.npz          the train split's beats, for puzzle.align: beats (audiosort.data.beats)
+    features/<key>/...       the feature cache (audiosort.features)
 
 It is written by :mod:`audiosort.data.prepare`; which track goes to which
 split is :mod:`audiosort.data.splits`.
@@ -13,8 +15,10 @@ split is :mod:`audiosort.data.splits`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -194,6 +198,20 @@ class Corpus:
             return self.puzzle_set(split), True
         rng = np.random.default_rng([seed, ALL_SPLITS.index(split)])
         return make_puzzle_set(self.tracks(split), spec, n_puzzles, rng=rng), False
+
+    def fingerprint(self, split: str) -> dict:
+        """What files computed from ``split`` (a feature cache, beats) record of the corpus they came from.
+
+        The manifest's SHA-256 and the size and modification time of each of
+        the split's shards: preparing the corpus again changes one of them, so
+        such a file is then stale.
+        """
+        shards = sorted({entry["shard"] for entry in self.track_entries if entry["split"] == split})
+        stats = {name: os.stat(self.path / "audio" / name) for name in shards}
+        return {
+            "manifest_sha256": hashlib.sha256((self.path / "manifest.json").read_bytes()).hexdigest(),
+            "shards": {name: [stat.st_size, stat.st_mtime_ns] for name, stat in stats.items()},
+        }
 
     @property
     def puzzle_settings(self) -> dict:

@@ -9,6 +9,7 @@ the output and renamed into place at the end.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -23,6 +24,7 @@ import numpy as np
 from audiosort import _files, audio
 from audiosort.config import DEFAULT_PUZZLES, SEED_RULE, PuzzleConfig, is_valid_seed, to_dict
 from audiosort.data import synthetic
+from audiosort.data.beats import build_beats
 from audiosort.data.corpus import FORMAT, Corpus
 from audiosort.data.puzzles import PuzzleSpec, check_set_size, make_puzzle_set, save_puzzle_set
 from audiosort.data.splits import ALL_SPLITS, OOD_SPLIT, PUZZLE_SPLITS, SPLITS, assign_splits, hold_out
@@ -153,7 +155,9 @@ def prepare(
         Corpus folder to create.
     puzzle : PuzzleConfig
         Settings of the fixed val/test puzzle sets; a track too short for one
-        chunk set of these settings is skipped.
+        chunk set of these settings is skipped. With ``align = "beats"``, the
+        train split's beats are tracked too (:mod:`audiosort.data.beats`),
+        ``jobs`` tracks at once.
     sample_rate : int in [1, 192000]
         Rate of the corpus, in Hz; files are resampled with soxr (HQ). The
         bound is :data:`audiosort.audio.MAX_SAMPLE_RATE`.
@@ -311,7 +315,7 @@ def _build_corpus(
     check_set_size(settings.n_puzzles, spec)
     out = Path(out)
     with _files.new_folder(
-        out, overwrite=overwrite, what="corpus", keep=keep, marker="manifest.json", contents=("features",)
+        out, overwrite=overwrite, what="corpus", keep=keep, marker="manifest.json", contents=("features", "beats")
     ) as tmp:
         try:
             return _write_corpus(
@@ -371,7 +375,9 @@ def _write_corpus(
         "test_sources": list(settings.test_sources),
         "split": split,
         "puzzles": {
-            **to_dict(settings.puzzle), "seed": settings.seed, "count": int(settings.n_puzzles), **_spec_samples(spec)
+            # The fixed sets are never aligned to beats (only training puzzles are): the manifest says how they were cut.
+            **to_dict(dataclasses.replace(settings.puzzle, align="none")), "seed": settings.seed,
+            "count": int(settings.n_puzzles), **_spec_samples(spec),
         },
     }
     summary = PrepareSummary(out=out, sample_rate=sample_rate, skipped=skipped, split=split)
@@ -388,6 +394,8 @@ def _write_corpus(
             puzzles = make_puzzle_set(corpus.tracks(name), spec, settings.n_puzzles, rng=rng)
             save_puzzle_set(tmp / "puzzles" / f"{name}.npz", puzzles)
             summary.puzzles[name] = settings.n_puzzles
+    if settings.puzzle.align == "beats" and summary.tracks["train"]:
+        build_beats(corpus, "train", jobs=jobs)
     return summary
 
 
