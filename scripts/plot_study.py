@@ -47,7 +47,10 @@ METRICS = {"exact": "exact-order accuracy", "tau": "mean Kendall tau"}
 PROBE_ROWS = {
     "encoder": "trained encoder",
     "random_encoder": "random encoder (same size)",
+    "encoder_layers": "trained, all layers",
+    "random_encoder_layers": "random, all layers",
     "logmel_stats": "log-mel statistics",
+    "logmel_projection": "log-mel projection (HEAR)",
     "tempogram": "tempogram",
     "encoder_stats": "encoder + statistics",
     "random_encoder_stats": "random encoder + statistics",
