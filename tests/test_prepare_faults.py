@@ -24,10 +24,14 @@ def _prepare_process(folder, *args, **popen):
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_during_prepare_leaves_no_partial_folder(tmp_path, signum):
-    proc = _prepare_process(tmp_path, "--synthetic", "noise", "--duration", "4h", "--track-seconds", "60", "--jobs", "1", "--out", "corpus")
-    wait_for(lambda: list(tmp_path.glob(".corpus.partial-*/decoded/*.npy")), what="decoded track", process=proc)
-    proc.send_signal(signum)
-    proc.communicate(timeout=HANG)
+    # 24 h of noise: far more than a starved test process could miss the middle of (4 h finished first under load).
+    proc = _prepare_process(tmp_path, "--synthetic", "noise", "--duration", "24h", "--track-seconds", "60", "--jobs", "1", "--out", "corpus")
+    try:
+        wait_for(lambda: list(tmp_path.glob(".corpus.partial-*/decoded/*.npy")), what="decoded track", process=proc)
+        proc.send_signal(signum)
+        proc.communicate(timeout=HANG)
+    finally:
+        proc.kill()
     assert proc.returncode == 128 + signum  # the shell's code for the signal, not 1 (a check found a problem)
     assert list(tmp_path.iterdir()) == []
 

@@ -206,12 +206,16 @@ def test_embed_out_naming_a_folder_and_listen_start_nan_are_one_line(tiny_run, t
 
 @pytest.mark.slow
 def test_ctrl_c_exits_130_without_a_traceback(music_corpus, tmp_path):
-    command = [sys.executable, "-m", "audiosort.cli", *train_args(music_corpus, tmp_path, "--set", "train.epochs=50")]
+    # Epochs enough that no delay in this process lets the run finish before the signal (50 did under load).
+    command = [sys.executable, "-m", "audiosort.cli", *train_args(music_corpus, tmp_path, "--set", "train.epochs=100000")]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert process.stdout.readline().startswith("training on ")
-    wait_for((tmp_path / "tiny" / "history.csv").exists, what="first epoch", process=process)
-    process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=120)
+    try:
+        assert process.stdout.readline().startswith("training on ")
+        wait_for((tmp_path / "tiny" / "history.csv").exists, what="first epoch", process=process)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
     assert process.returncode == 130, stderr[-2000:]
     assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == "Error: interrupted"
 
