@@ -6,7 +6,7 @@
 Run from the repository root. The commands run in order and stop at the first
 that fails; a step whose output is already there (the prepared corpus, a run
 with ``metrics.json``, an eval report, a probe set) is skipped, so an
-interrupted study goes on where it stopped. The instrument and pitch probe sets
+interrupted study goes on where it stopped (a run it left unfinished is resumed). The instrument and pitch probe sets
 need fluidsynth and a General MIDI sound font (``apt-get install fluidsynth
 fluid-soundfont-gm``, as root).
 
@@ -115,12 +115,22 @@ def _group_pattern() -> str:
                           check=True).stdout.strip()
 
 
+def _resuming(command: list[str]) -> list[str]:
+    """A training whose run folder an interrupted study left started but unfinished continues: ``--resume``."""
+    if command[:2] != ["audiosort", "train"]:
+        return command
+    name = next(arg.removeprefix("name=") for arg in command if arg.startswith("name="))
+    started = run_folder.config_path(RUNS_DIR / name).exists() and not run_folder.stage_done(RUNS_DIR / name, "train")
+    return [*command, "--resume"] if started else command
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--music", type=Path, default=Path("/tmp/music"), help="Where fetch_music.sh puts the soundtracks.")
     parser.add_argument("--dry-run", action="store_true", help="Print the commands, run nothing.")
     args = parser.parse_args(argv)
     for command, done in commands(args.music):
+        command = _resuming(command)
         line = shlex.join(command)
         if done is not None and done():
             print(f"# done: {line}", flush=True)

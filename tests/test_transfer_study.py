@@ -56,3 +56,14 @@ def test_transfer_md_reproduces_with_the_script():
     block = text.split("## How to reproduce", 1)[1].split("```", 2)[1]
     assert "python scripts/transfer_study.py" in block
     assert "audiosort train" not in block  # the runs are named in one place: the script
+
+
+def test_a_run_the_study_left_unfinished_is_resumed(monkeypatch, tmp_path):
+    monkeypatch.chdir(ROOT)
+    steps = STUDY["commands"](Path("/tmp/music"))
+    monkeypatch.chdir(tmp_path)  # the study's runs/ is relative: here, one run started and left unfinished
+    (tmp_path / "runs" / "short-s0").mkdir(parents=True)
+    (tmp_path / "runs" / "short-s0" / "config.yaml").write_text("name: short-s0\n")
+    trains = [STUDY["_resuming"](command) for command, _ in steps if command[1] == "train"]
+    resumed = [command for command in trains if command[-1] == "--resume"]
+    assert [command[command.index("--set") + 1] for command in resumed] == ["name=short-s0"]
