@@ -17,10 +17,10 @@ import keras
 import numpy as np
 
 from audiosort import run
-from audiosort.pcm import to_int16
 from audiosort.config import Config
 from audiosort.data.puzzles import Puzzles
 from audiosort.metrics import PuzzleScores
+from audiosort.pcm import to_int16
 from audiosort.predict import score_predictions, to_position_scores
 
 # Group folds of the online probe: fewer than the 5 of `audiosort probe`, as it runs every epoch.
