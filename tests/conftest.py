@@ -1,6 +1,7 @@
 """Shared fixtures: tiny corpora made by the synthetic generators, and a tiny trained run, in tmp folders."""
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -99,6 +100,12 @@ def run_under_jax(code, *, timeout=300):
 
 # Long enough that only a hang reaches it, never a slow run on a loaded machine: no test asserts a duration.
 HANG_SECONDS = 900
+
+
+def default_sigint():
+    """``preexec_fn`` for a child that must take Ctrl-C: a shell's background job (``cmd &``) inherits SIGINT
+    ignored, and Python then leaves it ignored, so the child would never see the signal a test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for(event, *, what, process=None):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run, wait_for
+from conftest import default_sigint, run, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 HANG = 600  # seconds: only a hang gets this far
@@ -24,8 +24,8 @@ def _prepare_process(folder, *args, **popen):
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_during_prepare_leaves_no_partial_folder(tmp_path, signum):
-    # 24 h of noise: far more than a starved test process could miss the middle of (4 h finished first under load).
-    proc = _prepare_process(tmp_path, "--synthetic", "noise", "--duration", "24h", "--track-seconds", "60", "--jobs", "1", "--out", "corpus")
+    proc = _prepare_process(tmp_path, "--synthetic", "noise", "--duration", "4h", "--track-seconds", "60", "--jobs", "1", "--out", "corpus",
+                            preexec_fn=default_sigint)
     try:
         wait_for(lambda: list(tmp_path.glob(".corpus.partial-*/decoded/*.npy")), what="decoded track", process=proc)
         proc.send_signal(signum)

@@ -18,7 +18,7 @@ from audiosort import _files, hear
 from audiosort import run as run_module
 from audiosort.errors import InputError
 from audiosort.metrics import PuzzleScores
-from conftest import TINY_TRAIN, assert_one_line_error, run, wait_for, write_music_files
+from conftest import TINY_TRAIN, assert_one_line_error, default_sigint, run, wait_for, write_music_files
 
 HOSTILE_NAMES = ["", ".", "..", "../x", "/abs", "a/b", "a\\b", "../../etc", ".hidden", "x/.."]
 
@@ -206,9 +206,8 @@ def test_embed_out_naming_a_folder_and_listen_start_nan_are_one_line(tiny_run, t
 
 @pytest.mark.slow
 def test_ctrl_c_exits_130_without_a_traceback(music_corpus, tmp_path):
-    # Epochs enough that no delay in this process lets the run finish before the signal (50 did under load).
-    command = [sys.executable, "-m", "audiosort.cli", *train_args(music_corpus, tmp_path, "--set", "train.epochs=100000")]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = [sys.executable, "-m", "audiosort.cli", *train_args(music_corpus, tmp_path, "--set", "train.epochs=50")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     try:
         assert process.stdout.readline().startswith("training on ")
         wait_for((tmp_path / "tiny" / "history.csv").exists, what="first epoch", process=process)
