@@ -494,42 +494,38 @@ def log_mel(y: np.ndarray, *, sample_rate: int) -> np.ndarray:
     return np.log(mel + LOGMEL_FLOOR).astype(np.float32)
 
 
-def logmel_stats(y: np.ndarray, *, sample_rate: int) -> np.ndarray:
+def logmel_stats(mel: np.ndarray) -> np.ndarray:
     """Mean, standard deviation and maximum over time of each log-mel band: the baseline features.
 
     Parameters
     ----------
-    y : np.ndarray [shape=(n_samples,), dtype=float32]
-        Mono audio in [-1, 1].
-    sample_rate : int > 0
-        Hz (see :func:`log_mel`).
+    mel : np.ndarray [shape=(LOGMEL_BANDS, n_frames), dtype=float32]
+        A clip's :func:`log_mel`.
 
     Returns
     -------
     features : np.ndarray [shape=(3 * LOGMEL_BANDS,), dtype=float32]
         The 64 band means, then their standard deviations, then their maxima (:func:`time_statistics`).
     """
-    return time_statistics(log_mel(y, sample_rate=sample_rate).T)
+    return time_statistics(mel.T)
 
 
-def logmel_projection(y: np.ndarray, projection: np.ndarray, *, sample_rate: int) -> np.ndarray:
+def logmel_projection(mel: np.ndarray, projection: np.ndarray) -> np.ndarray:
     """HEAR 2021's naive baseline: each log-mel frame through a fixed random projection, pooled over time.
 
     Parameters
     ----------
-    y : np.ndarray [shape=(n_samples,), dtype=float32]
-        Mono audio in [-1, 1].
+    mel : np.ndarray [shape=(LOGMEL_BANDS, n_frames), dtype=float32]
+        A clip's :func:`log_mel`.
     projection : np.ndarray [shape=(LOGMEL_PROJECTION_DIMS, LOGMEL_BANDS), dtype=float32]
         See :func:`random_projection`.
-    sample_rate : int > 0
-        Hz (see :func:`log_mel`).
 
     Returns
     -------
     features : np.ndarray [shape=(3 * LOGMEL_PROJECTION_DIMS,), dtype=float32]
         Mean, standard deviation and maximum over frames of each projected value.
     """
-    return time_statistics(log_mel(y, sample_rate=sample_rate).T @ projection.T)
+    return time_statistics(mel.T @ projection.T)
 
 
 def random_projection(*, seed: int) -> np.ndarray:
@@ -543,15 +539,15 @@ def random_projection(*, seed: int) -> np.ndarray:
     return (rng.standard_normal((LOGMEL_PROJECTION_DIMS, LOGMEL_BANDS)) / np.sqrt(LOGMEL_BANDS)).astype(np.float32)
 
 
-def tempogram(y: np.ndarray, *, sample_rate: int) -> np.ndarray:
+def tempogram(mel: np.ndarray, *, sample_rate: int) -> np.ndarray:
     """A clip-long tempogram: the autocorrelation of onset strength, the no-learning baseline of tempo.
 
     Parameters
     ----------
-    y : np.ndarray [shape=(n_samples,), dtype=float32]
-        Mono audio in [-1, 1].
+    mel : np.ndarray [shape=(LOGMEL_BANDS, n_frames), dtype=float32]
+        A clip's :func:`log_mel`.
     sample_rate : int > 0
-        Hz (see :func:`log_mel`).
+        Hz, the clip's (see :func:`log_mel`).
 
     Returns
     -------
@@ -561,7 +557,7 @@ def tempogram(y: np.ndarray, *, sample_rate: int) -> np.ndarray:
         divided by its value at lag 0 (so loudness does not count); zero at
         lags the clip is too short for, and everywhere for a clip without onsets.
     """
-    decibels = log_mel(y, sample_rate=sample_rate) * (10 / np.log(10))
+    decibels = mel * (10 / np.log(10))
     onsets = librosa.onset.onset_strength(S=decibels, sr=sample_rate, hop_length=round(LOGMEL_HOP_SECONDS * sample_rate))
     correlation = librosa.autocorrelate(onsets, max_size=TEMPOGRAM_LAGS + 1)
     features = np.zeros(TEMPOGRAM_LAGS, dtype=np.float32)
@@ -893,9 +889,10 @@ def _features(clips: list, readers: dict, projection: np.ndarray, *, sample_rate
         pcm = audio.to_int16(y)
         for row, (model, reader) in readers.items():
             columns[f"{row}_layers"].append(encoder_layer_statistics(reader, model, pcm))
-        columns["logmel_stats"].append(logmel_stats(y, sample_rate=sample_rate))
-        columns["logmel_projection"].append(logmel_projection(y, projection, sample_rate=sample_rate))
-        columns["tempogram"].append(tempogram(y, sample_rate=sample_rate))
+        mel = log_mel(y, sample_rate=sample_rate)  # once: the three baselines read the same frames
+        columns["logmel_stats"].append(logmel_stats(mel))
+        columns["logmel_projection"].append(logmel_projection(mel, projection))
+        columns["tempogram"].append(tempogram(mel, sample_rate=sample_rate))
     columns = {name: np.stack(values) for name, values in columns.items()}
     for row, (model, _) in readers.items():
         # The embedding is the last layer read: its pooled values are the row's own features.
