@@ -240,20 +240,14 @@ def run_in_use(run_dir: str | Path, *, exclusive: bool = False) -> Iterator[Path
     except OSError as e:
         raise InputError(f"no run folder at {run_dir} ({e.strerror or e})") from None
     try:
-        if exclusive:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise InputError(
-                    f"run folder {run_dir} is in use (an eval or probe of it is running); wait for it to end"
-                ) from None
-        else:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise InputError(
-                    f"run folder {run_dir} is in use (it is being trained or replaced); wait for it to end"
-                ) from None
+        mode, holder = (fcntl.LOCK_EX, "an eval or probe of it is running") if exclusive else (
+            fcntl.LOCK_SH, "it is being trained or replaced"
+        )
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(f"run folder {run_dir} is in use ({holder}); wait for it to end") from None
+        if not exclusive:
             try:
                 now = os.stat(run_dir)
             except OSError:
