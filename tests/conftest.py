@@ -98,6 +98,17 @@ def run_under_jax(code, *, timeout=300):
     return result.stdout
 
 
+def numbers_under_jax(module, expression):
+    """``expression`` evaluated among test module ``module``'s names in a fresh JAX process (checked to be JAX):
+    the numbers it returns, a tuple of floats."""
+    out = run_under_jax(
+        f"import keras, {module}\n"
+        "assert keras.backend.backend() == 'jax'\n"
+        f"print(*eval({expression!r}, vars({module})))\n"
+    )
+    return tuple(float(x) for x in out.strip().splitlines()[-1].split())
+
+
 # Long enough that only a hang reaches it, never a slow run on a loaded machine: no test asserts a duration.
 HANG_SECONDS = 900
 

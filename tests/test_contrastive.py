@@ -19,7 +19,7 @@ from audiosort.models import build_feature_model, build_model
 from audiosort.models.objectives import SamePuzzleContrast, same_puzzle_contrastive_loss
 from audiosort.train import train
 from audiosort.train import train_batches
-from conftest import TINY_TRAIN, assert_one_line_error, run, run_under_jax
+from conftest import TINY_TRAIN, assert_one_line_error, numbers_under_jax, run
 from test_models import CHUNK_SAMPLES, SAMPLE_RATE, random_chunks, tiny_model_config
 
 
@@ -143,13 +143,7 @@ def test_training_with_the_auxiliary_pulls_each_puzzles_chunks_together():
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
 def test_training_with_the_auxiliary_pulls_chunks_together_under_jax_too():
-    out = run_under_jax(
-        "from test_contrastive import trained_contrast\n"
-        "import keras\n"
-        "assert keras.backend.backend() == 'jax'\n"
-        "print(trained_contrast(0.0), trained_contrast(1.0))\n"
-    )
-    without, with_it = (float(x) for x in out.split()[-2:])
+    without, with_it = numbers_under_jax("test_contrastive", "(trained_contrast(0.0), trained_contrast(1.0))")
     assert with_it < 0.6 * without, (with_it, without)
 
 

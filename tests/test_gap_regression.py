@@ -19,7 +19,7 @@ from audiosort.heads import HEADS
 from audiosort.models import build_gap_twin, build_model
 from audiosort.models.auxiliary import GapRegression
 from audiosort.train import train
-from conftest import TINY_TRAIN, run_under_jax
+from conftest import TINY_TRAIN, numbers_under_jax
 from test_models import SAMPLE_RATE, random_chunks, tiny_model_config
 
 # 3 chunks of 50 ms, gaps of 0-100 ms: spans up to 350 ms, in tracks of 0.6 s.
@@ -143,13 +143,7 @@ def test_training_the_twin_teaches_the_embeddings_the_gaps():
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
 def test_training_the_twin_teaches_the_gaps_under_jax_too():
-    out = run_under_jax(
-        "from test_gap_regression import trained_gap_error\n"
-        "import keras\n"
-        "assert keras.backend.backend() == 'jax'\n"
-        "print(*trained_gap_error())\n"
-    )
-    before, after, variance = (float(x) for x in out.split()[-3:])
+    before, after, variance = numbers_under_jax("test_gap_regression", "trained_gap_error()")
     assert after < before and after < 0.3 * variance, (before, after, variance)
 
 

@@ -19,7 +19,7 @@ from audiosort.models.layers import CrossSimilarity
 from audiosort.models.sorters import CROSS_SIMILARITY_FILTERS, CROSS_SIMILARITY_UNITS, build_sorter, join_scores
 from audiosort.run import load_encoder, load_run_model
 from audiosort.train import train
-from conftest import TINY_TRAIN, run_under_jax
+from conftest import TINY_TRAIN, numbers_under_jax
 
 SAMPLE_RATE = 16000
 CHUNK_SAMPLES = 8000
@@ -181,11 +181,5 @@ def one_step_with_both_cues() -> tuple[float, float]:
 def test_both_cues_train_under_tensorflow_and_jax():
     loss, period = one_step_with_both_cues()
     assert np.isfinite(loss) and period == pytest.approx(0.1)
-    out = run_under_jax(
-        "from test_music_cues import one_step_with_both_cues\n"
-        "import keras\n"
-        "assert keras.backend.backend() == 'jax'\n"
-        "print(*one_step_with_both_cues())\n"
-    )
-    jax_loss, jax_period = (float(x) for x in out.split()[-2:])
+    jax_loss, jax_period = numbers_under_jax("test_music_cues", "one_step_with_both_cues()")
     assert np.isfinite(jax_loss) and jax_period == pytest.approx(0.1)
