@@ -69,7 +69,7 @@ from audiosort.sanity import (
     sanity_puzzles,
     sanity_tracks,
 )
-from audiosort.train import compiled_feature_model, compiled_gap_twin, compiled_model, fit, train_batches
+from audiosort.train import compiled_feature_model, compiled_model, compiled_training_twin, fit, train_batches
 from audiosort.verdicts import ALPHA, DatasetResult, Verdicts, p_text, neighbours_and_p, score_dataset, tau_and_p
 
 # 400 steps of the config's batch: enough for the small waveform models of the tests to learn
@@ -323,9 +323,9 @@ def audit(
 def _train_on_sanity_audio(config: Config, spec: PuzzleSpec, kind: str, *, steps: int, seed: int) -> keras.Model:
     """A fresh model of ``config`` fitted for ``steps`` batches of puzzles from the kind's train tracks."""
     tracks, rng, _ = sanity_tracks(kind, sample_rate=config.data.sample_rate, seed=seed, split="train")
-    cached, gaps = config.data.features == "cached", config.model.gap_regression.weight > 0
+    cached, twin = config.data.features == "cached", config.model.training_twin
     model, encoder = compiled_model(
-        config, spec, sample_rate=config.data.sample_rate, total_steps=steps, compile=not cached and not gaps
+        config, spec, sample_rate=config.data.sample_rate, total_steps=steps, compile=not cached and not twin
     )
     batch_size = config.train.batch_size
     try:
@@ -335,11 +335,11 @@ def _train_on_sanity_audio(config: Config, spec: PuzzleSpec, kind: str, *, steps
             fitted = compiled_feature_model(model, encoder, config, total_steps=steps)
             batches = features.cached_puzzle_batches(cache, spec, batch_size, rng=rng, edges=config.model.sorter.seam)
         else:
-            fitted = compiled_gap_twin(model, config, spec, total_steps=steps) if gaps else model
+            fitted = compiled_training_twin(model, config, spec, total_steps=steps) if twin else model
             # model.contrastive.distinct_tracks is left off: the SANITY_TRACKS tracks are fewer than a batch, and
             # one sanity kind's tracks are draws of one process, with no identity for the loss to tell apart.
             batches = train_batches(
-                tracks, spec, batch_size, rng=rng, augment=config.augment, sample_rate=config.data.sample_rate, offsets=gaps
+                tracks, spec, batch_size, rng=rng, augment=config.augment, sample_rate=config.data.sample_rate, offsets=twin
             )
         fit(fitted, batches, batch_size=batch_size, epochs=1, steps_per_epoch=steps)
     except InputError as e:

@@ -309,6 +309,32 @@ class GapRegressionConfig:
 
 
 @dataclass(frozen=True)
+class EmbeddingsOnlyConfig:
+    """A training-only loss: the pairwise seam head sorts every puzzle a second time with its seam muted.
+
+    The seam term (``model.sorter.seam``) gives the sorter the chunks' edges for free, and the encoder learns
+    what the seam leaves over, not how to sort (issue 27, lever 2: "make the encoder carry order on its own").
+    This adds ``weight`` times the row cross-entropy of the same head's order marginals computed from the
+    embeddings alone (the head's join scores without the seam, :func:`audiosort.models.sorters.join_scores`),
+    on every training puzzle: what ``scripts/mute_seam.py`` scores after training is what this trains.
+    ``stop_gradient`` goes further: the seam model's own loss no longer reaches the encoder, which learns
+    sorting from the embeddings-only loss alone (and from the other auxiliary losses), while the head learns
+    from both. The labels reach the loss through a training twin of the model; model.keras is built without it.
+    """
+
+    weight: float = 0.0  # added to the sorting loss with this factor; 0 = off (the model is built exactly as without it)
+    # the seam model's loss trains the head but not the encoder (a stop-gradient on the embeddings it reads)
+    stop_gradient: bool = False
+
+    def __post_init__(self):
+        _check(self.weight >= 0, "model.embeddings_only.weight", self.weight, "must be >= 0")
+        _check(
+            not self.stop_gradient or self.weight > 0, "model.embeddings_only.stop_gradient", self.stop_gradient,
+            "needs model.embeddings_only.weight > 0 (else no sorting loss would reach the encoder)",
+        )
+
+
+@dataclass(frozen=True)
 class ViewsConfig:
     """Each chunk under its own view on the encoder's path only (issue 27, :mod:`audiosort.models.views`); off by default.
 
@@ -337,12 +363,24 @@ class ModelConfig:
     views: ViewsConfig = field(default_factory=ViewsConfig)
     spectral_targets: SpectralTargetsConfig = field(default_factory=SpectralTargetsConfig)
     gap_regression: GapRegressionConfig = field(default_factory=GapRegressionConfig)
+    embeddings_only: EmbeddingsOnlyConfig = field(default_factory=EmbeddingsOnlyConfig)
 
     def __post_init__(self):
+        if self.embeddings_only.weight > 0:
+            _check(
+                self.sorter.type == "pairwise" and self.sorter.seam and not self.sorter.cross_similarity,
+                "model.embeddings_only.weight", self.embeddings_only.weight,
+                "needs model.sorter.type 'pairwise' with model.sorter.seam: true and without cross_similarity",
+            )
         _check(
             not self.sorter.cross_similarity or self.encoder.type != "mlp", "model.sorter.cross_similarity", True,
             "needs an encoder with frames, not model.encoder.type 'mlp'",
         )
+
+    @property
+    def training_twin(self) -> bool:
+        """Whether ``fit`` trains a twin of the model fed each chunk's offset (gap regression, the embeddings-only loss)."""
+        return self.gap_regression.weight > 0 or self.embeddings_only.weight > 0
 
 
 @dataclass(frozen=True)
@@ -443,6 +481,10 @@ class Config:
                 self.data.features == "raw", "model.gap_regression.weight", gaps.weight,
                 "needs data.features = 'raw' (the cached feature stream carries no chunk starts)",
             )
+        _check(
+            self.model.embeddings_only.weight == 0 or self.data.features == "raw", "model.embeddings_only.weight",
+            self.model.embeddings_only.weight, "needs data.features = 'raw' (its training twin reads the audio)",
+        )
 
 
 RUN_NAME_RULE = (

@@ -34,7 +34,7 @@ from audiosort.data.puzzles import Puzzles, PuzzleSpec, TrackTable, relative_sta
 from audiosort.device import clear_keras_state, describe_device, precision_policy
 from audiosort.errors import AudiosortError, ConfigError, InputError
 from audiosort.heads import get_head
-from audiosort.models import build_feature_model, build_gap_twin, build_model
+from audiosort.models import build_feature_model, build_model, build_training_twin
 from audiosort.models.front_end import front_end_inputs
 
 
@@ -118,8 +118,10 @@ def train(
         if n_workers > 1:
             raise ConfigError("data.features = 'cached' is not supported by multi-worker training; use raw")
         cache = features.open_feature_cache(corpus, "train", features.FrontEnd.from_config(config), echo=echo)
-    if n_workers > 1 and config.model.gap_regression.weight > 0:
-        raise ConfigError("model.gap_regression is not supported by multi-worker training; set its weight to 0")
+    if n_workers > 1 and config.model.training_twin:
+        raise ConfigError(
+            "model.gap_regression and model.embeddings_only are not supported by multi-worker training; set their weights to 0"
+        )
     # Before any other TensorFlow op: MultiWorkerMirroredStrategy configures the runtime's collective ops.
     strategy = strategy or distributed.default_strategy()
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
@@ -176,22 +178,23 @@ def _train_in(
     feature twin of the full model (:func:`audiosort.models.build_feature_model`),
     whose layers are the full model's: val is scored by the full model on its
     audio, and Keras's val loss on the twin with val's front end computed by the full model's layers.
-    With ``model.gap_regression``, it is the gap twin (:func:`compiled_gap_twin`),
-    fed the chunks' offsets beside them; its val loss is the full model's.
+    With ``model.gap_regression`` or ``model.embeddings_only``, it is the
+    training twin (:func:`compiled_training_twin`), fed the chunks' offsets
+    beside them; its val loss is the full model's.
     """
     batch_size, steps_per_epoch = config.train.batch_size, config.train.steps_per_epoch
     total_steps = config.train.epochs * steps_per_epoch
     # Model, compiled for training.
-    gaps = config.model.gap_regression.weight > 0
+    twin = config.model.training_twin
     model, encoder = compiled_model(
-        config, spec, sample_rate=sample_rate, total_steps=total_steps, strategy=strategy, compile=cache is None and not gaps
+        config, spec, sample_rate=sample_rate, total_steps=total_steps, strategy=strategy, compile=cache is None and not twin
     )
     fitted, val_inputs = model, None
     if cache is not None:
         fitted = compiled_feature_model(model, encoder, config, total_steps=total_steps)
         val_inputs = front_end_inputs(model, encoder, val.chunks, batch_size=batch_size)
-    elif gaps:
-        fitted = compiled_gap_twin(model, config, spec, total_steps=total_steps, strategy=strategy)
+    elif twin:
+        fitted = compiled_training_twin(model, config, spec, total_steps=total_steps, strategy=strategy)
         val_inputs = (val.chunks, relative_starts(val.starts))
     device, precision = describe_device(), keras.mixed_precision.dtype_policy().name
     echo(f"training on {keras.backend.backend()}, {device}, precision {precision}")
@@ -216,7 +219,7 @@ def _train_in(
         if cache is None:
             batches = train_batches(
                 train_tracks, phase_spec, batch_size, rng=rng, augment=config.augment, sample_rate=sample_rate,
-                distinct_tracks=distinct_tracks, offsets=gaps,
+                distinct_tracks=distinct_tracks, offsets=twin,
             )
         else:
             batches = features.cached_puzzle_batches(
@@ -289,8 +292,8 @@ def train_batches(
     batch with its own generator spawned from ``rng``): training batches only,
     never val, test or eval. ``distinct_tracks``
     (``model.contrastive.distinct_tracks``): no two puzzles of a batch from
-    one track. ``offsets`` (``model.gap_regression``): batches
-    ``((chunks, offsets), order)`` for the gap twin (:func:`compiled_gap_twin`).
+    one track. ``offsets`` (``model.gap_regression``, ``model.embeddings_only``): batches
+    ``((chunks, offsets), order)`` for the training twin (:func:`compiled_training_twin`).
     """
     return prefetched_puzzle_batches(
         tracks, spec, batch_size, rng=rng, augment=augment, sample_rate=sample_rate,
@@ -430,17 +433,17 @@ def compiled_feature_model(model: keras.Model, encoder: keras.Model, config: Con
     return twin
 
 
-def compiled_gap_twin(model: keras.Model, config: Config, spec: PuzzleSpec, *, total_steps: int, strategy=None) -> keras.Model:
-    """The gap twin of ``model`` (:func:`audiosort.models.build_gap_twin`), compiled as ``train`` compiles a model.
+def compiled_training_twin(model: keras.Model, config: Config, spec: PuzzleSpec, *, total_steps: int, strategy=None) -> keras.Model:
+    """The training twin of ``model`` (:func:`audiosort.models.build_training_twin`), compiled as ``train`` compiles a model.
 
     Built from a ``model`` made by :func:`compiled_model` with ``compile=False``:
     the twin owns the optimizer, and training it trains ``model``'s layers and
-    the gap head, which only the twin (and its checkpoints) holds. The
+    the gap head, which only the twin (and its checkpoints) holds. The gap
     target's scale is ``spec``'s gap range.
     """
     with strategy.scope() if strategy else contextlib.nullcontext():
-        twin = build_gap_twin(
-            model, config.model.gap_regression, pad_min_samples=spec.pad_min_samples, pad_max_samples=spec.pad_max_samples
+        twin = build_training_twin(
+            model, config.model, pad_min_samples=spec.pad_min_samples, pad_max_samples=spec.pad_max_samples
         )
         compile_for_training(twin, config, total_steps=total_steps)
     return twin

@@ -16,7 +16,7 @@ from audiosort.data.pipeline import prefetched_puzzle_batches
 from audiosort.data.puzzles import PuzzleSpec, TrackTable, puzzle_batches, relative_starts, sample_puzzles
 from audiosort.errors import ConfigError
 from audiosort.heads import HEADS
-from audiosort.models import build_gap_twin, build_model
+from audiosort.models import build_model, build_training_twin
 from audiosort.models.auxiliary import GapRegression
 from audiosort.train import train
 from conftest import TINY_TRAIN, numbers_under_jax
@@ -35,7 +35,7 @@ def built(weight: float, seed: int = 0):
     model, _ = build_model(gap_config(weight), n_chunks=3, chunk_samples=SPEC.chunk_samples, sample_rate=SAMPLE_RATE)
     if weight == 0:
         return model, None
-    twin = build_gap_twin(model, gap_config(weight).gap_regression, pad_min_samples=SPEC.pad_min_samples, pad_max_samples=SPEC.pad_max_samples)
+    twin = build_training_twin(model, gap_config(weight), pad_min_samples=SPEC.pad_min_samples, pad_max_samples=SPEC.pad_max_samples)
     return model, twin
 
 

@@ -7,11 +7,11 @@ under the TensorFlow and JAX backends alike.
 """
 
 from audiosort.models import layers, objectives, views
-from audiosort.models.build import NORMALIZATIONS, build_feature_model, build_gap_twin, build_model
+from audiosort.models.build import NORMALIZATIONS, build_feature_model, build_model, build_training_twin
 from audiosort.models.encoders import ENCODERS, build_encoder
 from audiosort.models.sorters import build_sorter
 
 __all__ = [
-    "ENCODERS", "NORMALIZATIONS", "build_encoder", "build_feature_model", "build_gap_twin", "build_model", "build_sorter",
+    "ENCODERS", "NORMALIZATIONS", "build_encoder", "build_feature_model", "build_model", "build_sorter", "build_training_twin",
     "layers", "objectives",
 ]

@@ -28,7 +28,12 @@ joins the training loss; prediction and evaluation never compute it.
 (issue 27, lever 5): how far apart in time two consecutive chunks are, read
 off their two embeddings (TemporalGap, Jenni et al. 2020). Its target comes
 from the puzzle's starts, which the saved model never takes: it lives in a
-training twin of the model (:func:`audiosort.models.build.build_gap_twin`).
+training twin of the model (:func:`audiosort.models.build.build_training_twin`).
+
+:class:`EmbeddingsOnlyOrder` (issue 27, lever 2) asks the pairwise seam head
+to sort every training puzzle a second time from the embeddings alone, its
+seam muted, so that the encoder must carry order itself; it needs the true
+order, which comes to it through the same twin.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from audiosort.models.layers import PermutationMarginals
 from audiosort.pcm import INT16_SCALE
 from audiosort.spectra import chroma_filterbank, mel_filterbank
 
@@ -284,4 +290,63 @@ class GapRegression(keras.layers.Layer):
             chunk_samples=self.chunk_samples, pad_min_samples=self.pad_min_samples, pad_max_samples=self.pad_max_samples,
             weight=self.weight, hidden_units=self.hidden_units,
         )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="audiosort")
+class EmbeddingsOnlyOrder(keras.layers.Layer):
+    """Identity on the model's output that, in training, adds ``weight`` times the sorting loss of the embeddings alone.
+
+    Inputs ``[outputs, successor (B, n, n, 1), first (B, n, 1), last (B, n, 1),
+    offsets (B, n) int32]``: the sorting model's output (returned unchanged),
+    the pairwise head's join scores computed from the chunk embeddings
+    without the seam term (:func:`audiosort.models.sorters.join_scores`
+    without edges), and each slot's chunk start from its puzzle's earliest,
+    in samples (:func:`audiosort.data.puzzles.relative_starts`), whose ranks
+    are the true order. In training, the join scores become position
+    log-probabilities over all n! orders (:class:`PermutationMarginals`, as the
+    head itself does), and ``weight`` times their row cross-entropy against
+    the true order (nats per slot, the head's ``rows`` loss) is added with
+    ``add_loss``. Prediction and evaluation compute nothing.
+
+    Parameters
+    ----------
+    n_chunks : int in [2, 7]
+        Slots per puzzle, n.
+    weight : float > 0
+        Factor of the loss in the training objective (``model.embeddings_only.weight``).
+    """
+
+    def __init__(self, n_chunks, weight, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        if not weight > 0:
+            raise ValueError(f"EmbeddingsOnlyOrder: weight = {weight!r} must be > 0")
+        self.n_chunks = int(n_chunks)
+        self.weight = float(weight)
+        self.marginals = PermutationMarginals(self.n_chunks, name="embeddings_only_marginals")
+
+    def build(self, input_shapes):
+        n = self.n_chunks
+        self.marginals.build([(None, n, n), (None, n), (None, n)])
+
+    def call(self, inputs, training=None):
+        outputs, successor, first, last, offsets = inputs
+        if training:
+            self.add_loss(self.weight * ops.mean(self.slot_cross_entropy(successor, first, last, offsets)))
+        return outputs
+
+    def slot_cross_entropy(self, successor, first, last, offsets):
+        """Minus the log-probability of each slot's true position under the embeddings alone: ``(B, n)`` float32, nats."""
+        n = self.n_chunks
+        log_probs = self.marginals([ops.reshape(successor, (-1, n, n)), ops.reshape(first, (-1, n)), ops.reshape(last, (-1, n))])
+        order = ops.argsort(ops.argsort(offsets, axis=-1), axis=-1)  # (B, n): each slot's temporal position
+        return -ops.take_along_axis(log_probs, ops.cast(order, "int32")[:, :, None], axis=-1)[..., 0]
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[0]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(n_chunks=self.n_chunks, weight=self.weight)
         return config

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import keras
 
-from audiosort.config import GapRegressionConfig, ModelConfig, SorterConfig
+from audiosort.config import ModelConfig, SorterConfig
 from audiosort.errors import ConfigError
 from audiosort.heads import OUTPUT_LAYERS, get_head, head_of, model_name
-from audiosort.models.auxiliary import GapRegression, SpectralTargets
+from audiosort.models.auxiliary import EmbeddingsOnlyOrder, GapRegression, SpectralTargets
 from audiosort.models.encoders import build_encoder, encoder_with_frames
-from audiosort.models.layers import EdgeLogMel, FoldSlots, Int16ToFloat, RowLogSoftmax, Sinkhorn, UnfoldSlots
+from audiosort.models.layers import EdgeLogMel, FoldSlots, Int16ToFloat, RowLogSoftmax, Sinkhorn, StopGradient, UnfoldSlots
 from audiosort.models.objectives import SamePuzzleContrast
-from audiosort.models.sorters import build_sorter
+from audiosort.models.sorters import build_sorter, join_scores
 from audiosort.models.views import ChunkViews
 from audiosort.spectra import EDGE_SECONDS
 
@@ -119,6 +119,9 @@ def build_model(model_cfg: ModelConfig, *, n_chunks: int, chunk_samples: int, sa
         embeddings = SamePuzzleContrast(
             contrastive.weight, contrastive.temperature, contrastive.projection_units, name="same_puzzle_contrast"
         )(embeddings)
+    if model_cfg.embeddings_only.stop_gradient:
+        # The seam model's loss trains the head, not the encoder; the training twin's embeddings-only loss trains both.
+        embeddings = StopGradient(name="sorter_stop_gradient")(embeddings)
     if sorter_cfg.seam:
         # The seam term's fixed front end reads the raw chunks' flush edges, which the encoder's frames miss.
         audio = Int16ToFloat(dtype="float32", name="seam_int16_to_float")(FoldSlots(name="seam_fold_slots")(chunks))
@@ -194,25 +197,28 @@ def build_feature_model(model: keras.Model, encoder: keras.Model) -> keras.Model
     return keras.Model(inputs, output, name=model.name)
 
 
-def build_gap_twin(model: keras.Model, gap_regression: GapRegressionConfig, *, pad_min_samples: int, pad_max_samples: int) -> keras.Model:
-    """The training twin of ``model`` for ``model.gap_regression``: the same layers, plus the chunks' offsets and the gap head.
+def build_training_twin(model: keras.Model, model_cfg: ModelConfig, *, pad_min_samples: int, pad_max_samples: int) -> keras.Model:
+    """The training twin of ``model`` for the losses that read each chunk's start: the same layers, plus the offsets and those heads.
 
-    The gap head's target is each chunk's start, which a sorting model must
-    never take (it would be the answer) and a saved model should not ask
-    for. So ``model`` (saved as ``model.keras``) stays as built, and the
-    twin, which ``fit`` trains, reads ``model``'s own graph: the same layer
-    objects, so training it trains ``model``, with :class:`GapRegression`
-    reading the embeddings that feed the sorter and passing the output on
-    unchanged. In inference the twin's output is ``model``'s.
+    ``model.gap_regression`` regresses the gaps between chunks, and
+    ``model.embeddings_only`` scores the order the embeddings alone give;
+    both need where each chunk was cut, which a sorting model must never
+    take (it would be the answer) and a saved model should not ask for. So
+    ``model`` (saved as ``model.keras``) stays as built, and the twin, which
+    ``fit`` trains, reads ``model``'s own graph: the same layer objects, so
+    training it trains ``model``, with :class:`GapRegression` and
+    :class:`EmbeddingsOnlyOrder` reading the embeddings that feed the sorter
+    and passing the output on unchanged. In inference the twin's output is
+    ``model``'s.
 
     Parameters
     ----------
     model : keras.Model
-        From :func:`build_model`.
-    gap_regression : GapRegressionConfig
-        ``weight > 0`` and ``hidden_units`` of the head.
+        From :func:`build_model` with ``model_cfg``.
+    model_cfg : ModelConfig
+        ``gap_regression`` and ``embeddings_only``; at least one has a weight > 0.
     pad_min_samples, pad_max_samples : int, 0 <= min < max
-        The training puzzles' gap range, in samples (scales the target to [0, 1]).
+        The training puzzles' gap range, in samples (scales the gap target to [0, 1]).
 
     Returns
     -------
@@ -221,11 +227,21 @@ def build_gap_twin(model: keras.Model, gap_regression: GapRegressionConfig, *, p
         [shape=(B, n), dtype=int32]`` (:func:`audiosort.data.puzzles.relative_starts`),
         the output of ``model``, under its name. Not compiled.
     """
+    if not model_cfg.training_twin:
+        raise ValueError("build_training_twin: neither model.gap_regression nor model.embeddings_only has a weight > 0")
     chunks = model.inputs[0]
-    offsets = keras.Input((model.input_shape[1],), dtype="int32", name="offsets")
+    n_chunks = model.input_shape[1]
+    offsets = keras.Input((n_chunks,), dtype="int32", name="offsets")
     # The embeddings the sorter reads, before the seam joins them: the encoder's (and views') output, by slot.
     embeddings = model.get_layer("unfold_slots").output
-    head = GapRegression(
-        chunks.shape[-1], pad_min_samples, pad_max_samples, gap_regression.weight, gap_regression.hidden_units, name="gap_regression"
-    )
-    return keras.Model([chunks, offsets], head([model.output, embeddings, offsets]), name=model.name)
+    output = model.output
+    gaps = model_cfg.gap_regression
+    if gaps.weight > 0:
+        head = GapRegression(chunks.shape[-1], pad_min_samples, pad_max_samples, gaps.weight, gaps.hidden_units, name="gap_regression")
+        output = head([output, embeddings, offsets])
+    if model_cfg.embeddings_only.weight > 0:
+        # The head's own layers, without the seam, with batch statistics as the model is called (training=None).
+        successor, first, last = join_scores(model.get_layer("sorter"), embeddings, training=None)
+        alone = EmbeddingsOnlyOrder(n_chunks, model_cfg.embeddings_only.weight, name="embeddings_only")
+        output = alone([output, successor, first, last, offsets])
+    return keras.Model([chunks, offsets], output, name=model.name)

@@ -227,6 +227,17 @@ class UnfoldSlots(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="audiosort")
+class StopGradient(keras.layers.Layer):
+    """The identity, through which no gradient flows back (``model.embeddings_only.stop_gradient``)."""
+
+    def call(self, x):
+        return ops.stop_gradient(x)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="audiosort")
 class RowLogSoftmax(keras.layers.Layer):
     """Log-softmax over the last axis: each row of ``(B, n, n)`` scores becomes log-probabilities.
 

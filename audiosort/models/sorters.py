@@ -243,13 +243,15 @@ def _join_scores(embeddings, cfg: SorterConfig, *, mismatch: bool = False, edges
     return [successor, first, last]
 
 
-def join_scores(sorter: keras.Model, embeddings, *, edges=None):
+def join_scores(sorter: keras.Model, embeddings, *, edges=None, training: bool | None = False):
     """A built pairwise or successor sorter's join scores for embeddings of any n: its :func:`_join_scores` layers run again.
 
     The layers hold no weight sized by n, so a head built for n chunks scores
     the joins of any number of them (``scripts/path_eval.py`` decodes n = 20
     with a pairwise head, which is built for n <= 7). Batch normalization runs
-    in inference mode.
+    in inference mode unless ``training`` says otherwise (None: as the
+    enclosing model is called, for the embeddings-only loss of
+    :func:`audiosort.models.build_training_twin`).
 
     Parameters
     ----------
@@ -280,7 +282,7 @@ def join_scores(sorter: keras.Model, embeddings, *, edges=None):
         raise ConfigError(
             "model.sorter.cross_similarity: this head's join scores also read the chunks' frames, which join_scores does not take"
         )
-    x = layer("project_relu")(layer("project_bn")(layer("project")(embeddings), training=False))
+    x = layer("project_relu")(layer("project_bn")(layer("project")(embeddings), training=training))
     pairs = layer("pairs")(x)
     if any(each.name == "mismatch" for each in sorter.layers):
         pairs = layer("pairs_and_mismatch")([pairs, layer("mismatch")([layer("tail")(x), layer("head")(x)])])
