@@ -107,7 +107,8 @@ class DecodingScores:
         The verdict's test against chance (:func:`chance_p_values`): the
         smaller of tau's and the exact order's below, doubled (Bonferroni).
     tau_p_value, exact_p_value : float in [0, 1] or None
-        Kendall tau against its exact null, and the exact-order count against
+        Kendall tau against its null (a continuity-corrected normal tail,
+        :func:`kendall_tau_p_value`), and the exact-order count against
         1/n! (one-sided binomial); None where a file written before they were
         reported is read back.
     neighbour_share : Estimate or None

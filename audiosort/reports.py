@@ -142,7 +142,7 @@ def notes(report: Verdicts) -> list[str]:
     """What the table means: the test behind the verdicts, the baselines, and where an ideal observer says more."""
     order_decodings = ", ".join(dict.fromkeys(r.scores.order_decoding for r in report.datasets))
     out = [
-        "verdict: one-sided tests of Kendall tau (chance 0, its exact null) and of the exact-order count (chance "
+        "verdict: one-sided tests of Kendall tau (chance 0; the continuity-corrected normal tail of its null) and of the exact-order count (chance "
         f"1/n!), the smaller p doubled; alpha {report.alpha} Bonferroni-corrected over {report.n_tests} dataset(s), on "
         f"the {order_decodings} decoding. In bold: the statistic whose test decided.",
         "neighbours: the share of chunks placed beside a true neighbour, either way round (chance 2/n), with its own "
