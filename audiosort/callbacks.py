@@ -28,7 +28,7 @@ ONLINE_PROBE_SPLITS = 3
 
 
 def run_callbacks(
-    run_dir: Path, config: Config, *, val: Puzzles, best_val_loss: float = math.inf, echo: Callable[[str], None],
+    run_dir: Path, config: Config, *, val: Puzzles, best: dict | None = None, echo: Callable[[str], None],
     scoring_model: keras.Model | None = None, encoder: keras.Model | None = None,
 ) -> list[keras.callbacks.Callback]:
     """What a run writes each epoch, on every training path: the policy in one list.
@@ -50,7 +50,7 @@ def run_callbacks(
         *([OnlineProbe(config.train.online_probe, encoder, sample_rate=config.data.sample_rate, seed=config.seed)]
           if config.train.online_probe else []),
         keras.callbacks.CSVLogger(str(run.history_path(run_dir)), append=True),
-        RunCheckpoints(run_dir, best_val_loss=best_val_loss),
+        RunCheckpoints(run_dir, best=best),
     ]
     tensorboard = tensorboard_callback(run.logs_folder(run_dir), echo=echo)
     if tensorboard is not None:
@@ -178,26 +178,35 @@ class RunFolderGuard(keras.callbacks.Callback):
 
 
 class RunCheckpoints(keras.callbacks.Callback):
-    """After every epoch: ``last.weights.h5``, ``best.weights.h5`` when ``val_loss`` improved, then ``state.json``.
+    """After every epoch: ``last.weights.h5``, the best checkpoint of each monitor that improved, then ``state.json``.
 
-    Written through :func:`audiosort.run.save_checkpoint` (atomic, state last),
-    so an interrupted or failed write leaves the previous checkpoint intact.
-    An epoch that ended on a non-finite loss is not checkpointed.
+    The monitors are :data:`audiosort.run.BEST_CHECKPOINTS`: ``val_loss``
+    (``best.weights.h5``, lowest) and, with ``train.online_probe``,
+    ``online_probe`` (highest); an epoch whose logs lack one, or hold a
+    non-finite value, leaves its best alone. Written through
+    :func:`audiosort.run.save_checkpoint` (atomic, state last), so an
+    interrupted or failed write leaves the previous checkpoint intact. An
+    epoch that ended on a non-finite loss is not checkpointed.
     """
 
-    def __init__(self, run_dir: Path, *, best_val_loss: float = math.inf):
+    def __init__(self, run_dir: Path, *, best: dict | None = None):
         super().__init__()
         self.run_dir = run_dir
-        self.best_val_loss = best_val_loss
+        self.best = dict(best or {})  # a resumed run's, from its state.json
 
     def on_epoch_end(self, epoch, logs=None):
-        if not math.isfinite((logs or {}).get("loss", 0.0)):
+        logs = logs or {}
+        if not math.isfinite(logs.get("loss", 0.0)):
             return  # weights a NaN/inf loss left behind are no point to resume from: keep the last good ones
-        val_loss = (logs or {}).get("val_loss", math.inf)
-        best = val_loss < self.best_val_loss
-        if best:
-            self.best_val_loss = float(val_loss)
-        run.save_checkpoint(self.model, self.run_dir, epochs=epoch + 1, best_val_loss=self.best_val_loss, best=best)
+        improved = []
+        for monitor, (_, sign) in run.BEST_CHECKPOINTS.items():
+            value = logs.get(monitor)
+            if value is None or not math.isfinite(float(value)):
+                continue
+            if monitor not in self.best or sign * float(value) > sign * self.best[monitor]["value"]:
+                self.best[monitor] = {"value": float(value), "epoch": epoch + 1}
+                improved.append(monitor)
+        run.save_checkpoint(self.model, self.run_dir, epochs=epoch + 1, best=self.best, improved=tuple(improved))
 
 
 class EpochLine(keras.callbacks.Callback):

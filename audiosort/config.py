@@ -42,6 +42,7 @@ NORMALIZATIONS = ("softmax", "sinkhorn")
 SORTER_LOSSES = ("rows", "orders")
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+KEEP_CHOICES = ("last", "val_loss", "online_probe")  # train.keep; the best ones are audiosort.run.BEST_CHECKPOINTS
 # numpy's legacy global seed, which keras.utils.set_random_seed sets, takes 0 <= seed < 2**32.
 MAX_SEED = 2**32 - 1
 # Puzzles in a scored set (fixed val/test sets, eval's sanity sets): the 95% interval of an
@@ -403,6 +404,9 @@ class TrainConfig:
     # being trained embeds them (no gradient) and the probe's linear classifier, fit on 3 group folds, logs its
     # mean accuracy as online_probe in history.csv. Never test material: it is read every epoch. Empty: off.
     online_probe: str = ""
+    # Which epoch's weights the finished run saves as model.keras and encoder.keras: last | val_loss (the
+    # lowest) | online_probe (the highest: the encoder chosen by what it knows of audio, on validation clips).
+    keep: str = "last"
 
     def __post_init__(self):
         for name in ("batch_size", "epochs", "steps_per_epoch"):
@@ -414,6 +418,11 @@ class TrainConfig:
             self.mixed_precision in PRECISIONS, "train.mixed_precision", self.mixed_precision, f"must be one of {PRECISIONS}"
         )
         _check(self.jit_compile in (True, False, "auto"), "train.jit_compile", self.jit_compile, "must be true, false or auto")
+        _check(self.keep in KEEP_CHOICES, "train.keep", self.keep, f"must be one of {KEEP_CHOICES}")
+        _check(
+            self.keep != "online_probe" or self.online_probe, "train.keep", self.keep,
+            "needs train.online_probe: a labelled folder of validation clips",
+        )
         n_chunks_schedule(self)
 
 

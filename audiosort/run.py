@@ -7,8 +7,10 @@ after the config's ``name`` (a single folder name, checked by
     config.yaml       the fully resolved config; written first
     history.csv       one row per finished epoch
     checkpoints/      last.weights.h5 (weights and optimizer state after the last
-                      finished epoch), best.weights.h5 (lowest val_loss), state.json
-                      ({"epochs": finished epochs}); each replaced atomically
+                      finished epoch), best.weights.h5 (lowest val_loss),
+                      best-online-probe.weights.h5 (highest online_probe, with
+                      train.online_probe), state.json ({"epochs": finished
+                      epochs, the best values and their epochs}); each replaced atomically
     logs/             TensorBoard
     model.keras       the whole sorter (uncompiled when loaded here)
     encoder.keras     the encoder alone: int16 chunk (L,) -> embedding
@@ -34,6 +36,7 @@ import fcntl
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -323,8 +326,18 @@ def finished_epochs(run_dir: Path) -> int:
     return checkpoint_state(run_dir).get("epochs", 0)
 
 
+# The best checkpoints a run keeps, each by one value of the epoch's logs: monitor -> (file, +1 higher is better or -1 lower).
+BEST_CHECKPOINTS = {"val_loss": ("best.weights.h5", -1), "online_probe": ("best-online-probe.weights.h5", +1)}
+
+
 def checkpoint_state(run_dir: Path) -> dict:
-    """``checkpoints/state.json``: ``{"epochs": int, "best_val_loss": float}``, or {} before the first epoch.
+    """``checkpoints/state.json``, or {} before the first epoch.
+
+    ``{"epochs": int, "best_val_loss": float, "best": {monitor: {"value":
+    float, "epoch": int}}}``: ``best`` names, for each monitor of
+    :data:`BEST_CHECKPOINTS` the epochs' logs had, its best value and the
+    epoch (counted from 1) whose weights its checkpoint holds; a state written
+    before it was kept has no ``best``.
 
     Raises
     ------
@@ -342,24 +355,54 @@ def checkpoint_state(run_dir: Path) -> dict:
         raise InputError(f"{path} is damaged ({type(e).__name__}); start afresh with overwrite=True") from None
     if not isinstance(epochs, int) or epochs < 0:
         raise InputError(f"{path} is damaged (epochs = {epochs!r}); start afresh with overwrite=True")
+    best = state.setdefault("best", {})
+    if not isinstance(best, dict) or not all(
+        monitor in BEST_CHECKPOINTS and isinstance(entry, dict) and isinstance(entry.get("epoch"), int)
+        and isinstance(entry.get("value"), (int, float)) for monitor, entry in best.items()
+    ):
+        raise InputError(f"{path} is damaged (best = {best!r:.80}); start afresh with overwrite=True")
     return state
 
 
-def save_checkpoint(model: keras.Model, run_dir: Path, *, epochs: int, best_val_loss: float, best: bool) -> None:
-    """Write ``last.weights.h5`` (and ``best.weights.h5`` when ``best``), then ``state.json``.
+def save_checkpoint(model: keras.Model, run_dir: Path, *, epochs: int, best: dict, improved: tuple[str, ...] = ()) -> None:
+    """Write ``last.weights.h5``, the best checkpoint of each monitor in ``improved``, then ``state.json``.
 
-    Each file is replaced atomically and ``state.json`` goes last, so a write
-    that fails (or a kill) leaves the previous checkpoint and its state intact.
+    ``best`` is the state's ``{monitor: {"value", "epoch"}}`` (:func:`checkpoint_state`)
+    after this epoch; ``improved`` the monitors of :data:`BEST_CHECKPOINTS`
+    whose best this epoch is. Each file is replaced atomically and
+    ``state.json`` goes last, so a write that fails (or a kill) leaves the
+    previous checkpoint and its state intact.
     """
     check_still_ours(run_dir)
     folder = run_dir / "checkpoints"
     with _files.replacing(folder / "last.weights.h5") as tmp:
         model.save_weights(tmp)
-    if best:
-        with _files.replacing(folder / "best.weights.h5") as tmp:
+    for monitor in improved:
+        with _files.replacing(folder / BEST_CHECKPOINTS[monitor][0]) as tmp:
             model.save_weights(tmp)
-    state = {"epochs": epochs, "best_val_loss": best_val_loss}
+    state = {"epochs": epochs, "best_val_loss": best.get("val_loss", {}).get("value", math.inf), "best": best}
     _files.write_text(folder / "state.json", json.dumps(state) + "\n")
+
+
+def restore_kept(model: keras.Model, run_dir: Path, keep: str) -> int:
+    """Load the weights ``train.keep`` chooses into ``model``, at the end of training; the epoch they are from (from 1).
+
+    ``keep`` is ``last`` (nothing is loaded: the weights are the last
+    epoch's) or a monitor of :data:`BEST_CHECKPOINTS` (its best checkpoint).
+
+    Raises
+    ------
+    InputError
+        No epoch logged that monitor with a finite value, or its checkpoint cannot be read.
+    """
+    state = checkpoint_state(run_dir)
+    if keep == "last":
+        return state.get("epochs", 0)
+    entry = state.get("best", {}).get(keep)
+    if entry is None:
+        raise InputError(f"train.keep = {keep!r}: no epoch of {run_dir} logged a finite {keep}, so there is no checkpoint to keep")
+    _load_weights(model, run_dir / "checkpoints" / BEST_CHECKPOINTS[keep][0], doing=f"keep the best {keep}")
+    return entry["epoch"]
 
 
 def restore_checkpoint(model: keras.Model, run_dir: Path, epochs: int) -> None:
@@ -381,15 +424,15 @@ def restore_checkpoint(model: keras.Model, run_dir: Path, epochs: int) -> None:
     _trim_history(run_dir / "history.csv", epochs)
 
 
-def _load_weights(model: keras.Model, path: Path) -> None:
+def _load_weights(model: keras.Model, path: Path, doing: str = "resume") -> None:
     if not path.is_file():
-        raise InputError(f"cannot resume: {path} is missing; start afresh with overwrite=True")
+        raise InputError(f"cannot {doing}: {path} is missing; start afresh with overwrite=True")
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     try:
         model.load_weights(path)
     except (OSError, ValueError, KeyError) as e:
-        raise InputError(f"cannot resume: {path} is damaged ({_first_line(e)}); start afresh with overwrite=True") from None
+        raise InputError(f"cannot {doing}: {path} is damaged ({_first_line(e)}); start afresh with overwrite=True") from None
 
 
 def save_keras(model: keras.Model, path: Path) -> None:

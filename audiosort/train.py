@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -198,12 +197,12 @@ def _train_in(
         val_inputs = (val.chunks, relative_starts(val.starts))
     device, precision = describe_device(), keras.mixed_precision.dtype_policy().name
     echo(f"training on {keras.backend.backend()}, {device}, precision {precision}")
-    best_val_loss = run.checkpoint_state(run_dir).get("best_val_loss", math.inf)
+    best = run.checkpoint_state(run_dir).get("best", {})
     run.restore_checkpoint(fitted, run_dir, epochs_done)
     # Callbacks: what the run writes each epoch, then the caller's.
     callbacks = [
         *run_callbacks(
-            run_dir, config, val=val, best_val_loss=best_val_loss, echo=echo, scoring_model=model, encoder=encoder
+            run_dir, config, val=val, best=best, echo=echo, scoring_model=model, encoder=encoder
         ),
         *user_callbacks,
     ]
@@ -233,11 +232,13 @@ def _train_in(
                 strategy=strategy, val_inputs=val_inputs,
             )
     train_seconds = time.perf_counter() - started
-    # Save: the model, its encoder and metrics.json.
+    # Save: the model, its encoder and metrics.json, from the epoch train.keep chooses.
     epochs = run.finished_epochs(run_dir)
+    kept_epoch = run.restore_kept(fitted, run_dir, config.train.keep)
     run.finish_run(run_dir, model, encoder, {
         "val": scored_val(model, val, batch_size).to_dict(),
         "epochs": epochs,
+        "kept": {"by": config.train.keep, "epoch": kept_epoch},
         "train_seconds_this_session": round(train_seconds, 1),
         "puzzles_per_second": round((epochs - epochs_done) * steps_per_epoch * batch_size / max(train_seconds, 1e-9), 1),
         "backend": keras.backend.backend(),

@@ -1,6 +1,7 @@
 """What train() gives its caller: user callbacks on every epoch, one log line per epoch (issue 21 §5), and the online probe (issue 27)."""
 
 import csv
+import json
 import re
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from audiosort import audio, probe
 from audiosort.callbacks import ONLINE_PROBE_SPLITS
 from audiosort.config import load_config
+from audiosort.errors import ConfigError
 from audiosort.data import synthetic
 from audiosort.run import load_encoder
 from audiosort.train import train
@@ -103,3 +105,37 @@ def test_an_online_probe_folder_that_cannot_serve_exits_2_and_leaves_no_run(musi
     )
     assert_one_line_error(result, "a probe needs at least 2")
     assert not (tmp_path / "runs" / "tiny").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("keep", ["online_probe", "val_loss"])
+def test_train_keep_saves_the_best_epoch_by_its_monitor(music_corpus, tmp_path, keep):
+    clips = labelled_noises(tmp_path / "val-probe")
+    config = load_config(None, [
+        "name=keep", f"data.corpus={music_corpus}", *TINY_TRAIN, "train.epochs=3", f"train.online_probe={clips}", f"train.keep={keep}",
+    ])
+    run_dir = train(config, runs_dir=tmp_path / "runs", verbose=0)
+    with open(run_dir / "history.csv") as f:
+        values = [float(row[keep]) for row in csv.DictReader(f)]
+    # The first epoch with the best value, counted from 1: strict improvement only, as the checkpoints are written.
+    expected = 1 + (int(np.argmax(values)) if keep == "online_probe" else int(np.argmin(values)))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["kept"] == {"by": keep, "epoch": expected} and metrics["epochs"] == 3
+    state = json.loads((run_dir / "checkpoints" / "state.json").read_text())
+    assert state["best"][keep]["epoch"] == expected and state["best"][keep]["value"] == pytest.approx(values[expected - 1])
+    # model.keras holds that epoch's weights: those of its best checkpoint, and not the last epoch's unless it is the best.
+    saved = keras.saving.load_model(run_dir / "model.keras")
+    best_file = {"online_probe": "best-online-probe.weights.h5", "val_loss": "best.weights.h5"}[keep]
+    for name, should_match in ((best_file, True), ("last.weights.h5", expected == 3)):
+        reference = keras.saving.load_model(run_dir / "model.keras")
+        reference.load_weights(run_dir / "checkpoints" / name)
+        same = all(np.array_equal(a, b) for a, b in zip(saved.get_weights(), reference.get_weights(), strict=True))
+        assert same == should_match, name
+
+
+def test_train_keep_is_checked():
+    with pytest.raises(ConfigError, match="train.keep = 'best' must be one of"):
+        load_config(None, ["train.keep=best"])
+    with pytest.raises(ConfigError, match="needs train.online_probe"):
+        load_config(None, ["train.keep=online_probe"])
+    assert load_config(None).train.keep == "last"
