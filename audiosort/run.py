@@ -336,8 +336,10 @@ def checkpoint_state(run_dir: Path) -> dict:
     ``{"epochs": int, "best_val_loss": float, "best": {monitor: {"value":
     float, "epoch": int}}}``: ``best`` names, for each monitor of
     :data:`BEST_CHECKPOINTS` the epochs' logs had, its best value and the
-    epoch (counted from 1) whose weights its checkpoint holds; a state written
-    before it was kept has no ``best``.
+    epoch (counted from 1) whose weights its checkpoint holds. A state
+    written before ``best`` was kept gets its ``best_val_loss`` there, at
+    epoch 0 (unknown), so that a resumed run's ``best.weights.h5`` is only
+    replaced by a better one.
 
     Raises
     ------
@@ -350,12 +352,14 @@ def checkpoint_state(run_dir: Path) -> dict:
     try:
         state = json.loads(path.read_text())
         epochs = state["epochs"]
-        float(state["best_val_loss"])
+        best_val_loss = float(state["best_val_loss"])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise InputError(f"{path} is damaged ({type(e).__name__}); start afresh with overwrite=True") from None
     if not isinstance(epochs, int) or epochs < 0:
         raise InputError(f"{path} is damaged (epochs = {epochs!r}); start afresh with overwrite=True")
-    best = state.setdefault("best", {})
+    if "best" not in state:
+        state["best"] = {"val_loss": {"value": best_val_loss, "epoch": 0}} if math.isfinite(best_val_loss) else {}
+    best = state["best"]
     if not isinstance(best, dict) or not all(
         monitor in BEST_CHECKPOINTS and isinstance(entry, dict) and isinstance(entry.get("epoch"), int)
         and isinstance(entry.get("value"), (int, float)) for monitor, entry in best.items()

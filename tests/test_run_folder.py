@@ -287,3 +287,16 @@ def test_an_eval_report_cut_short_leaves_no_folder_and_does_not_count_as_done(ti
     folder = run_folder.write_eval(run_dir, "test-n3", settings, report={"datasets": {}}, markdown="", confusions={})
     (run_dir / "eval" / "latest").unlink()  # killed between the report and eval/latest
     assert (folder / "eval.json").is_file() and not run_folder.stage_done(run_dir, "eval", settings)
+
+
+def test_a_checkpoint_state_written_before_the_best_epochs_were_kept_keeps_its_best_val_loss(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    state = tmp_path / "checkpoints" / "state.json"
+    state.write_text(json.dumps({"epochs": 4, "best_val_loss": 0.75}))
+    assert run_module.checkpoint_state(tmp_path)["best"] == {"val_loss": {"value": 0.75, "epoch": 0}}
+    state.write_text(json.dumps({"epochs": 4, "best_val_loss": float("inf")}))
+    assert run_module.checkpoint_state(tmp_path)["best"] == {}
+    for damaged in ({"val_loss": 0.75}, {"val_los": {"value": 0.75, "epoch": 2}}, {"val_loss": {"value": "low", "epoch": 2}}):
+        state.write_text(json.dumps({"epochs": 4, "best_val_loss": 0.75, "best": damaged}))
+        with pytest.raises(InputError, match="is damaged"):
+            run_module.checkpoint_state(tmp_path)
