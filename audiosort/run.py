@@ -333,13 +333,12 @@ BEST_CHECKPOINTS = {"val_loss": ("best.weights.h5", -1), "online_probe": ("best-
 def checkpoint_state(run_dir: Path) -> dict:
     """``checkpoints/state.json``, or {} before the first epoch.
 
-    ``{"epochs": int, "best_val_loss": float, "best": {monitor: {"value":
-    float, "epoch": int}}}``: ``best`` names, for each monitor of
-    :data:`BEST_CHECKPOINTS` the epochs' logs had, its best value and the
-    epoch (counted from 1) whose weights its checkpoint holds. A state
-    written before ``best`` was kept gets its ``best_val_loss`` there, at
-    epoch 0 (unknown), so that a resumed run's ``best.weights.h5`` is only
-    replaced by a better one.
+    ``{"epochs": int, "best": {monitor: {"value": float, "epoch": int}}}``:
+    ``best`` names, for each monitor of :data:`BEST_CHECKPOINTS` the epochs'
+    logs had, its best value and the epoch (counted from 1) whose weights its
+    checkpoint holds. A state written before ``best`` was kept held only
+    ``"best_val_loss"``; it is read into ``best``, at epoch 0 (unknown), so
+    that a resumed run's ``best.weights.h5`` is only replaced by a better one.
 
     Raises
     ------
@@ -352,13 +351,13 @@ def checkpoint_state(run_dir: Path) -> dict:
     try:
         state = json.loads(path.read_text())
         epochs = state["epochs"]
-        best_val_loss = float(state["best_val_loss"])
+        if "best" not in state:
+            best_val_loss = float(state.pop("best_val_loss"))
+            state["best"] = {"val_loss": {"value": best_val_loss, "epoch": 0}} if math.isfinite(best_val_loss) else {}
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise InputError(f"{path} is damaged ({type(e).__name__}); start afresh with overwrite=True") from None
     if not isinstance(epochs, int) or epochs < 0:
         raise InputError(f"{path} is damaged (epochs = {epochs!r}); start afresh with overwrite=True")
-    if "best" not in state:
-        state["best"] = {"val_loss": {"value": best_val_loss, "epoch": 0}} if math.isfinite(best_val_loss) else {}
     best = state["best"]
     if not isinstance(best, dict) or not all(
         monitor in BEST_CHECKPOINTS and isinstance(entry, dict) and isinstance(entry.get("epoch"), int)
@@ -384,7 +383,7 @@ def save_checkpoint(model: keras.Model, run_dir: Path, *, epochs: int, best: dic
     for monitor in improved:
         with _files.replacing(folder / BEST_CHECKPOINTS[monitor][0]) as tmp:
             model.save_weights(tmp)
-    state = {"epochs": epochs, "best_val_loss": best.get("val_loss", {}).get("value", math.inf), "best": best}
+    state = {"epochs": epochs, "best": best}
     _files.write_text(folder / "state.json", json.dumps(state) + "\n")
 
 
